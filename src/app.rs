@@ -1,0 +1,143 @@
+//! Starting a server: load policies, publish the first snapshot, then open the listeners.
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::task::JoinSet;
+
+use crate::api::{self, AppState};
+use crate::config::Config;
+use crate::control::Control;
+use crate::dns::cache::{Cache, CacheLimits};
+use crate::dns::handler::Handler;
+use crate::dns::server;
+use crate::dns::upstream::Upstreams;
+use crate::metrics::Metrics;
+use crate::policy::{build_snapshot, PolicyErrors, PolicySet};
+
+/// Why a server could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("{0}")]
+    Config(String),
+    #[error("policies rejected:\n{0}")]
+    Policies(PolicyErrors),
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+}
+
+/// A started server; dropping it stops every listener.
+pub struct Running {
+    pub dns_addrs: Vec<SocketAddr>,
+    pub http_addr: Option<SocketAddr>,
+    pub control: Control,
+    pub handler: Arc<Handler>,
+    tasks: JoinSet<()>,
+}
+
+impl Running {
+    /// Waits until a listener stops (which only happens on a fatal error).
+    pub async fn wait(&mut self) {
+        self.tasks.join_next().await;
+    }
+}
+
+/// Starts a server for `config`. The first snapshot is in force before any listener opens.
+pub async fn start(config: Config) -> Result<Running, StartError> {
+    let metrics = Arc::new(Metrics::new());
+    let dir = config.policies_dir();
+    let set = {
+        let dir = dir.clone();
+        tokio::task::spawn_blocking(move || PolicySet::load(&dir))
+            .await
+            .map_err(|e| StartError::Config(format!("policy loader failed: {e}")))?
+            .map_err(StartError::Policies)?
+    };
+    let statics = config.static_bindings().map_err(StartError::Config)?;
+    let snapshot = Arc::new(build_snapshot(&set, &statics, 1));
+    let cache = Cache::new(CacheLimits {
+        max_entries: config.cache.max_entries,
+        min_ttl: config.cache.min_ttl,
+        max_ttl: config.cache.max_ttl,
+        serve_stale: config.cache.serve_stale,
+    });
+    let servers = config.upstream_servers().map_err(StartError::Config)?;
+    let upstreams = Upstreams::new(
+        servers,
+        Duration::from_millis(config.upstream.timeout_ms),
+        &metrics,
+    );
+    let handler = Arc::new(Handler::new(
+        snapshot.clone(),
+        cache,
+        upstreams,
+        metrics.clone(),
+    ));
+    let control = Control::spawn(
+        dir,
+        statics,
+        &snapshot,
+        &set,
+        handler.clone(),
+        metrics.clone(),
+    );
+
+    let mut tasks = JoinSet::new();
+    let sockets = match config.dns.udp_sockets {
+        0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+        n => n,
+    };
+    let mut dns_addrs = Vec::new();
+    for &addr in &config.dns.listen {
+        let bound = server::listen(addr, sockets, handler.clone(), &mut tasks)
+            .map_err(|source| StartError::Bind { addr, source })?;
+        dns_addrs.push(bound);
+    }
+    let ready = Arc::new(AtomicBool::new(false));
+    let http_addr = match config.http_listen() {
+        Some(addr) => {
+            let listener = tokio::net::TcpListener::bind(addr)
+                .await
+                .map_err(|source| StartError::Bind { addr, source })?;
+            let bound = listener
+                .local_addr()
+                .map_err(|source| StartError::Bind { addr, source })?;
+            let state = AppState {
+                control: control.clone(),
+                handler: handler.clone(),
+                metrics,
+                ready: ready.clone(),
+                admins: Arc::new(config.auth.admin.clone()),
+            };
+            let app = api::router(state);
+            tasks.spawn(async move {
+                if let Err(e) = axum::serve(listener, app).await {
+                    tracing::error!("http server stopped: {e}");
+                }
+            });
+            Some(bound)
+        }
+        None => None,
+    };
+    ready.store(true, Ordering::Release);
+    let dns: Vec<String> = dns_addrs.iter().map(|a| format!("udp+tcp {a}")).collect();
+    let http = http_addr.map(|a| format!(", http {a}")).unwrap_or_default();
+    tracing::info!(
+        "cordon listening: {}{http}; snapshot 1 with {} groups and {} listed domains",
+        dns.join(", "),
+        snapshot.groups.len(),
+        snapshot.categories.len()
+    );
+    Ok(Running {
+        dns_addrs,
+        http_addr,
+        control,
+        handler,
+        tasks,
+    })
+}

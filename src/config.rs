@@ -1,0 +1,346 @@
+//! The server config file (INTERFACE.md): every key optional, unknown keys refused, relative
+//! paths taken from the config file's own directory.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+use crate::dns::upstream::ServerAddr;
+use crate::policy::cidr::parse_net;
+use crate::policy::StaticBinding;
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    pub dns: DnsConfig,
+    pub upstream: UpstreamConfig,
+    pub cache: CacheConfig,
+    pub http: HttpConfig,
+    pub store: StoreConfig,
+    pub auth: AuthConfig,
+    pub identity: IdentityConfig,
+    pub policies: PoliciesConfig,
+    /// Where relative paths start: the config file's directory, or the working directory.
+    #[serde(skip)]
+    pub base_dir: PathBuf,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DnsConfig {
+    pub listen: Vec<SocketAddr>,
+    pub tls_listen: Vec<SocketAddr>,
+    pub https_listen: Vec<SocketAddr>,
+    pub quic_listen: Vec<SocketAddr>,
+    pub tls_cert: PathBuf,
+    pub tls_key: PathBuf,
+    pub server_name: String,
+    /// UDP sockets per listen address (0: one per CPU).
+    pub udp_sockets: usize,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct UpstreamConfig {
+    /// Empty: the nameservers of /etc/resolv.conf.
+    pub servers: Vec<String>,
+    pub timeout_ms: u64,
+    pub mode: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CacheConfig {
+    pub max_entries: usize,
+    pub min_ttl: u32,
+    pub max_ttl: u32,
+    pub serve_stale: bool,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HttpConfig {
+    /// Empty string: no HTTP listener.
+    pub listen: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StoreConfig {
+    pub path: PathBuf,
+    pub redis_url: String,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuthConfig {
+    pub webhook_tokens: Vec<String>,
+    pub token_secret: String,
+    pub admin: Vec<AdminToken>,
+}
+
+/// An API token and what it may do.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AdminToken {
+    pub token: String,
+    pub role: Role,
+}
+
+/// API roles, each able to do all the roles below it can.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Deserialize, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    Viewer,
+    Responder,
+    Admin,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct IdentityConfig {
+    pub accept: Vec<String>,
+    pub trusted_forwarders: Vec<String>,
+    #[serde(rename = "static")]
+    pub static_bindings: Vec<StaticEntry>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StaticEntry {
+    pub cidr: String,
+    pub device: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PoliciesConfig {
+    pub dir: PathBuf,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            dns: DnsConfig::default(),
+            upstream: UpstreamConfig::default(),
+            cache: CacheConfig::default(),
+            http: HttpConfig::default(),
+            store: StoreConfig::default(),
+            auth: AuthConfig::default(),
+            identity: IdentityConfig::default(),
+            policies: PoliciesConfig::default(),
+            base_dir: PathBuf::from("."),
+        }
+    }
+}
+
+impl Default for DnsConfig {
+    fn default() -> Self {
+        DnsConfig {
+            listen: vec!["127.0.0.1:5353".parse().expect("literal")],
+            tls_listen: Vec::new(),
+            https_listen: Vec::new(),
+            quic_listen: Vec::new(),
+            tls_cert: "cert.pem".into(),
+            tls_key: "key.pem".into(),
+            server_name: "dns.example.com".into(),
+            udp_sockets: 0,
+        }
+    }
+}
+
+impl Default for UpstreamConfig {
+    fn default() -> Self {
+        UpstreamConfig {
+            servers: Vec::new(),
+            timeout_ms: 2000,
+            mode: "forward".into(),
+        }
+    }
+}
+
+impl Default for CacheConfig {
+    fn default() -> Self {
+        CacheConfig {
+            max_entries: 200_000,
+            min_ttl: 0,
+            max_ttl: 86_400,
+            serve_stale: true,
+        }
+    }
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        HttpConfig {
+            listen: "127.0.0.1:9153".into(),
+        }
+    }
+}
+
+impl Default for StoreConfig {
+    fn default() -> Self {
+        StoreConfig {
+            path: "cordon.db".into(),
+            redis_url: String::new(),
+        }
+    }
+}
+
+impl Default for IdentityConfig {
+    fn default() -> Self {
+        IdentityConfig {
+            accept: vec!["doh-path".into(), "sni".into(), "source-address".into()],
+            trusted_forwarders: Vec::new(),
+            static_bindings: Vec::new(),
+        }
+    }
+}
+
+impl Default for PoliciesConfig {
+    fn default() -> Self {
+        PoliciesConfig {
+            dir: "policies".into(),
+        }
+    }
+}
+
+/// A config that cannot be used, with where and why.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("{path}: cannot read: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path}:{line}: {message}")]
+    Parse {
+        path: PathBuf,
+        line: usize,
+        message: String,
+    },
+    #[error("{path}: {message}")]
+    Invalid { path: PathBuf, message: String },
+}
+
+impl Config {
+    /// Reads a config file; `None` gives the embedded default.
+    pub fn load(path: Option<&Path>) -> Result<Config, ConfigError> {
+        let Some(path) = path else {
+            let config = Config::default();
+            config.validate(Path::new("(embedded default)"))?;
+            return Ok(config);
+        };
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        let mut config: Config = toml::from_str(&text).map_err(|e| ConfigError::Parse {
+            path: path.to_path_buf(),
+            line: e.span().map_or(1, |s| {
+                text[..s.start.min(text.len())].matches('\n').count() + 1
+            }),
+            message: e.message().trim().to_string(),
+        })?;
+        config.base_dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
+        if config.base_dir.as_os_str().is_empty() {
+            config.base_dir = PathBuf::from(".");
+        }
+        config.validate(path)?;
+        Ok(config)
+    }
+
+    fn validate(&self, path: &Path) -> Result<(), ConfigError> {
+        let invalid = |message: String| ConfigError::Invalid {
+            path: path.to_path_buf(),
+            message,
+        };
+        self.upstream_servers().map_err(invalid)?;
+        self.static_bindings().map_err(invalid)?;
+        if self.upstream.mode != "forward" {
+            return Err(invalid(format!(
+                "upstream.mode \"{}\": only \"forward\" is supported yet",
+                self.upstream.mode
+            )));
+        }
+        if self.upstream.timeout_ms == 0 {
+            return Err(invalid("upstream.timeout_ms must be above 0".into()));
+        }
+        let unserved = [
+            ("dns.tls_listen", self.dns.tls_listen.len()),
+            ("dns.https_listen", self.dns.https_listen.len()),
+            ("dns.quic_listen", self.dns.quic_listen.len()),
+        ];
+        if let Some((key, _)) = unserved.iter().find(|(_, n)| *n > 0) {
+            return Err(invalid(format!(
+                "{key}: encrypted transports are not supported yet"
+            )));
+        }
+        if !self.http.listen.is_empty() {
+            self.http.listen.parse::<SocketAddr>().map_err(|_| {
+                invalid(format!(
+                    "http.listen \"{}\" is not IP:PORT",
+                    self.http.listen
+                ))
+            })?;
+        }
+        Ok(())
+    }
+
+    /// A path from the config, made absolute against the config's directory.
+    pub fn resolve(&self, path: &Path) -> PathBuf {
+        if path.is_absolute() {
+            path.to_path_buf()
+        } else {
+            self.base_dir.join(path)
+        }
+    }
+
+    pub fn policies_dir(&self) -> PathBuf {
+        self.resolve(&self.policies.dir)
+    }
+
+    pub fn http_listen(&self) -> Option<SocketAddr> {
+        self.http.listen.parse().ok()
+    }
+
+    /// The upstream servers, or the system's when none are configured.
+    pub fn upstream_servers(&self) -> Result<Vec<ServerAddr>, String> {
+        if self.upstream.servers.is_empty() {
+            return system_resolvers();
+        }
+        self.upstream
+            .servers
+            .iter()
+            .map(|s| ServerAddr::parse(s))
+            .collect()
+    }
+
+    pub fn static_bindings(&self) -> Result<Vec<StaticBinding>, String> {
+        self.identity
+            .static_bindings
+            .iter()
+            .map(|s| {
+                Ok(StaticBinding {
+                    net: parse_net(&s.cidr).map_err(|e| format!("identity.static: {e}"))?,
+                    device: s.device.clone(),
+                })
+            })
+            .collect()
+    }
+}
+
+/// The `nameserver` lines of /etc/resolv.conf.
+fn system_resolvers() -> Result<Vec<ServerAddr>, String> {
+    let text = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
+    let servers: Vec<ServerAddr> = text
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("nameserver"))
+        .filter_map(|rest| ServerAddr::parse(rest.trim().split('%').next()?).ok())
+        .collect();
+    if servers.is_empty() {
+        return Err("no upstream.servers configured and none found in /etc/resolv.conf".into());
+    }
+    Ok(servers)
+}

@@ -1,0 +1,193 @@
+//! Writing answers: blocked names (contract 5), errors, truncation, and cached answers patched
+//! for the client that asked (its id, its question's case, TTLs aged and capped).
+
+use super::cache::CachedAnswer;
+use super::wire::{flag, rcode, rtype, write_u16, Edns, Query, HEADER_LEN};
+use crate::policy::{Policy, ResponseMode};
+
+/// The UDP payload size we offer in our own OPT records (the DNS flag day 2020 value).
+pub const OUR_UDP_SIZE: u16 = 1232;
+/// RFC 8914 info codes.
+pub const EDE_BLOCKED: u16 = 15;
+/// RFC 8767 §4: the TTL of a stale answer.
+const STALE_TTL: u32 = 30;
+const SOA_MNAME: &[u8] = b"\x06cordon\x07invalid\x00";
+const SOA_RNAME: &[u8] = b"\x0ahostmaster\x06cordon\x07invalid\x00";
+
+fn header(out: &mut Vec<u8>, id: u16, query_flags: u16, rcode: u16, counts: [u16; 4]) {
+    out.clear();
+    out.extend_from_slice(&id.to_be_bytes());
+    let flags = flag::QR | flag::RA | (query_flags & (flag::RD | flag::CD)) | (rcode & 0xF);
+    out.extend_from_slice(&flags.to_be_bytes());
+    for c in counts {
+        out.extend_from_slice(&c.to_be_bytes());
+    }
+}
+
+/// An OPT record; the extended rcode's upper bits and an EDE option go in it.
+fn opt(out: &mut Vec<u8>, edns: Edns, ext_rcode: u16, ede: Option<(u16, &str)>) {
+    out.push(0);
+    out.extend_from_slice(&rtype::OPT.to_be_bytes());
+    out.extend_from_slice(&OUR_UDP_SIZE.to_be_bytes());
+    let ttl = ((ext_rcode as u32 >> 4) << 24) | if edns.dnssec_ok { 0x8000 } else { 0 };
+    out.extend_from_slice(&ttl.to_be_bytes());
+    match ede {
+        Some((code, text)) => {
+            let text = &text.as_bytes()[..text.len().min(400)];
+            out.extend_from_slice(&(6 + text.len() as u16).to_be_bytes());
+            out.extend_from_slice(&15u16.to_be_bytes());
+            out.extend_from_slice(&(2 + text.len() as u16).to_be_bytes());
+            out.extend_from_slice(&code.to_be_bytes());
+            out.extend_from_slice(text);
+        }
+        None => out.extend_from_slice(&0u16.to_be_bytes()),
+    }
+}
+
+/// An answer with no records: FORMERR, NOTIMP, BADVERS, SERVFAIL, REFUSED.
+/// `query` is absent when the packet could not be parsed as far as its question.
+pub fn error(
+    out: &mut Vec<u8>,
+    id: u16,
+    query_flags: u16,
+    code: u16,
+    query: Option<&Query<'_>>,
+    ede: Option<(u16, &str)>,
+) {
+    let edns = query.and_then(|q| q.edns);
+    let needs_opt = edns.is_some() || code > 15;
+    header(
+        out,
+        id,
+        query_flags,
+        code,
+        [query.is_some() as u16, 0, 0, needs_opt as u16],
+    );
+    if let Some(q) = query {
+        out.extend_from_slice(q.question_bytes());
+    }
+    if needs_opt {
+        let edns = edns.unwrap_or(Edns {
+            udp_size: 512,
+            dnssec_ok: false,
+            version: 0,
+        });
+        opt(out, edns, code, ede);
+    }
+}
+
+/// The answer for a blocked name, as the policy's response mode says.
+pub fn blocked(out: &mut Vec<u8>, q: &Query<'_>, policy: &Policy, why: &str, serial: u32) {
+    let ttl = policy.blocked_ttl;
+    let sinkhole: Option<&[u8]> = match (policy.response, q.qtype) {
+        (ResponseMode::Sinkhole, rtype::A) => Some(&policy.sinkhole_v4.octets()),
+        (ResponseMode::Sinkhole, rtype::AAAA) => Some(&policy.sinkhole_v6.octets()),
+        _ => None,
+    };
+    let (code, with_soa) = match policy.response {
+        ResponseMode::Nxdomain => (rcode::NXDOMAIN, true),
+        ResponseMode::Refused => (rcode::REFUSED, false),
+        ResponseMode::Nodata => (rcode::NOERROR, true),
+        ResponseMode::Sinkhole => (rcode::NOERROR, sinkhole.is_none()),
+    };
+    let counts = [
+        1,
+        sinkhole.is_some() as u16,
+        with_soa as u16,
+        q.edns.is_some() as u16,
+    ];
+    header(out, q.id, q.flags, code as u16, counts);
+    out.extend_from_slice(q.question_bytes());
+    if let Some(addr) = sinkhole {
+        record_header(
+            out,
+            0xC000 | HEADER_LEN as u16,
+            q.qtype,
+            ttl,
+            addr.len() as u16,
+        );
+        out.extend_from_slice(addr);
+    }
+    if with_soa {
+        soa(out, q, ttl, serial);
+    }
+    if let Some(edns) = q.edns {
+        opt(out, edns, 0, Some((EDE_BLOCKED, why)));
+    }
+}
+
+fn record_header(out: &mut Vec<u8>, name_ptr: u16, rtype: u16, ttl: u32, rdlen: u16) {
+    out.extend_from_slice(&name_ptr.to_be_bytes());
+    out.extend_from_slice(&rtype.to_be_bytes());
+    out.extend_from_slice(&1u16.to_be_bytes());
+    out.extend_from_slice(&ttl.to_be_bytes());
+    out.extend_from_slice(&rdlen.to_be_bytes());
+}
+
+/// A synthetic SOA owned by the name's TLD (an ancestor of every name, so it is a plausible
+/// zone apex); its MINIMUM, the negative TTL, is the policy's `blocked_ttl`.
+fn soa(out: &mut Vec<u8>, q: &Query<'_>, ttl: u32, serial: u32) {
+    let name_len = q.name.wire().len();
+    let tld_at = HEADER_LEN + name_len - q.name.tld().len();
+    let rdlen = SOA_MNAME.len() + SOA_RNAME.len() + 20;
+    record_header(out, 0xC000 | tld_at as u16, rtype::SOA, ttl, rdlen as u16);
+    out.extend_from_slice(SOA_MNAME);
+    out.extend_from_slice(SOA_RNAME);
+    for v in [serial, 3600, 600, 86400, ttl] {
+        out.extend_from_slice(&v.to_be_bytes());
+    }
+}
+
+/// Shrinks an answer that does not fit the client's UDP limit to a TC=1 header and question
+/// (RFC 2181 §9), so that the client retries over TCP.
+pub fn truncate_if_needed(out: &mut Vec<u8>, q: &Query<'_>, limit: usize) -> bool {
+    if out.len() <= limit {
+        return false;
+    }
+    let rcode = out[3] as u16 & 0xF;
+    let edns = q.edns.is_some();
+    header(out, q.id, q.flags, rcode, [1, 0, 0, edns as u16]);
+    out[2] |= (flag::TC >> 8) as u8;
+    out.extend_from_slice(q.question_bytes());
+    if let Some(e) = q.edns {
+        opt(out, e, 0, None);
+    }
+    true
+}
+
+/// Writes a cached upstream answer for `q`: the client's id, RD bit and question bytes, every
+/// TTL aged by `age` seconds and capped at `cap` (a stale answer gets 30 s, RFC 8767).
+pub fn cached(
+    out: &mut Vec<u8>,
+    q: &Query<'_>,
+    entry: &CachedAnswer,
+    age: u32,
+    cap: u32,
+    stale: bool,
+) {
+    out.clear();
+    out.extend_from_slice(&entry.bytes);
+    write_u16(out, 0, q.id);
+    out[2] = (out[2] & !((flag::RD >> 8) as u8)) | (q.flags >> 8) as u8 & (flag::RD >> 8) as u8;
+    let question = q.question_bytes();
+    if let Some(dst) = out.get_mut(HEADER_LEN..HEADER_LEN + question.len()) {
+        dst.copy_from_slice(question);
+    }
+    for &at in entry.ttl_offsets.iter() {
+        let at = at as usize;
+        let orig = u32::from_be_bytes([out[at], out[at + 1], out[at + 2], out[at + 3]]);
+        let ttl = if stale {
+            STALE_TTL
+        } else {
+            orig.saturating_sub(age)
+        };
+        out[at..at + 4].copy_from_slice(&ttl.min(cap).to_be_bytes());
+    }
+    if q.edns.is_none() {
+        if let Some(opt) = entry.opt.clone() {
+            out.drain(opt);
+            let ar = u16::from_be_bytes([out[10], out[11]]).saturating_sub(1);
+            write_u16(out, 10, ar);
+        }
+    }
+}

@@ -1,0 +1,462 @@
+//! The query path: parse, identify, decide, then answer from the block page, the cache or
+//! upstream. Every transport calls it; it knows nothing of sockets, HTTP or storage.
+//!
+//! It is split in two so that UDP listeners answer blocked and cached names without spawning a
+//! task: [`Handler::answer_now`] does all that needs no waiting and hands back a [`Pending`]
+//! for the rest, which [`Handler::answer_later`] completes.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use arc_swap::ArcSwap;
+use dashmap::mapref::entry::Entry;
+use dashmap::DashMap;
+use prometheus::IntCounter;
+use tokio::sync::oneshot;
+
+use super::answer;
+use super::cache::{self, Cache, CachedAnswer, KeyBuf, Lookup};
+use super::upstream::{UpstreamError, Upstreams};
+use super::wire::{self, rcode, rtype, Query, QueryError};
+use crate::identity::{identify, Client};
+use crate::metrics::{Metrics, Outcome, QueryCounters};
+use crate::policy::{check_target, decide, CategoryId, Decision, QName, Reason, Snapshot};
+
+/// RFC 8914 info codes for our own failures.
+const EDE_NETWORK_ERROR: u16 = 23;
+const EDE_NOT_SUPPORTED: u16 = 21;
+
+/// A snapshot with its metric series bound.
+pub struct Live {
+    pub snapshot: Arc<Snapshot>,
+    counters: QueryCounters,
+    /// Per group: `cordon_dns_blocked_total` by category id, then the non-category reasons.
+    blocked: Vec<Vec<Option<IntCounter>>>,
+}
+
+const RULE_SLOT: usize = 64;
+const UNCATEGORISED_SLOT: usize = 65;
+const DEFAULT_SLOT: usize = 66;
+
+impl Live {
+    pub fn new(snapshot: Arc<Snapshot>, metrics: &Metrics) -> Self {
+        let names: Vec<&str> = snapshot.groups.iter().map(|g| g.name.as_str()).collect();
+        let counters = QueryCounters::bind(metrics, &names);
+        let blocked = snapshot
+            .groups
+            .iter()
+            .map(|g| {
+                let bind =
+                    |label: &str| Some(metrics.dns_blocked.with_label_values(&[&g.name, label]));
+                let mut slots: Vec<Option<IntCounter>> = vec![None; DEFAULT_SLOT + 1];
+                for id in g.policy.block_categories.iter() {
+                    slots[id.get() as usize] = bind(snapshot.taxonomy.name(id));
+                }
+                slots[RULE_SLOT] = bind("deny_rule");
+                slots[UNCATEGORISED_SLOT] = bind("uncategorised");
+                slots[DEFAULT_SLOT] = bind("default");
+                slots
+            })
+            .collect();
+        Live {
+            snapshot,
+            counters,
+            blocked,
+        }
+    }
+
+    fn count_block(&self, d: &Decision) {
+        let slot = match d.reason {
+            Reason::Category(c) => c.get() as usize,
+            Reason::Rule(_) => RULE_SLOT,
+            Reason::Uncategorised => UNCATEGORISED_SLOT,
+            Reason::Default => DEFAULT_SLOT,
+        };
+        if let Some(Some(c)) = self.blocked.get(d.group.index()).and_then(|g| g.get(slot)) {
+            c.inc();
+        }
+    }
+}
+
+/// What [`Handler::answer_now`] leaves to do.
+pub enum Step {
+    /// `out` holds the answer.
+    Reply,
+    /// Nothing to send.
+    Drop,
+    /// The answer needs upstream.
+    Later(Pending),
+}
+
+/// A query waiting for upstream, with everything it had decided already.
+pub struct Pending {
+    packet: Vec<u8>,
+    client: Client,
+    live: Arc<Live>,
+    decision: Decision,
+    stale: Option<Arc<CachedAnswer>>,
+    started: Instant,
+    udp: bool,
+}
+
+type Waiters = Vec<oneshot::Sender<Result<Arc<CachedAnswer>, UpstreamError>>>;
+
+pub struct Handler {
+    live: ArcSwap<Live>,
+    cache: Cache,
+    upstreams: Upstreams,
+    inflight: DashMap<Box<[u8]>, Waiters>,
+    metrics: Arc<Metrics>,
+}
+
+impl Handler {
+    pub fn new(
+        snapshot: Arc<Snapshot>,
+        cache: Cache,
+        upstreams: Upstreams,
+        metrics: Arc<Metrics>,
+    ) -> Self {
+        Handler {
+            live: ArcSwap::from_pointee(Live::new(snapshot, &metrics)),
+            cache,
+            upstreams,
+            inflight: DashMap::new(),
+            metrics,
+        }
+    }
+
+    /// Puts `snapshot` in force: the next query decides with it.
+    pub fn publish(&self, snapshot: Arc<Snapshot>) {
+        self.live
+            .store(Arc::new(Live::new(snapshot, &self.metrics)));
+    }
+
+    pub fn snapshot(&self) -> Arc<Snapshot> {
+        self.live.load().snapshot.clone()
+    }
+
+    pub fn cache_len(&self) -> usize {
+        self.cache.len()
+    }
+
+    /// Answers `packet` completely, waiting for upstream if need be. Returns false when there
+    /// is nothing to send.
+    pub async fn answer(
+        &self,
+        packet: &[u8],
+        client: Client,
+        udp: bool,
+        out: &mut Vec<u8>,
+    ) -> bool {
+        match self.answer_now(packet, client, udp, out) {
+            Step::Reply => true,
+            Step::Drop => false,
+            Step::Later(pending) => self.answer_later(pending, out).await,
+        }
+    }
+
+    /// Everything that needs no waiting: malformed packets, blocked names, fresh cache hits.
+    pub fn answer_now(&self, packet: &[u8], client: Client, udp: bool, out: &mut Vec<u8>) -> Step {
+        let started = Instant::now();
+        let live = self.live.load();
+        let q = match wire::parse_query(packet) {
+            Ok(q) => q,
+            Err(e) => return self.malformed(e, packet, &live, client, started, out),
+        };
+        if q.qclass != 1 || matches!(q.qtype, rtype::AXFR | rtype::IXFR) {
+            answer::error(
+                out,
+                q.id,
+                q.flags,
+                rcode::REFUSED as u16,
+                Some(&q),
+                Some((EDE_NOT_SUPPORTED, "only class IN queries are served")),
+            );
+            live.counters.count(
+                client.transport,
+                q.qtype,
+                Outcome::Error,
+                live.snapshot.default_group.index(),
+                secs(started),
+            );
+            return Step::Reply;
+        }
+        let snapshot = &live.snapshot;
+        let identity = identify(snapshot, &client, None);
+        let decision = decide(snapshot, identity.group, &q.name);
+        if decision.blocked {
+            self.write_blocked(&live, &q, &decision, None, out);
+            self.finish(
+                &live,
+                &q,
+                client,
+                Outcome::Blocked,
+                &decision,
+                started,
+                udp,
+                out,
+            );
+            return Step::Reply;
+        }
+        let mut key = [0u8; 260];
+        let lookup = self.cache.get(cache::key(&q, &mut key));
+        let stale = match lookup {
+            Lookup::Fresh(entry) => {
+                self.metrics.cache_hits.inc();
+                let outcome = self.write_cached(&live, &q, &decision, &entry, false, out);
+                self.finish(&live, &q, client, outcome, &decision, started, udp, out);
+                return Step::Reply;
+            }
+            Lookup::Stale(entry) => Some(entry),
+            Lookup::Miss => None,
+        };
+        self.metrics.cache_misses.inc();
+        Step::Later(Pending {
+            packet: packet.to_vec(),
+            client,
+            live: live.clone(),
+            decision,
+            stale,
+            started,
+            udp,
+        })
+    }
+
+    /// Completes a query that needed upstream.
+    pub async fn answer_later(&self, p: Pending, out: &mut Vec<u8>) -> bool {
+        let Ok(q) = wire::parse_query(&p.packet) else {
+            return false;
+        };
+        let mut key: KeyBuf = [0u8; 260];
+        let key = cache::key(&q, &mut key);
+        let outcome = match self.fetch(key, &q).await {
+            Ok(entry) => self.write_cached(&p.live, &q, &p.decision, &entry, false, out),
+            Err(e) => match &p.stale {
+                Some(stale) => {
+                    self.metrics.cache_stale.inc();
+                    self.write_cached(&p.live, &q, &p.decision, stale, true, out)
+                }
+                None => {
+                    answer::error(
+                        out,
+                        q.id,
+                        q.flags,
+                        rcode::SERVFAIL as u16,
+                        Some(&q),
+                        Some((EDE_NETWORK_ERROR, &e.to_string())),
+                    );
+                    Outcome::Error
+                }
+            },
+        };
+        self.finish(
+            &p.live,
+            &q,
+            p.client,
+            outcome,
+            &p.decision,
+            p.started,
+            p.udp,
+            out,
+        );
+        true
+    }
+
+    fn malformed(
+        &self,
+        e: QueryError,
+        packet: &[u8],
+        live: &Live,
+        client: Client,
+        started: Instant,
+        out: &mut Vec<u8>,
+    ) -> Step {
+        self.metrics.dns_malformed.inc();
+        let QueryError::Reply { id, flags, rcode } = e else {
+            return Step::Drop;
+        };
+        answer::error(out, id, flags, rcode, None, None);
+        let qtype = 0;
+        let _ = packet;
+        live.counters.count(
+            client.transport,
+            qtype,
+            Outcome::Error,
+            live.snapshot.default_group.index(),
+            secs(started),
+        );
+        Step::Reply
+    }
+
+    /// Serves an upstream answer after checking its CNAME targets against the policy.
+    fn write_cached(
+        &self,
+        live: &Live,
+        q: &Query<'_>,
+        decision: &Decision,
+        entry: &CachedAnswer,
+        stale: bool,
+        out: &mut Vec<u8>,
+    ) -> Outcome {
+        let snapshot = &live.snapshot;
+        for target in entry.cname_targets.iter() {
+            let Ok((name, _)) = QName::from_wire(target) else {
+                continue;
+            };
+            if let Some(block) = check_target(snapshot, decision.group, &name) {
+                self.write_blocked(live, q, &block, Some(&name), out);
+                return Outcome::Blocked;
+            }
+        }
+        let policy = &snapshot.group(decision.group).policy;
+        answer::cached(out, q, entry, entry.age(), policy.max_ttl, stale);
+        if entry.rcode() == rcode::SERVFAIL {
+            Outcome::Error
+        } else {
+            Outcome::Allowed
+        }
+    }
+
+    fn write_blocked(
+        &self,
+        live: &Live,
+        q: &Query<'_>,
+        d: &Decision,
+        via: Option<&QName>,
+        out: &mut Vec<u8>,
+    ) {
+        live.count_block(d);
+        let snapshot = &live.snapshot;
+        let policy = &snapshot.group(d.group).policy;
+        let named = via.unwrap_or(&q.name);
+        let mut why = describe(snapshot, d, named);
+        if let Some(target) = via {
+            why = format!("CNAME target {target} is blocked: {why}");
+        }
+        answer::blocked(out, q, policy, &why, snapshot.version as u32);
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn finish(
+        &self,
+        live: &Live,
+        q: &Query<'_>,
+        client: Client,
+        outcome: Outcome,
+        d: &Decision,
+        started: Instant,
+        udp: bool,
+        out: &mut Vec<u8>,
+    ) {
+        if udp {
+            answer::truncate_if_needed(out, q, q.udp_limit());
+        }
+        live.counters.count(
+            client.transport,
+            q.qtype,
+            outcome,
+            d.group.index(),
+            secs(started),
+        );
+    }
+
+    /// Asks upstream once per distinct question in flight; later askers wait for that answer.
+    async fn fetch(&self, key: &[u8], q: &Query<'_>) -> Result<Arc<CachedAnswer>, UpstreamError> {
+        let waiter = match self.inflight.entry(key.into()) {
+            Entry::Occupied(mut o) => {
+                let (tx, rx) = oneshot::channel();
+                o.get_mut().push(tx);
+                Some(rx)
+            }
+            Entry::Vacant(v) => {
+                v.insert(Vec::new());
+                None
+            }
+        };
+        if let Some(rx) = waiter {
+            return rx.await.unwrap_or(Err(UpstreamError::Failed));
+        }
+        let leader = InflightGuard {
+            map: &self.inflight,
+            key,
+        };
+        let dnssec_ok = q.edns.is_some_and(|e| e.dnssec_ok);
+        let result = self
+            .upstreams
+            .resolve(q.question_bytes(), q.flags, dnssec_ok)
+            .await
+            .map(|a| {
+                let lifetime = self.cache.lifetime(&a.info);
+                let entry = Arc::new(CachedAnswer::new(a.bytes, a.info, lifetime.unwrap_or(0)));
+                if lifetime.is_some() {
+                    self.cache.insert(key, entry.clone());
+                    self.metrics.cache_entries.set(self.cache.len() as i64);
+                }
+                entry
+            });
+        leader.finish(&result);
+        result
+    }
+}
+
+/// Removes the in-flight entry when the leader is done (or dropped), waking the waiters.
+struct InflightGuard<'a> {
+    map: &'a DashMap<Box<[u8]>, Waiters>,
+    key: &'a [u8],
+}
+
+impl InflightGuard<'_> {
+    fn finish(self, result: &Result<Arc<CachedAnswer>, UpstreamError>) {
+        if let Some((_, waiters)) = self.map.remove(self.key) {
+            for w in waiters {
+                let _ = w.send(result.clone());
+            }
+        }
+        std::mem::forget(self);
+    }
+}
+
+impl Drop for InflightGuard<'_> {
+    fn drop(&mut self) {
+        self.map.remove(self.key);
+    }
+}
+
+fn secs(started: Instant) -> f64 {
+    started.elapsed().as_secs_f64()
+}
+
+/// The reason a name is blocked, in words, for the EDE text and explanations.
+pub fn describe(snapshot: &Snapshot, d: &Decision, name: &QName) -> String {
+    let group = snapshot.group(d.group);
+    let whose = format!("policy {}, group {}", group.policy.name, group.name);
+    match d.reason {
+        Reason::Rule(hit) => {
+            let domain = crate::policy::qname::wire_to_dotted(name.suffix(hit.skip));
+            let star = if hit.subtree { "*." } else { "" };
+            let kind = match hit.kind {
+                crate::policy::rules::RuleKind::Deny => "deny".to_string(),
+                crate::policy::rules::RuleKind::Allow => "allow".to_string(),
+                crate::policy::rules::RuleKind::Service => {
+                    format!(
+                        "service {}",
+                        group
+                            .policy
+                            .services
+                            .get(hit.service as usize)
+                            .map_or("?", |s| s)
+                    )
+                }
+            };
+            format!("{kind} rule {star}{domain} ({whose})")
+        }
+        Reason::Category(id) => format!("category {} ({whose})", category_name(snapshot, id)),
+        Reason::Uncategorised => format!("uncategorised name ({whose})"),
+        Reason::Default if d.blocked => format!("not on the allow-list ({whose})"),
+        Reason::Default => format!("default allow ({whose})"),
+    }
+}
+
+fn category_name(snapshot: &Snapshot, id: CategoryId) -> &str {
+    snapshot.taxonomy.name(id)
+}

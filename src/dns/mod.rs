@@ -1,0 +1,8 @@
+//! The query path's DNS side: wire format, listeners, the handler, cache and upstreams.
+
+pub mod answer;
+pub mod cache;
+pub mod handler;
+pub mod server;
+pub mod upstream;
+pub mod wire;

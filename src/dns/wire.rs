@@ -1,0 +1,423 @@
+//! The parts of the DNS wire format the query path reads, checked, without building a message.
+//!
+//! Queries are parsed into a stack value; upstream answers are walked once, when they enter the
+//! cache, to find what later gets patched in place (TTLs, the OPT record) or checked (CNAMEs).
+
+use std::ops::Range;
+
+use crate::policy::qname::{QName, QNameError};
+
+pub const HEADER_LEN: usize = 12;
+
+pub mod rcode {
+    pub const NOERROR: u8 = 0;
+    pub const FORMERR: u8 = 1;
+    pub const SERVFAIL: u8 = 2;
+    pub const NXDOMAIN: u8 = 3;
+    pub const NOTIMP: u8 = 4;
+    pub const REFUSED: u8 = 5;
+    /// Extended rcode 16: the upper 8 bits travel in the OPT record.
+    pub const BADVERS: u16 = 16;
+}
+
+pub mod rtype {
+    pub const A: u16 = 1;
+    pub const NS: u16 = 2;
+    pub const CNAME: u16 = 5;
+    pub const SOA: u16 = 6;
+    pub const AAAA: u16 = 28;
+    pub const OPT: u16 = 41;
+    pub const AXFR: u16 = 252;
+    pub const IXFR: u16 = 251;
+}
+
+/// Header flag bits (the 16-bit word after the id).
+pub mod flag {
+    pub const QR: u16 = 0x8000;
+    pub const OPCODE: u16 = 0x7800;
+    pub const AA: u16 = 0x0400;
+    pub const TC: u16 = 0x0200;
+    pub const RD: u16 = 0x0100;
+    pub const RA: u16 = 0x0080;
+    pub const AD: u16 = 0x0020;
+    pub const CD: u16 = 0x0010;
+    pub const RCODE: u16 = 0x000F;
+}
+
+/// The EDNS(0) part of a query (RFC 6891).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Edns {
+    pub udp_size: u16,
+    pub dnssec_ok: bool,
+    pub version: u8,
+}
+
+/// A parsed query. The question bytes are the client's own, case and all.
+#[derive(Debug, Clone)]
+pub struct Query<'a> {
+    pub packet: &'a [u8],
+    pub id: u16,
+    pub flags: u16,
+    pub name: QName,
+    pub qtype: u16,
+    pub qclass: u16,
+    /// The question as it stands in the packet: name, type, class.
+    pub question: Range<usize>,
+    pub edns: Option<Edns>,
+}
+
+impl Query<'_> {
+    pub fn question_bytes(&self) -> &[u8] {
+        &self.packet[self.question.clone()]
+    }
+
+    /// The largest answer the client can take over UDP (RFC 6891 §6.2.5: at least 512).
+    pub fn udp_limit(&self) -> usize {
+        match self.edns {
+            Some(e) => (e.udp_size as usize).clamp(512, 4096),
+            None => 512,
+        }
+    }
+}
+
+/// Why a packet is not a query we answer normally.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum QueryError {
+    /// Not even a query header: nothing to answer (RFC 1035 leaves it to us; answering junk
+    /// would make us a reflector).
+    Drop,
+    /// A header we can answer with this rcode (FORMERR, NOTIMP, BADVERS).
+    Reply { id: u16, flags: u16, rcode: u16 },
+}
+
+struct Reader<'a> {
+    msg: &'a [u8],
+    pos: usize,
+}
+
+impl<'a> Reader<'a> {
+    fn u8(&mut self) -> Option<u8> {
+        let v = *self.msg.get(self.pos)?;
+        self.pos += 1;
+        Some(v)
+    }
+
+    fn u16(&mut self) -> Option<u16> {
+        let b = self.msg.get(self.pos..self.pos + 2)?;
+        self.pos += 2;
+        Some(u16::from_be_bytes([b[0], b[1]]))
+    }
+
+    fn u32(&mut self) -> Option<u32> {
+        let b = self.msg.get(self.pos..self.pos + 4)?;
+        self.pos += 4;
+        Some(u32::from_be_bytes([b[0], b[1], b[2], b[3]]))
+    }
+
+    fn skip(&mut self, n: usize) -> Option<()> {
+        (self.pos + n <= self.msg.len()).then(|| self.pos += n)
+    }
+
+    /// Steps over a possibly compressed name.
+    fn skip_name(&mut self) -> Option<()> {
+        loop {
+            let len = self.u8()?;
+            match len {
+                0 => return Some(()),
+                l if l & 0xC0 == 0xC0 => return self.skip(1),
+                l if l & 0xC0 == 0 => self.skip(l as usize)?,
+                _ => return None,
+            }
+        }
+    }
+}
+
+pub fn read_u16(msg: &[u8], at: usize) -> u16 {
+    u16::from_be_bytes([msg[at], msg[at + 1]])
+}
+
+pub fn write_u16(msg: &mut [u8], at: usize, v: u16) {
+    msg[at..at + 2].copy_from_slice(&v.to_be_bytes());
+}
+
+/// Parses a query: one question, no compression in it, at most one OPT record.
+pub fn parse_query(packet: &[u8]) -> Result<Query<'_>, QueryError> {
+    if packet.len() < HEADER_LEN {
+        return Err(QueryError::Drop);
+    }
+    let id = read_u16(packet, 0);
+    let flags = read_u16(packet, 2);
+    if flags & flag::QR != 0 {
+        return Err(QueryError::Drop);
+    }
+    let reply = |rcode: u16| QueryError::Reply { id, flags, rcode };
+    if flags & flag::OPCODE != 0 {
+        return Err(reply(rcode::NOTIMP as u16));
+    }
+    let counts = [4, 6, 8, 10].map(|at| read_u16(packet, at));
+    if counts[0] != 1 || counts[1] != 0 {
+        return Err(reply(rcode::FORMERR as u16));
+    }
+    let (name, used) = QName::from_wire(&packet[HEADER_LEN..])
+        .map_err(|_: QNameError| reply(rcode::FORMERR as u16))?;
+    let mut r = Reader {
+        msg: packet,
+        pos: HEADER_LEN + used,
+    };
+    let (qtype, qclass) = match (r.u16(), r.u16()) {
+        (Some(t), Some(c)) => (t, c),
+        _ => return Err(reply(rcode::FORMERR as u16)),
+    };
+    let question = HEADER_LEN..r.pos;
+    let edns = read_edns(&mut r, counts[2], counts[3]).ok_or(reply(rcode::FORMERR as u16))?;
+    if let Some(e) = edns {
+        if e.version != 0 {
+            return Err(reply(rcode::BADVERS));
+        }
+    }
+    Ok(Query {
+        packet,
+        id,
+        flags,
+        name,
+        qtype,
+        qclass,
+        question,
+        edns,
+    })
+}
+
+/// Finds the OPT record among the authority and additional records; `None` when they are
+/// malformed or hold two OPTs.
+fn read_edns(r: &mut Reader<'_>, nscount: u16, arcount: u16) -> Option<Option<Edns>> {
+    let mut edns = None;
+    for i in 0..(nscount as usize + arcount as usize) {
+        let name_at = r.pos;
+        r.skip_name()?;
+        let rtype = r.u16()?;
+        let class = r.u16()?;
+        let ttl = r.u32()?;
+        let rdlen = r.u16()?;
+        r.skip(rdlen as usize)?;
+        if rtype == rtype::OPT {
+            let root = r.msg[name_at] == 0;
+            if edns.is_some() || !root || i < nscount as usize {
+                return None;
+            }
+            edns = Some(Edns {
+                udp_size: class,
+                dnssec_ok: ttl & 0x8000 != 0,
+                version: (ttl >> 16) as u8,
+            });
+        }
+    }
+    Some(edns)
+}
+
+/// What the cache needs to know about an upstream answer.
+#[derive(Debug, Clone, Default)]
+pub struct AnswerInfo {
+    pub rcode: u8,
+    pub truncated: bool,
+    /// Offsets of every record's TTL field, OPT excluded.
+    pub ttl_offsets: Vec<u16>,
+    /// The OPT record's bytes, to drop for a client that sent no EDNS.
+    pub opt: Option<Range<usize>>,
+    /// Smallest TTL in the answer section.
+    pub min_answer_ttl: Option<u32>,
+    /// RFC 2308 §5: min(SOA TTL, SOA MINIMUM) of an SOA in the authority section.
+    pub negative_ttl: Option<u32>,
+    /// Targets of CNAME records in the answer section, lowercase wire form.
+    pub cname_targets: Vec<Box<[u8]>>,
+    pub answers: u16,
+}
+
+/// Why an upstream answer was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum AnswerError {
+    #[error("malformed answer")]
+    Malformed,
+    #[error("answer is for another question")]
+    Mismatch,
+}
+
+/// Walks an upstream answer to `question` (our query's question bytes, sent with `id`).
+pub fn inspect_answer(msg: &[u8], id: u16, question: &[u8]) -> Result<AnswerInfo, AnswerError> {
+    if msg.len() < HEADER_LEN || msg.len() > u16::MAX as usize {
+        return Err(AnswerError::Malformed);
+    }
+    let flags = read_u16(msg, 2);
+    if read_u16(msg, 0) != id || flags & flag::QR == 0 || read_u16(msg, 4) != 1 {
+        return Err(AnswerError::Mismatch);
+    }
+    let qend = HEADER_LEN + question.len();
+    let same_question = msg
+        .get(HEADER_LEN..qend)
+        .is_some_and(|q| q.eq_ignore_ascii_case(question));
+    if !same_question {
+        return Err(AnswerError::Mismatch);
+    }
+    let mut info = AnswerInfo {
+        rcode: (flags & flag::RCODE) as u8,
+        truncated: flags & flag::TC != 0,
+        answers: read_u16(msg, 6),
+        ..AnswerInfo::default()
+    };
+    let mut r = Reader { msg, pos: qend };
+    let sections = [read_u16(msg, 6), read_u16(msg, 8), read_u16(msg, 10)];
+    for (section, &count) in sections.iter().enumerate() {
+        for _ in 0..count {
+            read_record(&mut r, section, &mut info).ok_or(AnswerError::Malformed)?;
+        }
+    }
+    Ok(info)
+}
+
+fn read_record(r: &mut Reader<'_>, section: usize, info: &mut AnswerInfo) -> Option<()> {
+    let start = r.pos;
+    r.skip_name()?;
+    let rtype = r.u16()?;
+    let _class = r.u16()?;
+    let ttl_at = r.pos;
+    let ttl = r.u32()?;
+    let rdlen = r.u16()? as usize;
+    let rdata = r.pos;
+    r.skip(rdlen)?;
+    if rtype == rtype::OPT {
+        info.opt = Some(start..r.pos);
+        return Some(());
+    }
+    info.ttl_offsets.push(u16::try_from(ttl_at).ok()?);
+    let ttl = ttl.min(i32::MAX as u32);
+    match (section, rtype) {
+        (0, rtype::CNAME) => {
+            let (target, _) = read_name(r.msg, rdata)?;
+            info.cname_targets.push(target.wire().into());
+            info.min_answer_ttl = Some(info.min_answer_ttl.map_or(ttl, |m| m.min(ttl)));
+        }
+        (0, _) => info.min_answer_ttl = Some(info.min_answer_ttl.map_or(ttl, |m| m.min(ttl))),
+        (1, rtype::SOA) if rdlen >= 22 => {
+            let minimum = u32::from_be_bytes(r.msg[r.pos - 4..r.pos].try_into().ok()?);
+            info.negative_ttl = Some(ttl.min(minimum));
+        }
+        _ => {}
+    }
+    Some(())
+}
+
+/// Reads a possibly compressed name at `at`. Pointers must point backwards, so a loop cannot
+/// be built. Returns the name and the offset after it.
+pub fn read_name(msg: &[u8], at: usize) -> Option<(QName, usize)> {
+    let mut name = QName::root();
+    let mut pos = at;
+    let mut end = None;
+    loop {
+        let len = *msg.get(pos)?;
+        match len {
+            0 => return Some((name, end.unwrap_or(pos + 1))),
+            l if l & 0xC0 == 0xC0 => {
+                let target = (((l & 0x3F) as usize) << 8) | *msg.get(pos + 1)? as usize;
+                if target >= pos {
+                    return None;
+                }
+                end.get_or_insert(pos + 2);
+                pos = target;
+            }
+            l if l & 0xC0 == 0 => {
+                name.push_label(msg.get(pos + 1..pos + 1 + l as usize)?)
+                    .ok()?;
+                pos += 1 + l as usize;
+            }
+            _ => return None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn query(name: &[u8], qtype: u16, opt: Option<(u16, u32)>) -> Vec<u8> {
+        let mut p = vec![
+            0x12,
+            0x34,
+            0x01,
+            0x00,
+            0,
+            1,
+            0,
+            0,
+            0,
+            0,
+            0,
+            opt.is_some() as u8,
+        ];
+        p.extend_from_slice(name);
+        p.extend_from_slice(&qtype.to_be_bytes());
+        p.extend_from_slice(&1u16.to_be_bytes());
+        if let Some((size, ttl)) = opt {
+            p.push(0);
+            p.extend_from_slice(&rtype::OPT.to_be_bytes());
+            p.extend_from_slice(&size.to_be_bytes());
+            p.extend_from_slice(&ttl.to_be_bytes());
+            p.extend_from_slice(&0u16.to_be_bytes());
+        }
+        p
+    }
+
+    #[test]
+    fn parses_a_query_with_edns() {
+        let p = query(
+            b"\x03WWW\x07example\x03com\x00",
+            rtype::A,
+            Some((1232, 0x8000)),
+        );
+        let q = parse_query(&p).unwrap();
+        assert_eq!(q.id, 0x1234);
+        assert_eq!(q.name.to_dotted(), "www.example.com");
+        assert_eq!(q.qtype, rtype::A);
+        assert_eq!(
+            q.edns,
+            Some(Edns {
+                udp_size: 1232,
+                dnssec_ok: true,
+                version: 0
+            })
+        );
+        assert_eq!(q.question_bytes(), &p[12..p.len() - 11]);
+        assert_eq!(q.udp_limit(), 1232);
+    }
+
+    #[test]
+    fn refuses_what_is_not_a_plain_query() {
+        assert_eq!(parse_query(&[0; 5]).unwrap_err(), QueryError::Drop);
+        let mut p = query(b"\x01a\x00", 1, None);
+        p[2] |= 0x80;
+        assert_eq!(parse_query(&p).unwrap_err(), QueryError::Drop);
+        let mut p = query(b"\x01a\x00", 1, None);
+        p[5] = 2;
+        assert!(matches!(
+            parse_query(&p),
+            Err(QueryError::Reply { rcode: 1, .. })
+        ));
+        let p = query(b"\x01a\x00", 1, Some((1232, 1 << 16)));
+        assert!(matches!(
+            parse_query(&p),
+            Err(QueryError::Reply { rcode: 16, .. })
+        ));
+        let p = query(b"\x05a\x00", 1, None);
+        assert!(matches!(
+            parse_query(&p),
+            Err(QueryError::Reply { rcode: 1, .. })
+        ));
+    }
+
+    #[test]
+    fn reads_compressed_names_and_refuses_loops() {
+        let msg = b"\x00\x00\x03www\x07example\x03com\x00\x03cdn\xc0\x06";
+        let (name, next) = read_name(msg, 19).unwrap();
+        assert_eq!(name.to_dotted(), "cdn.example.com");
+        assert_eq!(next, 25);
+        assert!(read_name(b"\xc0\x00", 0).is_none());
+    }
+}

@@ -1,0 +1,15 @@
+//! Cordon: a filtering DNS resolver for automated endpoint isolation.
+//!
+//! The query path ([`dns`], [`identity`], [`policy`]) reads one immutable snapshot per query;
+//! the control plane ([`control`]) is the single writer that builds and publishes snapshots;
+//! the HTTP [`api`] only reads snapshots and sends the control plane commands.
+
+pub mod api;
+pub mod app;
+pub mod config;
+pub mod control;
+pub mod dns;
+pub mod explain;
+pub mod identity;
+pub mod metrics;
+pub mod policy;

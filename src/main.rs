@@ -1,0 +1,176 @@
+//! The `cordon` command: run, check, explain.
+
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+
+use cordon::config::Config;
+use cordon::policy::{build_snapshot, PolicySet};
+
+#[derive(Parser)]
+#[command(
+    name = "cordon",
+    version,
+    about = "A filtering DNS resolver for automated endpoint isolation"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve DNS and the HTTP API; with no --config, the embedded default.
+    Run {
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
+    /// Validate config, policies and lists; errors as FILE:LINE: message; exit 1 on any.
+    Check {
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
+    /// Print the decision trace for NAME asked from ADDR (and by DEVICE).
+    Explain {
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// The client's source address.
+        #[arg(long)]
+        client: IpAddr,
+        /// Any alias of the device (serial, UDID, ...).
+        #[arg(long)]
+        device: Option<String>,
+        name: String,
+        #[arg(default_value = "A")]
+        qtype: String,
+    },
+}
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Run { config } => run(config),
+        Command::Check { config } => check(config),
+        Command::Explain {
+            config,
+            client,
+            device,
+            name,
+            qtype,
+        } => explain(config, client, device, &name, &qtype),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("cordon: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(config: Option<PathBuf>) -> anyhow::Result<ExitCode> {
+    let config = Config::load(config.as_deref())?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the runtime")?;
+    runtime.block_on(async {
+        let mut running = cordon::app::start(config).await?;
+        let control = running.control.clone();
+        tokio::spawn(async move { reload_on_sighup(control).await });
+        tokio::select! {
+            _ = running.wait() => anyhow::bail!("a listener stopped"),
+            _ = shutdown_signal() => {
+                tracing::info!("shutting down");
+                Ok(ExitCode::SUCCESS)
+            }
+        }
+    })
+}
+
+async fn reload_on_sighup(control: cordon::control::Control) {
+    use tokio::signal::unix::{signal, SignalKind};
+    let Ok(mut hup) = signal(SignalKind::hangup()) else {
+        tracing::warn!("cannot watch SIGHUP; reload through POST /v1/reload");
+        return;
+    };
+    while hup.recv().await.is_some() {
+        tracing::info!("SIGHUP: reloading policies");
+        // The writer logs and counts the outcome.
+        let _ = control.reload().await;
+    }
+}
+
+async fn shutdown_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    match signal(SignalKind::terminate()) {
+        Ok(mut term) => {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = tokio::signal::ctrl_c() => {}
+            }
+        }
+        Err(_) => {
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
+}
+
+fn check(config: Option<PathBuf>) -> anyhow::Result<ExitCode> {
+    let config = match Config::load(config.as_deref()) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("{e}");
+            return Ok(ExitCode::FAILURE);
+        }
+    };
+    let dir = config.policies_dir();
+    match PolicySet::load(&dir) {
+        Ok(set) => {
+            for (path, stats) in &set.lists {
+                println!("{}: {stats}", path.display());
+            }
+            println!(
+                "ok: {} groups, {} listed domains in {} lists ({})",
+                set.groups.len(),
+                set.categories.len(),
+                set.lists.len(),
+                dir.display()
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(errors) => {
+            for e in &errors.0 {
+                eprintln!("{e}");
+            }
+            eprintln!("{} error(s) in {}", errors.0.len(), dir.display());
+            Ok(ExitCode::FAILURE)
+        }
+    }
+}
+
+fn explain(
+    config: Option<PathBuf>,
+    client: IpAddr,
+    device: Option<String>,
+    name: &str,
+    qtype: &str,
+) -> anyhow::Result<ExitCode> {
+    let config = Config::load(config.as_deref())?;
+    let set = PolicySet::load(&config.policies_dir())
+        .map_err(|e| anyhow::anyhow!("policies rejected:\n{e}"))?;
+    let statics = config.static_bindings().map_err(anyhow::Error::msg)?;
+    let snapshot = build_snapshot(&set, &statics, 0);
+    let trace = cordon::explain::explain(&snapshot, client, device.as_deref(), name, qtype)?;
+    println!("{trace}");
+    Ok(ExitCode::SUCCESS)
+}

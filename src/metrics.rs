@@ -1,0 +1,283 @@
+//! Every Prometheus metric Cordon exports (INTERFACE.md), registered once per server instance.
+//!
+//! The query path never looks a label up: it uses [`QueryCounters`], bound once per snapshot.
+
+use prometheus::{
+    exponential_buckets, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec,
+    IntGauge, IntGaugeVec, Opts, Registry,
+};
+
+use crate::identity::Transport;
+
+pub struct Metrics {
+    pub registry: Registry,
+    pub dns_queries: IntCounterVec,
+    pub dns_blocked: IntCounterVec,
+    pub dns_duration: HistogramVec,
+    pub dns_malformed: IntCounter,
+    pub cache_hits: IntCounter,
+    pub cache_misses: IntCounter,
+    pub cache_stale: IntCounter,
+    pub cache_entries: IntGauge,
+    pub upstream_requests: IntCounterVec,
+    pub upstream_duration: HistogramVec,
+    pub snapshot_version: IntGauge,
+    pub snapshot_publish: IntCounter,
+    pub snapshot_publish_duration: Histogram,
+    pub devices: IntGaugeVec,
+    pub category_domains: IntGaugeVec,
+    pub config_reload: IntCounterVec,
+    pub policy_errors: IntGauge,
+}
+
+fn counter(r: &Registry, name: &str, help: &str) -> IntCounter {
+    let c = IntCounter::new(name, help).expect("valid metric");
+    r.register(Box::new(c.clone())).expect("registered once");
+    c
+}
+
+fn counter_vec(r: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
+    let c = IntCounterVec::new(Opts::new(name, help), labels).expect("valid metric");
+    r.register(Box::new(c.clone())).expect("registered once");
+    c
+}
+
+fn gauge(r: &Registry, name: &str, help: &str) -> IntGauge {
+    let g = IntGauge::new(name, help).expect("valid metric");
+    r.register(Box::new(g.clone())).expect("registered once");
+    g
+}
+
+fn gauge_vec(r: &Registry, name: &str, help: &str, labels: &[&str]) -> IntGaugeVec {
+    let g = IntGaugeVec::new(Opts::new(name, help), labels).expect("valid metric");
+    r.register(Box::new(g.clone())).expect("registered once");
+    g
+}
+
+fn histogram_vec(r: &Registry, name: &str, help: &str, labels: &[&str]) -> HistogramVec {
+    let buckets = exponential_buckets(0.000_025, 2.5, 12).expect("valid buckets");
+    let h = HistogramVec::new(HistogramOpts::new(name, help).buckets(buckets), labels)
+        .expect("valid metric");
+    r.register(Box::new(h.clone())).expect("registered once");
+    h
+}
+
+impl Metrics {
+    pub fn new() -> Self {
+        let r = Registry::new();
+        let publish = Histogram::with_opts(
+            HistogramOpts::new(
+                "cordon_snapshot_publish_duration_seconds",
+                "Time to build and publish a snapshot.",
+            )
+            .buckets(exponential_buckets(0.0001, 4.0, 10).expect("valid buckets")),
+        )
+        .expect("valid metric");
+        r.register(Box::new(publish.clone()))
+            .expect("registered once");
+        Metrics {
+            dns_queries: counter_vec(
+                &r,
+                "cordon_dns_queries_total",
+                "DNS queries answered.",
+                &["transport", "qtype", "decision", "group"],
+            ),
+            dns_blocked: counter_vec(
+                &r,
+                "cordon_dns_blocked_total",
+                "DNS queries blocked, by group and category (or rule).",
+                &["group", "category"],
+            ),
+            dns_duration: histogram_vec(
+                &r,
+                "cordon_dns_request_duration_seconds",
+                "Time from query received to answer written.",
+                &["transport", "decision"],
+            ),
+            dns_malformed: counter(
+                &r,
+                "cordon_dns_malformed_total",
+                "Packets that were not a well-formed query.",
+            ),
+            cache_hits: counter(
+                &r,
+                "cordon_cache_hits_total",
+                "Answers served from the cache.",
+            ),
+            cache_misses: counter(
+                &r,
+                "cordon_cache_misses_total",
+                "Allowed queries not in the cache.",
+            ),
+            cache_stale: counter(
+                &r,
+                "cordon_cache_stale_served_total",
+                "Stale answers served because upstreams failed.",
+            ),
+            cache_entries: gauge(&r, "cordon_cache_entries", "Answers held in the cache."),
+            upstream_requests: counter_vec(
+                &r,
+                "cordon_upstream_requests_total",
+                "Queries sent upstream, by result.",
+                &["upstream", "result"],
+            ),
+            upstream_duration: histogram_vec(
+                &r,
+                "cordon_upstream_duration_seconds",
+                "Upstream round trip time.",
+                &["upstream"],
+            ),
+            snapshot_version: gauge(
+                &r,
+                "cordon_snapshot_version",
+                "Version of the snapshot in force.",
+            ),
+            snapshot_publish: counter(&r, "cordon_snapshot_publish_total", "Snapshots published."),
+            snapshot_publish_duration: publish,
+            devices: gauge_vec(
+                &r,
+                "cordon_devices",
+                "Known devices by device group.",
+                &["group"],
+            ),
+            category_domains: gauge_vec(
+                &r,
+                "cordon_category_domains",
+                "Listed domains per category.",
+                &["category"],
+            ),
+            config_reload: counter_vec(
+                &r,
+                "cordon_config_reload_total",
+                "Policy reloads by result.",
+                &["result"],
+            ),
+            policy_errors: gauge(
+                &r,
+                "cordon_policy_errors",
+                "Errors found by the last policy load (0 when it succeeded).",
+            ),
+            registry: r,
+        }
+    }
+
+    /// The text exposition of every metric.
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        let families = self.registry.gather();
+        if let Err(e) = prometheus::TextEncoder::new().encode_utf8(&families, &mut out) {
+            tracing::warn!("cannot encode metrics: {e}");
+        }
+        out
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// Query types with their own label value; the rest count as "other".
+pub const QTYPES: [(u16, &str); 12] = [
+    (1, "A"),
+    (28, "AAAA"),
+    (65, "HTTPS"),
+    (5, "CNAME"),
+    (12, "PTR"),
+    (15, "MX"),
+    (16, "TXT"),
+    (33, "SRV"),
+    (2, "NS"),
+    (6, "SOA"),
+    (64, "SVCB"),
+    (255, "ANY"),
+];
+const QTYPE_SLOTS: usize = QTYPES.len() + 1;
+
+/// The outcome label of a query.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    Allowed,
+    Blocked,
+    Error,
+}
+
+impl Outcome {
+    const ALL: [Outcome; 3] = [Outcome::Allowed, Outcome::Blocked, Outcome::Error];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Allowed => "allowed",
+            Outcome::Blocked => "blocked",
+            Outcome::Error => "error",
+        }
+    }
+}
+
+/// `cordon_dns_queries_total` and the duration histogram with their labels bound for one
+/// snapshot's groups, so that counting a query is an index and an atomic add.
+pub struct QueryCounters {
+    groups: usize,
+    queries: Vec<IntCounter>,
+    durations: Vec<Histogram>,
+}
+
+impl QueryCounters {
+    pub fn bind(m: &Metrics, group_names: &[&str]) -> Self {
+        let mut queries = Vec::new();
+        for t in Transport::ALL {
+            for q in 0..QTYPE_SLOTS {
+                let qname = QTYPES.get(q).map_or("other", |x| x.1);
+                for d in Outcome::ALL {
+                    for g in group_names {
+                        queries.push(m.dns_queries.with_label_values(&[
+                            t.as_str(),
+                            qname,
+                            d.as_str(),
+                            g,
+                        ]));
+                    }
+                }
+            }
+        }
+        let mut durations = Vec::new();
+        for t in Transport::ALL {
+            for d in Outcome::ALL {
+                durations.push(m.dns_duration.with_label_values(&[t.as_str(), d.as_str()]));
+            }
+        }
+        QueryCounters {
+            groups: group_names.len(),
+            queries,
+            durations,
+        }
+    }
+
+    #[inline]
+    pub fn count(
+        &self,
+        transport: Transport,
+        qtype: u16,
+        outcome: Outcome,
+        group: usize,
+        seconds: f64,
+    ) {
+        let q = QTYPES
+            .iter()
+            .position(|x| x.0 == qtype)
+            .unwrap_or(QTYPES.len());
+        let d = outcome as usize;
+        let i = ((transport.index() * QTYPE_SLOTS + q) * Outcome::ALL.len() + d) * self.groups
+            + group.min(self.groups.saturating_sub(1));
+        if let Some(c) = self.queries.get(i) {
+            c.inc();
+        }
+        if let Some(h) = self
+            .durations
+            .get(transport.index() * Outcome::ALL.len() + d)
+        {
+            h.observe(seconds);
+        }
+    }
+}

@@ -1,0 +1,93 @@
+//! The decision: may this group's policy resolve this name, and if not, why not.
+//!
+//! Contract 7: deny rule, allow rule, allowed service bundle, blocked category,
+//! block-uncategorised, the policy's default; the first that matches wins.
+
+use super::categories::{CategoryDb, CategoryId};
+use super::qname::{QName, MAX_LABELS};
+use super::rules::{RuleHit, RuleKind};
+use super::snapshot::{DefaultAction, GroupIdx, Policy, Snapshot};
+
+/// Why a name is allowed or blocked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reason {
+    /// A deny, allow or service rule matched.
+    Rule(RuleHit),
+    /// A blocked category matched (the lowest-numbered one of the name's blocked categories).
+    Category(CategoryId),
+    Uncategorised,
+    Default,
+}
+
+/// The outcome for one name under one group.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Decision {
+    pub blocked: bool,
+    pub reason: Reason,
+    pub group: GroupIdx,
+}
+
+impl Decision {
+    /// The category that blocked, if a category did.
+    pub fn category(&self) -> Option<CategoryId> {
+        match self.reason {
+            Reason::Category(c) if self.blocked => Some(c),
+            _ => None,
+        }
+    }
+}
+
+/// Decides `name` for `group`.
+#[inline]
+pub fn decide(snapshot: &Snapshot, group: GroupIdx, name: &QName) -> Decision {
+    let policy = &snapshot.group(group).policy;
+    let reason_blocked = |reason, blocked| Decision {
+        blocked,
+        reason,
+        group,
+    };
+    if let Some(hit) = policy.rules.first_match(name) {
+        return reason_blocked(Reason::Rule(hit), hit.kind == RuleKind::Deny);
+    }
+    if let Some(reason) = category_reason(policy, &snapshot.categories, name) {
+        return reason_blocked(reason, true);
+    }
+    reason_blocked(Reason::Default, policy.default == DefaultAction::Block)
+}
+
+/// Checks a name met inside an allowed answer (a CNAME target). Only an explicit deny or a
+/// blocked category blocks it: an allow-list policy must not break on the CDN names its allowed
+/// domains point to, but a tracker cloaked behind a first-party name must not get through.
+#[inline]
+pub fn check_target(snapshot: &Snapshot, group: GroupIdx, target: &QName) -> Option<Decision> {
+    let policy = &snapshot.group(group).policy;
+    let blocked = |reason| Decision {
+        blocked: true,
+        reason,
+        group,
+    };
+    match policy.rules.first_match(target) {
+        Some(hit) if hit.kind == RuleKind::Deny => return Some(blocked(Reason::Rule(hit))),
+        Some(_) => return None,
+        None => {}
+    }
+    match category_reason(policy, &snapshot.categories, target)? {
+        Reason::Uncategorised => None,
+        reason => Some(blocked(reason)),
+    }
+}
+
+/// The category step of contract 7: a blocked category, or block-uncategorised.
+#[inline]
+fn category_reason(policy: &Policy, db: &CategoryDb, name: &QName) -> Option<Reason> {
+    if policy.block_categories.is_empty() && !policy.block_uncategorised {
+        return None;
+    }
+    let mut hashes = [0u64; MAX_LABELS];
+    let n = name.suffix_hashes(&mut hashes);
+    let found = db.lookup_hashes(&hashes[..n]).categories;
+    if let Some(id) = found.intersection(policy.block_categories).first() {
+        return Some(Reason::Category(id));
+    }
+    (policy.block_uncategorised && found.is_empty()).then_some(Reason::Uncategorised)
+}

@@ -1,0 +1,635 @@
+//! The policy directory (categories.toml, services.toml, groups.toml, one file per policy),
+//! read and checked as a whole: every error is reported as FILE:LINE, and nothing is built from
+//! a directory that has one (contract 4).
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use serde::Deserialize;
+use toml::Spanned;
+
+use super::categories::{CategoryDb, CategoryDbBuilder, CategoryId, CategorySet, Taxonomy};
+use super::lists::{self, ListStats};
+use super::names;
+use super::qname::{hash_dotted, QName};
+use super::rules::{RuleKind, RuleSet};
+use super::snapshot::{DefaultAction, Policy, ResponseMode};
+
+/// One problem in one file.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct FileError {
+    pub file: PathBuf,
+    /// 1-based; absent when the problem is the file as a whole (missing, unreadable).
+    pub line: Option<usize>,
+    pub message: String,
+}
+
+impl fmt::Display for FileError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.line {
+            Some(line) => write!(f, "{}:{}: {}", self.file.display(), line, self.message),
+            None => write!(f, "{}: {}", self.file.display(), self.message),
+        }
+    }
+}
+
+/// Every problem found in a policy directory.
+#[derive(Debug, Clone, thiserror::Error)]
+pub struct PolicyErrors(pub Vec<FileError>);
+
+impl fmt::Display for PolicyErrors {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, e) in self.0.iter().enumerate() {
+            if i > 0 {
+                writeln!(f)?;
+            }
+            write!(f, "{e}")?;
+        }
+        Ok(())
+    }
+}
+
+/// A device group as groups.toml defines it, before it is joined with devices.
+#[derive(Debug, Clone)]
+pub struct GroupDef {
+    pub name: String,
+    pub priority: i64,
+    pub policy: Arc<Policy>,
+    pub uem_groups: Vec<String>,
+    pub clients: Vec<ipnet::IpNet>,
+    pub devices: Vec<String>,
+}
+
+/// A checked policy directory.
+#[derive(Debug, Clone)]
+pub struct PolicySet {
+    pub dir: PathBuf,
+    pub taxonomy: Arc<Taxonomy>,
+    pub categories: Arc<CategoryDb>,
+    /// Each list file that was read, with what it held and skipped.
+    pub lists: Vec<(PathBuf, ListStats)>,
+    /// Ordered by priority, highest first.
+    pub groups: Vec<GroupDef>,
+    pub default_group: String,
+}
+
+impl PolicySet {
+    /// Reads and checks `dir`.
+    pub fn load(dir: &Path) -> Result<PolicySet, PolicyErrors> {
+        let mut loader = Loader {
+            dir: dir.to_path_buf(),
+            errors: Vec::new(),
+        };
+        let set = loader.load_all();
+        match set {
+            Some(set) if loader.errors.is_empty() => Ok(set),
+            _ => Err(PolicyErrors(loader.errors)),
+        }
+    }
+}
+
+// ---- the files' shapes ----
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct CategoriesFile {
+    #[serde(default)]
+    category: Vec<CategoryEntry>,
+    #[serde(default)]
+    ut1: Vec<Ut1Entry>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CategoryEntry {
+    id: Spanned<i64>,
+    name: Spanned<String>,
+    #[serde(default)]
+    lists: Vec<Spanned<String>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Ut1Entry {
+    dir: Spanned<String>,
+    map: BTreeMap<String, Spanned<String>>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct ServicesFile {
+    #[serde(default)]
+    service: Vec<ServiceEntry>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ServiceEntry {
+    name: Spanned<String>,
+    domains: Vec<Spanned<String>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct GroupsFile {
+    default_group: Spanned<String>,
+    #[serde(default)]
+    group: Vec<GroupEntry>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct GroupEntry {
+    name: Spanned<String>,
+    #[serde(default = "zero")]
+    priority: Spanned<i64>,
+    policy: Spanned<String>,
+    #[serde(default)]
+    uem_groups: Vec<Spanned<String>>,
+    #[serde(default)]
+    clients: Vec<Spanned<String>>,
+    #[serde(default)]
+    devices: Vec<Spanned<String>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PolicyFile {
+    #[serde(default = "default_action")]
+    default: DefaultAction,
+    #[serde(default)]
+    allow: Vec<Spanned<String>>,
+    #[serde(default)]
+    deny: Vec<Spanned<String>>,
+    #[serde(default)]
+    allow_services: Vec<Spanned<String>>,
+    #[serde(default)]
+    block_categories: Vec<Spanned<String>>,
+    #[serde(default)]
+    block_uncategorised: bool,
+    #[serde(default = "default_response")]
+    response: ResponseMode,
+    #[serde(default)]
+    sinkhole: Vec<Spanned<String>>,
+    #[serde(default = "default_blocked_ttl")]
+    blocked_ttl: Spanned<i64>,
+    #[serde(default = "default_max_ttl")]
+    max_ttl: Spanned<i64>,
+}
+
+fn zero() -> Spanned<i64> {
+    Spanned::new(0..0, 0)
+}
+fn default_action() -> DefaultAction {
+    DefaultAction::Allow
+}
+fn default_response() -> ResponseMode {
+    ResponseMode::Nxdomain
+}
+/// A few seconds, so that a released device gets its access back quickly (contract 5).
+fn default_blocked_ttl() -> Spanned<i64> {
+    Spanned::new(0..0, 5)
+}
+/// Five minutes: how long a device that gets isolated may keep using answers it already has.
+fn default_max_ttl() -> Spanned<i64> {
+    Spanned::new(0..0, 300)
+}
+
+// ---- loading ----
+
+struct Loader {
+    dir: PathBuf,
+    errors: Vec<FileError>,
+}
+
+/// A file's text, kept to turn byte offsets into line numbers.
+struct Source {
+    path: PathBuf,
+    text: String,
+}
+
+impl Source {
+    fn line_of(&self, offset: usize) -> usize {
+        let end = offset.min(self.text.len());
+        self.text.as_bytes()[..end]
+            .iter()
+            .filter(|&&b| b == b'\n')
+            .count()
+            + 1
+    }
+}
+
+type Services = BTreeMap<String, Vec<QName>>;
+/// Each list file read, with what it held and skipped.
+type ListReport = Vec<(PathBuf, ListStats)>;
+
+impl Loader {
+    fn load_all(&mut self) -> Option<PolicySet> {
+        let (taxonomy, categories, lists) = self.load_categories()?;
+        let services = self.load_services();
+        let (groups, default_group) = self.load_groups(&taxonomy, &services)?;
+        Some(PolicySet {
+            dir: self.dir.clone(),
+            taxonomy: Arc::new(taxonomy),
+            categories: Arc::new(categories),
+            lists,
+            groups,
+            default_group,
+        })
+    }
+
+    fn error(&mut self, src: &Source, span: Option<std::ops::Range<usize>>, message: String) {
+        let line = span.filter(|s| s.end > 0).map(|s| src.line_of(s.start));
+        self.errors.push(FileError {
+            file: src.path.clone(),
+            line,
+            message,
+        });
+    }
+
+    fn whole_file_error(&mut self, path: &Path, message: String) {
+        self.errors.push(FileError {
+            file: path.to_path_buf(),
+            line: None,
+            message,
+        });
+    }
+
+    /// Reads and parses a TOML file; `None` (with the error recorded) when it is missing or bad.
+    fn parse<T: serde::de::DeserializeOwned>(
+        &mut self,
+        name: &str,
+        required: bool,
+    ) -> Option<(Source, T)> {
+        let path = self.dir.join(name);
+        let text = match std::fs::read_to_string(&path) {
+            Ok(text) => text,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound && !required => {
+                return None;
+            }
+            Err(e) => {
+                self.whole_file_error(&path, format!("cannot read: {e}"));
+                return None;
+            }
+        };
+        let src = Source { path, text };
+        match toml::from_str::<T>(&src.text) {
+            Ok(value) => Some((src, value)),
+            Err(e) => {
+                let message = e.message().trim().to_string();
+                self.error(&src, e.span(), message);
+                None
+            }
+        }
+    }
+
+    fn load_categories(&mut self) -> Option<(Taxonomy, CategoryDb, ListReport)> {
+        let (src, file) = self.parse::<CategoriesFile>("categories.toml", true)?;
+        let mut taxonomy = Taxonomy::new();
+        let mut ids = Vec::new();
+        for c in &file.category {
+            let id = u8::try_from(*c.id.get_ref()).ok().and_then(CategoryId::new);
+            let Some(id) = id else {
+                self.error(
+                    &src,
+                    Some(c.id.span()),
+                    format!("category id {} is not in 0..=63", c.id.get_ref()),
+                );
+                continue;
+            };
+            if taxonomy.id(c.name.get_ref()).is_some() || taxonomy.iter().any(|(i, _)| i == id) {
+                self.error(
+                    &src,
+                    Some(c.name.span()),
+                    format!(
+                        "category id {} or name \"{}\" is defined twice",
+                        id.get(),
+                        c.name.get_ref()
+                    ),
+                );
+                continue;
+            }
+            taxonomy.insert(id, c.name.get_ref());
+            ids.push(id);
+        }
+        let mut builder = CategoryDbBuilder::new();
+        let mut stats = Vec::new();
+        for (c, id) in file.category.iter().zip(ids) {
+            for list in &c.lists {
+                if let Some(path) = self.list_path(&src, list) {
+                    let read = self.read_list(&src, list, &path, |domain, exception| {
+                        builder.add(hash_dotted(domain), id, exception)
+                    });
+                    if let Some(s) = read {
+                        stats.push((path, s));
+                    }
+                }
+            }
+        }
+        for ut1 in &file.ut1 {
+            self.read_ut1(&src, ut1, &taxonomy, &mut builder, &mut stats);
+        }
+        match builder.build() {
+            Ok(db) => Some((taxonomy, db, stats)),
+            Err(e) => {
+                self.error(&src, None, e.to_string());
+                None
+            }
+        }
+    }
+
+    fn list_path(&mut self, src: &Source, list: &Spanned<String>) -> Option<PathBuf> {
+        let name = list.get_ref();
+        if name.contains("://") {
+            self.error(src, Some(list.span()), format!("list \"{name}\": URLs are not supported yet; download the list and name the file"));
+            return None;
+        }
+        Some(self.dir.join(name))
+    }
+
+    fn read_list(
+        &mut self,
+        src: &Source,
+        list: &Spanned<String>,
+        path: &Path,
+        mut add: impl FnMut(&str, bool),
+    ) -> Option<ListStats> {
+        match std::fs::read_to_string(path) {
+            Ok(text) => Some(lists::parse_list(&text, |e| add(&e.domain, e.exception))),
+            Err(e) => {
+                self.error(
+                    src,
+                    Some(list.span()),
+                    format!("list \"{}\": {e}", path.display()),
+                );
+                None
+            }
+        }
+    }
+
+    fn read_ut1(
+        &mut self,
+        src: &Source,
+        ut1: &Ut1Entry,
+        taxonomy: &Taxonomy,
+        builder: &mut CategoryDbBuilder,
+        stats: &mut Vec<(PathBuf, ListStats)>,
+    ) {
+        let mut mapping = BTreeMap::new();
+        for (folder, cat) in &ut1.map {
+            match taxonomy.id(cat.get_ref()) {
+                Some(id) => {
+                    mapping.insert(folder.clone(), id);
+                }
+                None => self.error(
+                    src,
+                    Some(cat.span()),
+                    format!("unknown category \"{}\"", cat.get_ref()),
+                ),
+            }
+        }
+        let root = self.dir.join(ut1.dir.get_ref());
+        let result = lists::load_ut1_dir(&root, &mapping, |&id, e| {
+            builder.add(hash_dotted(&e.domain), id, e.exception)
+        });
+        match result {
+            Ok(s) => stats.push((root, s)),
+            Err(e) => self.error(
+                src,
+                Some(ut1.dir.span()),
+                format!("UT1 directory \"{}\": {e}", root.display()),
+            ),
+        }
+    }
+
+    fn load_services(&mut self) -> Services {
+        let mut services = Services::new();
+        let Some((src, file)) = self.parse::<ServicesFile>("services.toml", false) else {
+            return services;
+        };
+        for s in file.service {
+            let domains = s
+                .domains
+                .iter()
+                .filter_map(|d| self.domain(&src, d).map(|(name, _)| name))
+                .collect();
+            if services.insert(s.name.get_ref().clone(), domains).is_some() {
+                self.error(
+                    &src,
+                    Some(s.name.span()),
+                    format!("service \"{}\" is defined twice", s.name.get_ref()),
+                );
+            }
+        }
+        services
+    }
+
+    /// A rule's domain: `example.com` (exact) or `*.example.com` (the domain and all below).
+    fn domain(&mut self, src: &Source, entry: &Spanned<String>) -> Option<(QName, bool)> {
+        let text = entry.get_ref().trim();
+        let (text, subtree) = match text.strip_prefix("*.") {
+            Some(rest) => (rest, true),
+            None => (text, false),
+        };
+        let parsed = names::normalize(text)
+            .map_err(|e| e.to_string())
+            .and_then(|n| QName::from_dotted(&n).map_err(|e| e.to_string()));
+        match parsed {
+            Ok(name) => Some((name, subtree)),
+            Err(e) => {
+                self.error(
+                    src,
+                    Some(entry.span()),
+                    format!("\"{}\": {e}", entry.get_ref()),
+                );
+                None
+            }
+        }
+    }
+
+    fn load_groups(
+        &mut self,
+        taxonomy: &Taxonomy,
+        services: &Services,
+    ) -> Option<(Vec<GroupDef>, String)> {
+        let (src, file) = self.parse::<GroupsFile>("groups.toml", true)?;
+        let mut policies: BTreeMap<String, Arc<Policy>> = BTreeMap::new();
+        let mut groups = Vec::new();
+        for g in &file.group {
+            let policy_name = g.policy.get_ref();
+            if !valid_policy_name(policy_name) {
+                self.error(
+                    &src,
+                    Some(g.policy.span()),
+                    format!("policy name \"{policy_name}\" must be letters, digits, '-' or '_'"),
+                );
+                continue;
+            }
+            if !policies.contains_key(policy_name) {
+                match self.load_policy(policy_name, taxonomy, services) {
+                    Some(p) => policies.insert(policy_name.clone(), Arc::new(p)),
+                    None => continue,
+                };
+            }
+            let clients = g
+                .clients
+                .iter()
+                .filter_map(|c| match super::cidr::parse_net(c.get_ref()) {
+                    Ok(net) => Some(net),
+                    Err(e) => {
+                        self.error(&src, Some(c.span()), e);
+                        None
+                    }
+                })
+                .collect();
+            groups.push(GroupDef {
+                name: g.name.get_ref().clone(),
+                priority: *g.priority.get_ref(),
+                policy: policies[policy_name].clone(),
+                uem_groups: g.uem_groups.iter().map(|u| u.get_ref().clone()).collect(),
+                clients,
+                devices: g.devices.iter().map(|d| d.get_ref().clone()).collect(),
+            });
+        }
+        self.check_groups(&src, &file, &groups);
+        groups.sort_by_key(|g| std::cmp::Reverse(g.priority));
+        Some((groups, file.default_group.get_ref().clone()))
+    }
+
+    fn check_groups(&mut self, src: &Source, file: &GroupsFile, groups: &[GroupDef]) {
+        for (i, g) in file.group.iter().enumerate() {
+            let earlier = &file.group[..i];
+            if earlier.iter().any(|e| e.name.get_ref() == g.name.get_ref()) {
+                self.error(
+                    src,
+                    Some(g.name.span()),
+                    format!("group \"{}\" is defined twice", g.name.get_ref()),
+                );
+            }
+            if let Some(e) = earlier
+                .iter()
+                .find(|e| e.priority.get_ref() == g.priority.get_ref())
+            {
+                self.error(src, Some(g.priority.span()), format!(
+                    "groups \"{}\" and \"{}\" share priority {}: a device in both must have one winner",
+                    e.name.get_ref(), g.name.get_ref(), g.priority.get_ref()
+                ));
+            }
+        }
+        let default = file.default_group.get_ref();
+        if !groups.iter().any(|g| &g.name == default) && self.errors.is_empty() {
+            self.error(
+                src,
+                Some(file.default_group.span()),
+                format!("default_group \"{default}\" is not a [[group]]"),
+            );
+        }
+    }
+
+    fn load_policy(
+        &mut self,
+        name: &str,
+        taxonomy: &Taxonomy,
+        services: &Services,
+    ) -> Option<Policy> {
+        let (src, file) = self.parse::<PolicyFile>(&format!("{name}.toml"), true)?;
+        let mut rules = RuleSet::new();
+        for (kind, entries) in [(RuleKind::Deny, &file.deny), (RuleKind::Allow, &file.allow)] {
+            for entry in entries {
+                if let Some((qname, subtree)) = self.domain(&src, entry) {
+                    rules.add(kind, &qname, subtree, 0);
+                }
+            }
+        }
+        let mut service_names = Vec::new();
+        for s in &file.allow_services {
+            let Some(domains) = services.get(s.get_ref()) else {
+                self.error(
+                    &src,
+                    Some(s.span()),
+                    format!("unknown service \"{}\" (see services.toml)", s.get_ref()),
+                );
+                continue;
+            };
+            let index = service_names.len() as u16;
+            service_names.push(s.get_ref().clone());
+            for d in domains {
+                rules.add(RuleKind::Service, d, true, index);
+            }
+        }
+        let mut block_categories = CategorySet::EMPTY;
+        for c in &file.block_categories {
+            match taxonomy.id(c.get_ref()) {
+                Some(id) => block_categories.insert(id),
+                None => self.error(
+                    &src,
+                    Some(c.span()),
+                    format!("unknown category \"{}\" (see categories.toml)", c.get_ref()),
+                ),
+            }
+        }
+        let (sinkhole_v4, sinkhole_v6) = self.sinkholes(&src, &file.sinkhole);
+        let blocked_ttl = self.ttl(&src, &file.blocked_ttl, "blocked_ttl");
+        let max_ttl = self.ttl(&src, &file.max_ttl, "max_ttl");
+        Some(Policy {
+            name: name.to_string(),
+            default: file.default,
+            rules,
+            services: service_names,
+            block_categories,
+            block_uncategorised: file.block_uncategorised,
+            response: file.response,
+            sinkhole_v4,
+            sinkhole_v6,
+            blocked_ttl,
+            max_ttl,
+        })
+    }
+
+    fn sinkholes(
+        &mut self,
+        src: &Source,
+        entries: &[Spanned<String>],
+    ) -> (std::net::Ipv4Addr, std::net::Ipv6Addr) {
+        let (mut v4, mut v6) = (None, None);
+        for e in entries {
+            match e.get_ref().parse::<IpAddr>() {
+                Ok(IpAddr::V4(a)) => v4 = v4.or(Some(a)),
+                Ok(IpAddr::V6(a)) => v6 = v6.or(Some(a)),
+                Err(_) => self.error(
+                    src,
+                    Some(e.span()),
+                    format!("sinkhole \"{}\" is not an IP address", e.get_ref()),
+                ),
+            }
+        }
+        (
+            v4.unwrap_or(std::net::Ipv4Addr::UNSPECIFIED),
+            v6.unwrap_or(std::net::Ipv6Addr::UNSPECIFIED),
+        )
+    }
+
+    fn ttl(&mut self, src: &Source, value: &Spanned<i64>, key: &str) -> u32 {
+        match u32::try_from(*value.get_ref()) {
+            Ok(v) if v <= 604_800 => v,
+            _ => {
+                self.error(
+                    src,
+                    Some(value.span()),
+                    format!("{key} must be 0..=604800 seconds"),
+                );
+                0
+            }
+        }
+    }
+}
+
+fn valid_policy_name(name: &str) -> bool {
+    !name.is_empty()
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+}

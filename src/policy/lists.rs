@@ -1,0 +1,1349 @@
+//! Block lists in the formats real lists come in, turned into normalised domains.
+//!
+//! Real list files mix formats (a hosts file with AdBlock rules pasted in, an RPZ zone with
+//! comments in three styles), so the format is detected per line. Every line or name that yields
+//! no entry is counted under a [`SkipReason`], so `cordon check` can say why a list gave fewer
+//! entries than it has lines. Lists run to millions of lines: the only allocation per line is the
+//! domain `String` handed to the sink.
+//!
+//! Where a rule means less than "this domain and everything below it" (an AdBlock rule limited to
+//! scripts or to some sites, an RPZ IP trigger), it is skipped rather than widened: blocking a
+//! whole CDN because a list blocks one script on one site would break far more than it protects.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::fs::File;
+use std::io::{self, BufRead, BufReader};
+use std::net::{Ipv4Addr, Ipv6Addr};
+use std::path::Path;
+
+use super::names::{self, NameError};
+
+/// One listed domain: it stands for the domain and every name below it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ListEntry {
+    pub domain: String,
+    /// An allow entry (AdBlock `@@||x^`, RPZ `rpz-passthru.`) that punches a hole in the list.
+    pub exception: bool,
+}
+
+/// What a list gave and what it skipped.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct ListStats {
+    pub lines: usize,
+    /// Entries handed to the sink, exceptions included.
+    pub entries: usize,
+    /// Of `entries`, those with `exception: true`.
+    pub exceptions: usize,
+    /// Lines (or, on a line with several names, names) that gave no entry.
+    pub skipped: BTreeMap<SkipReason, usize>,
+}
+
+/// Why a line or a name gave no entry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum SkipReason {
+    Blank,
+    /// Comments, headers and zone boilerplate (`$ORIGIN`, `$TTL`, SOA, NS).
+    Comment,
+    /// `localhost` and the other loopback names hosts files start with.
+    Localhost,
+    CosmeticRule,
+    PathRule,
+    RegexRule,
+    /// A rule that does not mean "block this domain and below": AdBlock options Cordon cannot
+    /// honour and substring rules, non-blocking zone types, forwarding rules, RPZ IP triggers,
+    /// wildcards inside names, and a lone label on a plain line (it would block a whole TLD).
+    UnsupportedRule,
+    IpAddress,
+    InvalidName,
+}
+
+impl SkipReason {
+    /// The snake_case name, for metrics labels and machine-readable output.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SkipReason::Blank => "blank",
+            SkipReason::Comment => "comment",
+            SkipReason::Localhost => "localhost",
+            SkipReason::CosmeticRule => "cosmetic_rule",
+            SkipReason::PathRule => "path_rule",
+            SkipReason::RegexRule => "regex_rule",
+            SkipReason::UnsupportedRule => "unsupported_rule",
+            SkipReason::IpAddress => "ip_address",
+            SkipReason::InvalidName => "invalid_name",
+        }
+    }
+}
+
+/// Words for people: `cosmetic rule`.
+impl fmt::Display for SkipReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, word) in self.as_str().split('_').enumerate() {
+            if i > 0 {
+                f.write_str(" ")?;
+            }
+            f.write_str(word)?;
+        }
+        Ok(())
+    }
+}
+
+impl ListStats {
+    pub fn skipped_total(&self) -> usize {
+        self.skipped.values().sum()
+    }
+
+    pub fn merge(&mut self, other: &ListStats) {
+        self.lines += other.lines;
+        self.entries += other.entries;
+        self.exceptions += other.exceptions;
+        for (&reason, &count) in &other.skipped {
+            *self.skipped.entry(reason).or_insert(0) += count;
+        }
+    }
+
+    fn skip(&mut self, reason: SkipReason) {
+        *self.skipped.entry(reason).or_insert(0) += 1;
+    }
+}
+
+/// `1234 entries, 2 exceptions, 45 skipped (5 blank, 30 comment, 8 cosmetic rule, 2 invalid name)`
+impl fmt::Display for ListStats {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let entries = if self.entries == 1 {
+            "entry"
+        } else {
+            "entries"
+        };
+        let exceptions = if self.exceptions == 1 {
+            "exception"
+        } else {
+            "exceptions"
+        };
+        write!(
+            f,
+            "{} {entries}, {} {exceptions}, {} skipped",
+            self.entries,
+            self.exceptions,
+            self.skipped_total()
+        )?;
+        let mut counts = self.skipped.iter().filter(|(_, &count)| count > 0);
+        if let Some((reason, count)) = counts.next() {
+            write!(f, " ({count} {reason}")?;
+            for (reason, count) in counts {
+                write!(f, ", {count} {reason}")?;
+            }
+            f.write_str(")")?;
+        }
+        Ok(())
+    }
+}
+
+/// Parses a whole list held in memory, handing each entry to `sink`.
+pub fn parse_list(text: &str, mut sink: impl FnMut(ListEntry)) -> ListStats {
+    let mut parser = Parser::default();
+    for line in text.lines() {
+        parser.line(line, &mut sink);
+    }
+    parser.stats
+}
+
+/// Parses a list as it is read, so a file of millions of lines is never held whole. Bytes that
+/// are not UTF-8 are replaced, which makes their line an invalid name (or a comment, if it is one).
+pub fn parse_reader<R: BufRead>(
+    mut reader: R,
+    mut sink: impl FnMut(ListEntry),
+) -> io::Result<ListStats> {
+    let mut parser = Parser::default();
+    let mut buf = Vec::new();
+    loop {
+        buf.clear();
+        if reader.read_until(b'\n', &mut buf)? == 0 {
+            return Ok(parser.stats);
+        }
+        parser.line(&String::from_utf8_lossy(&buf), &mut sink);
+    }
+}
+
+/// Loads a UT1-style directory: one folder per category, each holding a `domains` file. Only the
+/// folders named in `mapping` are read, and each entry is handed to `sink` with its folder's
+/// handle. Every folder is checked before any is read, so a missing one fails the whole load
+/// (with `NotFound` naming the path) rather than leaving the caller half a policy.
+pub fn load_ut1_dir<T: Copy>(
+    root: &Path,
+    mapping: &BTreeMap<String, T>,
+    mut sink: impl FnMut(&T, ListEntry),
+) -> io::Result<ListStats> {
+    let files: Vec<_> = mapping
+        .iter()
+        .map(|(folder, handle)| (root.join(folder).join("domains"), handle))
+        .collect();
+    for (path, _) in &files {
+        std::fs::metadata(path).map_err(|e| with_path(e, path))?;
+    }
+    let mut total = ListStats::default();
+    for (path, handle) in &files {
+        let file = File::open(path).map_err(|e| with_path(e, path))?;
+        let stats = parse_reader(BufReader::new(file), |entry| sink(handle, entry))
+            .map_err(|e| with_path(e, path))?;
+        total.merge(&stats);
+    }
+    Ok(total)
+}
+
+fn with_path(error: io::Error, path: &Path) -> io::Error {
+    io::Error::new(error.kind(), format!("{}: {error}", path.display()))
+}
+
+/// Names hosts files map to loopback for the machine itself; blocking them would be nonsense.
+const LOCAL_NAMES: &[&str] = &[
+    "localhost",
+    "localhost.localdomain",
+    "local",
+    "broadcasthost",
+    "ip6-localhost",
+    "ip6-loopback",
+    "ip6-localnet",
+    "ip6-mcastprefix",
+    "ip6-allnodes",
+    "ip6-allrouters",
+    "ip6-allhosts",
+    "localhost4",
+    "localhost4.localdomain4",
+    "localhost6",
+    "localhost6.localdomain6",
+];
+
+/// AdBlock options that leave a blocking rule meaning "block this host": the rest narrow it to
+/// some request types or sites, or are AdGuard DNS features (`$dnsrewrite`, `$client`, `$ctag`,
+/// `$denyallow`, `$badfilter`, `$dnstype`) whose meaning a plain entry cannot carry.
+const HOST_LEVEL_OPTIONS: &[&str] = &[
+    "important",
+    "all",
+    "third-party",
+    "3p",
+    "first-party",
+    "1p",
+    "strict-first-party",
+    "strict1p",
+    "strict-third-party",
+    "strict3p",
+    "document",
+    "doc",
+    "popup",
+    "popunder",
+    "match-case",
+];
+
+/// Options that leave an exception meaning "allow this host". Fewer than for blocks: an
+/// exception for popups or for first-party loads, widened to the whole host, would unblock it.
+const EXCEPTION_OPTIONS: &[&str] = &["important", "all", "document", "doc", "match-case"];
+
+/// Unbound local-zone types under which the zone's names do not resolve to their real addresses.
+/// `redirect` counts: block lists pair it with a `local-data` sinkhole address.
+const BLOCKING_ZONE_TYPES: &[&str] = &[
+    "deny",
+    "refuse",
+    "static",
+    "redirect",
+    "inform_deny",
+    "inform_redirect",
+    "always_refuse",
+    "always_nxdomain",
+    "always_null",
+    "always_nodata",
+    "always_deny",
+];
+
+/// An SOA spread over lines has at most its five numbers and their comments after the `(`.
+const MAX_SOA_LINES: u8 = 12;
+
+/// RPZ owner-name suffixes that trigger on addresses or name servers, not on the query name.
+const RPZ_TRIGGERS: &[&str] = &["rpz-ip", "rpz-nsip", "rpz-nsdname", "rpz-client-ip"];
+
+#[derive(Clone, Copy)]
+enum Dnsmasq {
+    Address,
+    Server,
+    Local,
+}
+
+#[derive(Default)]
+struct Parser {
+    stats: ListStats,
+    /// The RPZ `$ORIGIN`, lowercase without the trailing dot; absolute names are made relative
+    /// to it. Only a `$ORIGIN` line sets it: a list cannot be assumed to be a zone.
+    origin: Option<String>,
+    /// Lines left of a parenthesised multi-line SOA, which hold numbers, not names. Bounded so
+    /// that a missing `)` cannot swallow the rest of the list.
+    soa_lines_left: u8,
+    /// After an `[Adblock Plus 2.0]` header a bare `example.com` is an AdBlock substring rule
+    /// (it also matches `badexample.com/x`), not a domain: EasyList has hundreds such as
+    /// `_chartbeat.js` and `.v4.analytics.` that would otherwise read as names.
+    adblock_header: bool,
+}
+
+type Parsed = Result<(), SkipReason>;
+
+impl Parser {
+    fn line(&mut self, raw: &str, sink: &mut impl FnMut(ListEntry)) {
+        let raw = match self.stats.lines {
+            0 => raw.strip_prefix('\u{feff}').unwrap_or(raw),
+            _ => raw,
+        };
+        self.stats.lines += 1;
+        if let Err(reason) = self.parse_line(raw.trim(), sink) {
+            self.stats.skip(reason);
+        }
+    }
+
+    fn parse_line(&mut self, line: &str, sink: &mut impl FnMut(ListEntry)) -> Parsed {
+        if self.soa_lines_left > 0 {
+            self.soa_lines_left = match line.contains(')') {
+                true => 0,
+                false => self.soa_lines_left - 1,
+            };
+            return Err(SkipReason::Comment);
+        }
+        match line.as_bytes().first() {
+            None => return Err(SkipReason::Blank),
+            Some(b'!' | b';') => return Err(SkipReason::Comment),
+            Some(b'[') if is_adblock_header(line) => {
+                self.adblock_header = true;
+                return Err(SkipReason::Comment);
+            }
+            Some(b'#') if starts_cosmetic(line) => return Err(SkipReason::CosmeticRule),
+            Some(b'#') => return Err(SkipReason::Comment),
+            Some(_) => {}
+        }
+        let body = strip_comment(line);
+        if has_cosmetic_marker(body) {
+            return Err(SkipReason::CosmeticRule);
+        }
+        self.parse_body(body, sink)
+    }
+
+    fn parse_body(&mut self, body: &str, sink: &mut impl FnMut(ListEntry)) -> Parsed {
+        if let Some(rest) = body.strip_prefix("address=") {
+            return self.dnsmasq(Dnsmasq::Address, rest, sink);
+        }
+        if let Some(rest) = body.strip_prefix("server=") {
+            return self.dnsmasq(Dnsmasq::Server, rest, sink);
+        }
+        if let Some(rest) = body.strip_prefix("local=") {
+            return self.dnsmasq(Dnsmasq::Local, rest, sink);
+        }
+        if let Some(rest) = body.strip_prefix("local-zone:") {
+            return self.unbound_zone(rest, sink);
+        }
+        if body.starts_with("@@") || body.starts_with('|') {
+            return self.adblock(body, sink);
+        }
+        match body.as_bytes().first() {
+            Some(b'$') => return self.zone_directive(body),
+            Some(b'/') if is_regex(body) => return Err(SkipReason::RegexRule),
+            Some(b'/') => return Err(SkipReason::PathRule),
+            _ => {}
+        }
+        let mut tokens = body.split_ascii_whitespace();
+        let first = tokens.next().ok_or(SkipReason::Blank)?;
+        if is_config_directive(first) {
+            return Err(SkipReason::UnsupportedRule);
+        }
+        let Some(second) = tokens.next() else {
+            return self.single_token(first, sink);
+        };
+        if is_hosts_address(first) {
+            for name in std::iter::once(second).chain(tokens) {
+                if let Err(reason) = self.emit_pattern(name, false, sink) {
+                    self.stats.skip(reason);
+                }
+            }
+            return Ok(());
+        }
+        self.zone_record(body, first, std::iter::once(second).chain(tokens), sink)
+    }
+
+    fn single_token(&mut self, token: &str, sink: &mut impl FnMut(ListEntry)) -> Parsed {
+        if token.contains(['^', '$', '|']) {
+            self.adblock(token, sink)
+        } else if token.contains('/') {
+            Err(SkipReason::PathRule)
+        } else if self.adblock_header {
+            Err(SkipReason::UnsupportedRule)
+        } else {
+            self.plain_domain(token, sink)
+        }
+    }
+
+    /// One label alone (`com`) would block a whole top-level domain, so a plain line must say
+    /// so on purpose (`*.com`). In AdBlock-style lists such lines (`advert`) are substring rules.
+    fn plain_domain(&mut self, token: &str, sink: &mut impl FnMut(ListEntry)) -> Parsed {
+        let domain = domain_of(token)?;
+        if !domain.contains('.') && !token.starts_with("*.") {
+            return Err(SkipReason::UnsupportedRule);
+        }
+        self.emit(domain, false, sink);
+        Ok(())
+    }
+
+    /// The DNS-relevant part of AdBlock syntax: `||host^`, `@@||host^`, `|host^`, `host^`, each
+    /// with optional `$options`.
+    fn adblock(&mut self, rule: &str, sink: &mut impl FnMut(ListEntry)) -> Parsed {
+        let (exception, rule) = match rule.strip_prefix("@@") {
+            Some(rest) => (true, rest),
+            None => (false, rule),
+        };
+        if is_regex(rule) {
+            return Err(SkipReason::RegexRule);
+        }
+        let (domain_anchor, start_anchor, rule) = match rule.strip_prefix("||") {
+            Some(rest) => (true, false, rest),
+            None => match rule.strip_prefix('|') {
+                Some(rest) => (false, true, rest),
+                None => (false, false, rule),
+            },
+        };
+        let pattern = match rule.rsplit_once('$') {
+            Some((pattern, options)) => {
+                check_options(options, exception)?;
+                pattern
+            }
+            None => rule,
+        };
+        let pattern = pattern.strip_suffix('|').unwrap_or(pattern);
+        let (host, tail) = pattern.split_at(pattern.find(['^', '/']).unwrap_or(pattern.len()));
+        match tail {
+            "" | "^" => {}
+            // `||example.com/` is the whole host; `-ad-manager/` is a path fragment.
+            "/" if domain_anchor => {}
+            _ if tail.contains('/') => return Err(SkipReason::PathRule),
+            _ => return Err(SkipReason::UnsupportedRule),
+        }
+        let anchored = domain_anchor || start_anchor || tail == "^";
+        if host.is_empty() || !anchored {
+            // A rule for every host, or a substring (`_reklama_$domain=~youtube.com`).
+            return Err(SkipReason::UnsupportedRule);
+        }
+        self.emit_pattern(host, exception, sink)
+    }
+
+    /// `address=/a.com/b.com/0.0.0.0`, `server=/a.com/`, `local=/a.com/`.
+    fn dnsmasq(&mut self, kind: Dnsmasq, rest: &str, sink: &mut impl FnMut(ListEntry)) -> Parsed {
+        let rest = rest.strip_prefix('/').ok_or(SkipReason::UnsupportedRule)?;
+        let (domains, target) = rest.rsplit_once('/').ok_or(SkipReason::UnsupportedRule)?;
+        let blocks = match kind {
+            Dnsmasq::Address => true,
+            // With an upstream (or `#`, the default servers) the rule forwards, it does not block.
+            Dnsmasq::Server | Dnsmasq::Local => target.trim().is_empty(),
+        };
+        if !blocks || domains.is_empty() {
+            return Err(SkipReason::UnsupportedRule);
+        }
+        for domain in domains.split('/') {
+            // `#` matches every domain: a list that blocks everything is not a block list.
+            let result = match domain {
+                "#" => Err(SkipReason::UnsupportedRule),
+                _ => self.emit_pattern(domain, false, sink),
+            };
+            if let Err(reason) = result {
+                self.stats.skip(reason);
+            }
+        }
+        Ok(())
+    }
+
+    /// `local-zone: "example.com" always_nxdomain` (the `local-zone:` already removed).
+    fn unbound_zone(&mut self, rest: &str, sink: &mut impl FnMut(ListEntry)) -> Parsed {
+        let rest = rest.trim_start();
+        let (name, rest) = match rest.as_bytes().first() {
+            Some(&quote @ (b'"' | b'\'')) => rest[1..]
+                .split_once(char::from(quote))
+                .ok_or(SkipReason::InvalidName)?,
+            _ => rest
+                .split_once(|c: char| c.is_ascii_whitespace())
+                .unwrap_or((rest, "")),
+        };
+        let zone_type = rest
+            .split_ascii_whitespace()
+            .next()
+            .ok_or(SkipReason::UnsupportedRule)?;
+        if !contains_ignore_case(BLOCKING_ZONE_TYPES, zone_type) {
+            return Err(SkipReason::UnsupportedRule);
+        }
+        self.emit_pattern(name, false, sink)
+    }
+
+    /// `$ORIGIN`, `$TTL` and the other master-file directives.
+    fn zone_directive(&mut self, body: &str) -> Parsed {
+        let mut tokens = body.split_ascii_whitespace();
+        let keyword = tokens.next().unwrap_or_default();
+        if keyword.eq_ignore_ascii_case("$ORIGIN") {
+            let origin = tokens.next().unwrap_or_default().trim_end_matches('.');
+            self.origin = (!origin.is_empty()).then(|| origin.to_ascii_lowercase());
+            Err(SkipReason::Comment)
+        } else if keyword.eq_ignore_ascii_case("$TTL") {
+            Err(SkipReason::Comment)
+        } else {
+            // `$INCLUDE`, `$GENERATE`, or an AdBlock rule made only of options.
+            Err(SkipReason::UnsupportedRule)
+        }
+    }
+
+    /// An RPZ record: `name [ttl] [class] type rdata`.
+    fn zone_record<'a>(
+        &mut self,
+        body: &str,
+        name: &str,
+        mut fields: impl Iterator<Item = &'a str>,
+        sink: &mut impl FnMut(ListEntry),
+    ) -> Parsed {
+        let rtype = fields
+            .find(|field| !is_ttl(field) && !is_class(field))
+            .ok_or(SkipReason::UnsupportedRule)?;
+        let exception = if rtype.eq_ignore_ascii_case("CNAME") {
+            cname_policy(fields.next())?
+        } else if rtype.eq_ignore_ascii_case("A") || rtype.eq_ignore_ascii_case("AAAA") {
+            // Local data: the name answers with the list's sinkhole address. Requiring the
+            // address keeps prose (`not a domain`) from reading as an A record.
+            if !fields.next().is_some_and(is_hosts_address) {
+                return Err(SkipReason::UnsupportedRule);
+            }
+            false
+        } else if rtype.eq_ignore_ascii_case("SOA") {
+            if body.contains('(') && !body.contains(')') {
+                self.soa_lines_left = MAX_SOA_LINES;
+            }
+            return Err(SkipReason::Comment);
+        } else if rtype.eq_ignore_ascii_case("NS") {
+            return Err(SkipReason::Comment);
+        } else {
+            return Err(SkipReason::UnsupportedRule);
+        };
+        let name = self.relative_to_origin(name)?;
+        if name
+            .split('.')
+            .any(|label| contains_ignore_case(RPZ_TRIGGERS, label))
+        {
+            return Err(SkipReason::UnsupportedRule);
+        }
+        self.emit_pattern(name, exception, sink)
+    }
+
+    /// A name ending in a dot is absolute, so the origin (if `$ORIGIN` gave one) comes off;
+    /// anything else is already relative to the origin.
+    fn relative_to_origin<'a>(&self, name: &'a str) -> Result<&'a str, SkipReason> {
+        if name == "@" {
+            return Err(SkipReason::UnsupportedRule);
+        }
+        let (Some(absolute), Some(origin)) = (name.strip_suffix('.'), &self.origin) else {
+            return Ok(name);
+        };
+        if absolute.eq_ignore_ascii_case(origin) {
+            // A policy for the zone apex itself: no real name.
+            return Err(SkipReason::UnsupportedRule);
+        }
+        let Some(cut) = absolute.len().checked_sub(origin.len() + 1) else {
+            return Ok(absolute);
+        };
+        let bytes = absolute.as_bytes();
+        if bytes[cut] == b'.' && bytes[cut + 1..].eq_ignore_ascii_case(origin.as_bytes()) {
+            // Cutting at an ASCII '.' always lands on a char boundary.
+            Ok(&absolute[..cut])
+        } else {
+            Ok(absolute)
+        }
+    }
+
+    fn emit_pattern(
+        &mut self,
+        pattern: &str,
+        exception: bool,
+        sink: &mut impl FnMut(ListEntry),
+    ) -> Parsed {
+        let domain = domain_of(pattern)?;
+        self.emit(domain, exception, sink);
+        Ok(())
+    }
+
+    fn emit(&mut self, domain: String, exception: bool, sink: &mut impl FnMut(ListEntry)) {
+        self.stats.entries += 1;
+        self.stats.exceptions += usize::from(exception);
+        sink(ListEntry { domain, exception });
+    }
+}
+
+/// The domain a pattern names, possibly written `*.domain` (which means the same here: the
+/// domain and everything below it).
+fn domain_of(pattern: &str) -> Result<String, SkipReason> {
+    let name = pattern.strip_prefix("*.").unwrap_or(pattern);
+    if name.contains('*') {
+        return Err(SkipReason::UnsupportedRule);
+    }
+    let domain = names::normalize(name).map_err(|e| match e {
+        NameError::IpAddress => SkipReason::IpAddress,
+        _ => SkipReason::InvalidName,
+    })?;
+    if LOCAL_NAMES.contains(&domain.as_str()) {
+        return Err(SkipReason::Localhost);
+    }
+    Ok(domain)
+}
+
+/// `[Adblock Plus 2.0]`, `[uBlock Origin]`: a header, not an IPv6 literal like `[::1]`.
+fn is_adblock_header(line: &str) -> bool {
+    line.ends_with(']') && line.as_bytes().get(1).is_some_and(u8::is_ascii_alphabetic)
+}
+
+/// A line that begins with an element-hiding marker and a selector (`##.ad`, `###banner`,
+/// `#@#.ad`), as opposed to a `#` comment (`# Title`, `## Section`, `#####`).
+fn starts_cosmetic(line: &str) -> bool {
+    let bytes = line.as_bytes();
+    let Some(end) = cosmetic_marker_end(bytes, 0) else {
+        return false;
+    };
+    match bytes.get(end) {
+        None => false,
+        Some(b) if b.is_ascii_whitespace() => false,
+        // `###id` is an id selector; `####` is a banner.
+        Some(b'#') => bytes
+            .get(end + 1)
+            .is_some_and(|b| b.is_ascii_alphanumeric() || *b == b'_' || *b == b'-'),
+        Some(_) => true,
+    }
+}
+
+/// Cosmetic and scriptlet rules (`example.com##.ad`, `#@#`, `#?#`, `#$#`, `#%#`) and HTML
+/// filters (`example.com$$script`).
+fn has_cosmetic_marker(body: &str) -> bool {
+    let bytes = body.as_bytes();
+    let hash_marker = bytes
+        .iter()
+        .enumerate()
+        .any(|(i, &b)| b == b'#' && cosmetic_marker_end(bytes, i).is_some());
+    hash_marker || body.contains("$$") || body.contains("$@$")
+}
+
+/// The end of a `#[@][?$%]#` marker that starts at `at`.
+fn cosmetic_marker_end(bytes: &[u8], at: usize) -> Option<usize> {
+    let mut i = at;
+    if bytes.get(i) != Some(&b'#') {
+        return None;
+    }
+    i += 1;
+    if bytes.get(i) == Some(&b'@') {
+        i += 1;
+    }
+    if matches!(bytes.get(i), Some(b'?' | b'$' | b'%')) {
+        i += 1;
+    }
+    (bytes.get(i) == Some(&b'#')).then_some(i + 1)
+}
+
+/// Cuts a trailing `# comment` or `; comment`. A `#` glued to the text before it is not a
+/// comment: it is part of a cosmetic rule or a dnsmasq `/#/`.
+fn strip_comment(line: &str) -> &str {
+    let bytes = line.as_bytes();
+    let cut = (1..bytes.len())
+        .find(|&i| matches!(bytes[i], b'#' | b';') && bytes[i - 1].is_ascii_whitespace())
+        .unwrap_or(bytes.len());
+    // The cut is at an ASCII byte, so it is a char boundary.
+    line[..cut].trim_end()
+}
+
+/// AdBlock treats a pattern between slashes as a regular expression (options may follow).
+fn is_regex(rule: &str) -> bool {
+    let Some(rest) = rule.strip_prefix('/') else {
+        return false;
+    };
+    match rest.rfind('/') {
+        Some(end) => end + 1 == rest.len() || rest.as_bytes().get(end + 1) == Some(&b'$'),
+        None => false,
+    }
+}
+
+fn check_options(options: &str, exception: bool) -> Parsed {
+    for option in options.split(',').map(str::trim).filter(|o| !o.is_empty()) {
+        let (name, value) = option.split_once('=').unwrap_or((option, ""));
+        if exception {
+            if !contains_ignore_case(EXCEPTION_OPTIONS, name) {
+                return Err(SkipReason::UnsupportedRule);
+            }
+            continue;
+        }
+        // Negated types (`~script`) and excluded sites (`domain=~a.com`) still block the host
+        // everywhere else, which is what a DNS entry does.
+        let host_level = name.starts_with('~')
+            || contains_ignore_case(HOST_LEVEL_OPTIONS, name)
+            || (is_domain_option(name)
+                && !value.is_empty()
+                && value.split('|').all(|site| site.starts_with('~')));
+        if !host_level {
+            return Err(SkipReason::UnsupportedRule);
+        }
+    }
+    Ok(())
+}
+
+fn is_domain_option(name: &str) -> bool {
+    name.eq_ignore_ascii_case("domain") || name.eq_ignore_ascii_case("from")
+}
+
+/// The rdata of an RPZ CNAME: `Ok(true)` for an exception, `Ok(false)` for a block.
+fn cname_policy(target: Option<&str>) -> Result<bool, SkipReason> {
+    match target {
+        Some(t) if t.eq_ignore_ascii_case("rpz-passthru.") => Ok(true),
+        Some(t) if t.eq_ignore_ascii_case("rpz-tcp-only.") => Err(SkipReason::UnsupportedRule),
+        // `.` is NXDOMAIN, `*.` NODATA, `rpz-drop.` no answer; any other target is a walled
+        // garden. All keep the name from resolving to its real address.
+        Some(_) => Ok(false),
+        None => Err(SkipReason::UnsupportedRule),
+    }
+}
+
+/// The address column of a hosts line. `0` is what some lists use for 0.0.0.0.
+fn is_hosts_address(token: &str) -> bool {
+    let address = token.split('%').next().unwrap_or(token);
+    token == "0" || address.parse::<Ipv4Addr>().is_ok() || address.parse::<Ipv6Addr>().is_ok()
+}
+
+/// `server:`, `local-data:` and other Unbound (or YAML-ish) `key:` lines.
+fn is_config_directive(token: &str) -> bool {
+    token.strip_suffix(':').is_some_and(|key| {
+        !key.is_empty()
+            && key
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+            && key.as_bytes()[0].is_ascii_alphabetic()
+    })
+}
+
+/// A zone-file TTL: `300`, `1h`, `1d12h`.
+fn is_ttl(field: &str) -> bool {
+    field.as_bytes().first().is_some_and(u8::is_ascii_digit)
+        && field.bytes().all(|b| b.is_ascii_alphanumeric())
+}
+
+fn is_class(field: &str) -> bool {
+    contains_ignore_case(&["IN", "CH", "HS", "CS"], field)
+}
+
+fn contains_ignore_case(set: &[&str], word: &str) -> bool {
+    set.iter().any(|item| item.eq_ignore_ascii_case(word))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> (Vec<ListEntry>, ListStats) {
+        let mut entries = Vec::new();
+        let stats = parse_list(text, |entry| entries.push(entry));
+        (entries, stats)
+    }
+
+    fn blocked(entries: &[ListEntry]) -> Vec<&str> {
+        entries
+            .iter()
+            .filter(|e| !e.exception)
+            .map(|e| e.domain.as_str())
+            .collect()
+    }
+
+    fn allowed(entries: &[ListEntry]) -> Vec<&str> {
+        entries
+            .iter()
+            .filter(|e| e.exception)
+            .map(|e| e.domain.as_str())
+            .collect()
+    }
+
+    fn skipped(stats: &ListStats, reason: SkipReason) -> usize {
+        stats.skipped.get(&reason).copied().unwrap_or(0)
+    }
+
+    /// Every line is accounted for: it gave entries, or it (or its names) were counted skipped.
+    fn assert_accounted(stats: &ListStats) {
+        assert!(
+            stats.entries + stats.skipped_total() >= stats.lines,
+            "lines unaccounted for: {stats:?}"
+        );
+    }
+
+    #[test]
+    fn hosts_file() {
+        let text = "\
+# Title: StevenBlack/hosts
+#
+127.0.0.1 localhost
+127.0.0.1 localhost.localdomain
+127.0.0.1 local
+255.255.255.255 broadcasthost
+::1 localhost ip6-localhost ip6-loopback
+fe80::1%lo0 localhost
+ff00::0 ip6-localnet
+0.0.0.0 0.0.0.0
+
+# Start StevenBlack
+0.0.0.0 Ads.Example.com\r
+0.0.0.0\tad.doubleclick.net   # tracking
+127.0.0.1 a.example b.example c.example
+:: ipv6.tracker.example
+0 zero.example
+::1 one.example
+0.0.0.0 bad_label-.example 1.2.3.4
+#0.0.0.0 disabled.example
+";
+        let (entries, stats) = parse(text);
+        assert_eq!(
+            blocked(&entries),
+            [
+                "ads.example.com",
+                "ad.doubleclick.net",
+                "a.example",
+                "b.example",
+                "c.example",
+                "ipv6.tracker.example",
+                "zero.example",
+                "one.example",
+            ]
+        );
+        assert_eq!(stats.lines, 20);
+        assert_eq!(skipped(&stats, SkipReason::Localhost), 9);
+        assert_eq!(skipped(&stats, SkipReason::IpAddress), 2);
+        assert_eq!(skipped(&stats, SkipReason::InvalidName), 1);
+        assert_eq!(skipped(&stats, SkipReason::Comment), 4);
+        assert_eq!(skipped(&stats, SkipReason::Blank), 1);
+        assert_accounted(&stats);
+    }
+
+    #[test]
+    fn plain_domains_and_wildcards() {
+        let text = "\
+example.com
+WWW.Example.ORG.
+*.wild.example
+bücher.de
+ads*.example.com
+*
+1.2.3.4
+_dmarc.example.net
+not a domain
+.dotted.example
+com
+*.zip
+::1
+localhost
+";
+        let (entries, stats) = parse(text);
+        assert_eq!(
+            blocked(&entries),
+            [
+                "example.com",
+                "www.example.org",
+                "wild.example",
+                "xn--bcher-kva.de",
+                "_dmarc.example.net",
+                "zip",
+            ]
+        );
+        // `com` alone would block a whole top-level domain; `*.zip` says so on purpose.
+        assert_eq!(skipped(&stats, SkipReason::UnsupportedRule), 4);
+        assert_eq!(skipped(&stats, SkipReason::IpAddress), 2);
+        assert_eq!(skipped(&stats, SkipReason::InvalidName), 1);
+        assert_eq!(skipped(&stats, SkipReason::Localhost), 1);
+        assert_accounted(&stats);
+    }
+
+    #[test]
+    fn adblock_dns_rules() {
+        let text = "\
+[Adblock Plus 2.0]
+! Title: EasyList
+! Expires: 4 days
+!#if env_firefox
+||ads.example.com^
+||tracker.example^$important
+||pop.example^$popup,third-party
+||doc.example^$document,all
+||partner.example^$third-party,domain=~partner-site.example
+||anchor.example^|
+||noseparator.example
+|start.example^
+plain.example^
+||*.wildcard.example^
+@@||allowed.example^
+@@||allowed2.example^$important
+||172.255.103.171^$popup
+";
+        let (entries, stats) = parse(text);
+        assert_eq!(
+            blocked(&entries),
+            [
+                "ads.example.com",
+                "tracker.example",
+                "pop.example",
+                "doc.example",
+                "partner.example",
+                "anchor.example",
+                "noseparator.example",
+                "start.example",
+                "plain.example",
+                "wildcard.example",
+            ]
+        );
+        assert_eq!(allowed(&entries), ["allowed.example", "allowed2.example"]);
+        assert_eq!(stats.exceptions, 2);
+        assert_eq!(stats.entries, 12);
+        assert_eq!(skipped(&stats, SkipReason::Comment), 4);
+        assert_eq!(skipped(&stats, SkipReason::IpAddress), 1);
+        assert_accounted(&stats);
+    }
+
+    #[test]
+    fn adblock_rules_a_dns_entry_cannot_honour() {
+        let text = "\
+||blocked.example^$badfilter
+||example.org^$denyallow=allowed.example
+||example.org^$client=127.0.0.1
+||example.org^$ctag=device_pc
+||example.org^$dnsrewrite=NOERROR;A;1.2.3.4
+||example.org^$dnstype=AAAA
+||temu.com^$popup,domain=site.example
+||cdn.example^$script,third-party
+@@||sitekit.example^$generichide
+@@||example.com^$elemhide
+@@||dashboard.example^$popup
+@@||first.example^$~third-party
+_reklama_$domain=~youtube.com
+.ad.example.$third-party
+||ad*.example^
+||example.com^*.js
+$script,third-party,domain=example.com
+*$image,redirect-rule=1x1.gif
+";
+        let (entries, stats) = parse(text);
+        assert!(entries.is_empty(), "{entries:?}");
+        assert_eq!(skipped(&stats, SkipReason::UnsupportedRule), 18);
+    }
+
+    #[test]
+    fn after_an_adblock_header_bare_lines_are_substring_rules() {
+        let text = "[Adblock Plus 2.0]
+! EasyPrivacy-style generic rules
+_chartbeat.js
+.v4.analytics.
+skimlinks.js
+||counted.example^
+real.example^
+";
+        let (entries, stats) = parse(text);
+        assert_eq!(blocked(&entries), ["counted.example", "real.example"]);
+        assert_eq!(skipped(&stats, SkipReason::UnsupportedRule), 3);
+        // Without the header the same line is a plain domain.
+        let (entries, _) = parse(
+            "_chartbeat.js
+",
+        );
+        assert_eq!(blocked(&entries), ["_chartbeat.js"]);
+    }
+
+    #[test]
+    fn adblock_path_cosmetic_and_regex_rules() {
+        let text = "\
+||example.com/ads/banner.js
+||example.com^/track
+|https://example.net^
+-ad-manager/$~stylesheet
+/banner/ads/*
+/^https?:\\/\\/[a-z]{8}\\.com\\//$script,third-party
+/ad[0-9]+\\.example/
+@@/regex-exception/
+##.adsbygoogle
+###ad-banner
+example.com##.sponsored
+example.com#@#.ad
+example.com#?#div:has(> .ad)
+example.com#$#body { overflow: auto; }
+example.com#%#//scriptlet('abort-on-property-read', 'ads')
+example.com##+js(set-constant, ads, false)
+example.com$$script[data-src=\"ads\"]
+#@#.textad
+";
+        let (entries, stats) = parse(text);
+        assert!(entries.is_empty(), "{entries:?}");
+        assert_eq!(skipped(&stats, SkipReason::PathRule), 5);
+        assert_eq!(skipped(&stats, SkipReason::RegexRule), 3);
+        assert_eq!(skipped(&stats, SkipReason::CosmeticRule), 10);
+        assert_eq!(stats.skipped_total(), stats.lines);
+    }
+
+    #[test]
+    fn hash_comments_are_not_cosmetic_rules() {
+        let (entries, stats) = parse("# comment\n## Section\n####\n### Title\n#\nok.example\n");
+        assert_eq!(blocked(&entries), ["ok.example"]);
+        assert_eq!(skipped(&stats, SkipReason::Comment), 5);
+    }
+
+    #[test]
+    fn dnsmasq_rules() {
+        let text = "\
+# dnsmasq blocklist
+address=/ads.example.com/0.0.0.0
+address=/tracker.example/::
+address=/multi-a.example/multi-b.example/127.0.0.1
+address=/nx.example/
+address=/hash.example/#
+server=/server.example/
+local=/local.example/
+address=/.leading-dot.example/0.0.0.0
+address=/#/0.0.0.0
+server=/forwarded.example/1.1.1.1
+server=/default.example/#
+server=8.8.8.8
+address=/bad..example/0.0.0.0
+address=/ok.example/localhost/0.0.0.0
+";
+        let (entries, stats) = parse(text);
+        assert_eq!(
+            blocked(&entries),
+            [
+                "ads.example.com",
+                "tracker.example",
+                "multi-a.example",
+                "multi-b.example",
+                "nx.example",
+                "hash.example",
+                "server.example",
+                "local.example",
+                "ok.example",
+            ]
+        );
+        assert_eq!(skipped(&stats, SkipReason::UnsupportedRule), 4);
+        assert_eq!(skipped(&stats, SkipReason::InvalidName), 2);
+        assert_eq!(skipped(&stats, SkipReason::Localhost), 1);
+        assert_accounted(&stats);
+    }
+
+    #[test]
+    fn rpz_zone_with_origin() {
+        let text = "\
+$TTL 2h
+$ORIGIN rpz.zone.
+@ IN SOA localhost. root.localhost. (
+        2024010101 ; serial
+        1h         ; refresh
+        15m        ; retry
+        30d        ; expire
+        2h )       ; minimum
+@ IN NS localhost.
+; malware
+evil.example CNAME .
+*.evil.example CNAME .
+tracker.example 300 IN CNAME .
+Nodata.Example IN 300 CNAME *.
+abs.example.rpz.zone. CNAME .
+other.example. CNAME .
+drop.example CNAME rpz-drop.
+garden.example CNAME walled.garden.example.
+passthru.example CNAME rpz-passthru.
+tcp.example CNAME rpz-tcp-only.
+sink.example A 0.0.0.0
+txt.example TXT \"blocked\"
+32.1.2.0.192.rpz-ip CNAME .
+ns.evil.example.rpz-nsdname CNAME .
+rpz.zone. CNAME .
+";
+        let (entries, stats) = parse(text);
+        assert_eq!(
+            blocked(&entries),
+            [
+                "evil.example",
+                "evil.example",
+                "tracker.example",
+                "nodata.example",
+                "abs.example",
+                "other.example",
+                "drop.example",
+                "garden.example",
+                "sink.example",
+            ]
+        );
+        assert_eq!(allowed(&entries), ["passthru.example"]);
+        assert_eq!(skipped(&stats, SkipReason::Comment), 10);
+        assert_eq!(skipped(&stats, SkipReason::UnsupportedRule), 5);
+        assert_eq!(stats.entries + stats.skipped_total(), stats.lines);
+    }
+
+    #[test]
+    fn rpz_origin_is_only_stripped_after_an_origin_line() {
+        let (entries, _) = parse("abs.example.rpz.zone. CNAME .\n");
+        assert_eq!(blocked(&entries), ["abs.example.rpz.zone"]);
+        let (entries, _) = parse("$ORIGIN RPZ.Zone.\nabs.example.rpz.zone. CNAME .\n");
+        assert_eq!(blocked(&entries), ["abs.example"]);
+        // Relative names are used as they are, even when they happen to end like the origin.
+        let (entries, _) = parse("$ORIGIN rpz.zone.\nrel.example.rpz.zone CNAME .\n");
+        assert_eq!(blocked(&entries), ["rel.example.rpz.zone"]);
+    }
+
+    #[test]
+    fn an_unclosed_soa_does_not_swallow_the_list() {
+        let mut text = String::from("@ IN SOA ns. admin. ( 1 2 3\n");
+        text.push_str(&"; no closing parenthesis\n".repeat(20));
+        text.push_str("after.example CNAME .\n");
+        let (entries, _) = parse(&text);
+        assert_eq!(blocked(&entries), ["after.example"]);
+    }
+
+    #[test]
+    fn unbound_local_zones() {
+        let text = "\
+server:
+    local-zone: \"ads.example.com\" always_nxdomain
+    local-zone: \"static.example.\" static
+    local-zone: refuse.example. refuse
+    local-zone: 'quoted.example' always_refuse
+    local-zone: \"null.example\" always_null # sinkhole
+    local-zone: \"inform.example\" inform_deny
+    local-zone: \"deny.example\" deny
+    local-zone: \"redirect.example\" redirect
+    local-data: \"redirect.example A 0.0.0.0\"
+    local-zone: \"transparent.example\" transparent
+    local-zone: \"notype.example\"
+    local-zone: \"unterminated.example static
+    local-zone: \".\" static
+";
+        let (entries, stats) = parse(text);
+        assert_eq!(
+            blocked(&entries),
+            [
+                "ads.example.com",
+                "static.example",
+                "refuse.example",
+                "quoted.example",
+                "null.example",
+                "inform.example",
+                "deny.example",
+                "redirect.example",
+            ]
+        );
+        assert_eq!(skipped(&stats, SkipReason::UnsupportedRule), 4);
+        assert_eq!(skipped(&stats, SkipReason::InvalidName), 2);
+        assert_eq!(stats.entries + stats.skipped_total(), stats.lines);
+    }
+
+    #[test]
+    fn mixed_formats_in_one_list() {
+        let text = "\u{feff}||a.example^\r\n0.0.0.0 b.example\r\nc.example\r\n\
+                    address=/d.example/0.0.0.0\r\ne.example CNAME .\r\n\
+                    local-zone: \"f.example\" static\r\n";
+        let (entries, stats) = parse(text);
+        assert_eq!(
+            blocked(&entries),
+            [
+                "a.example",
+                "b.example",
+                "c.example",
+                "d.example",
+                "e.example",
+                "f.example"
+            ]
+        );
+        assert_eq!(stats.lines, 6);
+        assert_eq!(stats.skipped_total(), 0);
+    }
+
+    #[test]
+    fn reader_matches_in_memory_parse() {
+        let text = "# c\n0.0.0.0 a.example\n\n||b.example^\nbad..name\nlast.example";
+        let mut from_text = Vec::new();
+        let text_stats = parse_list(text, |e| from_text.push(e));
+        let mut from_reader = Vec::new();
+        let reader_stats = parse_reader(text.as_bytes(), |e| from_reader.push(e))
+            .expect("reading from memory cannot fail");
+        assert_eq!(from_text, from_reader);
+        assert_eq!(text_stats, reader_stats);
+        assert_eq!(reader_stats.lines, 6);
+    }
+
+    #[test]
+    fn reader_survives_invalid_utf8() {
+        let bytes = b"# caf\xe9\nok.example\nbad\xff.example\n";
+        let mut entries = Vec::new();
+        let stats = parse_reader(&bytes[..], |e| entries.push(e)).expect("in memory");
+        assert_eq!(blocked(&entries), ["ok.example"]);
+        assert_eq!(skipped(&stats, SkipReason::Comment), 1);
+        assert_eq!(skipped(&stats, SkipReason::InvalidName), 1);
+    }
+
+    #[test]
+    fn stats_display_and_merge() {
+        let (_, stats) =
+            parse("! c\n! c\n\na.example\n||b.example^\n@@||c.example^\n##.ad\n-x-.example\n");
+        assert_eq!(
+            stats.to_string(),
+            "3 entries, 1 exception, 5 skipped (1 blank, 2 comment, 1 cosmetic rule, 1 invalid name)"
+        );
+        let mut total = stats.clone();
+        total.merge(&stats);
+        assert_eq!(total.lines, 16);
+        assert_eq!(total.entries, 6);
+        assert_eq!(total.exceptions, 2);
+        assert_eq!(total.skipped_total(), 10);
+        assert_eq!(total.skipped[&SkipReason::Comment], 4);
+        assert_eq!(
+            ListStats::default().to_string(),
+            "0 entries, 0 exceptions, 0 skipped"
+        );
+        let (_, one) = parse("a.example\n");
+        assert_eq!(one.to_string(), "1 entry, 0 exceptions, 0 skipped");
+    }
+
+    #[test]
+    fn skip_reason_names() {
+        assert_eq!(SkipReason::CosmeticRule.as_str(), "cosmetic_rule");
+        assert_eq!(SkipReason::IpAddress.as_str(), "ip_address");
+        assert_eq!(SkipReason::InvalidName.to_string(), "invalid name");
+    }
+
+    fn unique_temp_dir(tag: &str) -> std::path::PathBuf {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        static COUNTER: AtomicUsize = AtomicUsize::new(0);
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or_default();
+        std::env::temp_dir().join(format!(
+            "cordon-{tag}-{}-{nanos}-{}",
+            std::process::id(),
+            COUNTER.fetch_add(1, Ordering::Relaxed)
+        ))
+    }
+
+    fn write_category(root: &Path, folder: &str, domains: &str) {
+        let dir = root.join(folder);
+        std::fs::create_dir_all(&dir).expect("create category folder");
+        std::fs::write(dir.join("domains"), domains).expect("write domains file");
+    }
+
+    #[test]
+    fn ut1_directory() {
+        let root = unique_temp_dir("ut1");
+        write_category(&root, "adult", "porn.example\nXXX.example\n1.2.3.4\n");
+        write_category(&root, "gambling", "casino.example\r\nbet.example\r\n");
+        write_category(&root, "unmapped", "never.example\n");
+        let mapping = BTreeMap::from([("adult".to_string(), 24u8), ("gambling".to_string(), 28)]);
+        let mut got = Vec::new();
+        let stats = load_ut1_dir(&root, &mapping, |&id, entry| got.push((id, entry.domain)));
+        let _ = std::fs::remove_dir_all(&root);
+        let stats = stats.expect("all mapped folders exist");
+        assert_eq!(
+            got,
+            [
+                (24, "porn.example".to_string()),
+                (24, "xxx.example".to_string()),
+                (28, "casino.example".to_string()),
+                (28, "bet.example".to_string()),
+            ]
+        );
+        assert_eq!(stats.lines, 5);
+        assert_eq!(stats.entries, 4);
+        assert_eq!(skipped(&stats, SkipReason::IpAddress), 1);
+    }
+
+    #[test]
+    fn ut1_missing_folder_fails_before_loading() {
+        let root = unique_temp_dir("ut1-missing");
+        write_category(&root, "adult", "porn.example\n");
+        let mapping = BTreeMap::from([("adult".to_string(), 1u8), ("gone".to_string(), 2)]);
+        let mut calls = 0;
+        let result = load_ut1_dir(&root, &mapping, |_, _| calls += 1);
+        let _ = std::fs::remove_dir_all(&root);
+        let error = result.expect_err("folder `gone` does not exist");
+        assert_eq!(error.kind(), io::ErrorKind::NotFound);
+        assert!(
+            error.to_string().contains("gone/domains"),
+            "message should name the path: {error}"
+        );
+        assert_eq!(calls, 0);
+    }
+
+    #[test]
+    fn never_panics_on_random_input() {
+        let pieces = [
+            "||",
+            "@@",
+            "|",
+            "^",
+            "$",
+            "$$",
+            "#",
+            "##",
+            "#@#",
+            "#?#",
+            "/",
+            "*",
+            ".",
+            "*.",
+            ":",
+            "::",
+            "0.0.0.0",
+            "address=",
+            "server=",
+            "local=",
+            "local-zone:",
+            "\"",
+            "'",
+            "$ORIGIN",
+            "$TTL",
+            "CNAME",
+            "IN",
+            "SOA",
+            "(",
+            ")",
+            ";",
+            "!",
+            "[",
+            "]",
+            " ",
+            "\t",
+            "\r",
+            "\n",
+            "a",
+            "example",
+            "ü",
+            "例",
+            "。",
+            "%",
+            "~",
+            "=",
+            ",",
+            "important",
+            "domain=",
+            "rpz-ip",
+            "300",
+            "\u{feff}",
+            "\u{0}",
+        ];
+        let mut state = 0x2545_f491_4f6c_dd1d_u64;
+        let mut next = move || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        };
+        for _ in 0..2_000 {
+            let mut text = String::new();
+            for _ in 0..next() % 60 {
+                text.push_str(pieces[(next() % pieces.len() as u64) as usize]);
+            }
+            let (entries, stats) = parse(&text);
+            assert_eq!(stats.lines, text.lines().count());
+            for entry in entries {
+                assert_eq!(names::normalize(&entry.domain), Ok(entry.domain.clone()));
+            }
+            let bytes: Vec<u8> = (0..next() % 200).map(|_| next() as u8).collect();
+            parse_reader(&bytes[..], |_| {}).expect("in memory");
+        }
+    }
+}

@@ -1,0 +1,19 @@
+//! Policy: categories, rules, groups and the snapshot a decision reads; no I/O on the query path.
+
+pub mod build;
+pub mod categories;
+pub mod cidr;
+pub mod decide;
+pub mod file;
+pub mod lists;
+pub mod names;
+pub mod qname;
+pub mod rules;
+pub mod snapshot;
+
+pub use build::{build_snapshot, StaticBinding};
+pub use categories::{CategoryDb, CategoryId, CategorySet, Taxonomy};
+pub use decide::{check_target, decide, Decision, Reason};
+pub use file::{FileError, PolicyErrors, PolicySet};
+pub use qname::QName;
+pub use snapshot::{DeviceId, GroupIdx, Policy, ResponseMode, Snapshot};

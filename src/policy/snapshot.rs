@@ -1,0 +1,147 @@
+//! The snapshot: one immutable value holding everything a decision needs, with a version.
+//!
+//! The control plane builds it and publishes it through `arc_swap`; the query path loads one per
+//! query and decides with it alone (contract 1). Big parts that rarely change (category DB,
+//! compiled policies) sit behind `Arc`s so that a new snapshot shares them.
+
+use std::fmt;
+use std::net::{Ipv4Addr, Ipv6Addr};
+use std::sync::Arc;
+
+use rustc_hash::FxHashMap;
+
+use super::categories::{CategoryDb, CategorySet, Taxonomy};
+use super::cidr::PrefixTable;
+use super::rules::RuleSet;
+
+/// A device group's place in [`Snapshot::groups`], which is ordered by priority, highest first:
+/// the smaller index is the stricter group.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct GroupIdx(pub u16);
+
+impl GroupIdx {
+    pub fn index(self) -> usize {
+        self.0 as usize
+    }
+
+    /// The stricter of two groups (contract 8).
+    pub fn stricter(self, other: GroupIdx) -> GroupIdx {
+        self.min(other)
+    }
+}
+
+/// A managed device, as Cordon numbers it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize)]
+pub struct DeviceId(pub u64);
+
+impl fmt::Display for DeviceId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "device#{}", self.0)
+    }
+}
+
+/// What a policy does with a name no rule or category decides.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DefaultAction {
+    Allow,
+    Block,
+}
+
+/// How a blocked name is answered (contract 5).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ResponseMode {
+    Nxdomain,
+    Refused,
+    Nodata,
+    Sinkhole,
+}
+
+/// A compiled policy.
+#[derive(Debug)]
+pub struct Policy {
+    pub name: String,
+    pub default: DefaultAction,
+    pub rules: RuleSet,
+    /// Names of the allowed service bundles, indexed by [`super::rules::RuleHit::service`].
+    pub services: Vec<String>,
+    pub block_categories: CategorySet,
+    pub block_uncategorised: bool,
+    pub response: ResponseMode,
+    pub sinkhole_v4: Ipv4Addr,
+    pub sinkhole_v6: Ipv6Addr,
+    /// TTL (and SOA minimum) of blocked answers, seconds.
+    pub blocked_ttl: u32,
+    /// Cap on the TTL of answers this policy lets through, seconds (contract 6).
+    pub max_ttl: u32,
+}
+
+/// A device group.
+#[derive(Debug)]
+pub struct Group {
+    pub name: String,
+    pub priority: i64,
+    pub policy: Arc<Policy>,
+    /// UEM groups (`jamf:computer-group:42`, ...) whose members land here.
+    pub uem_groups: Vec<String>,
+}
+
+/// Devices and where each one stands.
+#[derive(Debug, Default, Clone)]
+pub struct Devices {
+    /// Alias (lowercased) -> device.
+    pub aliases: FxHashMap<Box<str>, DeviceId>,
+    /// Device -> the group its placements and memberships put it in.
+    pub groups: FxHashMap<DeviceId, GroupIdx>,
+    /// A name to show for each device: its first alias.
+    pub labels: FxHashMap<DeviceId, Box<str>>,
+}
+
+impl Devices {
+    pub fn by_alias(&self, alias: &str) -> Option<DeviceId> {
+        if alias.bytes().any(|b| b.is_ascii_uppercase()) {
+            self.aliases
+                .get(alias.to_ascii_lowercase().as_str())
+                .copied()
+        } else {
+            self.aliases.get(alias).copied()
+        }
+    }
+
+    pub fn label(&self, id: DeviceId) -> String {
+        self.labels
+            .get(&id)
+            .map(|l| l.to_string())
+            .unwrap_or_else(|| id.to_string())
+    }
+}
+
+/// Everything a decision reads.
+#[derive(Debug)]
+pub struct Snapshot {
+    pub version: u64,
+    /// Ordered by priority, highest first.
+    pub groups: Vec<Group>,
+    pub default_group: GroupIdx,
+    pub taxonomy: Arc<Taxonomy>,
+    pub categories: Arc<CategoryDb>,
+    pub devices: Arc<Devices>,
+    /// `clients` networks of each group: queries from there are in that group at least.
+    pub client_groups: Arc<PrefixTable<GroupIdx>>,
+    /// `identity.static`: source networks bound to a device (longest prefix wins).
+    pub static_devices: Arc<PrefixTable<DeviceId>>,
+}
+
+impl Snapshot {
+    pub fn group(&self, idx: GroupIdx) -> &Group {
+        &self.groups[idx.index()]
+    }
+
+    pub fn group_by_name(&self, name: &str) -> Option<GroupIdx> {
+        self.groups
+            .iter()
+            .position(|g| g.name == name)
+            .map(|i| GroupIdx(i as u16))
+    }
+}
