@@ -168,7 +168,10 @@ pub fn cached(
     out.clear();
     out.extend_from_slice(&entry.bytes);
     write_u16(out, 0, q.id);
-    out[2] = (out[2] & !((flag::RD >> 8) as u8)) | (q.flags >> 8) as u8 & (flag::RD >> 8) as u8;
+    // Our answer, not the authority's: RD as the client asked, RA set, AA cleared.
+    let upstream_flags = u16::from_be_bytes([out[2], out[3]]);
+    let flags = (upstream_flags & !(flag::RD | flag::AA)) | (q.flags & flag::RD) | flag::RA;
+    write_u16(out, 2, flags);
     let question = q.question_bytes();
     if let Some(dst) = out.get_mut(HEADER_LEN..HEADER_LEN + question.len()) {
         dst.copy_from_slice(question);

@@ -33,16 +33,17 @@ pub struct ServerAddr {
 impl ServerAddr {
     /// Parses `udp://1.2.3.4:53`, `tcp://[::1]:53` or a bare `1.2.3.4[:53]`.
     pub fn parse(text: &str) -> Result<ServerAddr, String> {
-        let (protocol, rest) =
-            match text.split_once("://") {
-                Some(("udp", rest)) => (Protocol::Udp, rest),
-                Some(("tcp", rest)) => (Protocol::Tcp, rest),
-                Some((scheme @ ("tls" | "https"), _)) => return Err(format!(
+        let (protocol, rest) = match text.split_once("://") {
+            Some(("udp", rest)) => (Protocol::Udp, rest),
+            Some(("tcp", rest)) => (Protocol::Tcp, rest),
+            Some((scheme @ ("tls" | "https"), _)) => {
+                return Err(format!(
                     "\"{text}\": {scheme}:// upstreams are not supported yet; use udp:// or tcp://"
-                )),
-                Some((scheme, _)) => return Err(format!("\"{text}\": unknown scheme {scheme}://")),
-                None => (Protocol::Udp, text),
-            };
+                ))
+            }
+            Some((scheme, _)) => return Err(format!("\"{text}\": unknown scheme {scheme}://")),
+            None => (Protocol::Udp, text),
+        };
         let addr = rest
             .parse::<SocketAddr>()
             .or_else(|_| {

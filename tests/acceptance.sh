@@ -1,0 +1,103 @@
+#!/usr/bin/env bash
+# Shell checks of the built binary, as an operator would use it: `cordon run` with the shipped
+# policies, dig against it, `cordon check` on a broken policy, promtool on /metrics.
+# Upstream is NSD serving a small zone on 127.0.0.2; nothing leaves loopback.
+# Usage: tests/acceptance.sh [path/to/cordon]   (default target/debug/cordon)
+set -euo pipefail
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+BIN=${1:-$ROOT/target/debug/cordon}
+WORK=$(mktemp -d)
+PIDS=()
+cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$WORK"; }
+trap cleanup EXIT
+fail() { echo "FAIL: $*" >&2; failed=$((failed + 1)); }
+pass() { echo "ok: $*"; passed=$((passed + 1)); }
+passed=0; failed=0
+DNS_PORT=15353; HTTP_PORT=19153; AUTH=127.0.0.2; AUTH_PORT=15300
+
+# --- the upstream: NSD, authoritative for allowed.example ---
+mkdir -p "$WORK/nsd"
+cat > "$WORK/nsd/allowed.example.zone" <<ZONE
+\$ORIGIN allowed.example.
+\$TTL 3600
+@ IN SOA ns.allowed.example. hostmaster.allowed.example. 1 3600 600 86400 60
+@ IN NS ns
+ns IN A 192.0.2.53
+www IN A 192.0.2.10
+ZONE
+cat > "$WORK/nsd/nsd.conf" <<CONF
+server:
+  ip-address: $AUTH@$AUTH_PORT
+  port: $AUTH_PORT
+  username: ""
+  chroot: ""
+  zonesdir: "$WORK/nsd"
+  database: ""
+  zonelistfile: "$WORK/nsd/zone.list"
+  pidfile: "$WORK/nsd/nsd.pid"
+  xfrdfile: "$WORK/nsd/xfrd.state"
+  logfile: "$WORK/nsd/nsd.log"
+  server-count: 1
+  verbosity: 0
+remote-control:
+  control-enable: no
+zone:
+  name: allowed.example
+  zonefile: allowed.example.zone
+CONF
+nsd -d -c "$WORK/nsd/nsd.conf" & PIDS+=($!)
+
+# --- cordon run with the shipped policies ---
+cat > "$WORK/cordon.toml" <<CONF
+[dns]
+listen = ["127.0.0.1:$DNS_PORT"]
+[upstream]
+servers = ["udp://$AUTH:$AUTH_PORT"]
+[http]
+listen = "127.0.0.1:$HTTP_PORT"
+[store]
+path = "$WORK/cordon.db"
+[policies]
+dir = "$ROOT/policies"
+CONF
+"$BIN" run --config "$WORK/cordon.toml" > "$WORK/cordon.log" 2>&1 & PIDS+=($!)
+for _ in $(seq 100); do
+  dig +time=1 +tries=1 @127.0.0.1 -p $DNS_PORT www.allowed.example 2>/dev/null | grep -q "status: NOERROR" && break
+  sleep 0.1
+done
+grep -q "cordon listening: udp+tcp 127.0.0.1:$DNS_PORT, http 127.0.0.1:$HTTP_PORT" "$WORK/cordon.log" \
+  && pass "start-up logs its listeners" || fail "start-up line: $(cat "$WORK/cordon.log")"
+
+out=$(dig @127.0.0.1 -p $DNS_PORT malware.cordon-test.example)
+grep -q "status: NXDOMAIN" <<<"$out" && grep -q "EDE: 15 (Blocked)" <<<"$out" \
+  && pass "listed malware domain: NXDOMAIN with EDE 15" || fail "malware domain: $out"
+out=$(dig @127.0.0.1 -p $DNS_PORT www.allowed.example)
+grep -q "status: NOERROR" <<<"$out" && grep -Eq "www.allowed.example.\s+300\s+IN\s+A\s+192.0.2.10" <<<"$out" \
+  && pass "allowed name: the upstream's answer, TTL capped at 300" || fail "allowed name: $out"
+out=$(dig +tcp @127.0.0.1 -p $DNS_PORT www.allowed.example)
+grep -q "192.0.2.10" <<<"$out" && pass "allowed name over TCP" || fail "tcp: $out"
+
+metrics=$(curl -sf 127.0.0.1:$HTTP_PORT/metrics)
+if lint=$(promtool check metrics <<<"$metrics" 2>&1); then pass "promtool check metrics"; else fail "promtool: $lint"; fi
+grep -q 'cordon_dns_blocked_total{category="malware",group="standard"} 1' <<<"$metrics" \
+  && pass "blocked query counted" || fail "blocked counter missing"
+
+out=$("$BIN" explain --config "$WORK/cordon.toml" --client 10.0.0.1 malware.cordon-test.example)
+grep -q "decision:   block: category malware" <<<"$out" && pass "cordon explain" || fail "explain: $out"
+
+# --- cordon check on a policy with a typo ---
+cp -r "$ROOT/policies" "$WORK/broken"
+sed -i 's/"phishing",/"phishin",/' "$WORK/broken/standard.toml"
+line=$(grep -n '"phishin"' "$WORK/broken/standard.toml" | cut -d: -f1)
+sed "s#dir = .*#dir = \"$WORK/broken\"#" "$WORK/cordon.toml" > "$WORK/broken.toml"
+set +e; out=$("$BIN" check --config "$WORK/broken.toml" 2>&1); code=$?; set -e
+[ "$code" = 1 ] && grep -q "broken/standard.toml:$line: unknown category \"phishin\"" <<<"$out" \
+  && pass "cordon check names file and line, exits 1" || fail "check: exit $code: $out"
+"$BIN" check --config "$WORK/cordon.toml" > /dev/null && pass "cordon check on the shipped policies" || fail "shipped policies do not check"
+
+# --- SIGHUP reload keeps serving ---
+kill -HUP "${PIDS[1]}"; sleep 0.5
+dig @127.0.0.1 -p $DNS_PORT www.allowed.example | grep -q "status: NOERROR" && pass "serving after SIGHUP" || fail "SIGHUP"
+
+echo "acceptance: $passed passed, $failed failed"
+[ "$failed" = 0 ]

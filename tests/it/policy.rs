@@ -1,0 +1,134 @@
+//! Decisions as a client sees them: which names resolve, and how a block is answered.
+
+use std::net::Ipv4Addr;
+
+use hickory_proto::op::ResponseCode;
+use hickory_proto::rr::{RData, RecordType};
+
+use crate::support::*;
+
+#[tokio::test]
+async fn a_listed_malware_domain_gets_nxdomain_with_soa_and_ede() {
+    let upstream = start_upstream().await;
+    let cordon = start_cordon(&upstream).await;
+    for name in ["evil.test.", "sub.evil.test.", "c2.test."] {
+        let answer = ask(cordon.dns, name).await;
+        assert_eq!(rcode(&answer), ResponseCode::NXDomain, "{name}");
+        assert!(answer.answers.is_empty());
+        let soa = &answer.authorities[0];
+        assert_eq!(soa.ttl, 7, "the SOA's TTL is the policy's blocked_ttl");
+        let RData::SOA(soa) = &soa.data else {
+            panic!("an SOA in the authority section")
+        };
+        assert_eq!(
+            soa.minimum, 7,
+            "the negative TTL is the policy's blocked_ttl"
+        );
+        let (code, text) = ede(&answer).expect("an Extended DNS Error");
+        assert_eq!(code, 15);
+        assert!(text.contains("category malware"), "{text}");
+        assert!(text.contains("group standard"), "{text}");
+    }
+}
+
+#[tokio::test]
+async fn an_allow_rule_beats_a_blocked_category() {
+    let upstream = start_upstream().await;
+    let cordon = start_cordon(&upstream).await;
+    assert_eq!(
+        rcode(&ask(cordon.dns, "tracker.ads.test.").await),
+        ResponseCode::NXDomain
+    );
+    let allowed = ask(cordon.dns, "allowed-ad.ads.test.").await;
+    assert_eq!(addresses(&allowed), vec![Ipv4Addr::new(192, 0, 2, 17)]);
+}
+
+#[tokio::test]
+async fn a_deny_rule_beats_an_allow_rule() {
+    let upstream = start_upstream().await;
+    let cordon = start_cordon(&upstream).await;
+    let answer = ask(cordon.dns, "both.test.").await;
+    assert_eq!(rcode(&answer), ResponseCode::NXDomain);
+    assert!(ede(&answer).unwrap().1.contains("deny rule both.test"));
+    let wildcard = ask(cordon.dns, "a.b.denied.test.").await;
+    assert!(ede(&wildcard)
+        .unwrap()
+        .1
+        .contains("deny rule *.denied.test"));
+}
+
+#[tokio::test]
+async fn the_isolation_policy_allows_only_its_allow_list() {
+    let upstream = start_upstream().await;
+    let cordon = start_cordon(&upstream).await;
+    let isolated = [127, 0, 0, 3];
+    let blocked = ask_from(cordon.dns, isolated, "www.allowed.test.").await;
+    assert_eq!(rcode(&blocked), ResponseCode::NXDomain);
+    let (_, text) = ede(&blocked).unwrap();
+    assert!(text.contains("group restricted"), "{text}");
+    assert_eq!(
+        addresses(&ask_from(cordon.dns, isolated, "x.mdm.test.").await),
+        vec![Ipv4Addr::new(192, 0, 2, 50)]
+    );
+    assert_eq!(
+        addresses(&ask_from(cordon.dns, isolated, "api.vendor.test.").await),
+        vec![Ipv4Addr::new(192, 0, 2, 51)]
+    );
+    // an allowed name that points into a CDN keeps working: default-block does not apply to targets
+    let cdn = ask_from(cordon.dns, isolated, "cdn.mdm.test.").await;
+    assert_eq!(addresses(&cdn), vec![Ipv4Addr::new(192, 0, 2, 52)]);
+    // the same names stay free for everyone else
+    assert_eq!(
+        addresses(&ask(cordon.dns, "www.allowed.test.").await),
+        vec![Ipv4Addr::new(192, 0, 2, 1)]
+    );
+}
+
+#[tokio::test]
+async fn an_unknown_client_falls_to_the_default_group() {
+    let upstream = start_upstream().await;
+    let cordon = start_cordon(&upstream).await;
+    let answer = ask_from(cordon.dns, [127, 0, 0, 9], "evil.test.").await;
+    assert!(ede(&answer).unwrap().1.contains("group standard"));
+    assert_eq!(
+        addresses(&ask_from(cordon.dns, [127, 0, 0, 9], "social.test.").await),
+        vec![Ipv4Addr::new(192, 0, 2, 40)]
+    );
+}
+
+#[tokio::test]
+async fn a_client_network_puts_queries_in_its_group_with_its_response_mode() {
+    let upstream = start_upstream().await;
+    let cordon = start_cordon(&upstream).await;
+    let answer = ask_from(cordon.dns, [127, 0, 0, 5], "social.test.").await;
+    assert_eq!(rcode(&answer), ResponseCode::Refused);
+    assert!(ede(&answer).unwrap().1.contains("category social_networks"));
+}
+
+#[tokio::test]
+async fn a_cname_into_a_blocked_domain_is_blocked() {
+    let upstream = start_upstream().await;
+    let cordon = start_cordon(&upstream).await;
+    for _ in 0..2 {
+        // first from upstream, then from the cache: the policy runs on both
+        let answer = ask(cordon.dns, "cname.allowed.test.").await;
+        assert_eq!(rcode(&answer), ResponseCode::NXDomain);
+        assert!(
+            answer.answers.is_empty(),
+            "no record of the blocked chain leaks"
+        );
+        let (_, text) = ede(&answer).unwrap();
+        assert!(text.contains("CNAME target tracker.ads.test"), "{text}");
+        assert!(text.contains("category ads"), "{text}");
+    }
+}
+
+#[tokio::test]
+async fn blocks_answer_every_query_type() {
+    let upstream = start_upstream().await;
+    let cordon = start_cordon(&upstream).await;
+    for qtype in [RecordType::AAAA, RecordType::TXT, RecordType::HTTPS] {
+        let answer = ask_with(cordon.dns, "evil.test.", qtype, Ask::default()).await;
+        assert_eq!(rcode(&answer), ResponseCode::NXDomain, "{qtype}");
+    }
+}

@@ -1,0 +1,492 @@
+//! Test fixtures: an authoritative upstream (hickory-server, in-memory zone), Cordon started on
+//! ephemeral ports with policies written to a temp dir, and a small DNS client over real sockets.
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use hickory_proto::op::{Edns, Message, MessageType, OpCode, Query, ResponseCode};
+use hickory_proto::rr::rdata::{A, CNAME, SOA, TXT};
+use hickory_proto::rr::{LowerName, Name, RData, Record, RecordType};
+use hickory_server::net::runtime::TokioRuntimeProvider;
+use hickory_server::store::in_memory::InMemoryZoneHandler;
+use hickory_server::zone_handler::{AxfrPolicy, Catalog, ZoneType};
+use hickory_server::Server;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream, UdpSocket};
+
+use cordon::app::Running;
+use cordon::config::{AdminToken, Config, Role, StaticEntry};
+
+pub const ADMIN: &str = "test-admin-token";
+pub const VIEWER: &str = "test-viewer-token";
+
+/// An authoritative server for `test.` on 127.0.0.1 (UDP and TCP, same port).
+pub struct Upstream {
+    pub addr: SocketAddr,
+    _server: Server<Catalog>,
+}
+
+fn name(s: &str) -> Name {
+    Name::from_str(s).unwrap()
+}
+
+fn a(owner: &str, ttl: u32, ip: [u8; 4]) -> Record {
+    Record::from_rdata(name(owner), ttl, RData::A(A(Ipv4Addr::from(ip))))
+}
+
+fn cname(owner: &str, target: &str) -> Record {
+    Record::from_rdata(name(owner), 3600, RData::CNAME(CNAME(name(target))))
+}
+
+/// The zone every test resolves against.
+pub fn test_zone() -> Vec<Record> {
+    let soa = SOA::new(
+        name("ns.test."),
+        name("hostmaster.test."),
+        1,
+        3600,
+        600,
+        86400,
+        60,
+    );
+    let mut records = vec![
+        Record::from_rdata(name("test."), 60, RData::SOA(soa)),
+        a("www.allowed.test.", 3600, [192, 0, 2, 1]),
+        a("short.allowed.test.", 1, [192, 0, 2, 2]),
+        a("evil.test.", 3600, [192, 0, 2, 66]),
+        a("sub.evil.test.", 3600, [192, 0, 2, 67]),
+        a("c2.test.", 3600, [192, 0, 2, 68]),
+        a("tracker.ads.test.", 3600, [192, 0, 2, 16]),
+        a("allowed-ad.ads.test.", 3600, [192, 0, 2, 17]),
+        a("both.test.", 3600, [192, 0, 2, 18]),
+        a("social.test.", 3600, [192, 0, 2, 40]),
+        a("x.mdm.test.", 3600, [192, 0, 2, 50]),
+        a("api.vendor.test.", 3600, [192, 0, 2, 51]),
+        a("edge.cdnprovider.test.", 3600, [192, 0, 2, 52]),
+        cname("cname.allowed.test.", "tracker.ads.test."),
+        cname("cdn.mdm.test.", "edge.cdnprovider.test."),
+    ];
+    for i in 0..40 {
+        let text = format!("record number {i:02} with some padding text");
+        records.push(Record::from_rdata(
+            name("big.allowed.test."),
+            3600,
+            RData::TXT(TXT::new(vec![text])),
+        ));
+    }
+    records
+}
+
+pub async fn start_upstream() -> Upstream {
+    let mut zone = InMemoryZoneHandler::<TokioRuntimeProvider>::empty(
+        name("test."),
+        ZoneType::Primary,
+        AxfrPolicy::Deny,
+    );
+    for r in test_zone() {
+        zone.upsert_mut(r, 1);
+    }
+    let mut catalog = Catalog::new();
+    catalog.upsert(LowerName::from(name("test.")), vec![Arc::new(zone)]);
+    let udp = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let addr = udp.local_addr().unwrap();
+    let tcp = TcpListener::bind(addr).await.unwrap();
+    let mut server = Server::new(catalog);
+    server.register_socket(udp);
+    server.register_listener(tcp, Duration::from_secs(5), 65535);
+    Upstream {
+        addr,
+        _server: server,
+    }
+}
+
+/// Policies used by most tests, written into `dir`.
+pub fn write_policies(dir: &Path) {
+    let files: &[(&str, &str)] = &[
+        (
+            "categories.toml",
+            r#"
+[[category]]
+id = 0
+name = "malware"
+lists = ["lists/malware.txt"]
+
+[[category]]
+id = 16
+name = "ads"
+lists = ["lists/ads.txt"]
+
+[[category]]
+id = 40
+name = "social_networks"
+lists = ["lists/social.txt"]
+"#,
+        ),
+        (
+            "lists/malware.txt",
+            "# a hosts file and an adblock line\n0.0.0.0 evil.test\n||c2.test^\n",
+        ),
+        ("lists/ads.txt", "||ads.test^\n"),
+        ("lists/social.txt", "social.test\n"),
+        (
+            "services.toml",
+            "[[service]]\nname = \"vendor\"\ndomains = [\"vendor.test\"]\n",
+        ),
+        (
+            "groups.toml",
+            r#"
+default_group = "standard"
+
+[[group]]
+name = "restricted"
+priority = 100
+policy = "isolation"
+uem_groups = ["jamf:computer-group:42"]
+devices = ["C02ISOLATED"]
+
+[[group]]
+name = "kids"
+priority = 10
+policy = "limited"
+clients = ["127.0.0.5/32"]
+
+[[group]]
+name = "standard"
+priority = 0
+policy = "standard"
+"#,
+        ),
+        (
+            "standard.toml",
+            r#"
+default = "allow"
+allow = ["allowed-ad.ads.test", "both.test"]
+deny = ["both.test", "*.denied.test"]
+block_categories = ["malware", "ads"]
+blocked_ttl = 7
+max_ttl = 300
+"#,
+        ),
+        (
+            "isolation.toml",
+            r#"
+default = "block"
+allow = ["*.mdm.test"]
+allow_services = ["vendor"]
+blocked_ttl = 5
+max_ttl = 60
+"#,
+        ),
+        (
+            "limited.toml",
+            r#"
+block_categories = ["malware", "social_networks"]
+response = "refused"
+"#,
+        ),
+    ];
+    for (file, text) in files {
+        let path = dir.join(file);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, text).unwrap();
+    }
+}
+
+/// A running Cordon with its temp dir.
+pub struct Cordon {
+    /// Kept so that the server runs as long as the test holds it.
+    pub _running: Running,
+    pub dir: tempfile::TempDir,
+    pub dns: SocketAddr,
+    pub http: SocketAddr,
+}
+
+impl Cordon {
+    pub fn policies(&self) -> PathBuf {
+        self.dir.path().join("policies")
+    }
+}
+
+/// A config for `upstreams`, with the test policies in a fresh temp dir.
+pub fn config(dir: &Path, upstreams: &[SocketAddr]) -> Config {
+    let policies = dir.join("policies");
+    write_policies(&policies);
+    let mut config = Config::default();
+    config.dns.listen = vec!["127.0.0.1:0".parse().unwrap()];
+    config.dns.udp_sockets = 2;
+    config.http.listen = "127.0.0.1:0".into();
+    config.upstream.servers = upstreams.iter().map(|a| format!("udp://{a}")).collect();
+    config.upstream.timeout_ms = 1000;
+    config.policies.dir = policies;
+    config.store.path = dir.join("cordon.db");
+    config.auth.admin = vec![
+        AdminToken {
+            token: ADMIN.into(),
+            role: Role::Admin,
+        },
+        AdminToken {
+            token: VIEWER.into(),
+            role: Role::Viewer,
+        },
+    ];
+    config.identity.static_bindings = vec![StaticEntry {
+        cidr: "127.0.0.3/32".into(),
+        device: "C02ISOLATED".into(),
+    }];
+    config
+}
+
+pub async fn start_cordon_with(dir: tempfile::TempDir, config: Config) -> Cordon {
+    let running = cordon::app::start(config).await.expect("cordon starts");
+    Cordon {
+        dns: running.dns_addrs[0],
+        http: running.http_addr.unwrap(),
+        _running: running,
+        dir,
+    }
+}
+
+pub async fn start_cordon(upstream: &Upstream) -> Cordon {
+    let dir = tempfile::tempdir().unwrap();
+    let config = config(dir.path(), &[upstream.addr]);
+    start_cordon_with(dir, config).await
+}
+
+/// How to ask.
+#[derive(Clone, Copy)]
+pub struct Ask {
+    pub from: Ipv4Addr,
+    pub tcp: bool,
+    pub edns: bool,
+}
+
+impl Default for Ask {
+    fn default() -> Self {
+        Ask {
+            from: Ipv4Addr::LOCALHOST,
+            tcp: false,
+            edns: true,
+        }
+    }
+}
+
+pub fn query_message(qname: &str, qtype: RecordType, edns: bool) -> Message {
+    let mut m = Message::new(rand::random(), MessageType::Query, OpCode::Query);
+    m.metadata.recursion_desired = true;
+    m.add_query(Query::query(Name::from_str(qname).unwrap(), qtype));
+    if edns {
+        let mut e = Edns::new();
+        e.set_max_payload(1232);
+        m.set_edns(e);
+    }
+    m
+}
+
+/// Sends `packet` and returns the raw answer (None when nothing came within 2 s).
+pub async fn exchange_raw(server: SocketAddr, packet: &[u8], ask: Ask) -> Option<Vec<u8>> {
+    let from = SocketAddr::new(IpAddr::V4(ask.from), 0);
+    if ask.tcp {
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket.bind(from).unwrap();
+        let mut stream: TcpStream = socket.connect(server).await.unwrap();
+        let mut framed = (packet.len() as u16).to_be_bytes().to_vec();
+        framed.extend_from_slice(packet);
+        stream.write_all(&framed).await.unwrap();
+        let read = async {
+            let len = stream.read_u16().await.ok()? as usize;
+            let mut buf = vec![0; len];
+            stream.read_exact(&mut buf).await.ok()?;
+            Some(buf)
+        };
+        tokio::time::timeout(Duration::from_secs(2), read)
+            .await
+            .ok()
+            .flatten()
+    } else {
+        let socket = UdpSocket::bind(from).await.unwrap();
+        socket.send_to(packet, server).await.unwrap();
+        let mut buf = vec![0; 65535];
+        let (n, _) = tokio::time::timeout(Duration::from_secs(2), socket.recv_from(&mut buf))
+            .await
+            .ok()?
+            .ok()?;
+        buf.truncate(n);
+        Some(buf)
+    }
+}
+
+/// Asks `qname` and returns the decoded answer.
+pub async fn ask_with(server: SocketAddr, qname: &str, qtype: RecordType, ask: Ask) -> Message {
+    let query = query_message(qname, qtype, ask.edns);
+    let raw = exchange_raw(server, &query.to_vec().unwrap(), ask)
+        .await
+        .expect("an answer");
+    let answer = Message::from_vec(&raw).expect("a well-formed answer");
+    assert_eq!(
+        answer.metadata.id, query.metadata.id,
+        "the answer keeps the query's id"
+    );
+    answer
+}
+
+pub async fn ask(server: SocketAddr, qname: &str) -> Message {
+    ask_with(server, qname, RecordType::A, Ask::default()).await
+}
+
+pub async fn ask_from(server: SocketAddr, from: [u8; 4], qname: &str) -> Message {
+    ask_with(
+        server,
+        qname,
+        RecordType::A,
+        Ask {
+            from: Ipv4Addr::from(from),
+            ..Ask::default()
+        },
+    )
+    .await
+}
+
+pub fn rcode(m: &Message) -> ResponseCode {
+    m.metadata.response_code
+}
+
+/// The A addresses of an answer.
+pub fn addresses(m: &Message) -> Vec<Ipv4Addr> {
+    m.answers
+        .iter()
+        .filter_map(|r| match &r.data {
+            RData::A(a) => Some(a.0),
+            _ => None,
+        })
+        .collect()
+}
+
+/// The Extended DNS Error of an answer: (info code, text).
+pub fn ede(m: &Message) -> Option<(u16, String)> {
+    let edns = m.edns.as_ref()?;
+    let (_, option) = edns
+        .options()
+        .as_ref()
+        .iter()
+        .find(|(code, _)| u16::from(*code) == 15)?;
+    let bytes: Vec<u8> = Vec::try_from(option).ok()?;
+    let code = u16::from_be_bytes([bytes[0], bytes[1]]);
+    Some((code, String::from_utf8_lossy(&bytes[2..]).into_owned()))
+}
+
+/// An HTTP request over a real socket; returns (status, body).
+pub async fn http(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+) -> (u16, String) {
+    let mut stream = TcpStream::connect(addr).await.unwrap();
+    let auth = token
+        .map(|t| format!("Authorization: Bearer {t}\r\n"))
+        .unwrap_or_default();
+    let request = format!("{method} {path} HTTP/1.1\r\nHost: test\r\n{auth}Content-Length: 0\r\nConnection: close\r\n\r\n");
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut response = Vec::new();
+    stream.read_to_end(&mut response).await.unwrap();
+    let text = String::from_utf8_lossy(&response).into_owned();
+    let status = text
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    let body = text
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
+    (status, dechunk(&body))
+}
+
+/// Undoes chunked transfer encoding, if the body uses it.
+fn dechunk(body: &str) -> String {
+    let mut out = String::new();
+    let mut rest = body;
+    loop {
+        let Some((size, after)) = rest.split_once("\r\n") else {
+            return body.to_string();
+        };
+        let Ok(n) = usize::from_str_radix(size.trim(), 16) else {
+            return body.to_string();
+        };
+        if n == 0 {
+            return out;
+        }
+        if after.len() < n {
+            return body.to_string();
+        }
+        out.push_str(&after[..n]);
+        rest = after[n..].trim_start_matches("\r\n");
+    }
+}
+
+/// An upstream that counts the queries it gets and answers each after `delay` with one A
+/// record (198.51.100.7), or never answers when `delay` is None.
+pub struct SlowUpstream {
+    pub addr: SocketAddr,
+    count: Arc<std::sync::atomic::AtomicUsize>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl SlowUpstream {
+    pub async fn start(delay: Duration) -> SlowUpstream {
+        Self::start_with(Some(delay)).await
+    }
+
+    pub async fn black_hole() -> SlowUpstream {
+        Self::start_with(None).await
+    }
+
+    async fn start_with(delay: Option<Duration>) -> SlowUpstream {
+        let socket = Arc::new(UdpSocket::bind("127.0.0.1:0").await.unwrap());
+        let addr = socket.local_addr().unwrap();
+        let count = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let counter = count.clone();
+        let task = tokio::spawn(async move {
+            let mut buf = vec![0; 65535];
+            loop {
+                let Ok((n, peer)) = socket.recv_from(&mut buf).await else {
+                    return;
+                };
+                counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                let Some(delay) = delay else { continue };
+                let Ok(query) = Message::from_vec(&buf[..n]) else {
+                    continue;
+                };
+                let socket = socket.clone();
+                tokio::spawn(async move {
+                    tokio::time::sleep(delay).await;
+                    let mut answer =
+                        Message::new(query.metadata.id, MessageType::Response, OpCode::Query);
+                    answer.metadata.recursion_desired = query.metadata.recursion_desired;
+                    answer.metadata.recursion_available = true;
+                    answer.add_query(query.queries[0].clone());
+                    answer.answers.push(Record::from_rdata(
+                        query.queries[0].name().clone(),
+                        60,
+                        RData::A(A(Ipv4Addr::new(198, 51, 100, 7))),
+                    ));
+                    let _ = socket.send_to(&answer.to_vec().unwrap(), peer).await;
+                });
+            }
+        });
+        SlowUpstream { addr, count, task }
+    }
+
+    pub fn count(&self) -> usize {
+        self.count.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+impl Drop for SlowUpstream {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
