@@ -24,10 +24,10 @@ pub enum StartError {
     Config(String),
     #[error("policies rejected:\n{0}")]
     Policies(PolicyErrors),
-    #[error("cannot listen on {addr}: {source}")]
+    #[error("cannot listen on {addr}: {error}")]
     Bind {
         addr: SocketAddr,
-        source: std::io::Error,
+        error: std::io::Error,
     },
 }
 
@@ -95,7 +95,7 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
     let mut dns_addrs = Vec::new();
     for &addr in &config.dns.listen {
         let bound = server::listen(addr, sockets, handler.clone(), &mut tasks)
-            .map_err(|source| StartError::Bind { addr, source })?;
+            .map_err(|error| StartError::Bind { addr, error })?;
         dns_addrs.push(bound);
     }
     let ready = Arc::new(AtomicBool::new(false));
@@ -103,10 +103,10 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         Some(addr) => {
             let listener = tokio::net::TcpListener::bind(addr)
                 .await
-                .map_err(|source| StartError::Bind { addr, source })?;
+                .map_err(|error| StartError::Bind { addr, error })?;
             let bound = listener
                 .local_addr()
-                .map_err(|source| StartError::Bind { addr, source })?;
+                .map_err(|error| StartError::Bind { addr, error })?;
             let state = AppState {
                 control: control.clone(),
                 handler: handler.clone(),

@@ -209,10 +209,10 @@ impl Default for PoliciesConfig {
 /// A config that cannot be used, with where and why.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
-    #[error("{path}: cannot read: {source}")]
+    #[error("{path}: cannot read: {error}")]
     Read {
         path: PathBuf,
-        source: std::io::Error,
+        error: std::io::Error,
     },
     #[error("{path}:{line}: {message}")]
     Parse {
@@ -232,9 +232,9 @@ impl Config {
             config.validate(Path::new("(embedded default)"))?;
             return Ok(config);
         };
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        let text = std::fs::read_to_string(path).map_err(|error| ConfigError::Read {
             path: path.to_path_buf(),
-            source,
+            error,
         })?;
         let mut config: Config = toml::from_str(&text).map_err(|e| ConfigError::Parse {
             path: path.to_path_buf(),
@@ -258,6 +258,7 @@ impl Config {
         };
         self.upstream_servers().map_err(invalid)?;
         self.static_bindings().map_err(invalid)?;
+        self.check_identity().map_err(invalid)?;
         if self.upstream.mode != "forward" {
             return Err(invalid(format!(
                 "upstream.mode \"{}\": only \"forward\" is supported yet",
@@ -284,6 +285,33 @@ impl Config {
                     self.http.listen
                 ))
             })?;
+        }
+        Ok(())
+    }
+
+    /// Identity kinds and trusted networks must be ones Cordon knows, so that a typo is not
+    /// silently a weaker setup.
+    fn check_identity(&self) -> Result<(), String> {
+        const KINDS: [&str; 5] = [
+            "doh-path",
+            "sni",
+            "source-address",
+            "edns-client-subnet",
+            "edns-device-id",
+        ];
+        if let Some(bad) = self
+            .identity
+            .accept
+            .iter()
+            .find(|k| !KINDS.contains(&k.as_str()))
+        {
+            return Err(format!(
+                "identity.accept: unknown kind \"{bad}\" (known: {})",
+                KINDS.join(", ")
+            ));
+        }
+        for net in &self.identity.trusted_forwarders {
+            parse_net(net).map_err(|e| format!("identity.trusted_forwarders: {e}"))?;
         }
         Ok(())
     }

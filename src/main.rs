@@ -169,7 +169,7 @@ fn explain(
     let set = PolicySet::load(&config.policies_dir())
         .map_err(|e| anyhow::anyhow!("policies rejected:\n{e}"))?;
     let statics = config.static_bindings().map_err(anyhow::Error::msg)?;
-    let snapshot = build_snapshot(&set, &statics, 0);
+    let snapshot = build_snapshot(&set, &statics, 1);
     let trace = cordon::explain::explain(&snapshot, client, device.as_deref(), name, qtype)?;
     println!("{trace}");
     Ok(ExitCode::SUCCESS)

@@ -7,8 +7,9 @@ use crate::policy::{Policy, ResponseMode};
 
 /// The UDP payload size we offer in our own OPT records (the DNS flag day 2020 value).
 pub const OUR_UDP_SIZE: u16 = 1232;
-/// RFC 8914 info codes.
+/// RFC 8914 info codes: Blocked (by the operator's security policy), Filtered (content policy).
 pub const EDE_BLOCKED: u16 = 15;
+pub const EDE_FILTERED: u16 = 17;
 /// RFC 8767 §4: the TTL of a stale answer.
 const STALE_TTL: u32 = 30;
 const SOA_MNAME: &[u8] = b"\x06cordon\x07invalid\x00";
@@ -77,7 +78,7 @@ pub fn error(
 }
 
 /// The answer for a blocked name, as the policy's response mode says.
-pub fn blocked(out: &mut Vec<u8>, q: &Query<'_>, policy: &Policy, why: &str, serial: u32) {
+pub fn blocked(out: &mut Vec<u8>, q: &Query<'_>, policy: &Policy, ede: (u16, &str), serial: u32) {
     let ttl = policy.blocked_ttl;
     let sinkhole: Option<&[u8]> = match (policy.response, q.qtype) {
         (ResponseMode::Sinkhole, rtype::A) => Some(&policy.sinkhole_v4.octets()),
@@ -112,7 +113,7 @@ pub fn blocked(out: &mut Vec<u8>, q: &Query<'_>, policy: &Policy, why: &str, ser
         soa(out, q, ttl, serial);
     }
     if let Some(edns) = q.edns {
-        opt(out, edns, 0, Some((EDE_BLOCKED, why)));
+        opt(out, edns, 0, Some(ede));
     }
 }
 

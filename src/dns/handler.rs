@@ -333,7 +333,7 @@ impl Handler {
         if let Some(target) = via {
             why = format!("CNAME target {target} is blocked: {why}");
         }
-        answer::blocked(out, q, policy, &why, snapshot.version as u32);
+        answer::blocked(out, q, policy, (ede_code(d), &why), snapshot.version as u32);
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -419,6 +419,15 @@ impl InflightGuard<'_> {
 impl Drop for InflightGuard<'_> {
     fn drop(&mut self) {
         self.map.remove(self.key);
+    }
+}
+
+/// Content categories (ids 16 and up: privacy, restricted and general content) are "Filtered";
+/// security categories, rules and an allow-list's default are "Blocked".
+fn ede_code(d: &Decision) -> u16 {
+    match d.reason {
+        Reason::Category(c) if c.get() >= 16 => answer::EDE_FILTERED,
+        _ => answer::EDE_BLOCKED,
     }
 }
 

@@ -495,6 +495,7 @@ impl Loader {
             });
         }
         self.check_groups(&src, &file, &groups);
+        self.check_unused_policies(&policies, taxonomy, services);
         groups.sort_by_key(|g| std::cmp::Reverse(g.priority));
         Some((groups, file.default_group.get_ref().clone()))
     }
@@ -526,6 +527,31 @@ impl Loader {
                 Some(file.default_group.span()),
                 format!("default_group \"{default}\" is not a [[group]]"),
             );
+        }
+    }
+
+    /// Policy files no group names yet are checked too, so that a typo shows before the day a
+    /// group starts using the file.
+    fn check_unused_policies(
+        &mut self,
+        used: &BTreeMap<String, Arc<Policy>>,
+        taxonomy: &Taxonomy,
+        services: &Services,
+    ) {
+        let Ok(entries) = std::fs::read_dir(&self.dir) else {
+            return;
+        };
+        let mut names: Vec<String> = entries
+            .filter_map(|e| e.ok()?.file_name().into_string().ok())
+            .filter_map(|f| f.strip_suffix(".toml").map(str::to_string))
+            .filter(|n| {
+                !["categories", "services", "groups"].contains(&n.as_str()) && !used.contains_key(n)
+            })
+            .filter(|n| valid_policy_name(n))
+            .collect();
+        names.sort();
+        for name in names {
+            self.load_policy(&name, taxonomy, services);
         }
     }
 
@@ -632,4 +658,135 @@ fn valid_policy_name(name: &str) -> bool {
         && name
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn dir_with(files: &[(&str, &str)]) -> tempfile::TempDir {
+        let dir = tempfile::tempdir().unwrap();
+        for (name, text) in files {
+            std::fs::write(dir.path().join(name), text).unwrap();
+        }
+        dir
+    }
+
+    const CATEGORIES: &str = "[[category]]\nid = 0\nname = \"malware\"\n";
+    const GROUPS: &str =
+        "default_group = \"standard\"\n[[group]]\nname = \"standard\"\npolicy = \"standard\"\n";
+
+    fn errors(files: &[(&str, &str)]) -> Vec<String> {
+        let dir = dir_with(files);
+        match PolicySet::load(dir.path()) {
+            Ok(_) => Vec::new(),
+            Err(e) => {
+                e.0.iter()
+                    .map(|e| {
+                        format!(
+                            "{}:{:?}: {}",
+                            e.file.file_name().unwrap().to_string_lossy(),
+                            e.line,
+                            e.message
+                        )
+                    })
+                    .collect()
+            }
+        }
+    }
+
+    #[test]
+    fn a_good_directory_loads() {
+        let dir = dir_with(&[
+            ("categories.toml", CATEGORIES),
+            ("groups.toml", GROUPS),
+            ("standard.toml", "block_categories = [\"malware\"]\n"),
+        ]);
+        let set = PolicySet::load(dir.path()).unwrap();
+        assert_eq!(set.groups.len(), 1);
+        assert_eq!(set.groups[0].policy.max_ttl, 300);
+    }
+
+    #[test]
+    fn every_error_names_its_file_and_line() {
+        let found = errors(&[
+            ("categories.toml", CATEGORIES),
+            ("groups.toml", GROUPS),
+            ("standard.toml", "allow = [\"ok.example\",\n  \"bad..example\"]\nblock_categories = [\"malwar\"]\nmax_ttl = -1\n"),
+        ]);
+        assert_eq!(found.len(), 3, "{found:?}");
+        assert!(
+            found[0].starts_with("standard.toml:Some(2): \"bad..example\""),
+            "{found:?}"
+        );
+        assert!(
+            found[1].starts_with("standard.toml:Some(3): unknown category \"malwar\""),
+            "{found:?}"
+        );
+        assert!(
+            found[2].starts_with("standard.toml:Some(4): max_ttl"),
+            "{found:?}"
+        );
+    }
+
+    #[test]
+    fn unknown_keys_and_missing_files_are_errors() {
+        let found = errors(&[
+            ("categories.toml", CATEGORIES),
+            ("groups.toml", GROUPS),
+            ("standard.toml", "block_categores = []\n"),
+        ]);
+        assert!(
+            found[0].starts_with("standard.toml:Some(1): unknown field `block_categores`"),
+            "{found:?}"
+        );
+        let found = errors(&[("categories.toml", CATEGORIES), ("groups.toml", GROUPS)]);
+        assert!(
+            found[0].starts_with("standard.toml:None: cannot read"),
+            "{found:?}"
+        );
+    }
+
+    #[test]
+    fn a_policy_file_no_group_uses_is_checked_too() {
+        let found = errors(&[
+            ("categories.toml", CATEGORIES),
+            ("groups.toml", GROUPS),
+            ("standard.toml", ""),
+            ("spare.toml", "default = \"blok\"\n"),
+        ]);
+        assert_eq!(found.len(), 1, "{found:?}");
+        assert!(found[0].starts_with("spare.toml:Some(1):"), "{found:?}");
+    }
+
+    #[test]
+    fn groups_must_have_distinct_priorities_and_a_real_default() {
+        let groups = "default_group = \"nope\"\n[[group]]\nname = \"a\"\npolicy = \"standard\"\n[[group]]\nname = \"b\"\npolicy = \"standard\"\n";
+        let found = errors(&[
+            ("categories.toml", CATEGORIES),
+            ("groups.toml", groups),
+            ("standard.toml", ""),
+        ]);
+        assert!(
+            found.iter().any(|e| e.contains("share priority 0")),
+            "{found:?}"
+        );
+        let groups = "default_group = \"nope\"\n[[group]]\nname = \"a\"\npolicy = \"standard\"\n";
+        let found = errors(&[
+            ("categories.toml", CATEGORIES),
+            ("groups.toml", groups),
+            ("standard.toml", ""),
+        ]);
+        assert!(
+            found[0].contains("default_group \"nope\" is not a [[group]]"),
+            "{found:?}"
+        );
+    }
+
+    #[test]
+    fn policy_names_cannot_leave_the_directory() {
+        let groups = "default_group = \"a\"\n[[group]]\nname = \"a\"\npolicy = \"../etc/passwd\"\n";
+        let found = errors(&[("categories.toml", CATEGORIES), ("groups.toml", groups)]);
+        assert!(found[0].contains("must be letters, digits"), "{found:?}");
+    }
 }
