@@ -38,7 +38,7 @@ const TLDS: [&str; 6] = ["com", "net", "org", "io", "de", "example"];
 /// A listed domain of 2 or 3 labels, shaped like real block-list entries.
 fn listed_domain(rng: &mut Rng) -> String {
     let tld = TLDS[(rng.next() % TLDS.len() as u64) as usize];
-    if rng.next() % 5 == 0 {
+    if rng.next().is_multiple_of(5) {
         format!("{}.{}.{tld}", rng.label(2, 8), rng.label(4, 14))
     } else {
         format!("{}.{tld}", rng.label(4, 16))

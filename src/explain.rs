@@ -7,7 +7,6 @@ use std::str::FromStr;
 
 use hickory_proto::rr::RecordType;
 
-use crate::dns::handler::describe;
 use crate::identity::{identify, Client, GroupSource, Transport};
 use crate::policy::{decide, names, QName, Reason, Snapshot};
 
@@ -88,9 +87,9 @@ pub fn explain(
         reason: match decision.reason {
             Reason::Default if !decision.blocked => format!(
                 "no rule or blocked category matched: {}",
-                describe(snapshot, &decision, &qname)
+                decision.describe(snapshot, &qname)
             ),
-            _ => describe(snapshot, &decision, &qname),
+            _ => decision.describe(snapshot, &qname),
         },
         categories: found
             .iter()

@@ -50,10 +50,6 @@ impl CachedAnswer {
         now_secs().saturating_sub(self.stored) as u32
     }
 
-    pub fn is_fresh(&self) -> bool {
-        self.age() < self.lifetime
-    }
-
     pub fn rcode(&self) -> u8 {
         self.bytes.get(3).map_or(rcode::SERVFAIL, |b| b & 0xF)
     }

@@ -20,7 +20,7 @@ use super::upstream::{UpstreamError, Upstreams};
 use super::wire::{self, rcode, rtype, Query, QueryError};
 use crate::identity::{identify, Client};
 use crate::metrics::{Metrics, Outcome, QueryCounters};
-use crate::policy::{check_target, decide, CategoryId, Decision, QName, Reason, Snapshot};
+use crate::policy::{check_target, decide, Decision, QName, Reason, Snapshot};
 
 /// RFC 8914 info codes for our own failures.
 const EDE_NETWORK_ERROR: u16 = 23;
@@ -161,7 +161,7 @@ impl Handler {
         let live = self.live.load();
         let q = match wire::parse_query(packet) {
             Ok(q) => q,
-            Err(e) => return self.malformed(e, packet, &live, client, started, out),
+            Err(e) => return self.malformed(e, &live, client, started, out),
         };
         if q.qclass != 1 || matches!(q.qtype, rtype::AXFR | rtype::IXFR) {
             answer::error(
@@ -265,7 +265,6 @@ impl Handler {
     fn malformed(
         &self,
         e: QueryError,
-        packet: &[u8],
         live: &Live,
         client: Client,
         started: Instant,
@@ -276,11 +275,10 @@ impl Handler {
             return Step::Drop;
         };
         answer::error(out, id, flags, rcode, None, None);
-        let qtype = 0;
-        let _ = packet;
+        // No question to read a type from: counted under qtype "other".
         live.counters.count(
             client.transport,
-            qtype,
+            0,
             Outcome::Error,
             live.snapshot.default_group.index(),
             secs(started),
@@ -329,7 +327,7 @@ impl Handler {
         let snapshot = &live.snapshot;
         let policy = &snapshot.group(d.group).policy;
         let named = via.unwrap_or(&q.name);
-        let mut why = describe(snapshot, d, named);
+        let mut why = d.describe(snapshot, named);
         if let Some(target) = via {
             why = format!("CNAME target {target} is blocked: {why}");
         }
@@ -433,39 +431,4 @@ fn ede_code(d: &Decision) -> u16 {
 
 fn secs(started: Instant) -> f64 {
     started.elapsed().as_secs_f64()
-}
-
-/// The reason a name is blocked, in words, for the EDE text and explanations.
-pub fn describe(snapshot: &Snapshot, d: &Decision, name: &QName) -> String {
-    let group = snapshot.group(d.group);
-    let whose = format!("policy {}, group {}", group.policy.name, group.name);
-    match d.reason {
-        Reason::Rule(hit) => {
-            let domain = crate::policy::qname::wire_to_dotted(name.suffix(hit.skip));
-            let star = if hit.subtree { "*." } else { "" };
-            let kind = match hit.kind {
-                crate::policy::rules::RuleKind::Deny => "deny".to_string(),
-                crate::policy::rules::RuleKind::Allow => "allow".to_string(),
-                crate::policy::rules::RuleKind::Service => {
-                    format!(
-                        "service {}",
-                        group
-                            .policy
-                            .services
-                            .get(hit.service as usize)
-                            .map_or("?", |s| s)
-                    )
-                }
-            };
-            format!("{kind} rule {star}{domain} ({whose})")
-        }
-        Reason::Category(id) => format!("category {} ({whose})", category_name(snapshot, id)),
-        Reason::Uncategorised => format!("uncategorised name ({whose})"),
-        Reason::Default if d.blocked => format!("not on the allow-list ({whose})"),
-        Reason::Default => format!("default allow ({whose})"),
-    }
-}
-
-fn category_name(snapshot: &Snapshot, id: CategoryId) -> &str {
-    snapshot.taxonomy.name(id)
 }

@@ -251,13 +251,17 @@ async fn exchange_udp(
     let socket = UdpSocket::bind(bind).await?;
     socket.connect(server).await?;
     socket.send(query).await?;
-    let mut buf = vec![0u8; 65535];
+    // We offer OUR_UDP_SIZE, so a larger datagram is not an answer to us; a small buffer per
+    // exchange keeps hundreds of exchanges in flight cheap.
+    let mut buf = [0u8; OUR_UDP_SIZE as usize + 1];
     loop {
         let n = socket.recv(&mut buf).await?;
         // Anything that is not the answer to our question (late, spoofed) is ignored.
         if let Ok(info) = wire::inspect_answer(&buf[..n], id, question) {
-            buf.truncate(n);
-            return Ok(Answer { bytes: buf, info });
+            return Ok(Answer {
+                bytes: buf[..n].to_vec(),
+                info,
+            });
         }
     }
 }

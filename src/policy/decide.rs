@@ -4,7 +4,7 @@
 //! block-uncategorised, the policy's default; the first that matches wins.
 
 use super::categories::{CategoryDb, CategoryId};
-use super::qname::{QName, MAX_LABELS};
+use super::qname::{wire_to_dotted, QName, MAX_LABELS};
 use super::rules::{RuleHit, RuleKind};
 use super::snapshot::{DefaultAction, GroupIdx, Policy, Snapshot};
 
@@ -28,6 +28,31 @@ pub struct Decision {
 }
 
 impl Decision {
+    /// The reason in words, for the EDE text and explanations; `name` is the name decided.
+    pub fn describe(&self, snapshot: &Snapshot, name: &QName) -> String {
+        let group = snapshot.group(self.group);
+        let whose = format!("policy {}, group {}", group.policy.name, group.name);
+        match self.reason {
+            Reason::Rule(hit) => {
+                let domain = wire_to_dotted(name.suffix(hit.skip));
+                let star = if hit.subtree { "*." } else { "" };
+                let kind = match hit.kind {
+                    RuleKind::Deny => "deny".to_string(),
+                    RuleKind::Allow => "allow".to_string(),
+                    RuleKind::Service => {
+                        let service = group.policy.services.get(hit.service as usize);
+                        format!("service {}", service.map_or("?", String::as_str))
+                    }
+                };
+                format!("{kind} rule {star}{domain} ({whose})")
+            }
+            Reason::Category(id) => format!("category {} ({whose})", snapshot.taxonomy.name(id)),
+            Reason::Uncategorised => format!("uncategorised name ({whose})"),
+            Reason::Default if self.blocked => format!("not on the allow-list ({whose})"),
+            Reason::Default => format!("default allow ({whose})"),
+        }
+    }
+
     /// The category that blocked, if a category did.
     pub fn category(&self) -> Option<CategoryId> {
         match self.reason {
