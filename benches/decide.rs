@@ -10,8 +10,10 @@ use std::time::Instant;
 
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion};
 
+use cordon::control::state::State;
+use cordon::control::view::offline_snapshot;
 use cordon::identity::{identify, Client, Transport};
-use cordon::policy::{build_snapshot, decide, PolicySet, QName, Snapshot, StaticBinding};
+use cordon::policy::{decide, PolicySet, QName, Snapshot, StaticBinding};
 
 /// A deterministic generator (SplitMix64), so every run lists the same names.
 struct Rng(u64);
@@ -103,7 +105,7 @@ fn load(n: usize) -> (Snapshot, Vec<String>, tempfile::TempDir) {
         net: "10.9.0.0/16".parse().unwrap(),
         device: "C02ISOLATED".into(),
     }];
-    let snapshot = build_snapshot(&set, &statics, 1);
+    let snapshot = offline_snapshot(set, State::default(), &statics, &[]);
     let db = &snapshot.categories;
     eprintln!(
         "loaded {} listed domains from a list file in {:.2?}; category DB holds {} bytes ({:.1} bytes per domain)",

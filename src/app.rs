@@ -9,13 +9,20 @@ use tokio::task::JoinSet;
 
 use crate::api::{self, AppState};
 use crate::config::Config;
+use crate::control::store::Store;
 use crate::control::Control;
+use crate::control::WriterConfig;
 use crate::dns::cache::{Cache, CacheLimits};
 use crate::dns::handler::Handler;
 use crate::dns::server;
 use crate::dns::upstream::Upstreams;
+use crate::jamf::api::JamfConfig;
+use crate::jamf::sync::JamfSync;
 use crate::metrics::Metrics;
-use crate::policy::{build_snapshot, PolicyErrors, PolicySet};
+use crate::policy::build::PolicyParts;
+use crate::policy::cidr::PrefixTable;
+use crate::policy::snapshot::Devices;
+use crate::policy::{PolicyErrors, PolicySet};
 
 /// Why a server could not start.
 #[derive(Debug, thiserror::Error)]
@@ -24,6 +31,8 @@ pub enum StartError {
     Config(String),
     #[error("policies rejected:\n{0}")]
     Policies(PolicyErrors),
+    #[error("cannot open the store: {0}")]
+    Store(String),
     #[error("cannot listen on {addr}: {error}")]
     Bind {
         addr: SocketAddr,
@@ -59,7 +68,10 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
             .map_err(StartError::Policies)?
     };
     let statics = config.static_bindings().map_err(StartError::Config)?;
-    let snapshot = Arc::new(build_snapshot(&set, &statics, 1));
+    // Version 0 holds no devices; the writer publishes version 1, with every device in the
+    // store, before any listener opens.
+    let empty =
+        PolicyParts::new(set.clone()).snapshot(Devices::default(), Arc::new(PrefixTable::new()), 0);
     let cache = Cache::new(CacheLimits {
         max_entries: config.cache.max_entries,
         min_ttl: config.cache.min_ttl,
@@ -73,19 +85,37 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         &metrics,
     );
     let handler = Arc::new(Handler::new(
-        snapshot.clone(),
+        Arc::new(empty),
         cache,
         upstreams,
         metrics.clone(),
     ));
-    let control = Control::spawn(
-        dir,
+    let store_path = config.store_path();
+    let store = Store::open(&store_path).map_err(|e| StartError::Store(e.to_string()))?;
+    let writer = WriterConfig {
+        policies_dir: dir,
         statics,
-        &snapshot,
-        &set,
-        handler.clone(),
-        metrics.clone(),
-    );
+        shared_networks: config.shared_networks().map_err(StartError::Config)?,
+        binding_lifetime: Duration::from_secs(config.identity.binding_lifetime_s),
+        critical: config.devices.critical.clone(),
+    };
+    let control = Control::start(writer, store, set, handler.clone(), metrics.clone())
+        .map_err(|e| StartError::Store(e.to_string()))?;
+    let snapshot = handler.snapshot();
+    let jamf = (!config.jamf.url.is_empty()).then(|| {
+        let sync = JamfSync::new(
+            JamfConfig {
+                url: config.jamf.url.clone(),
+                client_id: config.jamf.client_id.clone(),
+                client_secret: config.jamf.client_secret.clone(),
+                timeout: Duration::from_millis(config.jamf.timeout_ms),
+            },
+            control.clone(),
+            metrics.clone(),
+        );
+        sync.spawn_periodic(Duration::from_secs(config.jamf.reconcile_interval_s));
+        sync
+    });
 
     let mut tasks = JoinSet::new();
     let sockets = match config.dns.udp_sockets {
@@ -113,6 +143,8 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
                 metrics,
                 ready: ready.clone(),
                 admins: Arc::new(config.auth.admin.clone()),
+                webhook_tokens: Arc::new(config.auth.webhook_tokens.clone()),
+                jamf: jamf.clone(),
             };
             let app = api::router(state);
             tasks.spawn(async move {

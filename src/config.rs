@@ -21,6 +21,8 @@ pub struct Config {
     pub auth: AuthConfig,
     pub identity: IdentityConfig,
     pub policies: PoliciesConfig,
+    pub jamf: JamfConfig,
+    pub devices: DevicesConfig,
     /// Where relative paths start: the config file's directory, or the working directory.
     #[serde(skip)]
     pub base_dir: PathBuf,
@@ -86,6 +88,9 @@ pub struct AuthConfig {
 pub struct AdminToken {
     pub token: String,
     pub role: Role,
+    /// Who holds the token, for the audit log; `token#N` (its place in the list) when unset.
+    #[serde(default)]
+    pub name: Option<String>,
 }
 
 /// API roles, each able to do all the roles below it can.
@@ -104,6 +109,42 @@ pub struct IdentityConfig {
     pub trusted_forwarders: Vec<String>,
     #[serde(rename = "static")]
     pub static_bindings: Vec<StaticEntry>,
+    /// Networks shared by design (NAT, site forwarders): addresses there are never bound to a
+    /// device, whatever the MDM reports.
+    pub shared_networks: Vec<String>,
+    /// A binding not refreshed by the MDM within this many seconds lapses.
+    pub binding_lifetime_s: u64,
+}
+
+/// The Jamf Pro API, for reconciliation and inventory look-ups; empty `url`: not used.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct JamfConfig {
+    pub url: String,
+    pub client_id: String,
+    pub client_secret: String,
+    /// Seconds between reconciliation runs (0: only on demand).
+    pub reconcile_interval_s: u64,
+    pub timeout_ms: u64,
+}
+
+impl Default for JamfConfig {
+    fn default() -> Self {
+        JamfConfig {
+            url: String::new(),
+            client_id: String::new(),
+            client_secret: String::new(),
+            reconcile_interval_s: 900,
+            timeout_ms: 10_000,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DevicesConfig {
+    /// Aliases of devices whose manual isolation needs a second admin's approval.
+    pub critical: Vec<String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -130,6 +171,8 @@ impl Default for Config {
             auth: AuthConfig::default(),
             identity: IdentityConfig::default(),
             policies: PoliciesConfig::default(),
+            jamf: JamfConfig::default(),
+            devices: DevicesConfig::default(),
             base_dir: PathBuf::from("."),
         }
     }
@@ -194,6 +237,8 @@ impl Default for IdentityConfig {
             accept: vec!["doh-path".into(), "sni".into(), "source-address".into()],
             trusted_forwarders: Vec::new(),
             static_bindings: Vec::new(),
+            shared_networks: Vec::new(),
+            binding_lifetime_s: 86_400,
         }
     }
 }
@@ -313,7 +358,20 @@ impl Config {
         for net in &self.identity.trusted_forwarders {
             parse_net(net).map_err(|e| format!("identity.trusted_forwarders: {e}"))?;
         }
+        self.shared_networks()?;
         Ok(())
+    }
+
+    pub fn shared_networks(&self) -> Result<Vec<ipnet::IpNet>, String> {
+        self.identity
+            .shared_networks
+            .iter()
+            .map(|n| parse_net(n).map_err(|e| format!("identity.shared_networks: {e}")))
+            .collect()
+    }
+
+    pub fn store_path(&self) -> PathBuf {
+        self.resolve(&self.store.path)
     }
 
     /// A path from the config, made absolute against the config's directory.

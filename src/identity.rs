@@ -77,10 +77,16 @@ pub struct Identity {
 
 /// Identifies `client`, optionally with a device the transport already named (a token).
 pub fn identify(snapshot: &Snapshot, client: &Client, claimed: Option<DeviceId>) -> Identity {
-    let bound = if snapshot.static_devices.is_empty() {
+    let devices = &snapshot.devices;
+    let configured = if snapshot.static_devices.is_empty() {
         None
     } else {
         snapshot.static_devices.longest(client.addr).copied()
+    };
+    let reported = if devices.bindings.is_empty() {
+        None
+    } else {
+        devices.bindings.get(&client.addr).copied()
     };
     let mut best: Option<(GroupIdx, GroupSource)> = None;
     let mut consider = |group: GroupIdx, source| {
@@ -88,8 +94,8 @@ pub fn identify(snapshot: &Snapshot, client: &Client, claimed: Option<DeviceId>)
             best = Some((group, source));
         }
     };
-    for device in [bound, claimed].into_iter().flatten() {
-        if let Some(&g) = snapshot.devices.groups.get(&device) {
+    for device in [reported, configured, claimed].into_iter().flatten() {
+        if let Some(&g) = devices.groups.get(&device) {
             consider(g, GroupSource::Device);
         }
     }
@@ -99,8 +105,16 @@ pub fn identify(snapshot: &Snapshot, client: &Client, claimed: Option<DeviceId>)
         }
     }
     let (group, source) = best.unwrap_or((snapshot.default_group, GroupSource::Default));
+    // Name the device that decided, else the most specific one known.
+    let device = [reported, configured, claimed]
+        .into_iter()
+        .flatten()
+        .find(|d| devices.groups.get(d) == Some(&group))
+        .or(claimed)
+        .or(reported)
+        .or(configured);
     Identity {
-        device: claimed.or(bound),
+        device,
         group,
         source,
     }

@@ -11,5 +11,6 @@ pub mod control;
 pub mod dns;
 pub mod explain;
 pub mod identity;
+pub mod jamf;
 pub mod metrics;
 pub mod policy;

@@ -8,7 +8,10 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 
 use cordon::config::Config;
-use cordon::policy::{build_snapshot, PolicySet};
+use cordon::control::state::State;
+use cordon::control::store::Store;
+use cordon::control::view::offline_snapshot;
+use cordon::policy::PolicySet;
 
 #[derive(Parser)]
 #[command(
@@ -169,7 +172,14 @@ fn explain(
     let set = PolicySet::load(&config.policies_dir())
         .map_err(|e| anyhow::anyhow!("policies rejected:\n{e}"))?;
     let statics = config.static_bindings().map_err(anyhow::Error::msg)?;
-    let snapshot = build_snapshot(&set, &statics, 1);
+    // The store as it is now, read-only in effect: explain changes nothing.
+    let path = config.store_path();
+    let state = if path.exists() {
+        Store::open(&path)?.load()?
+    } else {
+        State::default()
+    };
+    let snapshot = offline_snapshot(set, state, &statics, &config.devices.critical);
     let trace = cordon::explain::explain(&snapshot, client, device.as_deref(), name, qtype)?;
     println!("{trace}");
     Ok(ExitCode::SUCCESS)

@@ -28,6 +28,10 @@ pub struct Metrics {
     pub category_domains: IntGaugeVec,
     pub config_reload: IntCounterVec,
     pub policy_errors: IntGauge,
+    pub webhook_events: IntCounterVec,
+    pub membership_changes: IntCounterVec,
+    pub reconcile_runs: IntCounterVec,
+    pub reconcile_drift: IntCounterVec,
 }
 
 fn counter(r: &Registry, name: &str, help: &str) -> IntCounter {
@@ -156,6 +160,30 @@ impl Metrics {
                 &r,
                 "cordon_policy_errors",
                 "Errors found by the last policy load (0 when it succeeded).",
+            ),
+            webhook_events: counter_vec(
+                &r,
+                "cordon_webhook_events_total",
+                "Webhook deliveries by source, event and result.",
+                &["source", "event", "result"],
+            ),
+            membership_changes: counter_vec(
+                &r,
+                "cordon_membership_changes_total",
+                "UEM-group membership changes, by the device group the device is in after it.",
+                &["group", "direction"],
+            ),
+            reconcile_runs: counter_vec(
+                &r,
+                "cordon_reconcile_runs_total",
+                "Reconciliation runs against the MDM's API, by result.",
+                &["result"],
+            ),
+            reconcile_drift: counter_vec(
+                &r,
+                "cordon_reconcile_drift_total",
+                "Memberships reconciliation corrected, by direction.",
+                &["direction"],
             ),
             registry: r,
         }

@@ -1,20 +1,25 @@
-//! The HTTP API (axum): health, metrics and the admin endpoints. Handlers only read snapshots
-//! and send commands to the control plane; they never change state themselves.
+//! The HTTP API (axum): health, metrics, webhooks and the admin endpoints. Handlers read
+//! snapshots and send commands to the control plane; they never change state themselves.
 
 pub mod admin;
 pub mod auth;
+pub mod body;
+pub mod devices;
 pub mod error;
 pub mod health;
+pub mod jamf;
 
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 
-use axum::routing::{get, post};
+use axum::extract::DefaultBodyLimit;
+use axum::routing::{get, post, put};
 use axum::Router;
 
 use crate::config::AdminToken;
 use crate::control::Control;
 use crate::dns::handler::Handler;
+use crate::jamf::sync::JamfSync;
 use crate::metrics::Metrics;
 
 /// What every HTTP handler may reach.
@@ -26,6 +31,9 @@ pub struct AppState {
     /// Set once the first snapshot is published and every listener is open.
     pub ready: Arc<AtomicBool>,
     pub admins: Arc<Vec<AdminToken>>,
+    pub webhook_tokens: Arc<Vec<String>>,
+    /// The Jamf Pro API, when configured.
+    pub jamf: Option<Arc<JamfSync>>,
 }
 
 pub fn router(state: AppState) -> Router {
@@ -33,9 +41,22 @@ pub fn router(state: AppState) -> Router {
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
         .route("/metrics", get(health::metrics))
+        .route("/webhooks/jamf", post(jamf::webhook))
         .route("/v1/reload", post(admin::reload))
         .route("/v1/status", get(admin::status))
         .route("/v1/explain", get(admin::explain))
+        .route("/v1/reconcile", post(devices::reconcile))
+        .route("/v1/isolations", get(devices::isolations))
+        .route("/v1/approvals/{id}", post(devices::approve))
+        .route("/v1/devices/{id}", get(devices::get))
+        .route("/v1/devices/{id}/timeline", get(devices::timeline))
+        .route("/v1/devices/{id}/groups", put(devices::set_groups))
+        .route("/v1/devices/{id}/critical", put(devices::set_critical))
+        .route(
+            "/v1/devices/{id}/isolation",
+            post(devices::isolate).delete(devices::release),
+        )
         .fallback(error::not_found)
+        .layer(DefaultBodyLimit::max(body::MAX_BODY))
         .with_state(state)
 }

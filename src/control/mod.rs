@@ -1,5 +1,10 @@
-//! The control plane: the single writer that turns inputs into new snapshots.
+//! The control plane: the single writer that turns inputs into durable state and new snapshots.
 
+pub mod commands;
+pub mod state;
+pub mod store;
+pub mod view;
 pub mod writer;
 
-pub use writer::{Control, ReloadReport};
+pub use commands::{ApplyError, DeviceInfo, Outcome, Query, QueryReply, Request};
+pub use writer::{Control, ReloadReport, WriterConfig};

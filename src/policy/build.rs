@@ -1,4 +1,5 @@
-//! Joins a checked policy set with the devices and bindings that config names into a Snapshot.
+//! Snapshot assembly: the parts only a reload changes (groups, policies, categories, client
+//! networks), compiled once and shared, joined with the device view of the moment.
 
 use std::sync::Arc;
 
@@ -16,60 +17,131 @@ pub struct StaticBinding {
     pub device: String,
 }
 
-/// Builds snapshot `version` from `set` and the static bindings.
-pub fn build_snapshot(set: &PolicySet, statics: &[StaticBinding], version: u64) -> Snapshot {
-    let groups: Vec<Group> = set
-        .groups
-        .iter()
-        .map(|g| Group {
-            name: g.name.clone(),
-            priority: g.priority,
-            policy: g.policy.clone(),
-            uem_groups: g.uem_groups.clone(),
-        })
-        .collect();
-    let default_group = set
-        .groups
-        .iter()
-        .position(|g| g.name == set.default_group)
-        .map(|i| GroupIdx(i as u16))
-        .unwrap_or(GroupIdx(groups.len().saturating_sub(1) as u16));
+/// What a policy set contributes to every snapshot until the next reload.
+#[derive(Debug, Clone)]
+pub struct PolicyParts {
+    pub set: PolicySet,
+    pub groups: Arc<[Group]>,
+    pub default_group: GroupIdx,
+    pub isolation_group: GroupIdx,
+    pub client_groups: Arc<PrefixTable<GroupIdx>>,
+    /// Per group, the device aliases (lowercased) that groups.toml places there.
+    pub placements: Vec<Vec<String>>,
+}
 
-    let mut devices = Devices::default();
-    let mut client_groups = PrefixTable::new();
-    for (i, g) in set.groups.iter().enumerate() {
-        let idx = GroupIdx(i as u16);
-        for net in &g.clients {
-            client_groups.insert_with(*net, idx, |old, new| *old = old.stricter(new));
+impl PolicyParts {
+    pub fn new(set: PolicySet) -> PolicyParts {
+        let index = |name: &str| {
+            set.groups
+                .iter()
+                .position(|g| g.name == name)
+                .map(|i| GroupIdx(i as u16))
+        };
+        let last = GroupIdx(set.groups.len().saturating_sub(1) as u16);
+        let default_group = index(&set.default_group).unwrap_or(last);
+        let isolation_group = index(&set.isolation_group).unwrap_or(GroupIdx(0));
+        let groups: Arc<[Group]> = set
+            .groups
+            .iter()
+            .map(|g| Group {
+                name: g.name.clone(),
+                priority: g.priority,
+                policy: g.policy.clone(),
+                uem_groups: g.uem_groups.clone(),
+            })
+            .collect();
+        let mut client_groups = PrefixTable::new();
+        for (i, g) in set.groups.iter().enumerate() {
+            for net in &g.clients {
+                client_groups.insert_with(*net, GroupIdx(i as u16), |old, new| {
+                    *old = old.stricter(new)
+                });
+            }
         }
-        for alias in &g.devices {
-            let id = device_for(&mut devices, alias);
-            let group = devices.groups.entry(id).or_insert(idx);
-            *group = group.stricter(idx);
+        let placements = set
+            .groups
+            .iter()
+            .map(|g| {
+                g.devices
+                    .iter()
+                    .map(|d| d.trim().to_ascii_lowercase())
+                    .collect()
+            })
+            .collect();
+        PolicyParts {
+            groups,
+            default_group,
+            isolation_group,
+            client_groups: Arc::new(client_groups),
+            placements,
+            set,
         }
     }
-    let mut static_devices = PrefixTable::new();
-    for s in statics {
-        let id = device_for(&mut devices, &s.device);
-        static_devices.insert_with(s.net, id, |old, new| *old = new);
+
+    /// The stricter of the groups whose UEM-group list names one of `memberships` (by key, or
+    /// by the name the MDM gave that group).
+    pub fn group_for_memberships<'a>(
+        &self,
+        memberships: impl Iterator<Item = (&'a str, Option<&'a str>)>,
+    ) -> Option<GroupIdx> {
+        let mut best: Option<GroupIdx> = None;
+        for (key, name) in memberships {
+            for (i, g) in self.groups.iter().enumerate() {
+                let named = name.is_some_and(|n| {
+                    g.uem_groups.iter().any(|u| {
+                        name_form(key).is_some_and(|prefix| u.strip_prefix(prefix) == Some(n))
+                    })
+                });
+                if g.uem_groups.iter().any(|u| u == key) || named {
+                    let idx = GroupIdx(i as u16);
+                    best = Some(best.map_or(idx, |b| b.stricter(idx)));
+                }
+            }
+        }
+        best
     }
-    Snapshot {
-        version,
-        groups,
-        default_group,
-        taxonomy: set.taxonomy.clone(),
-        categories: set.categories.clone(),
-        devices: Arc::new(devices),
-        client_groups: Arc::new(client_groups),
-        static_devices: Arc::new(static_devices),
+
+    /// The stricter of the groups groups.toml places a device with these alias values in.
+    pub fn group_for_placement<'a>(
+        &self,
+        alias_values: impl Iterator<Item = &'a str> + Clone,
+    ) -> Option<GroupIdx> {
+        self.placements
+            .iter()
+            .enumerate()
+            .filter(|(_, aliases)| alias_values.clone().any(|v| aliases.iter().any(|a| a == v)))
+            .map(|(i, _)| GroupIdx(i as u16))
+            .min()
+    }
+
+    /// A snapshot of these parts with `devices`.
+    pub fn snapshot(
+        &self,
+        devices: Devices,
+        static_devices: Arc<PrefixTable<DeviceId>>,
+        version: u64,
+    ) -> Snapshot {
+        Snapshot {
+            version,
+            groups: self.groups.clone(),
+            default_group: self.default_group,
+            isolation_group: self.isolation_group,
+            taxonomy: self.set.taxonomy.clone(),
+            categories: self.set.categories.clone(),
+            devices,
+            client_groups: self.client_groups.clone(),
+            static_devices,
+        }
     }
 }
 
-/// The device an alias names, numbered on first sight.
-fn device_for(devices: &mut Devices, alias: &str) -> DeviceId {
-    let key: Box<str> = alias.to_ascii_lowercase().into();
-    let next = DeviceId(devices.aliases.len() as u64 + 1);
-    let id = *devices.aliases.entry(key).or_insert(next);
-    devices.labels.entry(id).or_insert_with(|| alias.into());
-    id
+/// `jamf:computer-group:42` is named in groups.toml as `jamf:computer-group-name:<name>`.
+fn name_form(key: &str) -> Option<&'static str> {
+    if key.starts_with("jamf:computer-group:") {
+        Some("jamf:computer-group-name:")
+    } else if key.starts_with("jamf:mobile-group:") {
+        Some("jamf:mobile-group-name:")
+    } else {
+        None
+    }
 }

@@ -74,6 +74,7 @@ pub struct PolicySet {
     /// Ordered by priority, highest first.
     pub groups: Vec<GroupDef>,
     pub default_group: String,
+    pub isolation_group: String,
 }
 
 impl PolicySet {
@@ -136,6 +137,8 @@ struct ServiceEntry {
 #[serde(deny_unknown_fields)]
 struct GroupsFile {
     default_group: Spanned<String>,
+    /// Where a responder's manual isolation puts a device; the highest-priority group if unset.
+    isolation_group: Option<Spanned<String>>,
     #[serde(default)]
     group: Vec<GroupEntry>,
 }
@@ -230,7 +233,7 @@ impl Loader {
     fn load_all(&mut self) -> Option<PolicySet> {
         let (taxonomy, categories, lists) = self.load_categories()?;
         let services = self.load_services();
-        let (groups, default_group) = self.load_groups(&taxonomy, &services)?;
+        let (groups, default_group, isolation_group) = self.load_groups(&taxonomy, &services)?;
         Some(PolicySet {
             dir: self.dir.clone(),
             taxonomy: Arc::new(taxonomy),
@@ -238,6 +241,7 @@ impl Loader {
             lists,
             groups,
             default_group,
+            isolation_group,
         })
     }
 
@@ -454,7 +458,7 @@ impl Loader {
         &mut self,
         taxonomy: &Taxonomy,
         services: &Services,
-    ) -> Option<(Vec<GroupDef>, String)> {
+    ) -> Option<(Vec<GroupDef>, String, String)> {
         let (src, file) = self.parse::<GroupsFile>("groups.toml", true)?;
         let mut policies: BTreeMap<String, Arc<Policy>> = BTreeMap::new();
         let mut groups = Vec::new();
@@ -497,7 +501,11 @@ impl Loader {
         self.check_groups(&src, &file, &groups);
         self.check_unused_policies(&policies, taxonomy, services);
         groups.sort_by_key(|g| std::cmp::Reverse(g.priority));
-        Some((groups, file.default_group.get_ref().clone()))
+        let isolation = match &file.isolation_group {
+            Some(name) => name.get_ref().clone(),
+            None => groups.first().map(|g| g.name.clone()).unwrap_or_default(),
+        };
+        Some((groups, file.default_group.get_ref().clone(), isolation))
     }
 
     fn check_groups(&mut self, src: &Source, file: &GroupsFile, groups: &[GroupDef]) {
@@ -527,6 +535,15 @@ impl Loader {
                 Some(file.default_group.span()),
                 format!("default_group \"{default}\" is not a [[group]]"),
             );
+        }
+        if let Some(iso) = &file.isolation_group {
+            if !groups.iter().any(|g| &g.name == iso.get_ref()) && self.errors.is_empty() {
+                self.error(
+                    src,
+                    Some(iso.span()),
+                    format!("isolation_group \"{}\" is not a [[group]]", iso.get_ref()),
+                );
+            }
         }
     }
 

@@ -11,7 +11,7 @@ pub mod qname;
 pub mod rules;
 pub mod snapshot;
 
-pub use build::{build_snapshot, StaticBinding};
+pub use build::{PolicyParts, StaticBinding};
 pub use categories::{CategoryDb, CategoryId, CategorySet, Taxonomy};
 pub use decide::{check_target, decide, Decision, Reason};
 pub use file::{FileError, PolicyErrors, PolicySet};

@@ -5,10 +5,8 @@
 //! compiled policies) sit behind `Arc`s so that a new snapshot shares them.
 
 use std::fmt;
-use std::net::{Ipv4Addr, Ipv6Addr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::sync::Arc;
-
-use rustc_hash::FxHashMap;
 
 use super::categories::{CategoryDb, CategorySet, Taxonomy};
 use super::cidr::PrefixTable;
@@ -87,15 +85,18 @@ pub struct Group {
     pub uem_groups: Vec<String>,
 }
 
-/// Devices and where each one stands.
+/// Devices and where each one stands, in persistent maps: a new snapshot shares all but the
+/// path to what changed, so publishing one membership change costs O(log n), not a copy.
 #[derive(Debug, Default, Clone)]
 pub struct Devices {
-    /// Alias (lowercased) -> device.
-    pub aliases: FxHashMap<Box<str>, DeviceId>,
-    /// Device -> the group its placements and memberships put it in.
-    pub groups: FxHashMap<DeviceId, GroupIdx>,
-    /// A name to show for each device: its first alias.
-    pub labels: FxHashMap<DeviceId, Box<str>>,
+    /// Presentable alias value (lowercased serial, UDID, token, name) -> device.
+    pub aliases: imbl::HashMap<Box<str>, DeviceId>,
+    /// Device -> its group, for devices outside the default group only.
+    pub groups: imbl::HashMap<DeviceId, GroupIdx>,
+    /// Source address -> the device the MDM last saw there.
+    pub bindings: imbl::HashMap<IpAddr, DeviceId>,
+    /// A name to show for each device.
+    pub labels: imbl::HashMap<DeviceId, Box<str>>,
 }
 
 impl Devices {
@@ -122,11 +123,13 @@ impl Devices {
 pub struct Snapshot {
     pub version: u64,
     /// Ordered by priority, highest first.
-    pub groups: Vec<Group>,
+    pub groups: Arc<[Group]>,
     pub default_group: GroupIdx,
+    /// Where a manual isolation puts a device.
+    pub isolation_group: GroupIdx,
     pub taxonomy: Arc<Taxonomy>,
     pub categories: Arc<CategoryDb>,
-    pub devices: Arc<Devices>,
+    pub devices: Devices,
     /// `clients` networks of each group: queries from there are in that group at least.
     pub client_groups: Arc<PrefixTable<GroupIdx>>,
     /// `identity.static`: source networks bound to a device (longest prefix wins).

@@ -22,6 +22,9 @@ use cordon::config::{AdminToken, Config, Role, StaticEntry};
 
 pub const ADMIN: &str = "test-admin-token";
 pub const VIEWER: &str = "test-viewer-token";
+pub const ADMIN2: &str = "test-second-admin-token";
+pub const RESPONDER: &str = "test-responder-token";
+pub const WEBHOOK: &str = "test-webhook-token";
 
 /// An authoritative server for `test.` on 127.0.0.1 (UDP and TCP, same port).
 pub struct Upstream {
@@ -222,16 +225,18 @@ pub fn config(dir: &Path, upstreams: &[SocketAddr]) -> Config {
     config.upstream.timeout_ms = 1000;
     config.policies.dir = policies;
     config.store.path = dir.join("cordon.db");
+    let token = |token: &str, role, name: &str| AdminToken {
+        token: token.into(),
+        role,
+        name: Some(name.into()),
+    };
     config.auth.admin = vec![
-        AdminToken {
-            token: ADMIN.into(),
-            role: Role::Admin,
-        },
-        AdminToken {
-            token: VIEWER.into(),
-            role: Role::Viewer,
-        },
+        token(ADMIN, Role::Admin, "admin"),
+        token(ADMIN2, Role::Admin, "second-admin"),
+        token(RESPONDER, Role::Responder, "responder"),
+        token(VIEWER, Role::Viewer, "viewer"),
     ];
+    config.auth.webhook_tokens = vec!["old-webhook-token".into(), WEBHOOK.into()];
     config.identity.static_bindings = vec![StaticEntry {
         cidr: "127.0.0.3/32".into(),
         device: "C02ISOLATED".into(),

@@ -1,0 +1,260 @@
+//! The responders' API: look a device up, read its timeline, isolate and release it, set its
+//! UEM groups (for MDMs other than Jamf), approve isolations of critical devices.
+
+use std::collections::HashMap;
+
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{Path, Query as QueryParams, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::Json;
+use serde::Deserialize;
+
+use super::auth::require;
+use super::body::json;
+use super::error::ApiError;
+use super::AppState;
+use crate::config::Role;
+use crate::control::{ApplyError, Outcome, Query, QueryReply, Request};
+
+type Reply = Result<Json<serde_json::Value>, ApiError>;
+
+impl From<ApplyError> for ApiError {
+    fn from(e: ApplyError) -> Self {
+        let status = match e {
+            ApplyError::UnknownDevice(_) | ApplyError::UnknownApproval(_) => StatusCode::NOT_FOUND,
+            ApplyError::NeedsApproval(_) => StatusCode::CONFLICT,
+            ApplyError::SameApprover => StatusCode::FORBIDDEN,
+            ApplyError::Store(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            ApplyError::Stopped => StatusCode::SERVICE_UNAVAILABLE,
+        };
+        ApiError::new(status, e.to_string())
+    }
+}
+
+fn outcome(o: Outcome) -> Reply {
+    Ok(Json(serde_json::to_value(o).unwrap_or_default()))
+}
+
+async fn ask(state: &AppState, query: Query) -> Result<serde_json::Value, ApiError> {
+    let reply = state.control.query(query).await?;
+    let value = match reply {
+        QueryReply::Device(d) => serde_json::to_value(d),
+        QueryReply::Devices(list) => serde_json::to_value(list),
+        QueryReply::Timeline(events) => serde_json::to_value(events),
+        QueryReply::Groups(groups) => serde_json::to_value(
+            groups
+                .iter()
+                .map(|(k, id)| format!("{k:?}:{id}"))
+                .collect::<Vec<_>>(),
+        ),
+    };
+    value.map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))
+}
+
+/// GET /v1/devices/{id}
+pub async fn get(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Reply {
+    require(&headers, &state.admins, Role::Viewer)?;
+    Ok(Json(ask(&state, Query::Device(id)).await?))
+}
+
+/// GET /v1/devices/{id}/timeline?limit=
+pub async fn timeline(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    QueryParams(params): QueryParams<HashMap<String, String>>,
+) -> Reply {
+    require(&headers, &state.admins, Role::Viewer)?;
+    let limit = match params.get("limit") {
+        Some(l) => l.parse::<usize>().map_err(|_| {
+            ApiError::bad_request("limit must be a whole number").with_field("limit")
+        })?,
+        None => 100,
+    };
+    Ok(Json(
+        ask(&state, Query::Timeline(id, limit.min(10_000))).await?,
+    ))
+}
+
+/// GET /v1/isolations
+pub async fn isolations(State(state): State<AppState>, headers: HeaderMap) -> Reply {
+    require(&headers, &state.admins, Role::Viewer)?;
+    Ok(Json(ask(&state, Query::Isolations).await?))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Isolation {
+    reason: String,
+    #[serde(default)]
+    ticket: String,
+}
+
+/// POST /v1/devices/{id}/isolation {"reason": "...", "ticket": "..."}
+pub async fn isolate(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    body: Result<Bytes, BytesRejection>,
+) -> Reply {
+    let caller = require(&headers, &state.admins, Role::Responder)?;
+    let body: Isolation = json(&headers, body)?;
+    if body.reason.trim().is_empty() {
+        return Err(ApiError::bad_request("reason must say why").with_field("reason"));
+    }
+    let request = Request::Isolate {
+        device: id,
+        reason: body.reason,
+        ticket: body.ticket,
+        actor: caller.name,
+    };
+    match state.control.apply(request).await {
+        Err(ApplyError::NeedsApproval(approval)) => {
+            let mut err = ApiError::from(ApplyError::NeedsApproval(approval));
+            err.field = Some(format!("approval:{approval}"));
+            Err(err)
+        }
+        other => outcome(other?),
+    }
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct Release {
+    #[serde(default)]
+    reason: String,
+}
+
+/// DELETE /v1/devices/{id}/isolation (optional body {"reason": "..."})
+pub async fn release(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    body: Result<Bytes, BytesRejection>,
+) -> Reply {
+    let caller = require(&headers, &state.admins, Role::Responder)?;
+    let empty = matches!(&body, Ok(b) if b.is_empty());
+    let body: Release = if empty {
+        Release::default()
+    } else {
+        json(&headers, body)?
+    };
+    let reason = if body.reason.is_empty() {
+        "released by a responder".to_string()
+    } else {
+        body.reason
+    };
+    outcome(
+        state
+            .control
+            .apply(Request::Release {
+                device: id,
+                actor: caller.name,
+                reason,
+            })
+            .await?,
+    )
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Groups {
+    groups: Vec<String>,
+}
+
+/// PUT /v1/devices/{id}/groups {"groups": ["mdm:group-1", ...]}
+pub async fn set_groups(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    body: Result<Bytes, BytesRejection>,
+) -> Reply {
+    let caller = require(&headers, &state.admins, Role::Admin)?;
+    let body: Groups = json(&headers, body)?;
+    if let Some(bad) = body
+        .groups
+        .iter()
+        .find(|g| g.trim().is_empty() || g.len() > 256)
+    {
+        return Err(
+            ApiError::bad_request(format!("group \"{bad}\" must be 1 to 256 characters"))
+                .with_field("groups"),
+        );
+    }
+    outcome(
+        state
+            .control
+            .apply(Request::SetGroups {
+                device: id,
+                groups: body.groups,
+                actor: caller.name,
+            })
+            .await?,
+    )
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Critical {
+    critical: bool,
+}
+
+/// PUT /v1/devices/{id}/critical {"critical": true}
+pub async fn set_critical(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    body: Result<Bytes, BytesRejection>,
+) -> Reply {
+    let caller = require(&headers, &state.admins, Role::Admin)?;
+    let body: Critical = json(&headers, body)?;
+    outcome(
+        state
+            .control
+            .apply(Request::SetCritical {
+                device: id,
+                critical: body.critical,
+                actor: caller.name,
+            })
+            .await?,
+    )
+}
+
+/// POST /v1/approvals/{id}: a second admin approves a pending isolation.
+pub async fn approve(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(id): Path<u64>,
+) -> Reply {
+    let caller = require(&headers, &state.admins, Role::Admin)?;
+    outcome(
+        state
+            .control
+            .apply(Request::Approve {
+                approval: id,
+                actor: caller.name,
+            })
+            .await?,
+    )
+}
+
+/// POST /v1/reconcile: reconcile every mapped Jamf group now.
+pub async fn reconcile(State(state): State<AppState>, headers: HeaderMap) -> Reply {
+    require(&headers, &state.admins, Role::Admin)?;
+    let sync = state.jamf.as_ref().ok_or_else(|| {
+        ApiError::new(
+            StatusCode::CONFLICT,
+            "the Jamf Pro API is not configured ([jamf] url)",
+        )
+    })?;
+    let report = sync
+        .reconcile_all()
+        .await
+        .map_err(|e| ApiError::new(StatusCode::BAD_GATEWAY, e))?;
+    Ok(Json(serde_json::to_value(report).unwrap_or_default()))
+}

@@ -1,0 +1,392 @@
+//! The embedded store: one SQLite file (WAL) holding devices, aliases, memberships, bindings and
+//! an append-only audit log. Only the writer touches it; a batch of changes is one transaction.
+
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+
+use rusqlite::{params, Connection, OptionalExtension, Transaction};
+
+use super::state::{Alias, AliasKind, AuditEvent, Change, Hold, State};
+use crate::policy::DeviceId;
+
+/// A store that cannot be opened, read or written.
+#[derive(Debug, thiserror::Error)]
+#[error("store {path}: {error}")]
+pub struct StoreError {
+    pub path: PathBuf,
+    pub error: rusqlite::Error,
+}
+
+pub struct Store {
+    conn: Connection,
+    path: PathBuf,
+}
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS devices (
+    id INTEGER PRIMARY KEY,
+    label TEXT NOT NULL,
+    critical INTEGER NOT NULL DEFAULT 0,
+    hold_reason TEXT, hold_ticket TEXT, hold_by TEXT, hold_at INTEGER
+);
+CREATE TABLE IF NOT EXISTS aliases (
+    kind TEXT NOT NULL, value TEXT NOT NULL,
+    device INTEGER NOT NULL REFERENCES devices(id),
+    PRIMARY KEY (kind, value)
+);
+CREATE TABLE IF NOT EXISTS memberships (
+    device INTEGER NOT NULL REFERENCES devices(id),
+    uem_group TEXT NOT NULL,
+    PRIMARY KEY (device, uem_group)
+);
+CREATE TABLE IF NOT EXISTS uem_groups (key TEXT PRIMARY KEY, name TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS bindings (
+    addr TEXT PRIMARY KEY,
+    device INTEGER NOT NULL REFERENCES devices(id),
+    seen INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS audit (
+    id INTEGER PRIMARY KEY,
+    at INTEGER NOT NULL,
+    device INTEGER,
+    actor TEXT NOT NULL,
+    action TEXT NOT NULL,
+    detail TEXT NOT NULL,
+    reason TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS audit_device ON audit (device, id);
+";
+
+impl Store {
+    /// Opens (creating if need be) the store at `path`.
+    pub fn open(path: &Path) -> Result<Store, StoreError> {
+        let err = |error| StoreError {
+            path: path.to_path_buf(),
+            error,
+        };
+        let conn = Connection::open(path).map_err(err)?;
+        // WAL: readers never block the writer; FULL: a commit survives power loss, not only a
+        // crash of this process, before the caller hears 2xx (contract 2).
+        conn.pragma_update(None, "journal_mode", "WAL")
+            .map_err(err)?;
+        conn.pragma_update(None, "synchronous", "FULL")
+            .map_err(err)?;
+        conn.pragma_update(None, "foreign_keys", "ON")
+            .map_err(err)?;
+        conn.execute_batch(SCHEMA).map_err(err)?;
+        Ok(Store {
+            conn,
+            path: path.to_path_buf(),
+        })
+    }
+
+    fn err(&self, error: rusqlite::Error) -> StoreError {
+        StoreError {
+            path: self.path.clone(),
+            error,
+        }
+    }
+
+    /// Reads the whole store into memory.
+    pub fn load(&self) -> Result<State, StoreError> {
+        self.load_inner().map_err(|e| self.err(e))
+    }
+
+    fn load_inner(&self) -> rusqlite::Result<State> {
+        let mut state = State::default();
+        let mut stmt = self.conn.prepare(
+            "SELECT id, label, critical, hold_reason, hold_ticket, hold_by, hold_at FROM devices",
+        )?;
+        let rows = stmt.query_map([], |r| {
+            let id = DeviceId(r.get::<_, i64>(0)? as u64);
+            let hold = match r.get::<_, Option<String>>(3)? {
+                Some(reason) => Some(Hold {
+                    reason,
+                    ticket: r.get::<_, Option<String>>(4)?.unwrap_or_default(),
+                    by: r.get::<_, Option<String>>(5)?.unwrap_or_default(),
+                    at: r.get::<_, Option<i64>>(6)?.unwrap_or_default(),
+                }),
+                None => None,
+            };
+            Ok((id, r.get::<_, String>(1)?, r.get::<_, bool>(2)?, hold))
+        })?;
+        for row in rows {
+            let (id, label, critical, hold) = row?;
+            state.apply(&Change::CreateDevice { id, label });
+            state.apply(&Change::SetCritical {
+                device: id,
+                critical,
+            });
+            state.apply(&Change::SetHold { device: id, hold });
+        }
+        let mut stmt = self
+            .conn
+            .prepare("SELECT kind, value, device FROM aliases")?;
+        for row in stmt.query_map([], |r| {
+            Ok((
+                r.get::<_, String>(0)?,
+                r.get::<_, String>(1)?,
+                r.get::<_, i64>(2)?,
+            ))
+        })? {
+            let (kind, value, device) = row?;
+            let kind = AliasKind::parse(&kind).unwrap_or(AliasKind::Name);
+            state.apply(&Change::SetAlias {
+                alias: Alias::new(kind, &value),
+                device: DeviceId(device as u64),
+            });
+        }
+        let mut stmt = self
+            .conn
+            .prepare("SELECT device, uem_group FROM memberships")?;
+        for row in stmt.query_map([], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?)))? {
+            let (device, group) = row?;
+            state.apply(&Change::AddMembership {
+                device: DeviceId(device as u64),
+                group,
+            });
+        }
+        let mut stmt = self.conn.prepare("SELECT key, name FROM uem_groups")?;
+        for row in stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))? {
+            let (group, name) = row?;
+            state.apply(&Change::GroupName { group, name });
+        }
+        let mut stmt = self
+            .conn
+            .prepare("SELECT addr, device, seen FROM bindings")?;
+        for row in stmt.query_map([], |r| {
+            Ok((
+                r.get::<_, String>(0)?,
+                r.get::<_, i64>(1)?,
+                r.get::<_, i64>(2)?,
+            ))
+        })? {
+            let (addr, device, seen) = row?;
+            if let Ok(addr) = addr.parse::<IpAddr>() {
+                state.apply(&Change::Bind {
+                    addr,
+                    device: DeviceId(device as u64),
+                    seen,
+                });
+            }
+        }
+        Ok(state)
+    }
+
+    /// Commits `changes` and `audit` as one transaction.
+    pub fn commit(&mut self, changes: &[Change], audit: &[AuditEvent]) -> Result<(), StoreError> {
+        let result = (|| {
+            let tx = self.conn.transaction()?;
+            for c in changes {
+                write_change(&tx, c)?;
+            }
+            for a in audit {
+                tx.execute(
+                    "INSERT INTO audit (at, device, actor, action, detail, reason) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                    params![a.at, a.device.map(|d| d.0 as i64), a.actor, a.action, a.detail, a.reason],
+                )?;
+            }
+            tx.commit()
+        })();
+        result.map_err(|e| self.err(e))
+    }
+
+    /// The audit events of `device`, newest first.
+    pub fn timeline(&self, device: DeviceId, limit: usize) -> Result<Vec<AuditEvent>, StoreError> {
+        let read = || -> rusqlite::Result<Vec<AuditEvent>> {
+            let mut stmt = self.conn.prepare(
+                "SELECT at, device, actor, action, detail, reason FROM audit WHERE device = ?1 ORDER BY id DESC LIMIT ?2",
+            )?;
+            let rows = stmt.query_map(params![device.0 as i64, limit as i64], |r| {
+                Ok(AuditEvent {
+                    at: r.get(0)?,
+                    device: r.get::<_, Option<i64>>(1)?.map(|d| DeviceId(d as u64)),
+                    actor: r.get(2)?,
+                    action: r.get(3)?,
+                    detail: r.get(4)?,
+                    reason: r.get(5)?,
+                })
+            })?;
+            rows.collect()
+        };
+        read().map_err(|e| self.err(e))
+    }
+
+    /// How many audit events the store holds (for tests and status).
+    pub fn audit_len(&self) -> Result<i64, StoreError> {
+        self.conn
+            .query_row("SELECT COUNT(*) FROM audit", [], |r| r.get(0))
+            .optional()
+            .map(|n| n.unwrap_or(0))
+            .map_err(|e| self.err(e))
+    }
+}
+
+fn write_change(tx: &Transaction<'_>, change: &Change) -> rusqlite::Result<()> {
+    match change {
+        Change::CreateDevice { id, label } => {
+            tx.execute(
+                "INSERT OR IGNORE INTO devices (id, label) VALUES (?1, ?2)",
+                params![id.0 as i64, label],
+            )?;
+        }
+        Change::SetLabel { id, label } => {
+            tx.execute(
+                "UPDATE devices SET label = ?2 WHERE id = ?1",
+                params![id.0 as i64, label],
+            )?;
+        }
+        Change::SetAlias { alias, device } => {
+            tx.execute(
+                "INSERT INTO aliases (kind, value, device) VALUES (?1, ?2, ?3)
+                 ON CONFLICT (kind, value) DO UPDATE SET device = excluded.device",
+                params![alias.kind.as_str(), alias.value, device.0 as i64],
+            )?;
+        }
+        Change::AddMembership { device, group } => {
+            tx.execute(
+                "INSERT OR IGNORE INTO memberships (device, uem_group) VALUES (?1, ?2)",
+                params![device.0 as i64, group],
+            )?;
+        }
+        Change::RemoveMembership { device, group } => {
+            tx.execute(
+                "DELETE FROM memberships WHERE device = ?1 AND uem_group = ?2",
+                params![device.0 as i64, group],
+            )?;
+        }
+        Change::GroupName { group, name } => {
+            tx.execute(
+                "INSERT INTO uem_groups (key, name) VALUES (?1, ?2) ON CONFLICT (key) DO UPDATE SET name = excluded.name",
+                params![group, name],
+            )?;
+        }
+        Change::Bind { addr, device, seen } => {
+            tx.execute(
+                "INSERT INTO bindings (addr, device, seen) VALUES (?1, ?2, ?3)
+                 ON CONFLICT (addr) DO UPDATE SET device = excluded.device, seen = excluded.seen",
+                params![addr.to_string(), device.0 as i64, seen],
+            )?;
+        }
+        Change::Unbind { addr } => {
+            tx.execute(
+                "DELETE FROM bindings WHERE addr = ?1",
+                params![addr.to_string()],
+            )?;
+        }
+        Change::SetHold { device, hold } => {
+            let h = hold.as_ref();
+            tx.execute(
+                "UPDATE devices SET hold_reason = ?2, hold_ticket = ?3, hold_by = ?4, hold_at = ?5 WHERE id = ?1",
+                params![device.0 as i64, h.map(|h| &h.reason), h.map(|h| &h.ticket), h.map(|h| &h.by), h.map(|h| h.at)],
+            )?;
+        }
+        Change::SetCritical { device, critical } => {
+            tx.execute(
+                "UPDATE devices SET critical = ?2 WHERE id = ?1",
+                params![device.0 as i64, critical],
+            )?;
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn committed_changes_come_back_on_load() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.db");
+        let id = DeviceId(1);
+        let changes = vec![
+            Change::CreateDevice {
+                id,
+                label: "FIN-MBP".into(),
+            },
+            Change::SetAlias {
+                alias: Alias::new(AliasKind::Serial, "C02ZK1ABMD6T"),
+                device: id,
+            },
+            Change::AddMembership {
+                device: id,
+                group: "jamf:computer-group:42".into(),
+            },
+            Change::GroupName {
+                group: "jamf:computer-group:42".into(),
+                name: "Jamf Protect - High".into(),
+            },
+            Change::Bind {
+                addr: "10.20.30.142".parse().unwrap(),
+                device: id,
+                seen: 100,
+            },
+            Change::SetHold {
+                device: id,
+                hold: Some(Hold {
+                    reason: "r".into(),
+                    ticket: "t".into(),
+                    by: "me".into(),
+                    at: 5,
+                }),
+            },
+        ];
+        let audit = vec![AuditEvent {
+            at: 1,
+            device: Some(id),
+            actor: "test".into(),
+            action: "add".into(),
+            detail: "{}".into(),
+            reason: "why".into(),
+        }];
+        {
+            let mut store = Store::open(&path).unwrap();
+            store.commit(&changes, &audit).unwrap();
+        }
+        let store = Store::open(&path).unwrap();
+        let state = store.load().unwrap();
+        let mut expected = State::default();
+        for c in &changes {
+            expected.apply(c);
+        }
+        let d = &state.devices[&id];
+        assert_eq!(d.label, "FIN-MBP");
+        assert_eq!(d.memberships, expected.devices[&id].memberships);
+        assert_eq!(d.aliases, expected.devices[&id].aliases);
+        assert_eq!(d.hold, expected.devices[&id].hold);
+        assert_eq!(state.bindings, expected.bindings);
+        assert_eq!(state.group_names, expected.group_names);
+        assert_eq!(state.next_id, 1);
+        assert_eq!(store.timeline(id, 10).unwrap(), audit);
+    }
+
+    #[test]
+    fn an_alias_moves_to_the_device_that_reports_it_last() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = Store::open(&dir.path().join("c.db")).unwrap();
+        let serial = Alias::new(AliasKind::Serial, "X1");
+        let changes = vec![
+            Change::CreateDevice {
+                id: DeviceId(1),
+                label: "a".into(),
+            },
+            Change::CreateDevice {
+                id: DeviceId(2),
+                label: "b".into(),
+            },
+            Change::SetAlias {
+                alias: serial.clone(),
+                device: DeviceId(1),
+            },
+            Change::SetAlias {
+                alias: serial.clone(),
+                device: DeviceId(2),
+            },
+        ];
+        store.commit(&changes, &[]).unwrap();
+        let state = store.load().unwrap();
+        assert_eq!(state.aliases[&serial], DeviceId(2));
+        assert!(!state.devices[&DeviceId(1)].aliases.contains(&serial));
+    }
+}

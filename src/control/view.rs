@@ -1,0 +1,131 @@
+//! The device part of a snapshot, kept in step with the writer's state change by change, so
+//! that a publish touches only what changed.
+
+use std::sync::Arc;
+
+use super::state::{Change, State};
+use crate::policy::build::{PolicyParts, StaticBinding};
+use crate::policy::cidr::PrefixTable;
+use crate::policy::snapshot::{DeviceId, Devices, GroupIdx};
+
+/// The device view and the static bindings resolved against it.
+#[derive(Clone)]
+pub struct View {
+    pub devices: Devices,
+    pub statics: Arc<PrefixTable<DeviceId>>,
+}
+
+impl View {
+    /// Builds the whole view: at start and after a reload.
+    pub fn build(parts: &PolicyParts, state: &State, statics: &[StaticBinding]) -> View {
+        let mut view = View {
+            devices: Devices::default(),
+            statics: Arc::new(PrefixTable::new()),
+        };
+        for (id, device) in &state.devices {
+            view.devices
+                .labels
+                .insert(*id, device.label.as_str().into());
+            view.refresh_group(parts, state, *id);
+        }
+        for (alias, id) in &state.aliases {
+            if alias.kind.is_presentable() {
+                view.devices
+                    .aliases
+                    .insert(alias.value.as_str().into(), *id);
+            }
+        }
+        for (addr, binding) in &state.bindings {
+            view.devices.bindings.insert(*addr, binding.device);
+        }
+        let mut table = PrefixTable::new();
+        for s in statics {
+            if let Some(id) = state.find(&s.device) {
+                table.insert_with(s.net, id, |old, new| *old = new);
+            }
+        }
+        view.statics = Arc::new(table);
+        view
+    }
+
+    /// Follows one change already applied to `state`.
+    pub fn apply(&mut self, parts: &PolicyParts, state: &State, change: &Change) {
+        match change {
+            Change::CreateDevice { id, label } | Change::SetLabel { id, label } => {
+                self.devices.labels.insert(*id, label.as_str().into());
+            }
+            Change::SetAlias { alias, device } => {
+                if alias.kind.is_presentable() {
+                    self.devices
+                        .aliases
+                        .insert(alias.value.as_str().into(), *device);
+                }
+                // A placement in groups.toml may name the new alias.
+                self.refresh_group(parts, state, *device);
+            }
+            Change::AddMembership { device, .. }
+            | Change::RemoveMembership { device, .. }
+            | Change::SetHold { device, .. } => {
+                self.refresh_group(parts, state, *device);
+            }
+            Change::GroupName { group, .. } => {
+                let members: Vec<DeviceId> = state
+                    .devices
+                    .iter()
+                    .filter(|(_, d)| d.memberships.contains(group))
+                    .map(|(id, _)| *id)
+                    .collect();
+                for id in members {
+                    self.refresh_group(parts, state, id);
+                }
+            }
+            Change::Bind { addr, device, .. } => {
+                self.devices.bindings.insert(*addr, *device);
+            }
+            Change::Unbind { addr } => {
+                self.devices.bindings.remove(addr);
+            }
+            Change::SetCritical { .. } => {}
+        }
+    }
+
+    fn refresh_group(&mut self, parts: &PolicyParts, state: &State, id: DeviceId) {
+        match group_of(parts, state, id) {
+            Some(g) if g != parts.default_group => {
+                self.devices.groups.insert(id, g);
+            }
+            _ => {
+                self.devices.groups.remove(&id);
+            }
+        }
+    }
+}
+
+/// A snapshot made without a writer (for `cordon explain` and benches): the store's state, plus
+/// the devices config names, in memory only.
+pub fn offline_snapshot(
+    set: crate::policy::PolicySet,
+    mut state: State,
+    statics: &[StaticBinding],
+    critical: &[String],
+) -> crate::policy::Snapshot {
+    let parts = PolicyParts::new(set);
+    let names = super::writer::config_device_names(&parts, statics, critical);
+    state.create_named(names.iter().map(String::as_str));
+    let view = View::build(&parts, &state, statics);
+    parts.snapshot(view.devices, view.statics, 1)
+}
+
+/// The group a device is in: the stricter of what its memberships, its placement in
+/// groups.toml and a responder's hold say; `None` when nothing says anything (default group).
+pub fn group_of(parts: &PolicyParts, state: &State, id: DeviceId) -> Option<GroupIdx> {
+    let device = state.devices.get(&id)?;
+    let memberships = device
+        .memberships
+        .iter()
+        .map(|k| (k.as_str(), state.group_names.get(k).map(String::as_str)));
+    let by_mdm = parts.group_for_memberships(memberships);
+    let by_config = parts.group_for_placement(device.aliases.iter().map(|a| a.value.as_str()));
+    let by_hold = device.hold.as_ref().map(|_| parts.isolation_group);
+    [by_mdm, by_config, by_hold].into_iter().flatten().min()
+}

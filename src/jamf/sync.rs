@@ -1,0 +1,182 @@
+//! Keeping Cordon in step with Jamf Pro when webhooks are not enough: Jamf Pro does not retry a
+//! failed delivery, so a periodic reconciliation re-reads every mapped group's members, and a
+//! device that DNS cannot recognise yet gets its inventory looked up at once.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::api::{ComputerRecord, JamfClient, JamfConfig};
+use super::events::{DeviceKind, DeviceReport};
+use crate::control::{Control, Query, QueryReply, Request};
+use crate::metrics::Metrics;
+
+/// What one reconciliation run did.
+#[derive(Debug, Default, Clone, serde::Serialize)]
+pub struct ReconcileReport {
+    pub groups: usize,
+    pub added: usize,
+    pub removed: usize,
+    pub errors: Vec<String>,
+}
+
+pub struct JamfSync {
+    client: Arc<JamfClient>,
+    control: Control,
+    metrics: Arc<Metrics>,
+}
+
+impl JamfSync {
+    pub fn new(config: JamfConfig, control: Control, metrics: Arc<Metrics>) -> Arc<JamfSync> {
+        Arc::new(JamfSync {
+            client: Arc::new(JamfClient::new(config)),
+            control,
+            metrics,
+        })
+    }
+
+    /// Reconciles every `every`, the first time after one interval.
+    pub fn spawn_periodic(self: &Arc<Self>, every: Duration) {
+        if every.is_zero() {
+            return;
+        }
+        let sync = self.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+            loop {
+                tick.tick().await;
+                match sync.reconcile_all().await {
+                    Ok(r) if r.added + r.removed > 0 => tracing::warn!(
+                        added = r.added,
+                        removed = r.removed,
+                        "reconciliation healed drift from Jamf Pro"
+                    ),
+                    Ok(_) => {}
+                    Err(e) => tracing::error!("reconciliation failed: {e}"),
+                }
+            }
+        });
+    }
+
+    /// Reads every mapped group's members and heals drift in both directions.
+    pub async fn reconcile_all(&self) -> Result<ReconcileReport, String> {
+        let groups = match self
+            .control
+            .query(Query::MappedGroups)
+            .await
+            .map_err(|e| e.to_string())?
+        {
+            QueryReply::Groups(g) => g,
+            _ => return Err("unexpected reply".into()),
+        };
+        let mut report = ReconcileReport::default();
+        for (kind, id) in groups {
+            match self.reconcile_group(kind, id).await {
+                Ok((added, removed)) => {
+                    report.groups += 1;
+                    report.added += added;
+                    report.removed += removed;
+                }
+                Err(e) => report.errors.push(e),
+            }
+        }
+        let result = if report.errors.is_empty() {
+            "ok"
+        } else {
+            "error"
+        };
+        self.metrics
+            .reconcile_runs
+            .with_label_values(&[result])
+            .inc();
+        Ok(report)
+    }
+
+    /// Reconciles one group; returns the memberships added and removed.
+    pub async fn reconcile_group(
+        &self,
+        kind: DeviceKind,
+        group_id: i64,
+    ) -> Result<(usize, usize), String> {
+        let client = self.client.clone();
+        let members = tokio::task::spawn_blocking(move || match kind {
+            DeviceKind::Computer => client.computer_group_members(group_id),
+            DeviceKind::Mobile => client.mobile_group_members(group_id),
+        })
+        .await
+        .map_err(|e| e.to_string())?
+        .map_err(|e| format!("{kind:?} group {group_id}: {e}"))?;
+        let outcome = self
+            .control
+            .apply(Request::Reconcile {
+                kind,
+                group_id,
+                members,
+            })
+            .await
+            .map_err(|e| e.to_string())?;
+        self.metrics
+            .reconcile_drift
+            .with_label_values(&["added"])
+            .inc_by(outcome.drift_added as u64);
+        self.metrics
+            .reconcile_drift
+            .with_label_values(&["removed"])
+            .inc_by(outcome.drift_removed as u64);
+        Ok((outcome.drift_added, outcome.drift_removed))
+    }
+
+    /// Reconciles one group in the background (a legacy group event named it).
+    pub fn reconcile_group_soon(self: &Arc<Self>, kind: DeviceKind, group_id: i64) {
+        let sync = self.clone();
+        tokio::spawn(async move {
+            if let Err(e) = sync.reconcile_group(kind, group_id).await {
+                sync.metrics
+                    .reconcile_runs
+                    .with_label_values(&["error"])
+                    .inc();
+                tracing::error!("reconciling after a legacy group event: {e}");
+            }
+        });
+    }
+
+    /// Looks a computer's inventory up in the background and records what it says.
+    pub fn look_up_soon(self: &Arc<Self>, jamf_id: i64) {
+        let sync = self.clone();
+        tokio::spawn(async move {
+            let client = sync.client.clone();
+            let record = tokio::task::spawn_blocking(move || client.computer(jamf_id)).await;
+            match record {
+                Ok(Ok(Some(record))) => {
+                    let report = report_of(record);
+                    if let Err(e) = sync
+                        .control
+                        .apply(Request::Inventory {
+                            report,
+                            actor: "jamf-api".into(),
+                        })
+                        .await
+                    {
+                        tracing::error!("recording computer {jamf_id}'s inventory: {e}");
+                    }
+                }
+                Ok(Ok(None)) => tracing::warn!("Jamf Pro has no computer {jamf_id}"),
+                Ok(Err(e)) => tracing::error!("looking up computer {jamf_id}: {e}"),
+                Err(e) => tracing::error!("looking up computer {jamf_id}: {e}"),
+            }
+        });
+    }
+}
+
+fn report_of(r: ComputerRecord) -> DeviceReport {
+    DeviceReport {
+        kind: Some(DeviceKind::Computer),
+        jamf_id: r.id,
+        name: r.name,
+        serial: r.serial,
+        udid: r.udid,
+        management_id: r.management_id,
+        mac_addresses: r.mac_addresses,
+        own_ip: r.own_ip,
+        seen_ip: None,
+    }
+}
