@@ -1,7 +1,10 @@
 //! Integration tests: Cordon over real sockets against an authoritative upstream the test starts.
 
+mod crash;
+mod fake_jamf;
 mod policy;
 mod reload;
 mod resolve;
 mod robustness;
 mod support;
+mod sync;

@@ -202,6 +202,7 @@ response = "refused"
 pub struct Cordon {
     /// Kept so that the server runs as long as the test holds it.
     pub _running: Running,
+    pub config: Config,
     pub dir: tempfile::TempDir,
     pub dns: SocketAddr,
     pub http: SocketAddr,
@@ -210,6 +211,18 @@ pub struct Cordon {
 impl Cordon {
     pub fn policies(&self) -> PathBuf {
         self.dir.path().join("policies")
+    }
+
+    /// Stops this server and starts a new one on the same config and store.
+    pub async fn restart(self) -> Cordon {
+        let Cordon {
+            _running,
+            config,
+            dir,
+            ..
+        } = self;
+        drop(_running);
+        start_cordon_with(dir, config).await
     }
 }
 
@@ -245,8 +258,11 @@ pub fn config(dir: &Path, upstreams: &[SocketAddr]) -> Config {
 }
 
 pub async fn start_cordon_with(dir: tempfile::TempDir, config: Config) -> Cordon {
-    let running = cordon::app::start(config).await.expect("cordon starts");
+    let running = cordon::app::start(config.clone())
+        .await
+        .expect("cordon starts");
     Cordon {
+        config,
         dns: running.dns_addrs[0],
         http: running.http_addr.unwrap(),
         _running: running,
@@ -389,14 +405,75 @@ pub async fn http(
     path: &str,
     token: Option<&str>,
 ) -> (u16, String) {
-    let mut stream = TcpStream::connect(addr).await.unwrap();
-    let auth = token
-        .map(|t| format!("Authorization: Bearer {t}\r\n"))
+    send_http(
+        addr,
+        method,
+        path,
+        token.map(|t| format!("Bearer {t}")).as_deref(),
+        None,
+        "",
+    )
+    .await
+}
+
+/// An HTTP request with a JSON body.
+pub async fn http_json(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+    body: &str,
+) -> (u16, String) {
+    send_http(
+        addr,
+        method,
+        path,
+        token.map(|t| format!("Bearer {t}")).as_deref(),
+        Some("application/json"),
+        body,
+    )
+    .await
+}
+
+/// Posts a Jamf webhook body with the test's webhook token.
+pub async fn webhook(addr: SocketAddr, body: &str) -> (u16, String) {
+    send_http(
+        addr,
+        "POST",
+        "/webhooks/jamf",
+        Some(&format!("Bearer {WEBHOOK}")),
+        Some("application/json"),
+        body,
+    )
+    .await
+}
+
+pub async fn send_http(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    authorization: Option<&str>,
+    content_type: Option<&str>,
+    body: &str,
+) -> (u16, String) {
+    let Ok(mut stream) = TcpStream::connect(addr).await else {
+        return (0, String::new());
+    };
+    let auth = authorization
+        .map(|a| format!("Authorization: {a}\r\n"))
         .unwrap_or_default();
-    let request = format!("{method} {path} HTTP/1.1\r\nHost: test\r\n{auth}Content-Length: 0\r\nConnection: close\r\n\r\n");
+    let ctype = content_type
+        .map(|c| format!("Content-Type: {c}\r\n"))
+        .unwrap_or_default();
+    let request = format!(
+        "{method} {path} HTTP/1.1\r\nHost: test\r\n{auth}{ctype}Content-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    );
     stream.write_all(request.as_bytes()).await.unwrap();
+    // The server may answer (413) before reading a large body, and close.
+    let _ = stream.write_all(body.as_bytes()).await;
     let mut response = Vec::new();
-    stream.read_to_end(&mut response).await.unwrap();
+    let _ = stream.read_to_end(&mut response).await;
     let text = String::from_utf8_lossy(&response).into_owned();
     let status = text
         .split(' ')
@@ -408,6 +485,36 @@ pub async fn http(
         .map(|(_, b)| b.to_string())
         .unwrap_or_default();
     (status, dechunk(&body))
+}
+
+/// A fixture from ../shared/fixtures/jamf, with `edits` applied as (from, to) replacements.
+pub fn fixture(name: &str, edits: &[(&str, &str)]) -> String {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../shared/fixtures/jamf")
+        .join(name);
+    let mut text =
+        std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    for (from, to) in edits {
+        assert!(text.contains(from), "{name} has no {from}");
+        text = text.replace(from, to);
+    }
+    text
+}
+
+/// Polls `check` every 20 ms until it holds or `deadline` passes.
+pub async fn eventually<F, Fut>(deadline: Duration, mut check: F) -> bool
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let until = tokio::time::Instant::now() + deadline;
+    while tokio::time::Instant::now() < until {
+        if check().await {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    check().await
 }
 
 /// Undoes chunked transfer encoding, if the body uses it.

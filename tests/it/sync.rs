@@ -1,0 +1,672 @@
+//! Group sync: Jamf webhooks move devices between groups, the next query sees it, nothing
+//! acknowledged is lost, bad input changes nothing, and reconciliation heals what was missed.
+
+use std::time::Duration;
+
+use hickory_proto::op::ResponseCode;
+
+use crate::fake_jamf::FakeJamf;
+use crate::support::*;
+
+/// The check-in fixture, reporting `ip` as the Mac's own address.
+fn checkin(ip: &str) -> String {
+    fixture(
+        "computer-checkin.json",
+        &[(
+            "\"reportedIpAddress\":\"10.20.30.142\"",
+            &format!("\"reportedIpAddress\":\"{ip}\""),
+        )],
+    )
+}
+
+async fn blocked_from(cordon: &Cordon, from: [u8; 4]) -> bool {
+    rcode(&ask_from(cordon.dns, from, "www.allowed.test.").await) == ResponseCode::NXDomain
+}
+
+async fn device(cordon: &Cordon, id: &str) -> serde_json::Value {
+    let (status, body) = http(
+        cordon.http,
+        "GET",
+        &format!("/v1/devices/{id}"),
+        Some(VIEWER),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    serde_json::from_str(&body).unwrap()
+}
+
+#[tokio::test]
+async fn a_webhook_isolates_the_next_query_and_removal_frees_it() {
+    let upstream = start_upstream().await;
+    let cordon = start_cordon(&upstream).await;
+    let mac = [127, 0, 0, 7];
+    assert!(!blocked_from(&cordon, mac).await);
+
+    let (status, body) = webhook(cordon.http, &checkin("127.0.0.7")).await;
+    assert_eq!(status, 200, "{body}");
+    let (status, body) = webhook(
+        cordon.http,
+        &fixture("smart-group-computer-added.json", &[]),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains("\"result\":\"applied\""), "{body}");
+    // 200 means in force: no waiting
+    let answer = ask_from(cordon.dns, mac, "www.allowed.test.").await;
+    assert_eq!(rcode(&answer), ResponseCode::NXDomain);
+    assert!(ede(&answer).unwrap().1.contains("group restricted"));
+    // the allow-list still works for the isolated Mac, and other clients are untouched
+    assert_eq!(
+        rcode(&ask_from(cordon.dns, mac, "x.mdm.test.").await),
+        ResponseCode::NoError
+    );
+    assert!(!blocked_from(&cordon, [127, 0, 0, 1]).await);
+
+    let info = device(&cordon, "C02ZK1ABMD6T").await;
+    assert_eq!(info["group"], "restricted");
+    assert_eq!(info["bindings"][0], "127.0.0.7");
+    assert!(info["uem_groups"][0]
+        .as_str()
+        .unwrap()
+        .contains("Jamf Protect - High"));
+
+    let (status, _) = webhook(
+        cordon.http,
+        &fixture("smart-group-computer-removed.json", &[]),
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert!(
+        !blocked_from(&cordon, mac).await,
+        "removal gives the access back at once"
+    );
+    let (_, metrics) = http(cordon.http, "GET", "/metrics", None).await;
+    assert!(metrics.contains("cordon_webhook_events_total{event=\"SmartGroupComputerMembershipChange\",result=\"applied\",source=\"jamf\"} 2"), "{metrics}");
+    assert!(
+        metrics.contains(
+            "cordon_membership_changes_total{direction=\"added\",group=\"restricted\"} 1"
+        ),
+        "{metrics}"
+    );
+}
+
+#[tokio::test]
+async fn the_same_event_twice_is_one_change() {
+    let upstream = start_upstream().await;
+    let cordon = start_cordon(&upstream).await;
+    let added = fixture("smart-group-computer-added.json", &[]);
+    let (_, first) = webhook(cordon.http, &added).await;
+    let (status, second) = webhook(cordon.http, &added).await;
+    assert_eq!(status, 200);
+    assert!(first.contains("\"changes\":1"), "{first}");
+    assert!(
+        second.contains("\"result\":\"unchanged\"") && second.contains("\"changes\":0"),
+        "{second}"
+    );
+    let (_, timeline) = http(
+        cordon.http,
+        "GET",
+        "/v1/devices/jamf-computer:1042/timeline",
+        Some(VIEWER),
+    )
+    .await;
+    assert_eq!(
+        timeline.matches("membership_added").count(),
+        1,
+        "{timeline}"
+    );
+}
+
+#[tokio::test]
+async fn a_restart_keeps_every_isolation() {
+    let upstream = start_upstream().await;
+    let cordon = start_cordon(&upstream).await;
+    webhook(cordon.http, &checkin("127.0.0.7")).await;
+    webhook(
+        cordon.http,
+        &fixture("smart-group-computer-added.json", &[]),
+    )
+    .await;
+    let (status, _) = http_json(
+        cordon.http,
+        "POST",
+        "/v1/devices/C02ISOLATED/isolation",
+        Some(RESPONDER),
+        r#"{"reason":"ransomware alert","ticket":"IR-7"}"#,
+    )
+    .await;
+    assert_eq!(status, 200);
+    let cordon = cordon.restart().await;
+    assert!(
+        blocked_from(&cordon, [127, 0, 0, 7]).await,
+        "the MDM's isolation survives a restart"
+    );
+    let info = device(&cordon, "C02ISOLATED").await;
+    assert_eq!(info["isolation"]["ticket"], "IR-7");
+    assert_eq!(info["isolation"]["by"], "responder");
+}
+
+#[tokio::test]
+async fn bad_webhooks_are_refused_and_change_nothing() {
+    let upstream = start_upstream().await;
+    let cordon = start_cordon(&upstream).await;
+    let added = fixture("smart-group-computer-added.json", &[]);
+    let cases: Vec<(Option<String>, Option<&str>, String, u16)> = vec![
+        (None, Some("application/json"), added.clone(), 401),
+        (
+            Some("Bearer wrong".into()),
+            Some("application/json"),
+            added.clone(),
+            401,
+        ),
+        (
+            Some(format!("Bearer {WEBHOOK}")),
+            Some("text/plain"),
+            added.clone(),
+            415,
+        ),
+        (Some(format!("Bearer {WEBHOOK}")), None, added.clone(), 415),
+        (
+            Some(format!("Bearer {WEBHOOK}")),
+            Some("application/json"),
+            "{\"webhook\": ".into(),
+            400,
+        ),
+        (
+            Some(format!("Bearer {WEBHOOK}")),
+            Some("application/json"),
+            r#"{"webhook":{},"event":{}}"#.into(),
+            400,
+        ),
+        (
+            Some(format!("Bearer {WEBHOOK}")),
+            Some("application/json"),
+            added.replace("\"jssid\":42", "\"jssid\":\"forty-two\""),
+            400,
+        ),
+        (
+            Some(format!("Bearer {WEBHOOK}")),
+            Some("application/json"),
+            format!("{{\"pad\":\"{}\"}}", "x".repeat(2 << 20)),
+            413,
+        ),
+    ];
+    for (auth, ctype, body, expected) in cases {
+        let (status, answer) = send_http(
+            cordon.http,
+            "POST",
+            "/webhooks/jamf",
+            auth.as_deref(),
+            ctype,
+            &body,
+        )
+        .await;
+        assert_eq!(status, expected, "{answer}");
+        let error: serde_json::Value =
+            serde_json::from_str(&answer).unwrap_or_else(|_| panic!("a JSON error body: {answer}"));
+        assert!(
+            error["error"].as_str().is_some_and(|e| !e.is_empty()),
+            "{answer}"
+        );
+    }
+    let (_, missing) = send_http(
+        cordon.http,
+        "POST",
+        "/webhooks/jamf",
+        Some(&format!("Bearer {WEBHOOK}")),
+        Some("application/json"),
+        r#"{"webhook":{},"event":{}}"#,
+    )
+    .await;
+    assert!(
+        missing.contains("\"field\":\"webhook.webhookEvent\""),
+        "{missing}"
+    );
+    // Basic authentication with a webhook token as the password works too
+    let basic = format!("Basic {}", base64_of(&format!("jamf:{WEBHOOK}")));
+    let (status, _) = send_http(
+        cordon.http,
+        "POST",
+        "/webhooks/jamf",
+        Some(&basic),
+        Some("application/json"),
+        r#"{"webhook":{"webhookEvent":"RestAPIOperation"},"event":{}}"#,
+    )
+    .await;
+    assert_eq!(status, 200);
+    // nothing changed
+    let (status, _) = http(
+        cordon.http,
+        "GET",
+        "/v1/devices/jamf-computer:1042",
+        Some(VIEWER),
+    )
+    .await;
+    assert_eq!(status, 404);
+    let (_, metrics) = http(cordon.http, "GET", "/metrics", None).await;
+    assert!(metrics.contains("cordon_snapshot_version 1\n"), "{metrics}");
+    assert!(metrics.contains("cordon_webhook_events_total{event=\"unknown\",result=\"unauthorized\",source=\"jamf\"} 2"), "{metrics}");
+    assert!(
+        metrics.contains(
+            "cordon_webhook_events_total{event=\"other\",result=\"ignored\",source=\"jamf\"} 1"
+        ),
+        "{metrics}"
+    );
+}
+
+fn base64_of(text: &str) -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::STANDARD.encode(text)
+}
+
+#[tokio::test]
+async fn test_events_from_the_console_are_acknowledged_not_applied() {
+    let upstream = start_upstream().await;
+    let cordon = start_cordon(&upstream).await;
+    let test = fixture(
+        "smart-group-computer-added.json",
+        &[(
+            "SmartGroupComputerMembershipChange",
+            "SmartGroupComputerMembershipChange (TEST)",
+        )],
+    );
+    let (status, body) = webhook(cordon.http, &test).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        http(
+            cordon.http,
+            "GET",
+            "/v1/devices/jamf-computer:1042",
+            Some(VIEWER)
+        )
+        .await
+        .0,
+        404
+    );
+}
+
+#[tokio::test]
+async fn a_device_cannot_escape_isolation_through_a_second_identity() {
+    let upstream = start_upstream().await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = config(dir.path(), &[upstream.addr]);
+    // config says 127.0.0.12 is a free device; the MDM will say it is an isolated one
+    config
+        .identity
+        .static_bindings
+        .push(cordon::config::StaticEntry {
+            cidr: "127.0.0.12/32".into(),
+            device: "C02FREE".into(),
+        });
+    let cordon = start_cordon_with(dir, config).await;
+    let from = [127, 0, 0, 12];
+    assert!(!blocked_from(&cordon, from).await);
+    webhook(cordon.http, &checkin("127.0.0.12")).await;
+    webhook(
+        cordon.http,
+        &fixture("smart-group-computer-added.json", &[]),
+    )
+    .await;
+    assert!(
+        blocked_from(&cordon, from).await,
+        "the stricter of the two identities wins"
+    );
+
+    // DHCP hands the address to another Mac: the binding moves, and the innocent Mac is free
+    let other = fixture(
+        "computer-checkin.json",
+        &[
+            ("\"jssID\":1042", "\"jssID\":1043"),
+            (
+                "\"serialNumber\":\"C02ZK1ABMD6T\"",
+                "\"serialNumber\":\"C02OTHER0001\"",
+            ),
+            (
+                "\"udid\":\"5B1E6A7C-0D3F-5E2A-9C4B-7A8D9E0F1A2B\"",
+                "\"udid\":\"00000000-0000-0000-0000-000000000001\"",
+            ),
+            (
+                "\"macAddress\":\"3C:22:FB:91:0A:42\"",
+                "\"macAddress\":\"3C:22:FB:91:0A:43\"",
+            ),
+            (
+                "\"alternateMacAddress\":\"72:00:04:1B:9C:11\"",
+                "\"alternateMacAddress\":\"\"",
+            ),
+            (
+                "\"reportedIpAddress\":\"10.20.30.142\"",
+                "\"reportedIpAddress\":\"127.0.0.12\"",
+            ),
+        ],
+    );
+    assert_eq!(webhook(cordon.http, &other).await.0, 200);
+    assert!(!blocked_from(&cordon, from).await);
+    let (_, timeline) = http(
+        cordon.http,
+        "GET",
+        "/v1/devices/jamf-computer:1042/timeline",
+        Some(VIEWER),
+    )
+    .await;
+    assert!(timeline.contains("binding_moved"), "{timeline}");
+}
+
+#[tokio::test]
+async fn responders_isolate_and_release_by_hand() {
+    let upstream = start_upstream().await;
+    let cordon = start_cordon(&upstream).await;
+    let body = r#"{"reason":"beaconing to a known C2","ticket":"IR-1"}"#;
+    assert_eq!(
+        http_json(
+            cordon.http,
+            "POST",
+            "/v1/devices/C02ISOLATED/isolation",
+            Some(VIEWER),
+            body
+        )
+        .await
+        .0,
+        403
+    );
+    assert_eq!(
+        http_json(
+            cordon.http,
+            "POST",
+            "/v1/devices/NOSUCHDEVICE/isolation",
+            Some(RESPONDER),
+            body
+        )
+        .await
+        .0,
+        404
+    );
+    let (status, answer) = http_json(
+        cordon.http,
+        "POST",
+        "/v1/devices/C02ISOLATED/isolation",
+        Some(RESPONDER),
+        r#"{"ticket":"IR-1"}"#,
+    )
+    .await;
+    assert_eq!(status, 400, "{answer}");
+    // C02ISOLATED (127.0.0.3) is in `restricted` by config already; isolate another: PUT creates it
+    let (status, answer) = http_json(
+        cordon.http,
+        "PUT",
+        "/v1/devices/serial:C02HAND0001/groups",
+        Some(ADMIN),
+        r#"{"groups":["intune:group:finance"]}"#,
+    )
+    .await;
+    assert_eq!(status, 200, "{answer}");
+    let (status, answer) = http_json(
+        cordon.http,
+        "POST",
+        "/v1/devices/C02HAND0001/isolation",
+        Some(RESPONDER),
+        body,
+    )
+    .await;
+    assert_eq!(status, 200, "{answer}");
+    let info = device(&cordon, "serial:c02hand0001").await;
+    assert_eq!(info["group"], "restricted");
+    let (_, isolations) = http(cordon.http, "GET", "/v1/isolations", Some(VIEWER)).await;
+    assert!(
+        isolations.contains("C02HAND0001") && isolations.contains("C02ISOLATED"),
+        "{isolations}"
+    );
+    let (status, _) = send_http(
+        cordon.http,
+        "DELETE",
+        "/v1/devices/C02HAND0001/isolation",
+        Some(&format!("Bearer {RESPONDER}")),
+        None,
+        "",
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert_eq!(device(&cordon, "C02HAND0001").await["group"], "standard");
+    let (_, timeline) = http(
+        cordon.http,
+        "GET",
+        "/v1/devices/C02HAND0001/timeline",
+        Some(VIEWER),
+    )
+    .await;
+    let events: serde_json::Value = serde_json::from_str(&timeline).unwrap();
+    assert_eq!(events[0]["action"], "released", "newest first: {timeline}");
+    assert_eq!(events[1]["action"], "isolated");
+    assert_eq!(events[1]["reason"], "beaconing to a known C2");
+    assert_eq!(events[1]["actor"], "responder");
+}
+
+#[tokio::test]
+async fn a_critical_device_needs_a_second_admin() {
+    let upstream = start_upstream().await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = config(dir.path(), &[upstream.addr]);
+    config.devices.critical = vec!["C02CEO00001".into()];
+    config
+        .identity
+        .static_bindings
+        .push(cordon::config::StaticEntry {
+            cidr: "127.0.0.20/32".into(),
+            device: "C02CEO00001".into(),
+        });
+    let cordon = start_cordon_with(dir, config).await;
+    let body = r#"{"reason":"suspicious login","ticket":"IR-9"}"#;
+    let (status, answer) = http_json(
+        cordon.http,
+        "POST",
+        "/v1/devices/C02CEO00001/isolation",
+        Some(ADMIN),
+        body,
+    )
+    .await;
+    assert_eq!(status, 409, "{answer}");
+    assert!(
+        !blocked_from(&cordon, [127, 0, 0, 20]).await,
+        "held until approved"
+    );
+    let approval: serde_json::Value = serde_json::from_str(&answer).unwrap();
+    let id = approval["field"]
+        .as_str()
+        .unwrap()
+        .strip_prefix("approval:")
+        .unwrap()
+        .to_string();
+    assert_eq!(
+        http(
+            cordon.http,
+            "POST",
+            &format!("/v1/approvals/{id}"),
+            Some(ADMIN)
+        )
+        .await
+        .0,
+        403,
+        "not by the one who asked"
+    );
+    assert_eq!(
+        http(
+            cordon.http,
+            "POST",
+            &format!("/v1/approvals/{id}"),
+            Some(RESPONDER)
+        )
+        .await
+        .0,
+        403,
+        "only an admin approves"
+    );
+    assert_eq!(
+        http(
+            cordon.http,
+            "POST",
+            &format!("/v1/approvals/{id}"),
+            Some(ADMIN2)
+        )
+        .await
+        .0,
+        200
+    );
+    assert!(blocked_from(&cordon, [127, 0, 0, 20]).await);
+    assert_eq!(
+        http(
+            cordon.http,
+            "POST",
+            &format!("/v1/approvals/{id}"),
+            Some(ADMIN2)
+        )
+        .await
+        .0,
+        404,
+        "used once"
+    );
+    // the MDM's automatic isolation is never held
+    webhook(
+        cordon.http,
+        &fixture(
+            "computer-checkin.json",
+            &[
+                (
+                    "\"reportedIpAddress\":\"10.20.30.142\"",
+                    "\"reportedIpAddress\":\"127.0.0.21\"",
+                ),
+                ("C02ZK1ABMD6T", "C02CEO00002"),
+            ],
+        ),
+    )
+    .await;
+    http_json(
+        cordon.http,
+        "PUT",
+        "/v1/devices/C02CEO00002/critical",
+        Some(ADMIN),
+        r#"{"critical":true}"#,
+    )
+    .await;
+    webhook(
+        cordon.http,
+        &fixture("smart-group-computer-added.json", &[]),
+    )
+    .await;
+    assert!(blocked_from(&cordon, [127, 0, 0, 21]).await);
+}
+
+async fn with_jamf(upstream: &Upstream) -> (Cordon, FakeJamf) {
+    let jamf = FakeJamf::start("cordon", "s3cret").await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = config(dir.path(), &[upstream.addr]);
+    config.jamf.url = jamf.url.clone();
+    config.jamf.client_id = "cordon".into();
+    config.jamf.client_secret = "s3cret".into();
+    config.jamf.reconcile_interval_s = 0;
+    (start_cordon_with(dir, config).await, jamf)
+}
+
+#[tokio::test]
+async fn reconciliation_heals_a_missed_add_and_a_missed_remove() {
+    let upstream = start_upstream().await;
+    let (cordon, jamf) = with_jamf(&upstream).await;
+    // Cordon heard 1007 join group 42, then missed both 1007 leaving and 1042 joining.
+    let joined = fixture(
+        "smart-group-computer-added.json",
+        &[(
+            "\"groupAddedDevicesIds\":[1042]",
+            "\"groupAddedDevicesIds\":[1007]",
+        )],
+    );
+    webhook(cordon.http, &joined).await;
+    webhook(cordon.http, &checkin("127.0.0.7")).await;
+    jamf.set_computer_group(42, "Jamf Protect - High", &[1042]);
+    let (status, report) = http(cordon.http, "POST", "/v1/reconcile", Some(ADMIN)).await;
+    assert_eq!(status, 200, "{report}");
+    let report: serde_json::Value = serde_json::from_str(&report).unwrap();
+    assert_eq!(
+        (report["added"].as_u64(), report["removed"].as_u64()),
+        (Some(1), Some(1)),
+        "{report}"
+    );
+    assert!(blocked_from(&cordon, [127, 0, 0, 7]).await);
+    assert_eq!(
+        device(&cordon, "jamf-computer:1007").await["group"],
+        "standard"
+    );
+    let (_, timeline) = http(
+        cordon.http,
+        "GET",
+        "/v1/devices/jamf-computer:1007/timeline",
+        Some(VIEWER),
+    )
+    .await;
+    let events: serde_json::Value = serde_json::from_str(&timeline).unwrap();
+    assert_eq!(events[0]["action"], "membership_removed");
+    assert_eq!(events[0]["reason"], "reconcile");
+    // a second run finds nothing to heal, and reuses its OAuth token
+    let (_, again) = http(cordon.http, "POST", "/v1/reconcile", Some(ADMIN)).await;
+    assert!(
+        again.contains("\"added\":0") && again.contains("\"removed\":0"),
+        "{again}"
+    );
+    assert_eq!(jamf.token_requests(), 1);
+    let (_, metrics) = http(cordon.http, "GET", "/metrics", None).await;
+    assert!(
+        metrics.contains("cordon_reconcile_drift_total{direction=\"added\"} 1"),
+        "{metrics}"
+    );
+}
+
+#[tokio::test]
+async fn a_legacy_group_event_rereads_the_group() {
+    let upstream = start_upstream().await;
+    let (cordon, jamf) = with_jamf(&upstream).await;
+    webhook(cordon.http, &checkin("127.0.0.7")).await;
+    jamf.set_computer_group(42, "Jamf Protect - High", &[1042]);
+    let (status, body) = webhook(
+        cordon.http,
+        &fixture("smart-group-computer-legacy.json", &[]),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert!(
+        eventually(Duration::from_secs(5), || blocked_from(
+            &cordon,
+            [127, 0, 0, 7]
+        ))
+        .await
+    );
+}
+
+#[tokio::test]
+async fn an_unknown_computer_is_looked_up_so_that_dns_knows_it() {
+    let upstream = start_upstream().await;
+    let (cordon, jamf) = with_jamf(&upstream).await;
+    jamf.set_computer(
+        1042,
+        "C02ZK1ABMD6T",
+        "5B1E6A7C-0D3F-5E2A-9C4B-7A8D9E0F1A2B",
+        "127.0.0.9",
+        &[42],
+    );
+    // the group event names the computer by id alone
+    webhook(
+        cordon.http,
+        &fixture("smart-group-computer-added.json", &[]),
+    )
+    .await;
+    assert!(
+        eventually(Duration::from_secs(5), || blocked_from(
+            &cordon,
+            [127, 0, 0, 9]
+        ))
+        .await
+    );
+    assert!(
+        jamf.requests()
+            .iter()
+            .any(|r| r.contains("filter=id==1042")),
+        "{:?}",
+        jamf.requests()
+    );
+}
