@@ -59,6 +59,8 @@ listen = "127.0.0.1:$HTTP_PORT"
 path = "$WORK/cordon.db"
 [policies]
 dir = "$ROOT/policies"
+[auth]
+webhook_tokens = ["acceptance-webhook-token"]
 CONF
 "$BIN" run --config "$WORK/cordon.toml" > "$WORK/cordon.log" 2>&1 & PIDS+=($!)
 for _ in $(seq 100); do
@@ -84,6 +86,25 @@ grep -q 'cordon_dns_blocked_total{category="malware",group="standard"} 1' <<<"$m
 
 out=$("$BIN" explain --config "$WORK/cordon.toml" --client 10.0.0.1 malware.cordon-test.example)
 grep -q "decision:   block: category malware" <<<"$out" && pass "cordon explain" || fail "explain: $out"
+
+# --- Jamf webhooks: check-in binds the Mac's address, the group event isolates it ---
+FIX=$ROOT/../shared/fixtures/jamf
+post() { curl -s -o "$WORK/post.out" -w '%{http_code}' -H 'Authorization: Bearer acceptance-webhook-token' \
+           -H 'Content-Type: application/json' --data-binary @- "http://127.0.0.1:$HTTP_PORT/webhooks/jamf"; }
+mac=127.0.0.42   # the fixture's 10.20.30.142, moved onto loopback
+sed "s/\"reportedIpAddress\":\"10.20.30.142\"/\"reportedIpAddress\":\"$mac\"/" "$FIX/computer-checkin.json" | post > "$WORK/code"
+[ "$(cat "$WORK/code")" = 200 ] && pass "check-in webhook accepted" || fail "check-in: $(cat "$WORK/code") $(cat "$WORK/post.out")"
+[ "$(post < "$FIX/smart-group-computer-added.json")" = 200 ] && pass "group-added webhook accepted" || fail "added: $(cat "$WORK/post.out")"
+out=$(dig -b $mac @127.0.0.1 -p $DNS_PORT www.allowed.example)
+grep -q "status: NXDOMAIN" <<<"$out" && grep -q "group restricted" <<<"$out" \
+  && pass "isolated Mac gets NXDOMAIN for a normal name" || fail "isolated: $out"
+out=$(dig @127.0.0.1 -p $DNS_PORT www.allowed.example)
+grep -q "192.0.2.10" <<<"$out" && pass "other clients unaffected" || fail "others: $out"
+[ "$(post < "$FIX/smart-group-computer-removed.json")" = 200 ] && pass "group-removed webhook accepted" || fail "removed: $(cat "$WORK/post.out")"
+out=$(dig -b $mac @127.0.0.1 -p $DNS_PORT www.allowed.example)
+grep -q "192.0.2.10" <<<"$out" && pass "released Mac gets its answer back" || fail "released: $out"
+code=$(curl -s -o /dev/null -w '%{http_code}' -H 'Content-Type: application/json' --data-binary @"$FIX/smart-group-computer-added.json" "http://127.0.0.1:$HTTP_PORT/webhooks/jamf")
+[ "$code" = 401 ] && pass "webhook without a token: 401" || fail "no token gave $code"
 
 # --- cordon check on a policy with a typo ---
 cp -r "$ROOT/policies" "$WORK/broken"

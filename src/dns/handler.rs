@@ -29,6 +29,12 @@ const EDE_NOT_SUPPORTED: u16 = 21;
 /// A snapshot with its metric series bound.
 pub struct Live {
     pub snapshot: Arc<Snapshot>,
+    series: Arc<Series>,
+}
+
+/// The metric series of one set of groups. Bound once per policy reload and shared by every
+/// snapshot with the same groups, so that a membership change binds nothing.
+struct Series {
     counters: QueryCounters,
     /// Per group: `cordon_dns_blocked_total` by category id, then the non-category reasons.
     blocked: Vec<Vec<Option<IntCounter>>>,
@@ -38,8 +44,8 @@ const RULE_SLOT: usize = 64;
 const UNCATEGORISED_SLOT: usize = 65;
 const DEFAULT_SLOT: usize = 66;
 
-impl Live {
-    pub fn new(snapshot: Arc<Snapshot>, metrics: &Metrics) -> Self {
+impl Series {
+    fn bind(snapshot: &Snapshot, metrics: &Metrics) -> Series {
         let names: Vec<&str> = snapshot.groups.iter().map(|g| g.name.as_str()).collect();
         let counters = QueryCounters::bind(metrics, &names);
         let blocked = snapshot
@@ -58,11 +64,21 @@ impl Live {
                 slots
             })
             .collect();
-        Live {
-            snapshot,
-            counters,
-            blocked,
-        }
+        Series { counters, blocked }
+    }
+}
+
+impl Live {
+    fn new(snapshot: Arc<Snapshot>, metrics: &Metrics, previous: Option<&Live>) -> Self {
+        let series = match previous {
+            Some(p) if Arc::ptr_eq(&p.snapshot.groups, &snapshot.groups) => p.series.clone(),
+            _ => Arc::new(Series::bind(&snapshot, metrics)),
+        };
+        Live { snapshot, series }
+    }
+
+    fn counters(&self) -> &QueryCounters {
+        &self.series.counters
     }
 
     fn count_block(&self, d: &Decision) {
@@ -72,7 +88,12 @@ impl Live {
             Reason::Uncategorised => UNCATEGORISED_SLOT,
             Reason::Default => DEFAULT_SLOT,
         };
-        if let Some(Some(c)) = self.blocked.get(d.group.index()).and_then(|g| g.get(slot)) {
+        if let Some(Some(c)) = self
+            .series
+            .blocked
+            .get(d.group.index())
+            .and_then(|g| g.get(slot))
+        {
             c.inc();
         }
     }
@@ -117,7 +138,7 @@ impl Handler {
         metrics: Arc<Metrics>,
     ) -> Self {
         Handler {
-            live: ArcSwap::from_pointee(Live::new(snapshot, &metrics)),
+            live: ArcSwap::from_pointee(Live::new(snapshot, &metrics, None)),
             cache,
             upstreams,
             inflight: DashMap::new(),
@@ -127,8 +148,8 @@ impl Handler {
 
     /// Puts `snapshot` in force: the next query decides with it.
     pub fn publish(&self, snapshot: Arc<Snapshot>) {
-        self.live
-            .store(Arc::new(Live::new(snapshot, &self.metrics)));
+        let live = Live::new(snapshot, &self.metrics, Some(&self.live.load()));
+        self.live.store(Arc::new(live));
     }
 
     pub fn snapshot(&self) -> Arc<Snapshot> {
@@ -172,7 +193,7 @@ impl Handler {
                 Some(&q),
                 Some((EDE_NOT_SUPPORTED, "only class IN queries are served")),
             );
-            live.counters.count(
+            live.counters().count(
                 client.transport,
                 q.qtype,
                 Outcome::Error,
@@ -276,7 +297,7 @@ impl Handler {
         };
         answer::error(out, id, flags, rcode, None, None);
         // No question to read a type from: counted under qtype "other".
-        live.counters.count(
+        live.counters().count(
             client.transport,
             0,
             Outcome::Error,
@@ -349,7 +370,7 @@ impl Handler {
         if udp {
             answer::truncate_if_needed(out, q, q.udp_limit());
         }
-        live.counters.count(
+        live.counters().count(
             client.transport,
             q.qtype,
             outcome,
