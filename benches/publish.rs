@@ -1,0 +1,139 @@
+//! Publishing one membership change with 10k, 100k and 1M known devices: the writer's in-memory
+//! part (apply to state and device view, assemble the snapshot, swap it in), without the store's
+//! commit, which BENCHMARKS.md measures end to end.
+//!
+//! `cargo bench --bench publish`
+
+use std::hint::black_box;
+use std::net::{IpAddr, Ipv4Addr};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use criterion::{criterion_group, criterion_main, Criterion};
+
+use cordon::control::state::{Alias, AliasKind, Change, State};
+use cordon::control::view::View;
+use cordon::dns::cache::{Cache, CacheLimits};
+use cordon::dns::handler::Handler;
+use cordon::dns::upstream::Upstreams;
+use cordon::metrics::Metrics;
+use cordon::policy::{DeviceId, PolicyParts, PolicySet};
+
+const GROUP: &str = "jamf:computer-group:42";
+
+fn policies() -> (PolicySet, tempfile::TempDir) {
+    let dir = tempfile::tempdir().unwrap();
+    let files = [
+        ("categories.toml", "[[category]]\nid = 0\nname = \"malware\"\n"),
+        ("groups.toml", "default_group = \"standard\"\n[[group]]\nname = \"restricted\"\npriority = 100\npolicy = \"isolation\"\nuem_groups = [\"jamf:computer-group:42\"]\n[[group]]\nname = \"standard\"\npolicy = \"standard\"\n"),
+        ("standard.toml", "block_categories = [\"malware\"]\n"),
+        ("isolation.toml", "default = \"block\"\n"),
+    ];
+    for (name, text) in files {
+        std::fs::write(dir.path().join(name), text).unwrap();
+    }
+    (PolicySet::load(dir.path()).unwrap(), dir)
+}
+
+/// `n` devices, each with a serial and a bound address; one in a hundred in the restricted group.
+fn fleet(n: u32) -> State {
+    let mut state = State::default();
+    for i in 0..n {
+        let id = DeviceId(i as u64 + 1);
+        let addr = IpAddr::V4(Ipv4Addr::from(0x0A00_0000 + i));
+        let mut changes = vec![
+            Change::CreateDevice {
+                id,
+                label: format!("MAC-{i:07}"),
+            },
+            Change::SetAlias {
+                alias: Alias::new(AliasKind::Serial, &format!("C02{i:09}")),
+                device: id,
+            },
+            Change::Bind {
+                addr,
+                device: id,
+                seen: 0,
+            },
+        ];
+        if i % 100 == 0 {
+            changes.push(Change::AddMembership {
+                device: id,
+                group: GROUP.into(),
+            });
+        }
+        for c in &changes {
+            state.apply(c);
+        }
+    }
+    state
+}
+
+fn rss_kib() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+fn bench_publish(c: &mut Criterion) {
+    let (set, _dir) = policies();
+    let metrics = Arc::new(Metrics::new());
+    let mut group = c.benchmark_group("publish_one_membership_change");
+    group.measurement_time(Duration::from_secs(5));
+    for n in [10_000u32, 100_000, 1_000_000] {
+        let before = rss_kib();
+        let started = Instant::now();
+        let mut state = fleet(n);
+        let parts = PolicyParts::new(set.clone());
+        let mut view = View::build(&parts, &state, &[]);
+        eprintln!(
+            "{n} devices: built in {:.2?}; RSS grew by {} MiB (writer state and device view)",
+            started.elapsed(),
+            (rss_kib().saturating_sub(before)) / 1024
+        );
+        let cache = Cache::new(CacheLimits {
+            max_entries: 16,
+            min_ttl: 0,
+            max_ttl: 60,
+            serve_stale: false,
+        });
+        let upstreams = Upstreams::new(Vec::new(), Duration::from_secs(1), &metrics);
+        let first = parts.snapshot(view.devices.clone(), view.statics.clone(), 0);
+        let handler = Handler::new(Arc::new(first), cache, upstreams, metrics.clone());
+        let mut k = 0u32;
+        let mut version = 0;
+        group.bench_function(format!("{}k_devices", n / 1000), |b| {
+            b.iter(|| {
+                k = (k + 7919) % n;
+                let device = DeviceId(k as u64 + 1);
+                let member = state.devices[&device].memberships.contains(GROUP);
+                let change = if member {
+                    Change::RemoveMembership {
+                        device,
+                        group: GROUP.into(),
+                    }
+                } else {
+                    Change::AddMembership {
+                        device,
+                        group: GROUP.into(),
+                    }
+                };
+                state.apply(&change);
+                view.apply(&parts, &state, &change);
+                version += 1;
+                let snapshot = parts.snapshot(view.devices.clone(), view.statics.clone(), version);
+                handler.publish(Arc::new(snapshot));
+                black_box(&handler);
+            })
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(benches, bench_publish);
+criterion_main!(benches);
