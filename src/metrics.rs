@@ -32,6 +32,7 @@ pub struct Metrics {
     pub membership_changes: IntCounterVec,
     pub reconcile_runs: IntCounterVec,
     pub reconcile_drift: IntCounterVec,
+    pub http_responses: IntCounterVec,
 }
 
 fn counter(r: &Registry, name: &str, help: &str) -> IntCounter {
@@ -184,6 +185,12 @@ impl Metrics {
                 "cordon_reconcile_drift_total",
                 "Memberships reconciliation corrected, by direction.",
                 &["direction"],
+            ),
+            http_responses: counter_vec(
+                &r,
+                "cordon_http_responses_total",
+                "HTTP API answers by status code.",
+                &["code"],
             ),
             registry: r,
         }

@@ -12,7 +12,9 @@ pub mod jamf;
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 
-use axum::extract::DefaultBodyLimit;
+use axum::extract::{DefaultBodyLimit, Request, State};
+use axum::middleware::{self, Next};
+use axum::response::Response;
 use axum::routing::{get, post, put};
 use axum::Router;
 
@@ -58,5 +60,20 @@ pub fn router(state: AppState) -> Router {
         )
         .fallback(error::not_found)
         .layer(DefaultBodyLimit::max(body::MAX_BODY))
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            count_responses,
+        ))
         .with_state(state)
+}
+
+/// Counts every answer by status code, so that refused requests show on a dashboard.
+async fn count_responses(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    let response = next.run(request).await;
+    state
+        .metrics
+        .http_responses
+        .with_label_values(&[response.status().as_str()])
+        .inc();
+    response
 }

@@ -670,3 +670,88 @@ async fn an_unknown_computer_is_looked_up_so_that_dns_knows_it() {
         jamf.requests()
     );
 }
+
+#[tokio::test]
+async fn bad_admin_requests_are_refused_with_json_errors_and_change_nothing() {
+    let upstream = start_upstream().await;
+    let cordon = start_cordon(&upstream).await;
+    let path = "/v1/devices/C02ISOLATED/isolation";
+    let bearer = format!("Bearer {RESPONDER}");
+    let cases: Vec<(Option<&str>, Option<&str>, String, u16)> = vec![
+        (
+            Some(bearer.as_str()),
+            Some("application/json"),
+            "{\"reason\": ".into(),
+            400,
+        ),
+        (
+            Some(bearer.as_str()),
+            Some("application/json"),
+            r#"{"reason":"x","surprise":1}"#.into(),
+            400,
+        ),
+        (
+            Some(bearer.as_str()),
+            Some("text/plain"),
+            r#"{"reason":"x"}"#.into(),
+            415,
+        ),
+        (
+            Some(bearer.as_str()),
+            Some("application/json"),
+            format!("{{\"reason\":\"{}\"}}", "x".repeat(2 << 20)),
+            413,
+        ),
+        (
+            Some("Bearer nope"),
+            Some("application/json"),
+            r#"{"reason":"x"}"#.into(),
+            401,
+        ),
+        (
+            None,
+            Some("application/json"),
+            r#"{"reason":"x"}"#.into(),
+            401,
+        ),
+    ];
+    for (auth, ctype, body, expected) in cases {
+        let (status, answer) = send_http(cordon.http, "POST", path, auth, ctype, &body).await;
+        assert_eq!(status, expected, "{answer}");
+        let error: serde_json::Value =
+            serde_json::from_str(&answer).unwrap_or_else(|_| panic!("a JSON error body: {answer}"));
+        assert!(
+            error["error"].as_str().is_some_and(|e| !e.is_empty()),
+            "{answer}"
+        );
+    }
+    let (status, answer) = http_json(
+        cordon.http,
+        "PUT",
+        "/v1/devices/x/groups",
+        Some(ADMIN),
+        r#"{"groups":"not a list"}"#,
+    )
+    .await;
+    assert_eq!(status, 400, "{answer}");
+    let (_, timeline) = http(
+        cordon.http,
+        "GET",
+        "/v1/devices/C02ISOLATED/timeline",
+        Some(VIEWER),
+    )
+    .await;
+    assert_eq!(timeline, "[]", "nothing was recorded");
+    assert_eq!(
+        http(cordon.http, "GET", "/v1/devices/x", Some(VIEWER))
+            .await
+            .0,
+        404,
+        "the bad PUT created nothing"
+    );
+    let (_, metrics) = http(cordon.http, "GET", "/metrics", None).await;
+    assert!(
+        metrics.contains("cordon_http_responses_total{code=\"415\"} 1"),
+        "{metrics}"
+    );
+}
