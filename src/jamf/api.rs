@@ -22,6 +22,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Map, Value};
 
+use super::events::{DeviceKind, DeviceReport};
+
 /// Answers larger than this are refused rather than read.
 const MAX_BODY: u64 = 64 << 20;
 /// A token is given up at most this long before `expires_in` runs out.
@@ -78,21 +80,11 @@ pub enum JamfApiError {
 /// One computer's inventory, as much of it as Cordon uses.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ComputerRecord {
-    /// The Jamf Pro computer id.
-    pub id: i64,
-    /// `general.name`.
-    pub name: Option<String>,
-    /// `hardware.serialNumber`.
-    pub serial: Option<String>,
-    /// `udid`.
-    pub udid: Option<String>,
-    /// `general.managementId`.
-    pub management_id: Option<String>,
-    /// `hardware.macAddress` and `hardware.altMacAddress`, as Jamf Pro spells them.
-    pub mac_addresses: Vec<String>,
-    /// `general.lastReportedIp` (else `lastReportedIpV4`): the Mac's own LAN address, not the
-    /// address Jamf Pro saw the connection come from.
-    pub own_ip: Option<IpAddr>,
+    /// What the record says about the device, in the same shape a webhook's device report has:
+    /// `general.name`, `hardware.serialNumber`, `udid`, `general.managementId`,
+    /// `hardware.macAddress` and `altMacAddress`, and as `own_ip` `general.lastReportedIp` (else
+    /// `lastReportedIpV4`): the Mac's own LAN address, not the one Jamf Pro saw it come from.
+    pub device: DeviceReport,
     /// `groupMemberships[].groupId`: the computer groups (smart and static) it is in.
     pub group_ids: Vec<i64>,
 }
@@ -397,13 +389,17 @@ fn parse_computer(body: &[u8], url: &str, id: i64) -> Result<Option<ComputerReco
     dedup(&mut group_ids);
 
     Ok(Some(ComputerRecord {
-        id,
-        name: text(general, "name"),
-        serial: text(hardware, "serialNumber"),
-        udid: text(Some(found), "udid"),
-        management_id: text(general, "managementId"),
-        mac_addresses,
-        own_ip,
+        device: DeviceReport {
+            kind: Some(DeviceKind::Computer),
+            jamf_id: id,
+            name: text(general, "name"),
+            serial: text(hardware, "serialNumber"),
+            udid: text(Some(found), "udid"),
+            management_id: text(general, "managementId"),
+            mac_addresses,
+            own_ip,
+            seen_ip: None,
+        },
         group_ids,
     }))
 }
@@ -572,13 +568,17 @@ mod tests {
         assert_eq!(
             record,
             ComputerRecord {
-                id: 1042,
-                name: Some("FIN-MBP-0142".into()),
-                serial: Some("C02ZK1ABMD6T".into()),
-                udid: Some("5B1E6A7C-0D3F-5E2A-9C4B-7A8D9E0F1A2B".into()),
-                management_id: Some("3f6b2a10-8c4d-4e5f-9a7b-1c2d3e4f5a6b".into()),
-                mac_addresses: vec!["3C:22:FB:91:0A:42".into(), "72:00:04:1B:9C:11".into()],
-                own_ip: Some("10.20.30.142".parse().unwrap()),
+                device: DeviceReport {
+                    kind: Some(DeviceKind::Computer),
+                    jamf_id: 1042,
+                    name: Some("FIN-MBP-0142".into()),
+                    serial: Some("C02ZK1ABMD6T".into()),
+                    udid: Some("5B1E6A7C-0D3F-5E2A-9C4B-7A8D9E0F1A2B".into()),
+                    management_id: Some("3f6b2a10-8c4d-4e5f-9a7b-1c2d3e4f5a6b".into()),
+                    mac_addresses: vec!["3C:22:FB:91:0A:42".into(), "72:00:04:1B:9C:11".into()],
+                    own_ip: Some("10.20.30.142".parse().unwrap()),
+                    seen_ip: None,
+                },
                 group_ids: vec![42, 1],
             }
         );
@@ -600,13 +600,11 @@ mod tests {
         assert_eq!(
             bare,
             ComputerRecord {
-                id: 5,
-                name: None,
-                serial: None,
-                udid: None,
-                management_id: None,
-                mac_addresses: vec![],
-                own_ip: None,
+                device: DeviceReport {
+                    kind: Some(DeviceKind::Computer),
+                    jamf_id: 5,
+                    ..DeviceReport::default()
+                },
                 group_ids: vec![],
             }
         );
@@ -615,12 +613,12 @@ mod tests {
         )
         .unwrap()
         .unwrap();
-        assert_eq!(v4.own_ip, Some("10.0.0.5".parse().unwrap()));
+        assert_eq!(v4.device.own_ip, Some("10.0.0.5".parse().unwrap()));
         assert_eq!(v4.group_ids, vec![3]);
         let bad_ip = parse(r#"{"results":[{"id":"5","general":{"lastReportedIp":"unknown"}}]}"#)
             .unwrap()
             .unwrap();
-        assert_eq!(bad_ip.own_ip, None);
+        assert_eq!(bad_ip.device.own_ip, None);
         for body in [
             r#"{}"#,
             r#"{"httpStatus":404}"#,

@@ -5,8 +5,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::api::{ComputerRecord, JamfClient, JamfConfig};
-use super::events::{DeviceKind, DeviceReport};
+use super::api::{JamfClient, JamfConfig};
+use super::events::DeviceKind;
 use crate::control::{Control, Query, QueryReply, Request};
 use crate::metrics::Metrics;
 
@@ -147,7 +147,7 @@ impl JamfSync {
             let record = tokio::task::spawn_blocking(move || client.computer(jamf_id)).await;
             match record {
                 Ok(Ok(Some(record))) => {
-                    let report = report_of(record);
+                    let report = record.device;
                     if let Err(e) = sync
                         .control
                         .apply(Request::Inventory {
@@ -164,19 +164,5 @@ impl JamfSync {
                 Err(e) => tracing::error!("looking up computer {jamf_id}: {e}"),
             }
         });
-    }
-}
-
-fn report_of(r: ComputerRecord) -> DeviceReport {
-    DeviceReport {
-        kind: Some(DeviceKind::Computer),
-        jamf_id: r.id,
-        name: r.name,
-        serial: r.serial,
-        udid: r.udid,
-        management_id: r.management_id,
-        mac_addresses: r.mac_addresses,
-        own_ip: r.own_ip,
-        seen_ip: None,
     }
 }

@@ -487,6 +487,17 @@ pub async fn send_http(
     (status, dechunk(&body))
 }
 
+/// Asserts an API answer has `expected` status and a JSON body with a non-empty "error".
+pub fn assert_json_error(status: u16, answer: &str, expected: u16) {
+    assert_eq!(status, expected, "{answer}");
+    let error: serde_json::Value =
+        serde_json::from_str(answer).unwrap_or_else(|_| panic!("a JSON error body: {answer}"));
+    assert!(
+        error["error"].as_str().is_some_and(|e| !e.is_empty()),
+        "{answer}"
+    );
+}
+
 /// A fixture from ../shared/fixtures/jamf, with `edits` applied as (from, to) replacements.
 pub fn fixture(name: &str, edits: &[(&str, &str)]) -> String {
     let path = Path::new(env!("CARGO_MANIFEST_DIR"))
