@@ -1,6 +1,8 @@
 //! The control plane: the single writer that turns inputs into durable state and new snapshots.
 
 pub mod commands;
+mod queries;
+mod requests;
 pub mod state;
 pub mod store;
 pub mod view;
