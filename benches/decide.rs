@@ -127,10 +127,12 @@ fn bench_decide(c: &mut Criterion) {
     let standard = Client {
         addr: IpAddr::V4(Ipv4Addr::new(10, 1, 0, 7)),
         transport: Transport::Udp,
+        token: None,
     };
     let isolated = Client {
         addr: IpAddr::V4(Ipv4Addr::new(10, 9, 0, 7)),
         transport: Transport::Udp,
+        token: None,
     };
 
     let mut group = c.benchmark_group(format!("decide_{}k_listed", n / 1000));

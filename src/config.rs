@@ -114,6 +114,10 @@ pub struct IdentityConfig {
     pub shared_networks: Vec<String>,
     /// A binding not refreshed by the MDM within this many seconds lapses.
     pub binding_lifetime_s: u64,
+    /// Believe plain device aliases (serial, UDID) as tokens, not only signed ones.
+    pub plain_tokens: bool,
+    /// An EDNS option code on which trusted forwarders send a device id as UTF-8 text.
+    pub device_id_text_option: Option<u16>,
 }
 
 /// The Jamf Pro API, for reconciliation and inventory look-ups; empty `url`: not used.
@@ -239,6 +243,8 @@ impl Default for IdentityConfig {
             static_bindings: Vec::new(),
             shared_networks: Vec::new(),
             binding_lifetime_s: 86_400,
+            plain_tokens: true,
+            device_id_text_option: None,
         }
     }
 }
@@ -313,15 +319,11 @@ impl Config {
         if self.upstream.timeout_ms == 0 {
             return Err(invalid("upstream.timeout_ms must be above 0".into()));
         }
-        let unserved = [
-            ("dns.tls_listen", self.dns.tls_listen.len()),
-            ("dns.https_listen", self.dns.https_listen.len()),
-            ("dns.quic_listen", self.dns.quic_listen.len()),
-        ];
-        if let Some((key, _)) = unserved.iter().find(|(_, n)| *n > 0) {
-            return Err(invalid(format!(
-                "{key}: encrypted transports are not supported yet"
-            )));
+        if self.encrypted() && self.dns.server_name.trim_matches('.').is_empty() {
+            return Err(invalid(
+                "dns.server_name must name the DoT/DoQ host (tokens ride in its first label)"
+                    .into(),
+            ));
         }
         if !self.http.listen.is_empty() {
             self.http.listen.parse::<SocketAddr>().map_err(|_| {
@@ -368,6 +370,13 @@ impl Config {
             .iter()
             .map(|n| parse_net(n).map_err(|e| format!("identity.shared_networks: {e}")))
             .collect()
+    }
+
+    /// Whether any DoT, DoH or DoQ listener is configured (and so TLS is needed).
+    pub fn encrypted(&self) -> bool {
+        !(self.dns.tls_listen.is_empty()
+            && self.dns.https_listen.is_empty()
+            && self.dns.quic_listen.is_empty())
     }
 
     pub fn store_path(&self) -> PathBuf {

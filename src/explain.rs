@@ -65,6 +65,7 @@ pub fn explain(
     let client = Client {
         addr: client,
         transport: Transport::Udp,
+        token: None,
     };
     let identity = identify(snapshot, &client, claimed);
     let decision = decide(snapshot, identity.group, &qname);

@@ -48,11 +48,54 @@ impl fmt::Display for Transport {
     }
 }
 
-/// The socket peer of one query.
+/// The socket peer of one query, and the token its transport carried (DoH path, DoT/DoQ SNI).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Client {
     pub addr: IpAddr,
     pub transport: Transport,
+    pub token: Option<Token>,
+}
+
+/// A token as a transport presented it: at most 64 ASCII bytes, held inline so that a client
+/// stays `Copy` and cheap to move into an upstream task.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub struct Token {
+    bytes: [u8; 64],
+    len: u8,
+}
+
+impl Token {
+    /// `None` for an empty, over-long or non-ASCII token: no device is named by such a thing.
+    pub fn new(text: &str) -> Option<Token> {
+        if text.is_empty() || text.len() > 64 || !text.is_ascii() {
+            return None;
+        }
+        let mut bytes = [0u8; 64];
+        bytes[..text.len()].copy_from_slice(text.as_bytes());
+        Some(Token {
+            bytes,
+            len: text.len() as u8,
+        })
+    }
+
+    /// A token that names no device: what an unusable presented token becomes.
+    pub fn invalid() -> Token {
+        Token {
+            bytes: [0; 64],
+            len: 0,
+        }
+    }
+
+    pub fn as_str(&self) -> &str {
+        std::str::from_utf8(&self.bytes[..self.len as usize]).unwrap_or("")
+    }
+}
+
+impl fmt::Debug for Token {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Tokens are credentials: show only their length.
+        write!(f, "Token({} bytes)", self.len)
+    }
 }
 
 /// What placed the query in its group.

@@ -2,7 +2,7 @@
 //! for the client that asked (its id, its question's case, TTLs aged and capped).
 
 use super::cache::CachedAnswer;
-use super::wire::{flag, rcode, rtype, write_u16, Edns, Query, HEADER_LEN};
+use super::wire::{flag, rcode, rtype, write_u16, Query, HEADER_LEN};
 use crate::policy::{Policy, ResponseMode};
 
 /// The UDP payload size we offer in our own OPT records (the DNS flag day 2020 value).
@@ -26,11 +26,11 @@ fn header(out: &mut Vec<u8>, id: u16, query_flags: u16, rcode: u16, counts: [u16
 }
 
 /// An OPT record; the extended rcode's upper bits and an EDE option go in it.
-fn opt(out: &mut Vec<u8>, edns: Edns, ext_rcode: u16, ede: Option<(u16, &str)>) {
+fn opt(out: &mut Vec<u8>, dnssec_ok: bool, ext_rcode: u16, ede: Option<(u16, &str)>) {
     out.push(0);
     out.extend_from_slice(&rtype::OPT.to_be_bytes());
     out.extend_from_slice(&OUR_UDP_SIZE.to_be_bytes());
-    let ttl = ((ext_rcode as u32 >> 4) << 24) | if edns.dnssec_ok { 0x8000 } else { 0 };
+    let ttl = ((ext_rcode as u32 >> 4) << 24) | if dnssec_ok { 0x8000 } else { 0 };
     out.extend_from_slice(&ttl.to_be_bytes());
     match ede {
         Some((code, text)) => {
@@ -68,12 +68,7 @@ pub fn error(
         out.extend_from_slice(q.question_bytes());
     }
     if needs_opt {
-        let edns = edns.unwrap_or(Edns {
-            udp_size: 512,
-            dnssec_ok: false,
-            version: 0,
-        });
-        opt(out, edns, code, ede);
+        opt(out, edns.is_some_and(|e| e.dnssec_ok), code, ede);
     }
 }
 
@@ -113,7 +108,7 @@ pub fn blocked(out: &mut Vec<u8>, q: &Query<'_>, policy: &Policy, ede: (u16, &st
         soa(out, q, ttl, serial);
     }
     if let Some(edns) = q.edns {
-        opt(out, edns, 0, Some(ede));
+        opt(out, edns.dnssec_ok, 0, Some(ede));
     }
 }
 
@@ -151,7 +146,7 @@ pub fn truncate_if_needed(out: &mut Vec<u8>, q: &Query<'_>, limit: usize) -> boo
     out[2] |= (flag::TC >> 8) as u8;
     out.extend_from_slice(q.question_bytes());
     if let Some(e) = q.edns {
-        opt(out, e, 0, None);
+        opt(out, e.dnssec_ok, 0, None);
     }
     true
 }

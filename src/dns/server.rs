@@ -6,8 +6,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use socket2::{Domain, Protocol, Socket, Type};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream, UdpSocket};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::{TcpListener, UdpSocket};
+use tokio::sync::{mpsc, Semaphore};
 use tokio::task::JoinSet;
 
 use super::handler::{Handler, Step};
@@ -17,6 +18,8 @@ use crate::identity::{Client, Transport};
 const TCP_IDLE: Duration = Duration::from_secs(10);
 /// Open TCP connections at most; more wait in the kernel's backlog.
 const TCP_MAX_CONNECTIONS: usize = 4096;
+/// Queries of one connection answered at the same time; more wait to be read.
+const MAX_PIPELINED: usize = 64;
 
 /// Binds UDP and TCP on `addr` and serves them on `tasks`. Returns the bound address (the port
 /// is the real one when `addr` asked for port 0).
@@ -84,6 +87,7 @@ async fn serve_udp(socket: Arc<UdpSocket>, handler: Arc<Handler>) {
         let client = Client {
             addr: peer.ip(),
             transport: Transport::Udp,
+            token: None,
         };
         match handler.answer_now(&buf[..n], client, true, &mut out) {
             Step::Reply => send(&socket, &out, peer).await,
@@ -121,8 +125,14 @@ async fn serve_tcp(listener: TcpListener, handler: Arc<Handler>) {
         match listener.accept().await {
             Ok((stream, peer)) => {
                 let handler = handler.clone();
+                let _ = stream.set_nodelay(true);
+                let client = Client {
+                    addr: peer.ip(),
+                    transport: Transport::Tcp,
+                    token: None,
+                };
                 tokio::spawn(async move {
-                    serve_tcp_connection(stream, peer, handler).await;
+                    serve_stream(stream, client, handler).await;
                     drop(permit);
                 });
             }
@@ -134,34 +144,53 @@ async fn serve_tcp(listener: TcpListener, handler: Arc<Handler>) {
     }
 }
 
-/// Serves one connection: length-prefixed queries, answered in order.
-async fn serve_tcp_connection(mut stream: TcpStream, peer: SocketAddr, handler: Arc<Handler>) {
-    let _ = stream.set_nodelay(true);
-    let client = Client {
-        addr: peer.ip(),
-        transport: Transport::Tcp,
-    };
-    let mut buf = Vec::new();
-    let mut out = Vec::with_capacity(4096);
-    loop {
-        let len = match tokio::time::timeout(TCP_IDLE, stream.read_u16()).await {
-            Ok(Ok(len)) => len as usize,
-            _ => return,
+/// Serves one stream connection (TCP or DoT): length-prefixed queries, answered concurrently
+/// and written back as each is ready (RFC 7766 §6.2.1.1 allows replies out of order).
+pub async fn serve_stream<S>(stream: S, client: Client, handler: Arc<Handler>)
+where
+    S: AsyncRead + AsyncWrite + Send + 'static,
+{
+    let (mut reader, mut writer) = tokio::io::split(stream);
+    let (tx, mut rx) = mpsc::channel::<Vec<u8>>(MAX_PIPELINED);
+    let written = tokio::spawn(async move {
+        while let Some(framed) = rx.recv().await {
+            if writer.write_all(&framed).await.is_err() {
+                return;
+            }
+        }
+        let _ = writer.shutdown().await;
+    });
+    let in_flight = Arc::new(Semaphore::new(MAX_PIPELINED));
+    while let Some(query) = read_frame(&mut reader).await {
+        let Ok(permit) = in_flight.clone().acquire_owned().await else {
+            break;
         };
-        buf.resize(len, 0);
-        match tokio::time::timeout(TCP_IDLE, stream.read_exact(&mut buf)).await {
-            Ok(Ok(_)) => {}
-            _ => return,
-        }
-        if !handler.answer(&buf, client, false, &mut out).await {
-            // A packet we would not answer over UDP ends the conversation over TCP.
-            return;
-        }
-        let mut framed = Vec::with_capacity(out.len() + 2);
-        framed.extend_from_slice(&(out.len() as u16).to_be_bytes());
-        framed.extend_from_slice(&out);
-        if stream.write_all(&framed).await.is_err() {
-            return;
-        }
+        let (handler, tx) = (handler.clone(), tx.clone());
+        tokio::spawn(async move {
+            let mut out = Vec::with_capacity(512);
+            if handler.answer(&query, client, false, &mut out).await {
+                let mut framed = Vec::with_capacity(out.len() + 2);
+                framed.extend_from_slice(&(out.len() as u16).to_be_bytes());
+                framed.extend_from_slice(&out);
+                let _ = tx.send(framed).await;
+            }
+            drop(permit);
+        });
     }
+    drop(tx);
+    let _ = written.await;
+}
+
+/// One length-prefixed message, or None when the peer is done, idle too long or broken.
+async fn read_frame<R: AsyncRead + Unpin>(reader: &mut R) -> Option<Vec<u8>> {
+    let len = tokio::time::timeout(TCP_IDLE, reader.read_u16())
+        .await
+        .ok()?
+        .ok()? as usize;
+    let mut buf = vec![0; len];
+    tokio::time::timeout(TCP_IDLE, reader.read_exact(&mut buf))
+        .await
+        .ok()?
+        .ok()?;
+    Some(buf)
 }

@@ -50,6 +50,8 @@ pub struct Edns {
     pub udp_size: u16,
     pub dnssec_ok: bool,
     pub version: u8,
+    /// Where the OPT record's options (its RDATA) stand in the packet.
+    pub options: (u16, u16),
 }
 
 /// A parsed query. The question bytes are the client's own, case and all.
@@ -69,6 +71,14 @@ pub struct Query<'a> {
 impl Query<'_> {
     pub fn question_bytes(&self) -> &[u8] {
         &self.packet[self.question.clone()]
+    }
+
+    /// The OPT record's options, empty without EDNS.
+    pub fn edns_options(&self) -> &[u8] {
+        match self.edns {
+            Some(e) => &self.packet[e.options.0 as usize..e.options.1 as usize],
+            None => &[],
+        }
     }
 
     /// The largest answer the client can take over UDP (RFC 6891 §6.2.5: at least 512).
@@ -198,6 +208,7 @@ fn read_edns(r: &mut Reader<'_>, nscount: u16, arcount: u16) -> Option<Option<Ed
         let class = r.u16()?;
         let ttl = r.u32()?;
         let rdlen = r.u16()?;
+        let rdata = r.pos;
         r.skip(rdlen as usize)?;
         if rtype == rtype::OPT {
             let root = r.msg[name_at] == 0;
@@ -208,6 +219,7 @@ fn read_edns(r: &mut Reader<'_>, nscount: u16, arcount: u16) -> Option<Option<Ed
                 udp_size: class,
                 dnssec_ok: ttl & 0x8000 != 0,
                 version: (ttl >> 16) as u8,
+                options: (rdata as u16, r.pos as u16),
             });
         }
     }
@@ -305,6 +317,37 @@ fn read_record(r: &mut Reader<'_>, section: usize, info: &mut AnswerInfo) -> Opt
     Some(())
 }
 
+/// The smallest TTL of the records of a message (OPT excepted): how long an HTTP cache may keep
+/// a DoH answer (RFC 8484 §5.1).
+pub fn min_ttl(msg: &[u8]) -> Option<u32> {
+    if msg.len() < HEADER_LEN {
+        return None;
+    }
+    let mut r = Reader {
+        msg,
+        pos: HEADER_LEN,
+    };
+    for _ in 0..read_u16(msg, 4) {
+        r.skip_name()?;
+        r.skip(4)?;
+    }
+    let records =
+        read_u16(msg, 6) as usize + read_u16(msg, 8) as usize + read_u16(msg, 10) as usize;
+    let mut min: Option<u32> = None;
+    for _ in 0..records {
+        r.skip_name()?;
+        let rtype = r.u16()?;
+        r.skip(2)?;
+        let ttl = r.u32()?;
+        let rdlen = r.u16()?;
+        r.skip(rdlen as usize)?;
+        if rtype != rtype::OPT {
+            min = Some(min.map_or(ttl, |m| m.min(ttl)));
+        }
+    }
+    min
+}
+
 /// Reads a possibly compressed name at `at`. Pointers must point backwards, so a loop cannot
 /// be built. Returns the name and the offset after it.
 pub fn read_name(msg: &[u8], at: usize) -> Option<(QName, usize)> {
@@ -381,7 +424,8 @@ mod tests {
             Some(Edns {
                 udp_size: 1232,
                 dnssec_ok: true,
-                version: 0
+                version: 0,
+                options: (p.len() as u16, p.len() as u16),
             })
         );
         assert_eq!(q.question_bytes(), &p[12..p.len() - 11]);
