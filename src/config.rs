@@ -310,6 +310,7 @@ impl Config {
         self.upstream_servers().map_err(invalid)?;
         self.static_bindings().map_err(invalid)?;
         self.check_identity().map_err(invalid)?;
+        self.check_jamf().map_err(invalid)?;
         if self.upstream.mode != "forward" {
             return Err(invalid(format!(
                 "upstream.mode \"{}\": only \"forward\" is supported yet",
@@ -332,6 +333,23 @@ impl Config {
                     self.http.listen
                 ))
             })?;
+        }
+        Ok(())
+    }
+
+    fn check_jamf(&self) -> Result<(), String> {
+        let j = &self.jamf;
+        if j.url.is_empty() {
+            return Ok(());
+        }
+        if !(j.url.starts_with("https://") || j.url.starts_with("http://")) {
+            return Err(format!("jamf.url \"{}\" must start with https://", j.url));
+        }
+        if j.client_id.is_empty() || j.client_secret.is_empty() {
+            return Err("jamf.client_id and jamf.client_secret are needed with jamf.url".into());
+        }
+        if j.timeout_ms == 0 {
+            return Err("jamf.timeout_ms must be above 0".into());
         }
         Ok(())
     }
@@ -361,6 +379,9 @@ impl Config {
             parse_net(net).map_err(|e| format!("identity.trusted_forwarders: {e}"))?;
         }
         self.shared_networks()?;
+        if self.identity.binding_lifetime_s == 0 {
+            return Err("identity.binding_lifetime_s must be above 0".into());
+        }
         Ok(())
     }
 

@@ -229,9 +229,12 @@ pub async fn set_critical(
 pub async fn approve(
     State(state): State<AppState>,
     headers: HeaderMap,
-    Path(id): Path<u64>,
+    Path(id): Path<String>,
 ) -> Reply {
     let caller = require(&headers, &state.admins, Role::Admin)?;
+    let id = id
+        .parse::<u64>()
+        .map_err(|_| ApiError::new(StatusCode::NOT_FOUND, format!("unknown approval {id}")))?;
     outcome(
         state
             .control
@@ -256,5 +259,11 @@ pub async fn reconcile(State(state): State<AppState>, headers: HeaderMap) -> Rep
         .reconcile_all()
         .await
         .map_err(|e| ApiError::new(StatusCode::BAD_GATEWAY, e))?;
+    if report.groups == 0 && !report.errors.is_empty() {
+        return Err(ApiError::new(
+            StatusCode::BAD_GATEWAY,
+            format!("Jamf Pro API: {}", report.errors.join("; ")),
+        ));
+    }
     Ok(Json(serde_json::to_value(report).unwrap_or_default()))
 }

@@ -70,13 +70,19 @@ pub async fn webhook(
             ApiError::new(StatusCode::SERVICE_UNAVAILABLE, e.to_string())
         })?;
     count(event, "applied");
-    if let Some(sync) = &state.jamf {
-        if let Some((kind, group)) = outcome.reconcile {
-            sync.reconcile_group_soon(kind, group);
+    match &state.jamf {
+        Some(sync) => {
+            if let Some((kind, group)) = outcome.reconcile {
+                sync.reconcile_group_soon(kind, group);
+            }
+            for id in &outcome.lookups {
+                sync.look_up_soon(*id);
+            }
         }
-        for id in &outcome.lookups {
-            sync.look_up_soon(*id);
+        None if outcome.reconcile.is_some() => {
+            tracing::warn!("a group event without member ids needs the Jamf Pro API to re-read the group, and [jamf] url is not set")
         }
+        None => {}
     }
     Ok(Json(serde_json::json!({
         "result": if outcome.changes > 0 { "applied" } else { "unchanged" },

@@ -59,6 +59,7 @@ pub fn router(state: AppState) -> Router {
             post(devices::isolate).delete(devices::release),
         )
         .fallback(error::not_found)
+        .method_not_allowed_fallback(error::method_not_allowed)
         .layer(DefaultBodyLimit::max(body::MAX_BODY))
         .layer(middleware::from_fn_with_state(
             state.clone(),

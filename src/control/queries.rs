@@ -28,7 +28,7 @@ impl Writer {
                     .devices
                     .groups
                     .iter()
-                    .filter(|(_, g)| **g == iso)
+                    .filter(|(_, g)| **g <= iso)
                     .map(|(d, _)| self.info(*d))
                     .collect();
                 Ok(QueryReply::Devices(list))

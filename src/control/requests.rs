@@ -9,6 +9,11 @@ use super::writer::{epoch_secs, group_key, Batch, Pending, Writer};
 use crate::jamf::events::{DeviceKind, DeviceReport, Envelope, Event, GroupChange};
 use crate::policy::DeviceId;
 
+/// A pending approval lapses after an hour: a stale one must not isolate a device later.
+const APPROVAL_LIFETIME: i64 = 3600;
+/// How often an unchanged binding's last-seen time is written.
+const BINDING_REFRESH: i64 = 3600;
+
 impl Writer {
     pub(super) fn request(
         &mut self,
@@ -304,6 +309,11 @@ impl Writer {
         }
         let now = epoch_secs();
         let previous = self.state.bindings.get(&addr).copied();
+        // A check-in that changes nothing refreshes the binding at most hourly, so that routine
+        // check-ins do not each commit and publish.
+        if previous.is_some_and(|b| b.device == device && now - b.seen < BINDING_REFRESH) {
+            return;
+        }
         let c = Change::Bind {
             addr,
             device,
@@ -464,9 +474,17 @@ impl Writer {
             by: actor.to_string(),
             at: epoch_secs(),
         };
-        if self.state.devices[&device].critical {
-            self.next_approval += 1;
-            let id = self.next_approval;
+        if self.state.devices[&device].hold.is_some() {
+            return Ok(Outcome {
+                device: Some(device),
+                ..Outcome::default()
+            });
+        }
+        if self.is_critical(device) {
+            self.approvals
+                .retain(|_, p| epoch_secs() - p.hold.at < APPROVAL_LIFETIME);
+            // Random, so that an id from before a restart never approves a new request.
+            let id = rand::random::<u32>() as u64;
             self.approvals.insert(
                 id,
                 Pending {
@@ -485,6 +503,19 @@ impl Writer {
             return Err(ApplyError::NeedsApproval(id));
         }
         Ok(self.hold(device, hold, batch))
+    }
+
+    /// Marked critical by the API, or named in `devices.critical` by any of its aliases (config
+    /// may name the device by a serial that a Jamf-created device carries).
+    fn is_critical(&self, device: DeviceId) -> bool {
+        let d = &self.state.devices[&device];
+        d.critical
+            || d.aliases.iter().any(|a| {
+                self.config
+                    .critical
+                    .iter()
+                    .any(|c| c.eq_ignore_ascii_case(&a.value))
+            })
     }
 
     fn hold(&mut self, device: DeviceId, hold: Hold, batch: &mut Batch) -> Outcome {
@@ -535,6 +566,7 @@ impl Writer {
         let pending = self
             .approvals
             .get(&approval)
+            .filter(|p| epoch_secs() - p.hold.at < APPROVAL_LIFETIME)
             .ok_or(ApplyError::UnknownApproval(approval))?;
         if pending.hold.by == actor {
             return Err(ApplyError::SameApprover);

@@ -74,7 +74,6 @@ pub(super) struct Writer {
     pub(super) status: Arc<Mutex<ReloadStatus>>,
     pub(super) shared: PrefixTable<()>,
     pub(super) approvals: BTreeMap<u64, Pending>,
-    pub(super) next_approval: u64,
 }
 
 /// How many queued commands one transaction takes at most.
@@ -114,7 +113,6 @@ impl Control {
             status: status.clone(),
             shared,
             approvals: BTreeMap::new(),
-            next_approval: 0,
         };
         writer.ensure_config_devices();
         writer.publish();
