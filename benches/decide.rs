@@ -12,7 +12,7 @@ use criterion::{criterion_group, criterion_main, BatchSize, Criterion};
 
 use cordon::control::state::State;
 use cordon::control::view::offline_snapshot;
-use cordon::identity::{identify, Client, Transport};
+use cordon::identity::{identify, Client, Forwarded, IdentityRules, Transport};
 use cordon::policy::{decide, PolicySet, QName, Snapshot, StaticBinding};
 
 /// A deterministic generator (SplitMix64), so every run lists the same names.
@@ -135,13 +135,15 @@ fn bench_decide(c: &mut Criterion) {
         token: None,
     };
 
+    let rules = IdentityRules::source_only();
+    let none = Forwarded::default();
     let mut group = c.benchmark_group(format!("decide_{}k_listed", n / 1000));
     for (label, client) in [("standard", standard), ("isolated", isolated)] {
         let mut i = 0;
         group.bench_function(label, |b| {
             b.iter(|| {
                 i = (i + 1) & 4095;
-                let identity = identify(&snapshot, &client, None);
+                let identity = identify(&snapshot, &client, &rules, &none);
                 black_box(decide(&snapshot, identity.group, black_box(&names[i])))
             })
         });

@@ -16,6 +16,7 @@ use cordon::control::view::View;
 use cordon::dns::cache::{Cache, CacheLimits};
 use cordon::dns::handler::Handler;
 use cordon::dns::upstream::Upstreams;
+use cordon::identity::IdentityRules;
 use cordon::metrics::Metrics;
 use cordon::policy::{DeviceId, PolicyParts, PolicySet};
 
@@ -104,7 +105,13 @@ fn bench_publish(c: &mut Criterion) {
         });
         let upstreams = Upstreams::new(Vec::new(), Duration::from_secs(1), &metrics);
         let first = parts.snapshot(view.devices.clone(), view.statics.clone(), 0);
-        let handler = Handler::new(Arc::new(first), cache, upstreams, metrics.clone());
+        let handler = Handler::new(
+            Arc::new(first),
+            cache,
+            upstreams,
+            IdentityRules::source_only(),
+            metrics.clone(),
+        );
         let mut k = 0u32;
         let mut version = 0;
         group.bench_function(format!("{}k_devices", n / 1000), |b| {

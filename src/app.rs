@@ -14,8 +14,8 @@ use crate::control::Control;
 use crate::control::WriterConfig;
 use crate::dns::cache::{Cache, CacheLimits};
 use crate::dns::handler::Handler;
-use crate::dns::server;
 use crate::dns::upstream::Upstreams;
+use crate::dns::{doh, doq, dot, server};
 use crate::jamf::api::JamfConfig;
 use crate::jamf::sync::JamfSync;
 use crate::metrics::Metrics;
@@ -23,6 +23,9 @@ use crate::policy::build::PolicyParts;
 use crate::policy::cidr::PrefixTable;
 use crate::policy::snapshot::Devices;
 use crate::policy::{PolicyErrors, PolicySet};
+use crate::tls::CertStore;
+use quinn::crypto::rustls::QuicServerConfig;
+use tokio_rustls::TlsAcceptor;
 
 /// Why a server could not start.
 #[derive(Debug, thiserror::Error)]
@@ -43,6 +46,8 @@ pub enum StartError {
 /// A started server; dropping it stops every listener.
 pub struct Running {
     pub dns_addrs: Vec<SocketAddr>,
+    /// DoT, DoH and DoQ listeners, as bound.
+    pub encrypted: EncryptedAddrs,
     pub http_addr: Option<SocketAddr>,
     pub control: Control,
     pub handler: Arc<Handler>,
@@ -88,6 +93,7 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         Arc::new(empty),
         cache,
         upstreams,
+        config.identity_rules().map_err(StartError::Config)?,
         metrics.clone(),
     ));
     let store_path = config.store_path();
@@ -128,6 +134,7 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
             .map_err(|error| StartError::Bind { addr, error })?;
         dns_addrs.push(bound);
     }
+    let encrypted = start_encrypted(&config, &handler, &mut tasks).await?;
     let ready = Arc::new(AtomicBool::new(false));
     let http_addr = match config.http_listen() {
         Some(addr) => {
@@ -157,7 +164,10 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         None => None,
     };
     ready.store(true, Ordering::Release);
-    let dns: Vec<String> = dns_addrs.iter().map(|a| format!("udp+tcp {a}")).collect();
+    let mut dns: Vec<String> = dns_addrs.iter().map(|a| format!("udp+tcp {a}")).collect();
+    dns.extend(encrypted.dot.iter().map(|a| format!("dot {a}")));
+    dns.extend(encrypted.doh.iter().map(|a| format!("doh {a}")));
+    dns.extend(encrypted.doq.iter().map(|a| format!("doq {a}")));
     let http = http_addr.map(|a| format!(", http {a}")).unwrap_or_default();
     tracing::info!(
         "cordon listening: {}{http}; snapshot 1 with {} groups and {} listed domains",
@@ -167,9 +177,89 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
     );
     Ok(Running {
         dns_addrs,
+        encrypted,
         http_addr,
         control,
         handler,
         tasks,
     })
+}
+
+/// The bound addresses of the encrypted listeners.
+#[derive(Debug, Clone, Default)]
+pub struct EncryptedAddrs {
+    pub dot: Vec<SocketAddr>,
+    pub doh: Vec<SocketAddr>,
+    pub doq: Vec<SocketAddr>,
+}
+
+/// How often the certificate files are checked for a renewal.
+const CERT_POLL: Duration = Duration::from_secs(5);
+
+/// Opens the DoT, DoH and DoQ listeners, all on the one certificate store.
+async fn start_encrypted(
+    config: &Config,
+    handler: &Arc<Handler>,
+    tasks: &mut JoinSet<()>,
+) -> Result<EncryptedAddrs, StartError> {
+    let mut addrs = EncryptedAddrs::default();
+    if !config.encrypted() {
+        return Ok(addrs);
+    }
+    let certs = CertStore::load(
+        &config.resolve(&config.dns.tls_cert),
+        &config.resolve(&config.dns.tls_key),
+    )
+    .map_err(|e| StartError::Config(e.to_string()))?;
+    certs.watch(CERT_POLL);
+    let name: Arc<str> = config
+        .dns
+        .server_name
+        .trim_matches('.')
+        .to_ascii_lowercase()
+        .into();
+    let bind_tcp = |addr: SocketAddr| async move {
+        tokio::net::TcpListener::bind(addr)
+            .await
+            .map_err(|error| StartError::Bind { addr, error })
+    };
+    for &addr in &config.dns.tls_listen {
+        let listener = bind_tcp(addr).await?;
+        addrs.dot.push(
+            listener
+                .local_addr()
+                .map_err(|error| StartError::Bind { addr, error })?,
+        );
+        let acceptor = TlsAcceptor::from(certs.server_config(&[b"dot"]));
+        tasks.spawn(dot::serve_dot(
+            listener,
+            acceptor,
+            name.clone(),
+            handler.clone(),
+        ));
+    }
+    for &addr in &config.dns.https_listen {
+        let listener = bind_tcp(addr).await?;
+        addrs.doh.push(
+            listener
+                .local_addr()
+                .map_err(|error| StartError::Bind { addr, error })?,
+        );
+        let acceptor = TlsAcceptor::from(certs.server_config(&[b"h2", b"http/1.1"]));
+        tasks.spawn(doh::serve_doh(listener, acceptor, handler.clone()));
+    }
+    for &addr in &config.dns.quic_listen {
+        let crypto = QuicServerConfig::try_from(certs.quic_server_config())
+            .map_err(|e| StartError::Config(format!("DoQ: {e}")))?;
+        let endpoint =
+            quinn::Endpoint::server(quinn::ServerConfig::with_crypto(Arc::new(crypto)), addr)
+                .map_err(|error| StartError::Bind { addr, error })?;
+        addrs.doq.push(
+            endpoint
+                .local_addr()
+                .map_err(|error| StartError::Bind { addr, error })?,
+        );
+        tasks.spawn(doq::serve_doq(endpoint, name.clone(), handler.clone()));
+    }
+    Ok(addrs)
 }

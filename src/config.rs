@@ -7,8 +7,10 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 
 use crate::dns::upstream::ServerAddr;
-use crate::policy::cidr::parse_net;
+use crate::identity::IdentityRules;
+use crate::policy::cidr::{parse_net, PrefixTable};
 use crate::policy::StaticBinding;
+use crate::token::TokenKey;
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -311,6 +313,7 @@ impl Config {
         self.static_bindings().map_err(invalid)?;
         self.check_identity().map_err(invalid)?;
         self.check_jamf().map_err(invalid)?;
+        self.identity_rules().map_err(invalid)?;
         if self.upstream.mode != "forward" {
             return Err(invalid(format!(
                 "upstream.mode \"{}\": only \"forward\" is supported yet",
@@ -383,6 +386,41 @@ impl Config {
             return Err("identity.binding_lifetime_s must be above 0".into());
         }
         Ok(())
+    }
+
+    /// The identity signals to believe, as `identity.*` and `auth.token_secret` say.
+    pub fn identity_rules(&self) -> Result<IdentityRules, String> {
+        let accepts = |kind: &str| self.identity.accept.iter().any(|k| k == kind);
+        let mut trusted = PrefixTable::new();
+        for net in &self.identity.trusted_forwarders {
+            trusted.insert_with(
+                parse_net(net).map_err(|e| format!("identity.trusted_forwarders: {e}"))?,
+                (),
+                |_, _| {},
+            );
+        }
+        let key = match self.auth.token_secret.trim() {
+            "" => None,
+            secret => Some(TokenKey::new(secret).map_err(|e| format!("auth.token_secret: {e}"))?),
+        };
+        if let Some(code) = self.identity.device_id_text_option {
+            if [8, 26946, 20292].contains(&code) {
+                return Err(format!(
+                    "identity.device_id_text_option {code} is taken by a standard option"
+                ));
+            }
+        }
+        Ok(IdentityRules {
+            source_address: accepts("source-address"),
+            doh_path: accepts("doh-path"),
+            sni: accepts("sni"),
+            client_subnet: accepts("edns-client-subnet"),
+            device_option: accepts("edns-device-id"),
+            plain_tokens: self.identity.plain_tokens,
+            key,
+            trusted,
+            text_option: self.identity.device_id_text_option,
+        })
     }
 
     pub fn shared_networks(&self) -> Result<Vec<ipnet::IpNet>, String> {

@@ -7,7 +7,7 @@ use std::str::FromStr;
 
 use hickory_proto::rr::RecordType;
 
-use crate::identity::{identify, Client, GroupSource, Transport};
+use crate::identity::{resolve, GroupSource};
 use crate::policy::{decide, names, QName, Reason, Snapshot};
 
 #[derive(Debug, Clone, serde::Serialize)]
@@ -62,12 +62,7 @@ pub fn explain(
         ),
         None => None,
     };
-    let client = Client {
-        addr: client,
-        transport: Transport::Udp,
-        token: None,
-    };
-    let identity = identify(snapshot, &client, claimed);
+    let identity = resolve(snapshot, client, true, [claimed, None]);
     let decision = decide(snapshot, identity.group, &qname);
     let group = snapshot.group(identity.group);
     let found = snapshot.categories.lookup(&qname).categories;
@@ -79,7 +74,7 @@ pub fn explain(
     Ok(Trace {
         name: qname.to_dotted(),
         qtype: rtype.to_string(),
-        client: client.addr,
+        client,
         device: identity.device.map(|d| snapshot.devices.label(d)),
         group: group.name.clone(),
         group_source: identity.source,

@@ -6,7 +6,9 @@
 use std::fmt;
 use std::net::IpAddr;
 
+use crate::policy::cidr::PrefixTable;
 use crate::policy::{DeviceId, GroupIdx, Snapshot};
+use crate::token::{TokenClaim, TokenKey};
 
 /// The transport a query came over; a metric label.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -116,49 +118,195 @@ pub struct Identity {
     pub device: Option<DeviceId>,
     pub group: GroupIdx,
     pub source: GroupSource,
+    pub token: TokenOutcome,
 }
 
-/// Identifies `client`, optionally with a device the transport already named (a token).
-pub fn identify(snapshot: &Snapshot, client: &Client, claimed: Option<DeviceId>) -> Identity {
+/// What became of the token a query presented, for the metric.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TokenOutcome {
+    /// No token was presented.
+    Absent,
+    /// It named a known device.
+    Valid,
+    /// A well-formed token, or a plain alias, that names no known device.
+    Unknown,
+    /// A signed token whose signature does not verify.
+    Forged,
+    /// Config does not believe tokens on this transport.
+    Ignored,
+}
+
+impl TokenOutcome {
+    pub const ALL: [TokenOutcome; 5] = [
+        TokenOutcome::Absent,
+        TokenOutcome::Valid,
+        TokenOutcome::Unknown,
+        TokenOutcome::Forged,
+        TokenOutcome::Ignored,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TokenOutcome::Absent => "absent",
+            TokenOutcome::Valid => "valid",
+            TokenOutcome::Unknown => "unknown",
+            TokenOutcome::Forged => "forged",
+            TokenOutcome::Ignored => "ignored",
+        }
+    }
+}
+
+/// Which identity signals config believes (`identity.accept` and friends).
+#[derive(Debug, Default)]
+pub struct IdentityRules {
+    pub source_address: bool,
+    pub doh_path: bool,
+    pub sni: bool,
+    pub client_subnet: bool,
+    pub device_option: bool,
+    /// Plain aliases (serial, UDID) count as tokens, not only signed ones.
+    pub plain_tokens: bool,
+    /// Verifies signed tokens; `None` when no `auth.token_secret` is set.
+    pub key: Option<TokenKey>,
+    /// Forwarders whose EDNS identity options are believed.
+    pub trusted: PrefixTable<()>,
+    /// The EDNS option code of plain-text device ids.
+    pub text_option: Option<u16>,
+}
+
+impl IdentityRules {
+    /// Source addresses only: what plain DNS without config believes.
+    pub fn source_only() -> IdentityRules {
+        IdentityRules {
+            source_address: true,
+            ..IdentityRules::default()
+        }
+    }
+
+    /// Whether EDNS identity options from `addr` are believed.
+    pub fn trusts(&self, addr: IpAddr) -> bool {
+        (self.client_subnet || self.device_option)
+            && !self.trusted.is_empty()
+            && self.trusted.longest(addr).is_some()
+    }
+}
+
+/// What a trusted forwarder said about the client behind it.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Forwarded {
+    /// EDNS Client Subnet: stands in for the source address.
+    pub subnet: Option<IpAddr>,
+    /// A device-id option, as an alias value.
+    pub device: Option<String>,
+}
+
+/// Identifies `client` from every signal config believes: the token its transport carried, what
+/// a trusted forwarder said, and its (or the forwarded) source address.
+pub fn identify(
+    snapshot: &Snapshot,
+    client: &Client,
+    rules: &IdentityRules,
+    forwarded: &Forwarded,
+) -> Identity {
+    let (by_token, token) = token_device(snapshot, client, rules);
+    let by_forwarder = forwarded
+        .device
+        .as_deref()
+        .and_then(|a| snapshot.devices.by_alias(a));
+    let addr = forwarded.subnet.unwrap_or(client.addr);
+    let mut identity = resolve(
+        snapshot,
+        addr,
+        rules.source_address,
+        [by_token, by_forwarder],
+    );
+    identity.token = token;
+    identity
+}
+
+/// The device a presented token names.
+fn token_device(
+    snapshot: &Snapshot,
+    client: &Client,
+    rules: &IdentityRules,
+) -> (Option<DeviceId>, TokenOutcome) {
+    let Some(token) = client.token else {
+        return (None, TokenOutcome::Absent);
+    };
+    let believed = match client.transport {
+        Transport::Doh => rules.doh_path,
+        Transport::Dot | Transport::Doq => rules.sni,
+        Transport::Udp | Transport::Tcp => false,
+    };
+    if !believed {
+        return (None, TokenOutcome::Ignored);
+    }
+    let text = token.as_str();
     let devices = &snapshot.devices;
-    let configured = if snapshot.static_devices.is_empty() {
+    let found = match &rules.key {
+        // A token that looks signed is only ever taken as signed: a forgery must not get a
+        // second chance as a plain alias.
+        Some(key) if TokenKey::looks_signed(text) => match key.verify(text) {
+            Ok(TokenClaim::Alias(alias)) => devices.by_alias(&alias),
+            Ok(TokenClaim::Hashed(digest)) => devices.digests.get(&digest).copied(),
+            Err(_) => return (None, TokenOutcome::Forged),
+        },
+        _ if rules.plain_tokens => devices.by_alias(text),
+        _ => None,
+    };
+    match found {
+        Some(d) => (Some(d), TokenOutcome::Valid),
+        None => (None, TokenOutcome::Unknown),
+    }
+}
+
+/// The group for a query from `addr` by devices already named (token, forwarder): the stricter
+/// of every candidate (contract 8).
+pub fn resolve(
+    snapshot: &Snapshot,
+    addr: IpAddr,
+    by_address: bool,
+    named: [Option<DeviceId>; 2],
+) -> Identity {
+    let devices = &snapshot.devices;
+    let configured = if !by_address || snapshot.static_devices.is_empty() {
         None
     } else {
-        snapshot.static_devices.longest(client.addr).copied()
+        snapshot.static_devices.longest(addr).copied()
     };
-    let reported = if devices.bindings.is_empty() {
+    let reported = if !by_address || devices.bindings.is_empty() {
         None
     } else {
-        devices.bindings.get(&client.addr).copied()
+        devices.bindings.get(&addr).copied()
     };
+    let candidates = [named[0], named[1], reported, configured];
     let mut best: Option<(GroupIdx, GroupSource)> = None;
     let mut consider = |group: GroupIdx, source| {
         if best.is_none_or(|(b, _)| group < b) {
             best = Some((group, source));
         }
     };
-    for device in [reported, configured, claimed].into_iter().flatten() {
+    for device in candidates.into_iter().flatten() {
         if let Some(&g) = devices.groups.get(&device) {
             consider(g, GroupSource::Device);
         }
     }
     if !snapshot.client_groups.is_empty() {
-        for &g in snapshot.client_groups.matches(client.addr) {
+        for &g in snapshot.client_groups.matches(addr) {
             consider(g, GroupSource::ClientNetwork);
         }
     }
     let (group, source) = best.unwrap_or((snapshot.default_group, GroupSource::Default));
-    // Name the device that decided, else the most specific one known.
-    let device = [reported, configured, claimed]
+    // Name the device that decided, else the first one known.
+    let device = candidates
         .into_iter()
         .flatten()
         .find(|d| devices.groups.get(d) == Some(&group))
-        .or(claimed)
-        .or(reported)
-        .or(configured);
+        .or(candidates.into_iter().flatten().next());
     Identity {
         device,
         group,
         source,
+        token: TokenOutcome::Absent,
     }
 }

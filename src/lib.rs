@@ -14,3 +14,5 @@ pub mod identity;
 pub mod jamf;
 pub mod metrics;
 pub mod policy;
+pub mod tls;
+pub mod token;

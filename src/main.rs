@@ -50,6 +50,12 @@ enum Command {
         #[arg(default_value = "A")]
         qtype: String,
     },
+    /// Print the signed identity token for DEVICE (its serial, UDID or other alias).
+    Token {
+        #[arg(long)]
+        config: Option<PathBuf>,
+        device: String,
+    },
 }
 
 fn main() -> ExitCode {
@@ -63,6 +69,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Run { config } => run(config),
         Command::Check { config } => check(config),
+        Command::Token { config, device } => token(config, &device),
         Command::Explain {
             config,
             client,
@@ -182,5 +189,20 @@ fn explain(
     let snapshot = offline_snapshot(set, state, &statics, &config.devices.critical);
     let trace = cordon::explain::explain(&snapshot, client, device.as_deref(), name, qtype)?;
     println!("{trace}");
+    Ok(ExitCode::SUCCESS)
+}
+
+fn token(config: Option<PathBuf>, device: &str) -> anyhow::Result<ExitCode> {
+    let config = Config::load(config.as_deref())?;
+    let secret = config.auth.token_secret.trim();
+    anyhow::ensure!(
+        !secret.is_empty(),
+        "auth.token_secret is not set: there is no key to sign tokens with"
+    );
+    let key = cordon::token::TokenKey::new(secret)?;
+    let token = key.sign(device);
+    println!("{token}");
+    eprintln!("DoH: https://{}/dns-query/{token}", config.dns.server_name);
+    eprintln!("DoT/DoQ server name: {token}.{}", config.dns.server_name);
     Ok(ExitCode::SUCCESS)
 }

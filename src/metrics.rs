@@ -33,6 +33,7 @@ pub struct Metrics {
     pub reconcile_runs: IntCounterVec,
     pub reconcile_drift: IntCounterVec,
     pub http_responses: IntCounterVec,
+    pub identity_tokens: IntCounterVec,
 }
 
 fn counter(r: &Registry, name: &str, help: &str) -> IntCounter {
@@ -191,6 +192,12 @@ impl Metrics {
                 "cordon_http_responses_total",
                 "HTTP API answers by status code.",
                 &["code"],
+            ),
+            identity_tokens: counter_vec(
+                &r,
+                "cordon_identity_tokens_total",
+                "Tokens presented over DoH, DoT and DoQ, by what they turned out to be.",
+                &["result"],
             ),
             registry: r,
         }

@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use super::state::{Change, State};
+use super::state::{Alias, Change, State};
 use crate::policy::build::{PolicyParts, StaticBinding};
 use crate::policy::cidr::PrefixTable;
 use crate::policy::snapshot::{DeviceId, Devices, GroupIdx};
@@ -29,11 +29,7 @@ impl View {
             view.refresh_group(parts, state, *id);
         }
         for (alias, id) in &state.aliases {
-            if alias.kind.is_presentable() {
-                view.devices
-                    .aliases
-                    .insert(alias.value.as_str().into(), *id);
-            }
+            view.add_alias(alias, *id);
         }
         for (addr, binding) in &state.bindings {
             view.devices.bindings.insert(*addr, binding.device);
@@ -55,11 +51,7 @@ impl View {
                 self.devices.labels.insert(*id, label.as_str().into());
             }
             Change::SetAlias { alias, device } => {
-                if alias.kind.is_presentable() {
-                    self.devices
-                        .aliases
-                        .insert(alias.value.as_str().into(), *device);
-                }
+                self.add_alias(alias, *device);
                 // A placement in groups.toml may name the new alias.
                 self.refresh_group(parts, state, *device);
             }
@@ -86,6 +78,22 @@ impl View {
                 self.devices.bindings.remove(addr);
             }
             Change::SetCritical { .. } => {}
+        }
+    }
+
+    /// Makes a presentable alias findable by DNS tokens, as itself and, when too long to sign
+    /// whole, by its digest.
+    fn add_alias(&mut self, alias: &Alias, device: DeviceId) {
+        if !alias.kind.is_presentable() {
+            return;
+        }
+        self.devices
+            .aliases
+            .insert(alias.value.as_str().into(), device);
+        if alias.value.len() > crate::token::MAX_INLINE_ALIAS {
+            self.devices
+                .digests
+                .insert(crate::token::alias_digest(&alias.value), device);
         }
     }
 

@@ -16,9 +16,10 @@ use tokio::sync::oneshot;
 
 use super::answer;
 use super::cache::{self, Cache, CachedAnswer, KeyBuf, Lookup};
+use super::edns::read_identity_options;
 use super::upstream::{UpstreamError, Upstreams};
 use super::wire::{self, rcode, rtype, Query, QueryError};
-use crate::identity::{identify, Client};
+use crate::identity::{identify, Client, Forwarded, IdentityRules, TokenOutcome};
 use crate::metrics::{Metrics, Outcome, QueryCounters};
 use crate::policy::{check_target, decide, Decision, QName, Reason, Snapshot};
 
@@ -127,6 +128,9 @@ pub struct Handler {
     cache: Cache,
     upstreams: Upstreams,
     inflight: DashMap<Box<[u8]>, Waiters>,
+    rules: IdentityRules,
+    /// `cordon_identity_tokens_total`, by [`TokenOutcome`].
+    tokens: [IntCounter; 5],
     metrics: Arc<Metrics>,
 }
 
@@ -135,15 +139,40 @@ impl Handler {
         snapshot: Arc<Snapshot>,
         cache: Cache,
         upstreams: Upstreams,
+        rules: IdentityRules,
         metrics: Arc<Metrics>,
     ) -> Self {
+        let tokens =
+            TokenOutcome::ALL.map(|t| metrics.identity_tokens.with_label_values(&[t.as_str()]));
         Handler {
             live: ArcSwap::from_pointee(Live::new(snapshot, &metrics, None)),
             cache,
             upstreams,
             inflight: DashMap::new(),
+            rules,
+            tokens,
             metrics,
         }
+    }
+
+    /// What a trusted forwarder says about the client behind it; an error is a malformed
+    /// option, which RFC 7871 answers with FORMERR.
+    fn forwarded(&self, q: &Query<'_>, client: &Client) -> Result<Forwarded, ()> {
+        if !self.rules.trusts(client.addr) {
+            return Ok(Forwarded::default());
+        }
+        let options =
+            read_identity_options(q.edns_options(), self.rules.text_option).map_err(|_| ())?;
+        Ok(Forwarded {
+            subnet: options
+                .subnet
+                .filter(|_| self.rules.client_subnet)
+                .map(|s| s.addr),
+            device: options
+                .device
+                .filter(|_| self.rules.device_option)
+                .map(|d| d.alias()),
+        })
     }
 
     /// Puts `snapshot` in force: the next query decides with it.
@@ -203,7 +232,15 @@ impl Handler {
             return Step::Reply;
         }
         let snapshot = &live.snapshot;
-        let identity = identify(snapshot, &client, None);
+        let Ok(forwarded) = self.forwarded(&q, &client) else {
+            answer::error(out, q.id, q.flags, rcode::FORMERR as u16, Some(&q), None);
+            self.metrics.dns_malformed.inc();
+            return Step::Reply;
+        };
+        let identity = identify(snapshot, &client, &self.rules, &forwarded);
+        if identity.token != TokenOutcome::Absent {
+            self.tokens[identity.token as usize].inc();
+        }
         let decision = decide(snapshot, identity.group, &q.name);
         if decision.blocked {
             self.write_blocked(&live, &q, &decision, None, out);

@@ -2,6 +2,10 @@
 
 pub mod answer;
 pub mod cache;
+pub mod doh;
+pub mod doq;
+pub mod dot;
+pub mod edns;
 pub mod handler;
 pub mod server;
 pub mod upstream;

@@ -98,6 +98,9 @@ pub struct Group {
 pub struct Devices {
     /// Presentable alias value (lowercased serial, UDID, token, name) -> device.
     pub aliases: imbl::HashMap<Box<str>, DeviceId>,
+    /// SHA-256 digest (16 bytes) of long presentable aliases -> device: what a `c2` signed token
+    /// names (see `token.rs`).
+    pub digests: imbl::HashMap<[u8; 16], DeviceId>,
     /// Device -> its group, for devices outside the default group only.
     pub groups: imbl::HashMap<DeviceId, GroupIdx>,
     /// Source address -> the device the MDM last saw there.

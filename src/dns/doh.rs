@@ -1,0 +1,230 @@
+//! DNS over HTTPS (RFC 8484): GET `?dns=` and POST `application/dns-message`, on `/dns-query`
+//! and `/dns-query/{token}`, over HTTP/2 and HTTP/1.1 with TLS. The token in the path names the
+//! device (an MDM profile fills it in per device).
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::Bytes;
+use axum::extract::connect_info::Connected;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{ConnectInfo, DefaultBodyLimit, Path, Query, State};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::serve::{IncomingStream, Listener};
+use axum::Router;
+use base64::Engine;
+use tokio::net::TcpListener;
+use tokio::sync::mpsc;
+use tokio_rustls::server::TlsStream;
+use tokio_rustls::TlsAcceptor;
+
+use super::handler::Handler;
+use super::wire;
+use crate::identity::{Client, Token, Transport};
+
+const DNS_MESSAGE: &str = "application/dns-message";
+/// A DNS message is at most 65535 bytes; so is a DoH body.
+const MAX_MESSAGE: usize = 65535;
+const HANDSHAKE: Duration = Duration::from_secs(5);
+
+/// Serves DoH on `listener` until the task is dropped.
+pub async fn serve_doh(listener: TcpListener, acceptor: TlsAcceptor, handler: Arc<Handler>) {
+    let app = Router::new()
+        .route("/dns-query", get(doh_get).post(doh_post))
+        .route(
+            "/dns-query/{token}",
+            get(doh_get_token).post(doh_post_token),
+        )
+        .fallback(|| async {
+            (
+                StatusCode::NOT_FOUND,
+                "DoH is served on /dns-query and /dns-query/{token}\n",
+            )
+        })
+        .layer(DefaultBodyLimit::max(MAX_MESSAGE))
+        .with_state(handler);
+    let listener = TlsListener::start(listener, acceptor);
+    if let Err(e) = axum::serve(listener, app.into_make_service_with_connect_info::<Peer>()).await {
+        tracing::error!("DoH listener stopped: {e}");
+    }
+}
+
+/// The TLS client's address.
+#[derive(Clone, Copy, Debug)]
+struct Peer(SocketAddr);
+
+impl Connected<IncomingStream<'_, TlsListener>> for Peer {
+    fn connect_info(stream: IncomingStream<'_, TlsListener>) -> Self {
+        Peer(*stream.remote_addr())
+    }
+}
+
+async fn doh_get(
+    State(h): State<Arc<Handler>>,
+    ConnectInfo(peer): ConnectInfo<Peer>,
+    Query(q): Query<DnsParam>,
+) -> Response {
+    answer_get(&h, peer, None, q).await
+}
+
+async fn doh_get_token(
+    State(h): State<Arc<Handler>>,
+    ConnectInfo(peer): ConnectInfo<Peer>,
+    Path(token): Path<String>,
+    Query(q): Query<DnsParam>,
+) -> Response {
+    answer_get(&h, peer, Some(token), q).await
+}
+
+async fn doh_post(
+    State(h): State<Arc<Handler>>,
+    ConnectInfo(peer): ConnectInfo<Peer>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    answer_post(&h, peer, None, &headers, body).await
+}
+
+async fn doh_post_token(
+    State(h): State<Arc<Handler>>,
+    ConnectInfo(peer): ConnectInfo<Peer>,
+    Path(token): Path<String>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    answer_post(&h, peer, Some(token), &headers, body).await
+}
+
+#[derive(serde::Deserialize)]
+struct DnsParam {
+    dns: Option<String>,
+}
+
+async fn answer_get(handler: &Handler, peer: Peer, token: Option<String>, q: DnsParam) -> Response {
+    let Some(encoded) = q.dns else {
+        return problem(
+            StatusCode::BAD_REQUEST,
+            "GET needs the query in ?dns= (base64url, RFC 8484)",
+        );
+    };
+    let decoded =
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(encoded.trim_end_matches('='));
+    match decoded {
+        Ok(query) if query.len() <= MAX_MESSAGE => answer(handler, peer, token, &query).await,
+        Ok(_) => problem(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "the query is larger than a DNS message can be",
+        ),
+        Err(_) => problem(StatusCode::BAD_REQUEST, "?dns= is not base64url"),
+    }
+}
+
+async fn answer_post(
+    handler: &Handler,
+    peer: Peer,
+    token: Option<String>,
+    headers: &HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    let content_type = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    if !content_type
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .eq_ignore_ascii_case(DNS_MESSAGE)
+    {
+        return problem(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "POST needs Content-Type: application/dns-message",
+        );
+    }
+    match body {
+        Ok(query) if query.is_empty() => problem(StatusCode::BAD_REQUEST, "empty body"),
+        Ok(query) => answer(handler, peer, token, &query).await,
+        Err(e) => problem(e.status(), &e.body_text()),
+    }
+}
+
+async fn answer(handler: &Handler, peer: Peer, token: Option<String>, query: &[u8]) -> Response {
+    let client = Client {
+        addr: peer.0.ip(),
+        transport: Transport::Doh,
+        // A token that cannot name a device (too long, not ASCII) is presented as one that names
+        // none, so that it is counted as unknown rather than ignored.
+        token: token.map(|t| Token::new(&t).unwrap_or_else(Token::invalid)),
+    };
+    let mut out = Vec::with_capacity(512);
+    if !handler.answer(query, client, false, &mut out).await {
+        return problem(StatusCode::BAD_REQUEST, "the body is not a DNS query");
+    }
+    let max_age = wire::min_ttl(&out).unwrap_or(0);
+    let headers = [
+        (header::CONTENT_TYPE, DNS_MESSAGE.to_string()),
+        (header::CACHE_CONTROL, format!("max-age={max_age}")),
+    ];
+    (headers, out).into_response()
+}
+
+fn problem(status: StatusCode, message: &str) -> Response {
+    (status, format!("{message}\n")).into_response()
+}
+
+/// TCP connections handed to axum once their TLS handshake is done. Handshakes run in their own
+/// tasks, so a slow client never holds up the others.
+struct TlsListener {
+    ready: mpsc::Receiver<(TlsStream<tokio::net::TcpStream>, SocketAddr)>,
+    local: SocketAddr,
+}
+
+impl TlsListener {
+    fn start(listener: TcpListener, acceptor: TlsAcceptor) -> TlsListener {
+        let local = listener
+            .local_addr()
+            .unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)));
+        let (tx, ready) = mpsc::channel(256);
+        tokio::spawn(async move {
+            loop {
+                let Ok((tcp, peer)) = listener.accept().await else {
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                    continue;
+                };
+                if tx.is_closed() {
+                    return;
+                }
+                let (acceptor, tx) = (acceptor.clone(), tx.clone());
+                tokio::spawn(async move {
+                    let _ = tcp.set_nodelay(true);
+                    if let Ok(Ok(tls)) = tokio::time::timeout(HANDSHAKE, acceptor.accept(tcp)).await
+                    {
+                        let _ = tx.send((tls, peer)).await;
+                    }
+                });
+            }
+        });
+        TlsListener { ready, local }
+    }
+}
+
+impl Listener for TlsListener {
+    type Io = TlsStream<tokio::net::TcpStream>;
+    type Addr = SocketAddr;
+
+    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
+        match self.ready.recv().await {
+            Some(conn) => conn,
+            // The acceptor task is gone: nothing will ever come again.
+            None => std::future::pending().await,
+        }
+    }
+
+    fn local_addr(&self) -> std::io::Result<Self::Addr> {
+        Ok(self.local)
+    }
+}
