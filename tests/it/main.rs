@@ -1,6 +1,7 @@
 //! Integration tests: Cordon over real sockets against an authoritative upstream the test starts.
 
 mod crash;
+mod encrypted;
 mod fake_jamf;
 mod policy;
 mod reload;

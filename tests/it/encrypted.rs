@@ -1,0 +1,463 @@
+//! DoH, DoT and DoQ with hickory's clients, per-device tokens in the DoH path and the SNI, and
+//! identity through trusted forwarders.
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::str::FromStr;
+use std::sync::Arc;
+
+use hickory_net::client::{Client as DnsClient, ClientHandle};
+use hickory_net::h2::HttpsClientStream;
+use hickory_net::quic::QuicClientStream;
+use hickory_net::runtime::TokioRuntimeProvider;
+use hickory_net::tls::tls_client_connect_with_bind_addr;
+use hickory_net::NetError;
+use hickory_proto::op::{Edns, Message, ResponseCode};
+use hickory_proto::rr::rdata::opt::{ClientSubnet, EdnsCode, EdnsOption};
+use hickory_proto::rr::{DNSClass, Name, RecordType};
+use rustls::pki_types::{CertificateDer, ServerName};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use crate::support::*;
+
+const SECRET: &str = "an-integration-test-token-secret";
+const FREE: &str = "C02FREE0001";
+
+/// A Cordon with DoT, DoH and DoQ on a certificate made for `dns.test` and `*.dns.test`.
+struct Encrypted {
+    cordon: Cordon,
+    ca: CertificateDer<'static>,
+    _upstream: Upstream,
+}
+
+impl Encrypted {
+    fn dot(&self) -> SocketAddr {
+        self.cordon._running.encrypted.dot[0]
+    }
+    fn doh(&self) -> SocketAddr {
+        self.cordon._running.encrypted.doh[0]
+    }
+    fn doq(&self) -> SocketAddr {
+        self.cordon._running.encrypted.doq[0]
+    }
+}
+
+async fn start(configure: impl FnOnce(&mut cordon::config::Config)) -> Encrypted {
+    let upstream = start_upstream().await;
+    let dir = tempfile::tempdir().unwrap();
+    let key =
+        rcgen::generate_simple_self_signed(vec!["dns.test".into(), "*.dns.test".into()]).unwrap();
+    std::fs::write(dir.path().join("cert.pem"), key.cert.pem()).unwrap();
+    std::fs::write(dir.path().join("key.pem"), key.signing_key.serialize_pem()).unwrap();
+    let mut config = config(dir.path(), &[upstream.addr]);
+    let any: SocketAddr = "127.0.0.1:0".parse().unwrap();
+    config.dns.tls_listen = vec![any];
+    config.dns.https_listen = vec![any];
+    config.dns.quic_listen = vec![any];
+    config.dns.tls_cert = dir.path().join("cert.pem");
+    config.dns.tls_key = dir.path().join("key.pem");
+    config.dns.server_name = "dns.test".into();
+    config.auth.token_secret = SECRET.into();
+    configure(&mut config);
+    let cordon = start_cordon_with(dir, config).await;
+    // a free device, known by its serial
+    let (status, body) = http_json(
+        cordon.http,
+        "PUT",
+        &format!("/v1/devices/serial:{FREE}/groups"),
+        Some(ADMIN),
+        r#"{"groups":[]}"#,
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    Encrypted {
+        cordon,
+        ca: key.cert.der().clone(),
+        _upstream: upstream,
+    }
+}
+
+fn tls_client(ca: &CertificateDer<'static>, alpn: &[u8]) -> rustls::ClientConfig {
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(ca.clone()).unwrap();
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    config.alpn_protocols = vec![alpn.to_vec()];
+    config
+}
+
+fn signed(alias: &str) -> String {
+    cordon::token::TokenKey::new(SECRET).unwrap().sign(alias)
+}
+
+fn local(from: [u8; 4]) -> SocketAddr {
+    SocketAddr::new(IpAddr::V4(Ipv4Addr::from(from)), 0)
+}
+
+/// The rcode of an answer, whether hickory hands it back as a response or as "no records".
+async fn rcode_of(mut client: DnsClient<TokioRuntimeProvider>, name: &str) -> ResponseCode {
+    match client
+        .query(Name::from_str(name).unwrap(), DNSClass::IN, RecordType::A)
+        .await
+    {
+        Ok(response) => response.metadata.response_code,
+        Err(NetError::Dns(hickory_net::DnsError::NoRecordsFound(no))) => no.response_code,
+        Err(e) => panic!("{name}: {e}"),
+    }
+}
+
+async fn doh(e: &Encrypted, from: [u8; 4], path: &str) -> DnsClient<TokioRuntimeProvider> {
+    let mut builder = HttpsClientStream::builder(
+        Arc::new(tls_client(&e.ca, b"h2")),
+        TokioRuntimeProvider::default(),
+    );
+    builder.bind_addr(local(from));
+    let stream = builder
+        .build(e.doh(), "dns.test".into(), path.into())
+        .await
+        .expect("DoH connects");
+    let (client, bg) = DnsClient::<TokioRuntimeProvider>::from_sender(stream);
+    tokio::spawn(bg);
+    client
+}
+
+async fn dot(e: &Encrypted, from: [u8; 4], server_name: &str) -> DnsClient<TokioRuntimeProvider> {
+    let name = ServerName::try_from(server_name.to_string()).unwrap();
+    let config = Arc::new(tls_client(&e.ca, b"dot"));
+    let (stream, handle) = tls_client_connect_with_bind_addr(
+        e.dot(),
+        Some(local(from)),
+        name,
+        config,
+        TokioRuntimeProvider::default(),
+    );
+    let stream = stream.await.expect("DoT connects");
+    let (client, bg) = DnsClient::<TokioRuntimeProvider>::new(stream, handle);
+    tokio::spawn(bg);
+    client
+}
+
+async fn doq(e: &Encrypted, server_name: &str) -> DnsClient<TokioRuntimeProvider> {
+    let stream = QuicClientStream::builder()
+        .crypto_config(tls_client(&e.ca, b"doq"))
+        .build(e.doq(), server_name.into())
+        .await
+        .expect("DoQ connects");
+    let (client, bg) = DnsClient::<TokioRuntimeProvider>::from_sender(stream);
+    tokio::spawn(bg);
+    client
+}
+
+#[tokio::test]
+async fn a_token_in_the_doh_path_selects_the_device_and_its_policy() {
+    let e = start(|_| {}).await;
+    let name = "www.allowed.test.";
+    assert_eq!(
+        rcode_of(doh(&e, [127, 0, 0, 1], "/dns-query").await, name).await,
+        ResponseCode::NoError
+    );
+    // a plain alias (as an MDM profile's $SERIALNUMBER gives it) and a signed token
+    assert_eq!(
+        rcode_of(
+            doh(&e, [127, 0, 0, 1], "/dns-query/C02ISOLATED").await,
+            name
+        )
+        .await,
+        ResponseCode::NXDomain
+    );
+    let isolated = signed("C02ISOLATED");
+    assert_eq!(
+        rcode_of(
+            doh(&e, [127, 0, 0, 1], &format!("/dns-query/{isolated}")).await,
+            name
+        )
+        .await,
+        ResponseCode::NXDomain
+    );
+    let free = signed(FREE);
+    assert_eq!(
+        rcode_of(
+            doh(&e, [127, 0, 0, 1], &format!("/dns-query/{free}")).await,
+            name
+        )
+        .await,
+        ResponseCode::NoError
+    );
+    // a forged signed token names nobody: default group, and counted
+    let forged = format!(
+        "{}{}",
+        &isolated[..isolated.len() - 1],
+        if isolated.ends_with('a') { 'b' } else { 'a' }
+    );
+    assert_eq!(
+        rcode_of(
+            doh(&e, [127, 0, 0, 1], &format!("/dns-query/{forged}")).await,
+            name
+        )
+        .await,
+        ResponseCode::NoError
+    );
+    let (_, metrics) = http(e.cordon.http, "GET", "/metrics", None).await;
+    assert!(
+        metrics.contains("cordon_identity_tokens_total{result=\"forged\"} 1"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("cordon_identity_tokens_total{result=\"valid\"} 3"),
+        "{metrics}"
+    );
+}
+
+#[tokio::test]
+async fn a_token_in_the_sni_selects_the_device_over_dot_and_doq() {
+    let e = start(|_| {}).await;
+    let name = "www.allowed.test.";
+    assert_eq!(
+        rcode_of(dot(&e, [127, 0, 0, 1], "c02isolated.dns.test").await, name).await,
+        ResponseCode::NXDomain
+    );
+    let free = signed(FREE);
+    assert_eq!(
+        rcode_of(
+            dot(&e, [127, 0, 0, 1], &format!("{free}.dns.test")).await,
+            name
+        )
+        .await,
+        ResponseCode::NoError
+    );
+    assert_eq!(
+        rcode_of(dot(&e, [127, 0, 0, 1], "dns.test").await, name).await,
+        ResponseCode::NoError
+    );
+    assert_eq!(
+        rcode_of(doq(&e, "c02isolated.dns.test").await, name).await,
+        ResponseCode::NXDomain
+    );
+    assert_eq!(
+        rcode_of(doq(&e, &format!("{free}.dns.test")).await, name).await,
+        ResponseCode::NoError
+    );
+    // many queries on one DoT connection
+    let client = dot(&e, [127, 0, 0, 1], &format!("{free}.dns.test")).await;
+    let asks = (0..20).map(|_| {
+        let client = client.clone();
+        tokio::spawn(rcode_of(client, "www.allowed.test."))
+    });
+    for a in asks {
+        assert_eq!(a.await.unwrap(), ResponseCode::NoError);
+    }
+}
+
+#[tokio::test]
+async fn isolation_cannot_be_escaped_by_presenting_another_devices_alias() {
+    let e = start(|_| {}).await;
+    // 127.0.0.3 is C02ISOLATED's address (identity.static); it presents the free device's tokens
+    let free = signed(FREE);
+    let name = "www.allowed.test.";
+    assert_eq!(
+        rcode_of(
+            doh(&e, [127, 0, 0, 3], &format!("/dns-query/{free}")).await,
+            name
+        )
+        .await,
+        ResponseCode::NXDomain
+    );
+    assert_eq!(
+        rcode_of(
+            doh(&e, [127, 0, 0, 3], &format!("/dns-query/{FREE}")).await,
+            name
+        )
+        .await,
+        ResponseCode::NXDomain
+    );
+    assert_eq!(
+        rcode_of(
+            dot(&e, [127, 0, 0, 3], &format!("{free}.dns.test")).await,
+            name
+        )
+        .await,
+        ResponseCode::NXDomain
+    );
+}
+
+/// A raw HTTP/1.1 exchange over TLS: (status, content type, body).
+async fn https(e: &Encrypted, request: &[u8]) -> (u16, String, Vec<u8>) {
+    let connector = tokio_rustls::TlsConnector::from(Arc::new(tls_client(&e.ca, b"http/1.1")));
+    let tcp = tokio::net::TcpStream::connect(e.doh()).await.unwrap();
+    let mut tls = connector
+        .connect(ServerName::try_from("dns.test").unwrap(), tcp)
+        .await
+        .unwrap();
+    tls.write_all(request).await.unwrap();
+    let mut response = Vec::new();
+    let _ = tls.read_to_end(&mut response).await;
+    let split = response
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .expect("a response head");
+    let head = String::from_utf8_lossy(&response[..split]).to_string();
+    let status = head
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    let ctype = head
+        .lines()
+        .find_map(|l| {
+            l.to_ascii_lowercase()
+                .strip_prefix("content-type: ")
+                .map(str::to_string)
+        })
+        .unwrap_or_default();
+    (status, ctype, response[split + 4..].to_vec())
+}
+
+fn doh_query(id: u16) -> Vec<u8> {
+    let mut q = query_message("www.allowed.test.", RecordType::A, true);
+    q.metadata.id = id;
+    q.to_vec().unwrap()
+}
+
+#[tokio::test]
+async fn get_and_post_give_the_same_answer_and_bad_requests_get_4xx() {
+    use base64::Engine;
+    let e = start(|_| {}).await;
+    let query = doh_query(0);
+    let encoded = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(&query);
+    let get = format!("GET /dns-query?dns={encoded} HTTP/1.1\r\nHost: dns.test\r\nAccept: application/dns-message\r\nConnection: close\r\n\r\n");
+    let (status, ctype, from_get) = https(&e, get.as_bytes()).await;
+    assert_eq!((status, ctype.as_str()), (200, "application/dns-message"));
+    let mut post = format!("POST /dns-query HTTP/1.1\r\nHost: dns.test\r\nContent-Type: application/dns-message\r\nContent-Length: {}\r\nConnection: close\r\n\r\n", query.len()).into_bytes();
+    post.extend_from_slice(&query);
+    let (status, _, from_post) = https(&e, &post).await;
+    assert_eq!(status, 200);
+    assert_eq!(from_get, from_post, "GET and POST answer alike");
+    let answer = Message::from_vec(&from_get).unwrap();
+    assert_eq!(addresses(&answer), vec![Ipv4Addr::new(192, 0, 2, 1)]);
+
+    let bad: Vec<(String, u16)> = vec![
+        ("PUT /dns-query HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\nConnection: close\r\n\r\n".into(), 405),
+        ("GET /dns-query HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".into(), 400),
+        ("GET /dns-query?dns=%%% HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".into(), 400),
+        ("POST /dns-query HTTP/1.1\r\nHost: x\r\nContent-Type: text/plain\r\nContent-Length: 2\r\nConnection: close\r\n\r\nhi".into(), 415),
+        ("POST /dns-query HTTP/1.1\r\nHost: x\r\nContent-Type: application/dns-message\r\nContent-Length: 3\r\nConnection: close\r\n\r\nabc".into(), 400),
+        ("POST /dns-query HTTP/1.1\r\nHost: x\r\nContent-Type: application/dns-message\r\nContent-Length: 0\r\nConnection: close\r\n\r\n".into(), 400),
+        (format!("POST /dns-query HTTP/1.1\r\nHost: x\r\nContent-Type: application/dns-message\r\nContent-Length: 70000\r\nConnection: close\r\n\r\n{}", "x".repeat(70000)), 413),
+        ("GET /elsewhere HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".into(), 404),
+    ];
+    for (request, expected) in bad {
+        let (status, _, body) = https(&e, request.as_bytes()).await;
+        assert_eq!(
+            status,
+            expected,
+            "{request:.60}: {}",
+            String::from_utf8_lossy(&body)
+        );
+    }
+    // and it still serves
+    let (status, _, _) = https(&e, get.as_bytes()).await;
+    assert_eq!(status, 200);
+}
+
+#[tokio::test]
+async fn doh_answers_carry_a_cache_lifetime() {
+    let e = start(|_| {}).await;
+    let query = doh_query(0);
+    let mut post = format!("POST /dns-query/C02ISOLATED HTTP/1.1\r\nHost: dns.test\r\nContent-Type: application/dns-message\r\nContent-Length: {}\r\nConnection: close\r\n\r\n", query.len()).into_bytes();
+    post.extend_from_slice(&query);
+    let connector = tokio_rustls::TlsConnector::from(Arc::new(tls_client(&e.ca, b"http/1.1")));
+    let tcp = tokio::net::TcpStream::connect(e.doh()).await.unwrap();
+    let mut tls = connector
+        .connect(ServerName::try_from("dns.test").unwrap(), tcp)
+        .await
+        .unwrap();
+    tls.write_all(&post).await.unwrap();
+    let mut response = Vec::new();
+    let _ = tls.read_to_end(&mut response).await;
+    let text = String::from_utf8_lossy(&response).to_ascii_lowercase();
+    // blocked for the isolated device: the SOA's TTL is the isolation policy's blocked_ttl (5)
+    assert!(text.contains("cache-control: max-age=5"), "{text}");
+}
+
+/// A UDP query from `from` with `options` in its OPT record.
+async fn with_options(e: &Encrypted, from: [u8; 4], options: Vec<EdnsOption>) -> Message {
+    let mut q = query_message("www.allowed.test.", RecordType::A, false);
+    let mut edns = Edns::new();
+    edns.set_max_payload(1232);
+    for o in options {
+        edns.options_mut().insert(o);
+    }
+    q.set_edns(edns);
+    let ask = Ask {
+        from: Ipv4Addr::from(from),
+        ..Ask::default()
+    };
+    let raw = exchange_raw(e.cordon.dns, &q.to_vec().unwrap(), ask)
+        .await
+        .expect("an answer");
+    Message::from_vec(&raw).unwrap()
+}
+
+#[tokio::test]
+async fn a_trusted_forwarder_speaks_for_its_clients_and_nobody_else_does() {
+    let e = start(|c| {
+        c.identity.trusted_forwarders = vec!["127.0.0.60/32".into()];
+        c.identity.accept.extend([
+            "edns-client-subnet".to_string(),
+            "edns-device-id".to_string(),
+        ]);
+    })
+    .await;
+    // the client behind the forwarder is 127.0.0.3, which C02ISOLATED holds
+    let subnet = || {
+        vec![EdnsOption::Subnet(ClientSubnet::new(
+            IpAddr::V4(Ipv4Addr::new(127, 0, 0, 3)),
+            32,
+            0,
+        ))]
+    };
+    assert_eq!(
+        rcode(&with_options(&e, [127, 0, 0, 60], subnet()).await),
+        ResponseCode::NXDomain
+    );
+    assert_eq!(
+        rcode(&with_options(&e, [127, 0, 0, 61], subnet()).await),
+        ResponseCode::NoError,
+        "untrusted: ignored"
+    );
+    // the Umbrella device-id option: "OpenDNS" then 8 bytes; the device is known by that id
+    let id = [0x00, 0x11, 0x22, 0x33, 0x44, 0x55, 0x66, 0x77];
+    let (status, body) = http_json(
+        e.cordon.http,
+        "PUT",
+        "/v1/devices/name:0011223344556677/groups",
+        Some(ADMIN),
+        r#"{"groups":["jamf:computer-group:42"]}"#,
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let umbrella = || {
+        vec![EdnsOption::Unknown(
+            u16::from(EdnsCode::Unknown(26946)),
+            [b"OpenDNS".as_slice(), &id].concat(),
+        )]
+    };
+    assert_eq!(
+        rcode(&with_options(&e, [127, 0, 0, 60], umbrella()).await),
+        ResponseCode::NXDomain
+    );
+    assert_eq!(
+        rcode(&with_options(&e, [127, 0, 0, 61], umbrella()).await),
+        ResponseCode::NoError,
+        "untrusted: ignored"
+    );
+    // a malformed subnet option from a trusted forwarder is a FORMERR (RFC 7871 §7.1.1)
+    let bad = vec![EdnsOption::Unknown(8, vec![0, 1, 40, 0, 127])];
+    assert_eq!(
+        rcode(&with_options(&e, [127, 0, 0, 60], bad).await),
+        ResponseCode::FormErr
+    );
+}
