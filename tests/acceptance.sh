@@ -13,7 +13,7 @@ trap cleanup EXIT
 fail() { echo "FAIL: $*" >&2; failed=$((failed + 1)); }
 pass() { echo "ok: $*"; passed=$((passed + 1)); }
 passed=0; failed=0
-DNS_PORT=15353; HTTP_PORT=19153; AUTH=127.0.0.2; AUTH_PORT=15300
+DNS_PORT=15353; HTTP_PORT=19153; AUTH=127.0.0.2; AUTH_PORT=15300; DOT_PORT=15853; DOH_PORT=15443
 
 # --- the upstream: NSD, authoritative for allowed.example ---
 mkdir -p "$WORK/nsd"
@@ -24,6 +24,7 @@ cat > "$WORK/nsd/allowed.example.zone" <<ZONE
 @ IN NS ns
 ns IN A 192.0.2.53
 www IN A 192.0.2.10
+loop IN A 127.0.0.1
 ZONE
 cat > "$WORK/nsd/nsd.conf" <<CONF
 server:
@@ -47,10 +48,17 @@ zone:
 CONF
 nsd -d -c "$WORK/nsd/nsd.conf" & PIDS+=($!)
 
-# --- cordon run with the shipped policies ---
+# --- cordon run with the shipped policies, plain DNS, DoT and DoH (self-signed certificate) ---
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 1 -subj /CN=dns.test \
+  -addext "subjectAltName=DNS:dns.test,DNS:*.dns.test" -keyout "$WORK/key.pem" -out "$WORK/cert.pem" 2>/dev/null
 cat > "$WORK/cordon.toml" <<CONF
 [dns]
 listen = ["127.0.0.1:$DNS_PORT"]
+tls_listen = ["127.0.0.1:$DOT_PORT"]
+https_listen = ["127.0.0.1:$DOH_PORT"]
+tls_cert = "$WORK/cert.pem"
+tls_key = "$WORK/key.pem"
+server_name = "dns.test"
 [upstream]
 servers = ["udp://$AUTH:$AUTH_PORT"]
 [http]
@@ -61,13 +69,14 @@ path = "$WORK/cordon.db"
 dir = "$ROOT/policies"
 [auth]
 webhook_tokens = ["acceptance-webhook-token"]
+token_secret = "acceptance-token-secret-0123456789"
 CONF
 "$BIN" run --config "$WORK/cordon.toml" > "$WORK/cordon.log" 2>&1 & PIDS+=($!)
 for _ in $(seq 100); do
   dig +time=1 +tries=1 @127.0.0.1 -p $DNS_PORT www.allowed.example 2>/dev/null | grep -q "status: NOERROR" && break
   sleep 0.1
 done
-grep -q "cordon listening: udp+tcp 127.0.0.1:$DNS_PORT, http 127.0.0.1:$HTTP_PORT" "$WORK/cordon.log" \
+grep -q "cordon listening: udp+tcp 127.0.0.1:$DNS_PORT, dot 127.0.0.1:$DOT_PORT, doh 127.0.0.1:$DOH_PORT, http 127.0.0.1:$HTTP_PORT" "$WORK/cordon.log" \
   && pass "start-up logs its listeners" || fail "start-up line: $(cat "$WORK/cordon.log")"
 
 out=$(dig @127.0.0.1 -p $DNS_PORT malware.cordon-test.example)
@@ -100,6 +109,25 @@ grep -q "status: NXDOMAIN" <<<"$out" && grep -q "group restricted" <<<"$out" \
   && pass "isolated Mac gets NXDOMAIN for a normal name" || fail "isolated: $out"
 out=$(dig @127.0.0.1 -p $DNS_PORT www.allowed.example)
 grep -q "192.0.2.10" <<<"$out" && pass "other clients unaffected" || fail "others: $out"
+# --- per-device tokens over DoH and DoT: the isolated Mac's token, and a free Mac's ---
+[ "$(post < "$FIX/computer-inventory-completed.json")" = 200 ] && pass "inventory webhook accepted" || fail "inventory: $(cat "$WORK/post.out")"
+iso=$("$BIN" token --config "$WORK/cordon.toml" C02ZK1ABMD6T 2>/dev/null)
+free=$("$BIN" token --config "$WORK/cordon.toml" FVFH31XXQ6L4 2>/dev/null)
+tlsargs=(+tls-ca="$WORK/cert.pem" +tls-hostname=dns.test)
+out=$(kdig @127.0.0.1 -p $DOH_PORT +https=/dns-query/$iso "${tlsargs[@]}" www.allowed.example)
+grep -q "status: NXDOMAIN" <<<"$out" && pass "kdig +https, isolated Mac's token: NXDOMAIN" || fail "kdig https iso: $out"
+out=$(kdig @127.0.0.1 -p $DOH_PORT +https=/dns-query/$free "${tlsargs[@]}" www.allowed.example)
+grep -q "192.0.2.10" <<<"$out" && pass "kdig +https, free Mac's token: answered" || fail "kdig https free: $out"
+out=$(kdig @127.0.0.1 -p $DOT_PORT +tls-sni=$iso.dns.test "${tlsargs[@]}" www.allowed.example)
+grep -q "status: NXDOMAIN" <<<"$out" && pass "kdig +tls, isolated Mac's token in the SNI: NXDOMAIN" || fail "kdig tls iso: $out"
+out=$(kdig @127.0.0.1 -p $DOT_PORT +tls-sni=$free.dns.test "${tlsargs[@]}" www.allowed.example)
+grep -q "192.0.2.10" <<<"$out" && pass "kdig +tls, free Mac's token in the SNI: answered" || fail "kdig tls free: $out"
+doh_curl() { curl -s --max-time 5 --cacert "$WORK/cert.pem" --resolve dns.test:$DOH_PORT:127.0.0.1 \
+               --doh-url "https://dns.test:$DOH_PORT/dns-query/$1" "http://loop.allowed.example:$HTTP_PORT/healthz"; }
+[ "$(doh_curl "$free")" = ok ] && pass "curl --doh-url, free Mac's token: resolves and connects" || fail "curl doh free"
+set +e; doh_curl "$iso" > /dev/null; code=$?; set -e
+[ "$code" = 6 ] && pass "curl --doh-url, isolated Mac's token: cannot resolve" || fail "curl doh iso exit $code"
+
 [ "$(post < "$FIX/smart-group-computer-removed.json")" = 200 ] && pass "group-removed webhook accepted" || fail "removed: $(cat "$WORK/post.out")"
 out=$(dig -b $mac @127.0.0.1 -p $DNS_PORT www.allowed.example)
 grep -q "192.0.2.10" <<<"$out" && pass "released Mac gets its answer back" || fail "released: $out"
