@@ -45,6 +45,8 @@ pub enum StartError {
 
 /// A started server; dropping it stops every listener.
 pub struct Running {
+    /// Tells the UDP threads to end; set when this is dropped.
+    stop: Arc<AtomicBool>,
     pub dns_addrs: Vec<SocketAddr>,
     /// DoT, DoH and DoQ listeners, as bound.
     pub encrypted: EncryptedAddrs,
@@ -52,6 +54,12 @@ pub struct Running {
     pub control: Control,
     pub handler: Arc<Handler>,
     tasks: JoinSet<()>,
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+    }
 }
 
 impl Running {
@@ -72,6 +80,7 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
             .map_err(|e| StartError::Config(format!("policy loader failed: {e}")))?
             .map_err(StartError::Policies)?
     };
+    crate::alloc::release_free_memory();
     let statics = config.static_bindings().map_err(StartError::Config)?;
     // Version 0 holds no devices; the writer publishes version 1, with every device in the
     // store, before any listener opens.
@@ -128,9 +137,10 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
         n => n,
     };
+    let stop = Arc::new(AtomicBool::new(false));
     let mut dns_addrs = Vec::new();
     for &addr in &config.dns.listen {
-        let bound = server::listen(addr, sockets, handler.clone(), &mut tasks)
+        let bound = server::listen(addr, sockets, handler.clone(), &mut tasks, &stop)
             .map_err(|error| StartError::Bind { addr, error })?;
         dns_addrs.push(bound);
     }
@@ -176,6 +186,7 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         snapshot.categories.len()
     );
     Ok(Running {
+        stop,
         dns_addrs,
         encrypted,
         http_addr,

@@ -4,6 +4,7 @@
 //! the control plane ([`control`]) is the single writer that builds and publishes snapshots;
 //! the HTTP [`api`] only reads snapshots and sends the control plane commands.
 
+pub mod alloc;
 pub mod api;
 pub mod app;
 pub mod config;

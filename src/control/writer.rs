@@ -373,6 +373,8 @@ impl Writer {
         self.view = View::build(&self.parts, &self.state, &self.config.statics);
         self.ensure_config_devices();
         self.publish();
+        // The old snapshot's lists are gone now that the new one is in force.
+        crate::alloc::release_free_memory();
         self.metrics
             .config_reload
             .with_label_values(&["success"])

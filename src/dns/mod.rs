@@ -8,5 +8,6 @@ pub mod dot;
 pub mod edns;
 pub mod handler;
 pub mod server;
+pub mod udp;
 pub mod upstream;
 pub mod wire;

@@ -1,17 +1,19 @@
-//! Plain DNS listeners: UDP (one SO_REUSEPORT socket per worker, so the kernel spreads queries
-//! over cores) and TCP (RFC 7766: several queries per connection, idle timeout).
+//! Plain DNS listeners: UDP (one SO_REUSEPORT socket per core, see udp.rs) and TCP (RFC 7766:
+//! several queries per connection, answered as they are ready, idle timeout).
 
 use std::net::SocketAddr;
+use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use std::time::Duration;
 
 use socket2::{Domain, Protocol, Socket, Type};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
-use tokio::net::{TcpListener, UdpSocket};
+use tokio::net::TcpListener;
 use tokio::sync::{mpsc, Semaphore};
 use tokio::task::JoinSet;
 
-use super::handler::{Handler, Step};
+use super::handler::Handler;
+use super::udp;
 use crate::identity::{Client, Transport};
 
 /// How long a TCP connection may sit idle between queries (RFC 7766 §6.2.3 suggests seconds).
@@ -21,13 +23,14 @@ const TCP_MAX_CONNECTIONS: usize = 4096;
 /// Queries of one connection answered at the same time; more wait to be read.
 const MAX_PIPELINED: usize = 64;
 
-/// Binds UDP and TCP on `addr` and serves them on `tasks`. Returns the bound address (the port
+/// Binds UDP and TCP on `addr`: UDP on threads of its own (until `stop`), TCP on `tasks`. Returns the bound address (the port
 /// is the real one when `addr` asked for port 0).
 pub fn listen(
     addr: SocketAddr,
     udp_sockets: usize,
     handler: Arc<Handler>,
     tasks: &mut JoinSet<()>,
+    stop: &Arc<AtomicBool>,
 ) -> std::io::Result<SocketAddr> {
     let first = udp_socket(addr)?;
     let bound = first
@@ -38,9 +41,14 @@ pub fn listen(
     for _ in 1..udp_sockets.max(1) {
         sockets.push(udp_socket(bound)?);
     }
+    let runtime = tokio::runtime::Handle::current();
     for socket in sockets {
-        let socket = Arc::new(UdpSocket::from_std(socket.into())?);
-        tasks.spawn(serve_udp(socket, handler.clone()));
+        udp::spawn(
+            socket.into(),
+            handler.clone(),
+            runtime.clone(),
+            stop.clone(),
+        )?;
     }
     let tcp = tcp_listener(bound)?;
     tasks.spawn(serve_tcp(tcp, handler));
@@ -71,49 +79,6 @@ fn tcp_listener(addr: SocketAddr) -> std::io::Result<TcpListener> {
     socket.bind(&addr.into())?;
     socket.listen(1024)?;
     TcpListener::from_std(socket.into())
-}
-
-async fn serve_udp(socket: Arc<UdpSocket>, handler: Arc<Handler>) {
-    let mut buf = vec![0u8; 65535];
-    let mut out = Vec::with_capacity(4096);
-    loop {
-        let (n, peer) = match socket.recv_from(&mut buf).await {
-            Ok(x) => x,
-            Err(e) => {
-                tracing::debug!("udp receive: {e}");
-                continue;
-            }
-        };
-        let client = Client {
-            addr: peer.ip(),
-            transport: Transport::Udp,
-            token: None,
-        };
-        match handler.answer_now(&buf[..n], client, true, &mut out) {
-            Step::Reply => send(&socket, &out, peer).await,
-            Step::Drop => {}
-            Step::Later(pending) => {
-                let (socket, handler) = (socket.clone(), handler.clone());
-                tokio::spawn(async move {
-                    let mut out = Vec::new();
-                    if handler.answer_later(pending, &mut out).await {
-                        send(&socket, &out, peer).await;
-                    }
-                });
-            }
-        }
-    }
-}
-
-async fn send(socket: &UdpSocket, out: &[u8], peer: SocketAddr) {
-    // Most sends complete at once; only a full send buffer needs to wait.
-    let result = match socket.try_send_to(out, peer) {
-        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => socket.send_to(out, peer).await,
-        other => other,
-    };
-    if let Err(e) = result {
-        tracing::debug!("udp send to {peer}: {e}");
-    }
 }
 
 async fn serve_tcp(listener: TcpListener, handler: Arc<Handler>) {

@@ -4,7 +4,7 @@
 //! block-uncategorised, the policy's default; the first that matches wins.
 
 use super::categories::{CategoryDb, CategoryId};
-use super::qname::{wire_to_dotted, QName, MAX_LABELS};
+use super::qname::{wire_to_dotted, QName};
 use super::rules::{RuleHit, RuleKind};
 use super::snapshot::{DefaultAction, GroupIdx, Policy, Snapshot};
 
@@ -108,9 +108,7 @@ fn category_reason(policy: &Policy, db: &CategoryDb, name: &QName) -> Option<Rea
     if policy.block_categories.is_empty() && !policy.block_uncategorised {
         return None;
     }
-    let mut hashes = [0u64; MAX_LABELS];
-    let n = name.suffix_hashes(&mut hashes);
-    let found = db.lookup_hashes(&hashes[..n]).categories;
+    let found = db.lookup(name).categories;
     if let Some(id) = found.intersection(policy.block_categories).first() {
         return Some(Reason::Category(id));
     }

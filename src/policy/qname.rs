@@ -135,7 +135,8 @@ impl QName {
 
     /// The keyed hash of every suffix, longest first: `out[i]` hashes `suffix(i)`.
     /// Computed in one right-to-left pass, so each label is hashed once.
-    pub fn suffix_hashes(&self, out: &mut [u64; MAX_LABELS]) -> usize {
+    /// `out` must hold at least `label_count()` entries.
+    pub fn suffix_hashes(&self, out: &mut [u64]) -> usize {
         let n = self.labels as usize;
         let mut h = hash_seed();
         for i in (0..n).rev() {
