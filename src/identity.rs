@@ -196,6 +196,8 @@ impl IdentityRules {
 pub struct Forwarded {
     /// EDNS Client Subnet: stands in for the source address.
     pub subnet: Option<IpAddr>,
+    /// The subnet's source prefix length.
+    pub subnet_prefix: u8,
     /// A device-id option, as an alias value.
     pub device: Option<String>,
 }

@@ -284,14 +284,67 @@ impl Writer {
                     reason,
                 );
             }
+            let value = alias.value.clone();
             let c = Change::SetAlias { alias, device };
             self.state.apply(&c);
             batch.changes.push(c);
             outcome.changes += 1;
+            self.adopt_named(&value, device, actor, reason, batch);
         }
         if let Some(addr) = report.own_ip {
             self.bind(addr, device, actor, reason, batch, outcome);
         }
+    }
+
+    /// Config names devices by a bare value (groups.toml, identity.static, devices.critical)
+    /// before the MDM reports them. When the MDM reports a device with that serial or UDID, it
+    /// is the same machine: the name, a responder's hold and the critical mark move to it, so
+    /// that one value never names two devices.
+    fn adopt_named(
+        &mut self,
+        value: &str,
+        device: DeviceId,
+        actor: &str,
+        reason: &str,
+        batch: &mut Batch,
+    ) {
+        let named = Alias::new(AliasKind::Name, value);
+        let Some(old) = self.state.device_by_alias(&named).filter(|&d| d != device) else {
+            return;
+        };
+        let (hold, critical) = {
+            let d = &self.state.devices[&old];
+            (d.hold.clone(), d.critical)
+        };
+        let mut changes = vec![Change::SetAlias {
+            alias: named,
+            device,
+        }];
+        if hold.is_some() && self.state.devices[&device].hold.is_none() {
+            changes.push(Change::SetHold { device, hold });
+            changes.push(Change::SetHold {
+                device: old,
+                hold: None,
+            });
+        }
+        if critical {
+            changes.push(Change::SetCritical {
+                device,
+                critical: true,
+            });
+        }
+        for c in changes {
+            self.state.apply(&c);
+            batch.changes.push(c);
+        }
+        self.audit(
+            batch,
+            old,
+            actor,
+            "merged",
+            format!("into device#{}", device.0),
+            reason,
+        );
     }
 
     /// Binds `addr` to `device`, moving it from whichever device had it (DHCP gave it away).

@@ -190,3 +190,36 @@ pub fn cached(
         }
     }
 }
+
+/// Adds an EDNS Client Subnet option to the answer's OPT record, scoped to the source prefix
+/// (RFC 7871 §7.2.1): the answer was made for that subnet's device, and a caching forwarder must
+/// not hand it to anyone else. Adds an OPT record when the answer has none.
+pub fn echo_client_subnet(out: &mut Vec<u8>, addr: std::net::IpAddr, prefix: u8) {
+    let (family, bytes): (u16, Vec<u8>) = match addr {
+        std::net::IpAddr::V4(a) => (1, a.octets().to_vec()),
+        std::net::IpAddr::V6(a) => (2, a.octets().to_vec()),
+    };
+    let kept = (prefix as usize).div_ceil(8).min(bytes.len());
+    let mut option = Vec::with_capacity(8 + kept);
+    option.extend_from_slice(&8u16.to_be_bytes());
+    option.extend_from_slice(&(4 + kept as u16).to_be_bytes());
+    option.extend_from_slice(&family.to_be_bytes());
+    option.extend_from_slice(&[prefix, prefix]);
+    option.extend_from_slice(&bytes[..kept]);
+    match super::wire::find_opt(out) {
+        Some((rdlen_at, rdata_end)) => {
+            let rdlen =
+                u16::from_be_bytes([out[rdlen_at], out[rdlen_at + 1]]) + option.len() as u16;
+            write_u16(out, rdlen_at, rdlen);
+            out.splice(rdata_end..rdata_end, option);
+        }
+        None => {
+            let ar = u16::from_be_bytes([out[10], out[11]]) + 1;
+            write_u16(out, 10, ar);
+            opt(out, false, 0, None);
+            let rdlen_at = out.len() - 2;
+            write_u16(out, rdlen_at, option.len() as u16);
+            out.extend_from_slice(&option);
+        }
+    }
+}

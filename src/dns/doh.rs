@@ -17,7 +17,7 @@ use axum::serve::{IncomingStream, Listener};
 use axum::Router;
 use base64::Engine;
 use tokio::net::TcpListener;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
 use tokio_rustls::server::TlsStream;
 use tokio_rustls::TlsAcceptor;
 
@@ -179,7 +179,7 @@ fn problem(status: StatusCode, message: &str) -> Response {
 /// TCP connections handed to axum once their TLS handshake is done. Handshakes run in their own
 /// tasks, so a slow client never holds up the others.
 struct TlsListener {
-    ready: mpsc::Receiver<(TlsStream<tokio::net::TcpStream>, SocketAddr)>,
+    ready: mpsc::Receiver<(Permitted, SocketAddr)>,
     local: SocketAddr,
 }
 
@@ -189,8 +189,13 @@ impl TlsListener {
             .local_addr()
             .unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)));
         let (tx, ready) = mpsc::channel(256);
+        let permits = Arc::new(Semaphore::new(super::dot::MAX_CONNECTIONS));
         tokio::spawn(async move {
             loop {
+                // A permit lives as long as its connection: at most this many, handshaking or open.
+                let Ok(permit) = permits.clone().acquire_owned().await else {
+                    return;
+                };
                 let Ok((tcp, peer)) = listener.accept().await else {
                     tokio::time::sleep(Duration::from_millis(10)).await;
                     continue;
@@ -203,7 +208,15 @@ impl TlsListener {
                     let _ = tcp.set_nodelay(true);
                     if let Ok(Ok(tls)) = tokio::time::timeout(HANDSHAKE, acceptor.accept(tcp)).await
                     {
-                        let _ = tx.send((tls, peer)).await;
+                        let _ = tx
+                            .send((
+                                Permitted {
+                                    stream: tls,
+                                    _permit: permit,
+                                },
+                                peer,
+                            ))
+                            .await;
                     }
                 });
             }
@@ -213,7 +226,7 @@ impl TlsListener {
 }
 
 impl Listener for TlsListener {
-    type Io = TlsStream<tokio::net::TcpStream>;
+    type Io = Permitted;
     type Addr = SocketAddr;
 
     async fn accept(&mut self) -> (Self::Io, Self::Addr) {
@@ -226,5 +239,57 @@ impl Listener for TlsListener {
 
     fn local_addr(&self) -> std::io::Result<Self::Addr> {
         Ok(self.local)
+    }
+}
+
+/// A TLS connection that holds its place under the connection cap until it is dropped.
+pub struct Permitted {
+    stream: TlsStream<tokio::net::TcpStream>,
+    _permit: OwnedSemaphorePermit,
+}
+
+impl tokio::io::AsyncRead for Permitted {
+    fn poll_read(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.get_mut().stream).poll_read(cx, buf)
+    }
+}
+
+impl tokio::io::AsyncWrite for Permitted {
+    fn poll_write(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        std::pin::Pin::new(&mut self.get_mut().stream).poll_write(cx, buf)
+    }
+
+    fn poll_flush(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.get_mut().stream).poll_flush(cx)
+    }
+
+    fn poll_shutdown(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.get_mut().stream).poll_shutdown(cx)
+    }
+
+    fn poll_write_vectored(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        std::pin::Pin::new(&mut self.get_mut().stream).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.stream.is_write_vectored()
     }
 }

@@ -5,6 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
 use tokio_rustls::TlsAcceptor;
 
 use super::handler::Handler;
@@ -14,6 +15,8 @@ use crate::tls::sni_token;
 
 /// How long a client may take to finish the TLS handshake.
 const HANDSHAKE: Duration = Duration::from_secs(5);
+/// Open DoT connections at most, as for plain TCP.
+pub const MAX_CONNECTIONS: usize = 4096;
 
 pub async fn serve_dot(
     listener: TcpListener,
@@ -21,7 +24,12 @@ pub async fn serve_dot(
     server_name: Arc<str>,
     handler: Arc<Handler>,
 ) {
+    let permits = Arc::new(Semaphore::new(MAX_CONNECTIONS));
     loop {
+        // At most this many connections (handshaking or open); more wait in the backlog.
+        let Ok(permit) = permits.clone().acquire_owned().await else {
+            return;
+        };
         let (tcp, peer) = match listener.accept().await {
             Ok(x) => x,
             Err(e) => {
@@ -44,6 +52,7 @@ pub async fn serve_dot(
                 token: token.as_deref().and_then(Token::new),
             };
             serve_stream(tls, client, handler).await;
+            drop(permit);
         });
     }
 }

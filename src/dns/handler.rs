@@ -5,6 +5,7 @@
 //! task: [`Handler::answer_now`] does all that needs no waiting and hands back a [`Pending`]
 //! for the rest, which [`Handler::answer_later`] completes.
 
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -110,15 +111,24 @@ pub enum Step {
     Later(Pending),
 }
 
+/// How a query came in: what every answer path needs to finish it.
+#[derive(Clone, Copy)]
+struct Asked {
+    client: Client,
+    started: Instant,
+    udp: bool,
+    /// The client subnet a trusted forwarder sent, echoed in the answer so that a caching
+    /// forwarder keeps it for that subnet only (RFC 7871 §7.2.1).
+    subnet: Option<(IpAddr, u8)>,
+}
+
 /// A query waiting for upstream, with everything it had decided already.
 pub struct Pending {
     packet: Vec<u8>,
-    client: Client,
+    asked: Asked,
     live: Arc<Live>,
     decision: Decision,
     stale: Option<Arc<CachedAnswer>>,
-    started: Instant,
-    udp: bool,
 }
 
 type Waiters = Vec<oneshot::Sender<Result<Arc<CachedAnswer>, UpstreamError>>>;
@@ -168,6 +178,7 @@ impl Handler {
                 .subnet
                 .filter(|_| self.rules.client_subnet)
                 .map(|s| s.addr),
+            subnet_prefix: options.subnet.map_or(0, |s| s.source_prefix),
             device: options
                 .device
                 .filter(|_| self.rules.device_option)
@@ -238,22 +249,19 @@ impl Handler {
             return Step::Reply;
         };
         let identity = identify(snapshot, &client, &self.rules, &forwarded);
+        let asked = Asked {
+            client,
+            started,
+            udp,
+            subnet: forwarded.subnet.map(|a| (a, forwarded.subnet_prefix)),
+        };
         if identity.token != TokenOutcome::Absent {
             self.tokens[identity.token as usize].inc();
         }
         let decision = decide(snapshot, identity.group, &q.name);
         if decision.blocked {
             self.write_blocked(&live, &q, &decision, None, out);
-            self.finish(
-                &live,
-                &q,
-                client,
-                Outcome::Blocked,
-                &decision,
-                started,
-                udp,
-                out,
-            );
+            self.finish(&live, &q, &asked, Outcome::Blocked, &decision, out);
             return Step::Reply;
         }
         let mut key = [0u8; 260];
@@ -262,7 +270,7 @@ impl Handler {
             Lookup::Fresh(entry) => {
                 self.metrics.cache_hits.inc();
                 let outcome = self.write_cached(&live, &q, &decision, &entry, false, out);
-                self.finish(&live, &q, client, outcome, &decision, started, udp, out);
+                self.finish(&live, &q, &asked, outcome, &decision, out);
                 return Step::Reply;
             }
             Lookup::Stale(entry) => Some(entry),
@@ -271,12 +279,10 @@ impl Handler {
         self.metrics.cache_misses.inc();
         Step::Later(Pending {
             packet: packet.to_vec(),
-            client,
+            asked,
             live: live.clone(),
             decision,
             stale,
-            started,
-            udp,
         })
     }
 
@@ -307,16 +313,7 @@ impl Handler {
                 }
             },
         };
-        self.finish(
-            &p.live,
-            &q,
-            p.client,
-            outcome,
-            &p.decision,
-            p.started,
-            p.udp,
-            out,
-        );
+        self.finish(&p.live, &q, &p.asked, outcome, &p.decision, out);
         true
     }
 
@@ -397,22 +394,23 @@ impl Handler {
         &self,
         live: &Live,
         q: &Query<'_>,
-        client: Client,
+        asked: &Asked,
         outcome: Outcome,
         d: &Decision,
-        started: Instant,
-        udp: bool,
         out: &mut Vec<u8>,
     ) {
-        if udp {
+        if let Some((addr, prefix)) = asked.subnet {
+            answer::echo_client_subnet(out, addr, prefix);
+        }
+        if asked.udp {
             answer::truncate_if_needed(out, q, q.udp_limit());
         }
         live.counters().count(
-            client.transport,
+            asked.client.transport,
             q.qtype,
             outcome,
             d.group.index(),
-            secs(started),
+            secs(asked.started),
         );
     }
 

@@ -348,6 +348,35 @@ pub fn min_ttl(msg: &[u8]) -> Option<u32> {
     min
 }
 
+/// Where the OPT record of a message keeps its RDLENGTH, and where its RDATA ends.
+pub fn find_opt(msg: &[u8]) -> Option<(usize, usize)> {
+    if msg.len() < HEADER_LEN {
+        return None;
+    }
+    let mut r = Reader {
+        msg,
+        pos: HEADER_LEN,
+    };
+    for _ in 0..read_u16(msg, 4) {
+        r.skip_name()?;
+        r.skip(4)?;
+    }
+    let records =
+        read_u16(msg, 6) as usize + read_u16(msg, 8) as usize + read_u16(msg, 10) as usize;
+    for _ in 0..records {
+        r.skip_name()?;
+        let rtype = r.u16()?;
+        r.skip(6)?;
+        let rdlen_at = r.pos;
+        let rdlen = r.u16()?;
+        r.skip(rdlen as usize)?;
+        if rtype == rtype::OPT {
+            return Some((rdlen_at, r.pos));
+        }
+    }
+    None
+}
+
 /// Reads a possibly compressed name at `at`. Pointers must point backwards, so a loop cannot
 /// be built. Returns the name and the offset after it.
 pub fn read_name(msg: &[u8], at: usize) -> Option<(QName, usize)> {

@@ -92,21 +92,26 @@ pub struct Group {
     pub uem_groups: Vec<String>,
 }
 
+/// A persistent map with the fast non-keyed hasher: its keys are set by the control plane, and a
+/// client can only look them up, not insert them.
+pub type Map<K, V> =
+    imbl::GenericHashMap<K, V, rustc_hash::FxBuildHasher, imbl::shared_ptr::DefaultSharedPtr>;
+
 /// Devices and where each one stands, in persistent maps: a new snapshot shares all but the
 /// path to what changed, so publishing one membership change costs O(log n), not a copy.
 #[derive(Debug, Default, Clone)]
 pub struct Devices {
     /// Presentable alias value (lowercased serial, UDID, token, name) -> device.
-    pub aliases: imbl::HashMap<Box<str>, DeviceId>,
+    pub aliases: Map<Box<str>, DeviceId>,
     /// SHA-256 digest (16 bytes) of long presentable aliases -> device: what a `c2` signed token
     /// names (see `token.rs`).
-    pub digests: imbl::HashMap<[u8; 16], DeviceId>,
+    pub digests: Map<[u8; 16], DeviceId>,
     /// Device -> its group, for devices outside the default group only.
-    pub groups: imbl::HashMap<DeviceId, GroupIdx>,
+    pub groups: Map<DeviceId, GroupIdx>,
     /// Source address -> the device the MDM last saw there.
-    pub bindings: imbl::HashMap<IpAddr, DeviceId>,
+    pub bindings: Map<IpAddr, DeviceId>,
     /// A name to show for each device.
-    pub labels: imbl::HashMap<DeviceId, Box<str>>,
+    pub labels: Map<DeviceId, Box<str>>,
 }
 
 impl Devices {

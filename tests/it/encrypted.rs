@@ -419,10 +419,36 @@ async fn a_trusted_forwarder_speaks_for_its_clients_and_nobody_else_does() {
             0,
         ))]
     };
+    let answer = with_options(&e, [127, 0, 0, 60], subnet()).await;
+    assert_eq!(rcode(&answer), ResponseCode::NXDomain);
+    let echoed = answer
+        .edns
+        .as_ref()
+        .and_then(|o| o.option(EdnsCode::Subnet).cloned());
+    let Some(EdnsOption::Subnet(echoed)) = echoed else {
+        panic!("the subnet is echoed: {answer:?}")
+    };
     assert_eq!(
-        rcode(&with_options(&e, [127, 0, 0, 60], subnet()).await),
-        ResponseCode::NXDomain
+        echoed.scope_prefix(),
+        32,
+        "scoped to the client's subnet, so a forwarder's cache keeps it apart"
     );
+    // an allowed answer for another client behind the forwarder is scoped too
+    let other = vec![EdnsOption::Subnet(ClientSubnet::new(
+        IpAddr::V4(Ipv4Addr::new(10, 9, 8, 0)),
+        24,
+        0,
+    ))];
+    let answer = with_options(&e, [127, 0, 0, 60], other).await;
+    assert_eq!(rcode(&answer), ResponseCode::NoError);
+    let Some(EdnsOption::Subnet(echoed)) = answer
+        .edns
+        .as_ref()
+        .and_then(|o| o.option(EdnsCode::Subnet).cloned())
+    else {
+        panic!("echoed: {answer:?}")
+    };
+    assert_eq!((echoed.source_prefix(), echoed.scope_prefix()), (24, 24));
     assert_eq!(
         rcode(&with_options(&e, [127, 0, 0, 61], subnet()).await),
         ResponseCode::NoError,
@@ -459,5 +485,44 @@ async fn a_trusted_forwarder_speaks_for_its_clients_and_nobody_else_does() {
     assert_eq!(
         rcode(&with_options(&e, [127, 0, 0, 60], bad).await),
         ResponseCode::FormErr
+    );
+}
+
+#[tokio::test]
+async fn a_serial_named_in_config_and_reported_by_the_mdm_is_one_device_across_restarts() {
+    let mut e = start(|c| c.devices.critical = vec!["C02ZK1ABMD6T".into()]).await;
+    let checkin = fixture("computer-checkin.json", &[]);
+    assert_eq!(webhook(e.cordon.http, &checkin).await.0, 200);
+    assert_eq!(
+        webhook(
+            e.cordon.http,
+            &fixture("smart-group-computer-added.json", &[])
+        )
+        .await
+        .0,
+        200
+    );
+    let name = "www.allowed.test.";
+    let path = "/dns-query/C02ZK1ABMD6T";
+    assert_eq!(
+        rcode_of(doh(&e, [127, 0, 0, 1], path).await, name).await,
+        ResponseCode::NXDomain
+    );
+    e.cordon = e.cordon.restart().await;
+    assert_eq!(
+        rcode_of(doh(&e, [127, 0, 0, 1], path).await, name).await,
+        ResponseCode::NXDomain,
+        "still isolated after a restart"
+    );
+    let (_, info) = http(
+        e.cordon.http,
+        "GET",
+        "/v1/devices/C02ZK1ABMD6T",
+        Some(VIEWER),
+    )
+    .await;
+    assert!(
+        info.contains("\"critical\":true") && info.contains("jamf-computer:1042"),
+        "{info}"
     );
 }
