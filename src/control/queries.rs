@@ -89,7 +89,7 @@ impl Writer {
                 .map(IpAddr::to_string)
                 .collect(),
             critical: d.critical,
-            isolation: d.hold.clone(),
+            isolation: d.hold.as_deref().cloned(),
         }
     }
 }

@@ -314,7 +314,7 @@ impl Writer {
         };
         let (hold, critical) = {
             let d = &self.state.devices[&old];
-            (d.hold.clone(), d.critical)
+            (d.hold.as_deref().cloned(), d.critical)
         };
         let mut changes = vec![Change::SetAlias {
             alias: named,
@@ -456,7 +456,9 @@ impl Writer {
             .state
             .devices
             .iter()
-            .filter(|(_, d)| d.memberships.contains(&key) && d.aliases.is_disjoint(&listed))
+            .filter(|(_, d)| {
+                d.memberships.contains(&key) && !d.aliases.iter().any(|a| listed.contains(a))
+            })
             .map(|(id, _)| *id)
             .collect();
         for device in stale {

@@ -2,7 +2,7 @@
 //! holds. Every mutation is a [`Change`], so that the same list is committed to the store and
 //! then applied here: what is in memory is exactly what is durable.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::net::IpAddr;
 
 use crate::policy::DeviceId;
@@ -113,15 +113,67 @@ pub struct Hold {
     pub at: i64,
 }
 
+/// A set kept as a sorted `Vec`: a device has a handful of aliases, groups and addresses, and a
+/// `BTreeSet` would allocate a node for eleven for each of them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SmallSet<T>(Vec<T>);
+
+impl<T> Default for SmallSet<T> {
+    fn default() -> Self {
+        SmallSet(Vec::new())
+    }
+}
+
+impl<T: Ord> SmallSet<T> {
+    pub fn insert(&mut self, value: T) -> bool {
+        match self.0.binary_search(&value) {
+            Ok(_) => false,
+            Err(at) => {
+                self.0.insert(at, value);
+                true
+            }
+        }
+    }
+
+    pub fn remove<Q: Ord + ?Sized>(&mut self, value: &Q) -> bool
+    where
+        T: std::borrow::Borrow<Q>,
+    {
+        match self.0.binary_search_by(|t| t.borrow().cmp(value)) {
+            Ok(at) => {
+                self.0.remove(at);
+                true
+            }
+            Err(_) => false,
+        }
+    }
+
+    pub fn contains<Q: Ord + ?Sized>(&self, value: &Q) -> bool
+    where
+        T: std::borrow::Borrow<Q>,
+    {
+        self.0.binary_search_by(|t| t.borrow().cmp(value)).is_ok()
+    }
+
+    pub fn iter(&self) -> std::slice::Iter<'_, T> {
+        self.0.iter()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
 /// One device as the writer knows it.
 #[derive(Debug, Clone, Default)]
 pub struct Device {
     pub label: String,
-    pub aliases: BTreeSet<Alias>,
+    pub aliases: SmallSet<Alias>,
     /// UEM group keys (`jamf:computer-group:42`).
-    pub memberships: BTreeSet<String>,
+    pub memberships: SmallSet<String>,
     pub critical: bool,
-    pub hold: Option<Hold>,
+    /// Boxed: most devices have none, and the box keeps a device small.
+    pub hold: Option<Box<Hold>>,
 }
 
 /// A source address bound to a device.
@@ -196,7 +248,7 @@ pub struct State {
     pub aliases: BTreeMap<Alias, DeviceId>,
     pub bindings: BTreeMap<IpAddr, Binding>,
     /// Device -> its bound addresses (the reverse of `bindings`).
-    pub bound: BTreeMap<DeviceId, BTreeSet<IpAddr>>,
+    pub bound: BTreeMap<DeviceId, SmallSet<IpAddr>>,
     /// UEM group key -> its name, as the MDM last told.
     pub group_names: BTreeMap<String, String>,
     pub next_id: u64,
@@ -308,7 +360,7 @@ impl State {
             Change::Unbind { addr } => self.unbind(addr),
             Change::SetHold { device, hold } => {
                 if let Some(d) = self.devices.get_mut(device) {
-                    d.hold = hold.clone();
+                    d.hold = hold.clone().map(Box::new);
                 }
             }
             Change::SetCritical { device, critical } => {
