@@ -6,7 +6,7 @@ use std::sync::Arc;
 use super::state::{Alias, Change, State};
 use crate::policy::build::{PolicyParts, StaticBinding};
 use crate::policy::cidr::PrefixTable;
-use crate::policy::snapshot::{DeviceId, Devices, GroupIdx};
+use crate::policy::snapshot::{alias_key, DeviceId, Devices, GroupIdx};
 
 /// The device view and the static bindings resolved against it.
 #[derive(Clone)]
@@ -22,10 +22,7 @@ impl View {
             devices: Devices::default(),
             statics: Arc::new(PrefixTable::new()),
         };
-        for (id, device) in &state.devices {
-            view.devices
-                .labels
-                .insert(*id, device.label.as_str().into());
+        for id in state.devices.keys() {
             view.refresh_group(parts, state, *id);
         }
         for (alias, id) in &state.aliases {
@@ -48,7 +45,9 @@ impl View {
     pub fn apply(&mut self, parts: &PolicyParts, state: &State, change: &Change) {
         match change {
             Change::CreateDevice { id, label } | Change::SetLabel { id, label } => {
-                self.devices.labels.insert(*id, label.as_str().into());
+                if self.devices.groups.contains_key(id) {
+                    self.devices.labels.insert(*id, label.as_str().into());
+                }
             }
             Change::SetAlias { alias, device } => {
                 self.add_alias(alias, *device);
@@ -87,9 +86,7 @@ impl View {
         if !alias.kind.is_presentable() {
             return;
         }
-        self.devices
-            .aliases
-            .insert(alias.value.as_str().into(), device);
+        self.devices.aliases.insert(alias_key(&alias.value), device);
         if alias.value.len() > crate::token::MAX_INLINE_ALIAS {
             self.devices
                 .digests
@@ -101,9 +98,13 @@ impl View {
         match group_of(parts, state, id) {
             Some(g) if g != parts.default_group => {
                 self.devices.groups.insert(id, g);
+                if let Some(d) = state.devices.get(&id) {
+                    self.devices.labels.insert(id, d.label.as_str().into());
+                }
             }
             _ => {
                 self.devices.groups.remove(&id);
+                self.devices.labels.remove(&id);
             }
         }
     }

@@ -101,8 +101,10 @@ pub type Map<K, V> =
 /// path to what changed, so publishing one membership change costs O(log n), not a copy.
 #[derive(Debug, Default, Clone)]
 pub struct Devices {
-    /// Presentable alias value (lowercased serial, UDID, token, name) -> device.
-    pub aliases: Map<Box<str>, DeviceId>,
+    /// Presentable alias value (serial, UDID, token, name), by its keyed hash ([`alias_key`])
+    /// -> device. A hash, not the string: with a million devices the strings would cost more
+    /// than the map, and a 64-bit keyed hash does not collide by accident or by design.
+    pub aliases: Map<u64, DeviceId>,
     /// SHA-256 digest (16 bytes) of long presentable aliases -> device: what a `c2` signed token
     /// names (see `token.rs`).
     pub digests: Map<[u8; 16], DeviceId>,
@@ -110,19 +112,14 @@ pub struct Devices {
     pub groups: Map<DeviceId, GroupIdx>,
     /// Source address -> the device the MDM last saw there.
     pub bindings: Map<IpAddr, DeviceId>,
-    /// A name to show for each device.
+    /// A name to show for each device outside the default group (the ones explanations name
+    /// most); the others show as `device#N`.
     pub labels: Map<DeviceId, Box<str>>,
 }
 
 impl Devices {
     pub fn by_alias(&self, alias: &str) -> Option<DeviceId> {
-        if alias.bytes().any(|b| b.is_ascii_uppercase()) {
-            self.aliases
-                .get(alias.to_ascii_lowercase().as_str())
-                .copied()
-        } else {
-            self.aliases.get(alias).copied()
-        }
+        self.aliases.get(&alias_key(alias)).copied()
     }
 
     pub fn label(&self, id: DeviceId) -> String {
@@ -130,6 +127,17 @@ impl Devices {
             .get(&id)
             .map(|l| l.to_string())
             .unwrap_or_else(|| id.to_string())
+    }
+}
+
+/// The key of an alias value in [`Devices::aliases`]: the per-process keyed name hash of its
+/// trimmed, lowercased text.
+pub fn alias_key(alias: &str) -> u64 {
+    let alias = alias.trim();
+    if alias.bytes().any(|b| b.is_ascii_uppercase()) {
+        super::qname::hash_dotted(&alias.to_ascii_lowercase())
+    } else {
+        super::qname::hash_dotted(alias)
     }
 }
 
