@@ -143,6 +143,17 @@ fn check(config: Option<PathBuf>) -> anyhow::Result<ExitCode> {
             return Ok(ExitCode::FAILURE);
         }
     };
+    if config.encrypted() {
+        let (cert, key) = (
+            config.resolve(&config.dns.tls_cert),
+            config.resolve(&config.dns.tls_key),
+        );
+        if let Err(e) = cordon::tls::CertStore::load(&cert, &key) {
+            eprintln!("{e}");
+            return Ok(ExitCode::FAILURE);
+        }
+        println!("{}: certificate and key match", cert.display());
+    }
     let dir = config.policies_dir();
     match PolicySet::load(&dir) {
         Ok(set) => {

@@ -55,6 +55,10 @@ impl CachedAnswer {
     }
 }
 
+/// A concurrent map keyed by question (cache key bytes). Clients choose the names, so the hasher
+/// is keyed per process (foldhash): fast, and no one can aim a flood of names at one shard.
+pub type QuestionMap<V> = DashMap<Box<[u8]>, V, foldhash::fast::RandomState>;
+
 /// What a lookup found.
 pub enum Lookup {
     Fresh(Arc<CachedAnswer>),
@@ -73,7 +77,7 @@ pub struct CacheLimits {
 }
 
 pub struct Cache {
-    map: DashMap<Box<[u8]>, Arc<CachedAnswer>>,
+    map: QuestionMap<Arc<CachedAnswer>>,
     limits: CacheLimits,
     sweeping: AtomicBool,
 }
@@ -98,7 +102,10 @@ pub fn key<'b>(q: &Query<'_>, buf: &'b mut KeyBuf) -> &'b [u8] {
 impl Cache {
     pub fn new(limits: CacheLimits) -> Self {
         Cache {
-            map: DashMap::with_capacity(limits.max_entries.min(1 << 16)),
+            map: DashMap::with_capacity_and_hasher(
+                limits.max_entries.min(1 << 16),
+                Default::default(),
+            ),
             limits,
             sweeping: AtomicBool::new(false),
         }

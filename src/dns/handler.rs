@@ -11,12 +11,11 @@ use std::time::Instant;
 
 use arc_swap::ArcSwap;
 use dashmap::mapref::entry::Entry;
-use dashmap::DashMap;
 use prometheus::IntCounter;
 use tokio::sync::oneshot;
 
 use super::answer;
-use super::cache::{self, Cache, CachedAnswer, KeyBuf, Lookup};
+use super::cache::{self, Cache, CachedAnswer, KeyBuf, Lookup, QuestionMap};
 use super::edns::read_identity_options;
 use super::upstream::{UpstreamError, Upstreams};
 use super::wire::{self, rcode, rtype, Query, QueryError};
@@ -137,7 +136,7 @@ pub struct Handler {
     live: ArcSwap<Live>,
     cache: Cache,
     upstreams: Upstreams,
-    inflight: DashMap<Box<[u8]>, Waiters>,
+    inflight: QuestionMap<Waiters>,
     rules: IdentityRules,
     /// `cordon_identity_tokens_total`, by [`TokenOutcome`].
     tokens: [IntCounter; 5],
@@ -158,7 +157,7 @@ impl Handler {
             live: ArcSwap::from_pointee(Live::new(snapshot, &metrics, None)),
             cache,
             upstreams,
-            inflight: DashMap::new(),
+            inflight: QuestionMap::default(),
             rules,
             tokens,
             metrics,
@@ -455,7 +454,7 @@ impl Handler {
 
 /// Removes the in-flight entry when the leader is done (or dropped), waking the waiters.
 struct InflightGuard<'a> {
-    map: &'a DashMap<Box<[u8]>, Waiters>,
+    map: &'a QuestionMap<Waiters>,
     key: &'a [u8],
 }
 
