@@ -23,8 +23,8 @@ const TCP_MAX_CONNECTIONS: usize = 4096;
 /// Queries of one connection answered at the same time; more wait to be read.
 const MAX_PIPELINED: usize = 64;
 
-/// Binds UDP and TCP on `addr`: UDP on threads of its own (until `stop`), TCP on `tasks`. Returns the bound address (the port
-/// is the real one when `addr` asked for port 0).
+/// Binds UDP and TCP on `addr`: UDP on threads of its own (until `stop`), TCP on `tasks`.
+/// Returns the bound address (the real port when `addr` asked for port 0).
 pub fn listen(
     addr: SocketAddr,
     udp_sockets: usize,
@@ -32,11 +32,7 @@ pub fn listen(
     tasks: &mut JoinSet<()>,
     stop: &Arc<AtomicBool>,
 ) -> std::io::Result<SocketAddr> {
-    let first = udp_socket(addr)?;
-    let bound = first
-        .local_addr()?
-        .as_socket()
-        .ok_or_else(|| std::io::Error::other("not an IP socket"))?;
+    let (first, tcp, bound) = bind_pair(addr)?;
     let mut sockets = vec![first];
     for _ in 1..udp_sockets.max(1) {
         sockets.push(udp_socket(bound)?);
@@ -50,9 +46,27 @@ pub fn listen(
             stop.clone(),
         )?;
     }
-    let tcp = tcp_listener(bound)?;
     tasks.spawn(serve_tcp(tcp, handler));
     Ok(bound)
+}
+
+/// The first UDP socket and the TCP listener, on one port. When config asks for port 0, the
+/// port the kernel picks for UDP may be in use for TCP: then pick again.
+fn bind_pair(addr: SocketAddr) -> std::io::Result<(Socket, TcpListener, SocketAddr)> {
+    let attempts = if addr.port() == 0 { 32 } else { 1 };
+    let mut last = None;
+    for _ in 0..attempts {
+        let udp = udp_socket(addr)?;
+        let bound = udp
+            .local_addr()?
+            .as_socket()
+            .ok_or_else(|| std::io::Error::other("not an IP socket"))?;
+        match tcp_listener(bound) {
+            Ok(tcp) => return Ok((udp, tcp, bound)),
+            Err(e) => last = Some(e),
+        }
+    }
+    Err(last.unwrap_or_else(|| std::io::Error::other("no port")))
 }
 
 fn udp_socket(addr: SocketAddr) -> std::io::Result<Socket> {

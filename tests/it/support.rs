@@ -94,9 +94,7 @@ pub async fn start_upstream() -> Upstream {
     }
     let mut catalog = Catalog::new();
     catalog.upsert(LowerName::from(name("test.")), vec![Arc::new(zone)]);
-    let udp = UdpSocket::bind("127.0.0.1:0").await.unwrap();
-    let addr = udp.local_addr().unwrap();
-    let tcp = TcpListener::bind(addr).await.unwrap();
+    let (udp, tcp, addr) = udp_and_tcp_on_one_port().await;
     let mut server = Server::new(catalog);
     server.register_socket(udp);
     server.register_listener(tcp, Duration::from_secs(5), 65535);
@@ -104,6 +102,19 @@ pub async fn start_upstream() -> Upstream {
         addr,
         _server: server,
     }
+}
+
+/// A UDP socket and a TCP listener on the same free port. The port the kernel picks for UDP may
+/// be taken for TCP (another test's connection), so try again until both bind.
+async fn udp_and_tcp_on_one_port() -> (UdpSocket, TcpListener, SocketAddr) {
+    for _ in 0..50 {
+        let udp = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        let addr = udp.local_addr().unwrap();
+        if let Ok(tcp) = TcpListener::bind(addr).await {
+            return (udp, tcp, addr);
+        }
+    }
+    panic!("no port free for both UDP and TCP");
 }
 
 /// Policies used by most tests, written into `dir`.
