@@ -374,39 +374,22 @@ impl Writer {
         };
         self.state.apply(&c);
         batch.changes.push(c);
-        match previous {
-            Some(b) if b.device == device => {}
-            Some(b) => {
-                outcome.changes += 1;
-                self.audit(
-                    batch,
-                    b.device,
-                    actor,
-                    "binding_moved",
-                    format!("{addr} to device#{}", device.0),
-                    reason,
-                );
-                self.audit(
-                    batch,
-                    device,
-                    actor,
-                    "binding_added",
-                    addr.to_string(),
-                    reason,
-                );
-            }
-            None => {
-                outcome.changes += 1;
-                self.audit(
-                    batch,
-                    device,
-                    actor,
-                    "binding_added",
-                    addr.to_string(),
-                    reason,
-                );
-            }
+        if previous.is_some_and(|b| b.device == device) {
+            return;
         }
+        outcome.changes += 1;
+        if let Some(b) = previous {
+            let detail = format!("{addr} to device#{}", device.0);
+            self.audit(batch, b.device, actor, "binding_moved", detail, reason);
+        }
+        self.audit(
+            batch,
+            device,
+            actor,
+            "binding_added",
+            addr.to_string(),
+            reason,
+        );
     }
 
     pub(super) fn lapse_bindings(&mut self, batch: &mut Batch) {

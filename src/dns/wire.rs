@@ -275,41 +275,35 @@ pub fn inspect_answer(msg: &[u8], id: u16, question: &[u8]) -> Result<AnswerInfo
         answers: read_u16(msg, 6),
         ..AnswerInfo::default()
     };
-    let mut r = Reader { msg, pos: qend };
-    let sections = [read_u16(msg, 6), read_u16(msg, 8), read_u16(msg, 10)];
-    for (section, &count) in sections.iter().enumerate() {
-        for _ in 0..count {
-            read_record(&mut r, section, &mut info).ok_or(AnswerError::Malformed)?;
-        }
+    let mut malformed = false;
+    for_each_record(msg, |rec| {
+        malformed = read_record(msg, rec, &mut info).is_none();
+        !malformed
+    })
+    .ok_or(AnswerError::Malformed)?;
+    if malformed {
+        return Err(AnswerError::Malformed);
     }
     Ok(info)
 }
 
-fn read_record(r: &mut Reader<'_>, section: usize, info: &mut AnswerInfo) -> Option<()> {
-    let start = r.pos;
-    r.skip_name()?;
-    let rtype = r.u16()?;
-    let _class = r.u16()?;
-    let ttl_at = r.pos;
-    let ttl = r.u32()?;
-    let rdlen = r.u16()? as usize;
-    let rdata = r.pos;
-    r.skip(rdlen)?;
-    if rtype == rtype::OPT {
-        info.opt = Some(start..r.pos);
+fn read_record(msg: &[u8], rec: &Record, info: &mut AnswerInfo) -> Option<()> {
+    if rec.rtype == rtype::OPT {
+        info.opt = Some(rec.start..rec.end);
         return Some(());
     }
-    info.ttl_offsets.push(u16::try_from(ttl_at).ok()?);
-    let ttl = ttl.min(i32::MAX as u32);
-    match (section, rtype) {
+    info.ttl_offsets.push(u16::try_from(rec.ttl_at).ok()?);
+    let ttl = rec.ttl.min(i32::MAX as u32);
+    let lower = |m: Option<u32>| Some(m.map_or(ttl, |m| m.min(ttl)));
+    match (rec.section, rec.rtype) {
         (0, rtype::CNAME) => {
-            let (target, _) = read_name(r.msg, rdata)?;
+            let (target, _) = read_name(msg, rec.rdata)?;
             info.cname_targets.push(target.wire().into());
-            info.min_answer_ttl = Some(info.min_answer_ttl.map_or(ttl, |m| m.min(ttl)));
+            info.min_answer_ttl = lower(info.min_answer_ttl);
         }
-        (0, _) => info.min_answer_ttl = Some(info.min_answer_ttl.map_or(ttl, |m| m.min(ttl))),
-        (1, rtype::SOA) if rdlen >= 22 => {
-            let minimum = u32::from_be_bytes(r.msg[r.pos - 4..r.pos].try_into().ok()?);
+        (0, _) => info.min_answer_ttl = lower(info.min_answer_ttl),
+        (1, rtype::SOA) if rec.end - rec.rdata >= 22 => {
+            let minimum = u32::from_be_bytes(msg[rec.end - 4..rec.end].try_into().ok()?);
             info.negative_ttl = Some(ttl.min(minimum));
         }
         _ => {}
@@ -317,9 +311,21 @@ fn read_record(r: &mut Reader<'_>, section: usize, info: &mut AnswerInfo) -> Opt
     Some(())
 }
 
-/// The smallest TTL of the records of a message (OPT excepted): how long an HTTP cache may keep
-/// a DoH answer (RFC 8484 §5.1).
-pub fn min_ttl(msg: &[u8]) -> Option<u32> {
+/// Where one resource record stands in a message.
+struct Record {
+    start: usize,
+    /// 0 answer, 1 authority, 2 additional.
+    section: usize,
+    rtype: u16,
+    ttl_at: usize,
+    ttl: u32,
+    rdata: usize,
+    end: usize,
+}
+
+/// Calls `f` with every record after the question section, in order, until it returns false.
+/// `None` when the message is malformed before `f` said stop.
+fn for_each_record(msg: &[u8], mut f: impl FnMut(&Record) -> bool) -> Option<()> {
     if msg.len() < HEADER_LEN {
         return None;
     }
@@ -331,50 +337,57 @@ pub fn min_ttl(msg: &[u8]) -> Option<u32> {
         r.skip_name()?;
         r.skip(4)?;
     }
-    let records =
-        read_u16(msg, 6) as usize + read_u16(msg, 8) as usize + read_u16(msg, 10) as usize;
-    let mut min: Option<u32> = None;
-    for _ in 0..records {
-        r.skip_name()?;
-        let rtype = r.u16()?;
-        r.skip(2)?;
-        let ttl = r.u32()?;
-        let rdlen = r.u16()?;
-        r.skip(rdlen as usize)?;
-        if rtype != rtype::OPT {
-            min = Some(min.map_or(ttl, |m| m.min(ttl)));
+    for (section, at) in [6, 8, 10].into_iter().enumerate() {
+        for _ in 0..read_u16(msg, at) {
+            let start = r.pos;
+            r.skip_name()?;
+            let rtype = r.u16()?;
+            r.skip(2)?;
+            let ttl_at = r.pos;
+            let ttl = r.u32()?;
+            let rdlen = r.u16()? as usize;
+            let rdata = r.pos;
+            r.skip(rdlen)?;
+            let rec = Record {
+                start,
+                section,
+                rtype,
+                ttl_at,
+                ttl,
+                rdata,
+                end: r.pos,
+            };
+            if !f(&rec) {
+                return Some(());
+            }
         }
     }
+    Some(())
+}
+
+/// The smallest TTL of the records of a message (OPT excepted): how long an HTTP cache may keep
+/// a DoH answer (RFC 8484 §5.1).
+pub fn min_ttl(msg: &[u8]) -> Option<u32> {
+    let mut min: Option<u32> = None;
+    for_each_record(msg, |rec| {
+        if rec.rtype != rtype::OPT {
+            min = Some(min.map_or(rec.ttl, |m| m.min(rec.ttl)));
+        }
+        true
+    })?;
     min
 }
 
 /// Where the OPT record of a message keeps its RDLENGTH, and where its RDATA ends.
 pub fn find_opt(msg: &[u8]) -> Option<(usize, usize)> {
-    if msg.len() < HEADER_LEN {
-        return None;
-    }
-    let mut r = Reader {
-        msg,
-        pos: HEADER_LEN,
-    };
-    for _ in 0..read_u16(msg, 4) {
-        r.skip_name()?;
-        r.skip(4)?;
-    }
-    let records =
-        read_u16(msg, 6) as usize + read_u16(msg, 8) as usize + read_u16(msg, 10) as usize;
-    for _ in 0..records {
-        r.skip_name()?;
-        let rtype = r.u16()?;
-        r.skip(6)?;
-        let rdlen_at = r.pos;
-        let rdlen = r.u16()?;
-        r.skip(rdlen as usize)?;
-        if rtype == rtype::OPT {
-            return Some((rdlen_at, r.pos));
+    let mut found = None;
+    for_each_record(msg, |rec| {
+        if rec.rtype == rtype::OPT {
+            found = Some((rec.rdata - 2, rec.end));
         }
-    }
-    None
+        found.is_none()
+    })?;
+    found
 }
 
 /// Reads a possibly compressed name at `at`. Pointers must point backwards, so a loop cannot
