@@ -156,6 +156,10 @@ pub enum BuildError {
 
 /// The built, immutable category DB.
 pub struct CategoryDb {
+    /// Four bits per listed domain, one set per domain hash: small enough to stay in cache, so
+    /// that the suffixes no list names (most of them: `com`, `example.com`) are turned away
+    /// without touching the big table.
+    filter: Box<[u64]>,
     slots: Box<[u64]>,
     palette: Box<[(CategorySet, CategorySet)]>,
     domains: usize,
@@ -172,6 +176,7 @@ const LOAD_DEN: usize = 4;
 impl CategoryDb {
     pub fn empty() -> Self {
         CategoryDb {
+            filter: vec![0; 1].into_boxed_slice(),
             slots: vec![EMPTY; 1].into_boxed_slice(),
             palette: Box::new([]),
             domains: 0,
@@ -195,7 +200,7 @@ impl CategoryDb {
 
     /// Heap bytes the table holds.
     pub fn heap_bytes(&self) -> usize {
-        self.slots.len() * 8 + self.palette.len() * 16
+        self.filter.len() * 8 + self.slots.len() * 8 + self.palette.len() * 16
     }
 
     /// Categories of `name`, given its suffix hashes from [`QName::suffix_hashes`].
@@ -228,7 +233,10 @@ impl CategoryDb {
         let len = self.slots.len();
         let mut first = [EMPTY; FAST];
         for i in 0..n {
-            first[i] = self.slots[slot_index(hashes[i], len)];
+            let (word, bit) = filter_bit(hashes[i], self.filter.len());
+            if self.filter[word] & bit != 0 {
+                first[i] = self.slots[slot_index(hashes[i], len)];
+            }
         }
         let mut found = Found::default();
         for i in 0..n {
@@ -319,7 +327,13 @@ impl CategoryDbBuilder {
             }
             insert(&mut slots, h, p);
         }
+        let mut filter = vec![0u64; filter_words(merged.len())].into_boxed_slice();
+        for &(h, _, _) in &merged {
+            let (word, bit) = filter_bit(h, filter.len());
+            filter[word] |= bit;
+        }
         Ok(CategoryDb {
+            filter,
             slots,
             palette: palette.into_boxed_slice(),
             domains: merged.len(),
@@ -352,6 +366,18 @@ fn insert(slots: &mut [u64], h: u64, palette: u16) {
         }
     }
     slots[i] = (fingerprint(h) << FP_SHIFT) | palette as u64;
+}
+
+/// Words of the prefilter for `domains` listed domains: at least four bits each, a power of two.
+fn filter_words(domains: usize) -> usize {
+    (domains * 4).div_ceil(64).next_power_of_two()
+}
+
+/// The prefilter bit of a hash: taken from bits the slot index and fingerprint weigh least.
+#[inline]
+fn filter_bit(h: u64, words: usize) -> (usize, u64) {
+    let x = h.rotate_right(24);
+    ((x >> 6) as usize & (words - 1), 1 << (x & 63))
 }
 
 /// The low 48 bits of the hash, never zero, so that zero can mark an empty slot.
