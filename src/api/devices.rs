@@ -25,7 +25,7 @@ impl From<ApplyError> for ApiError {
             ApplyError::UnknownDevice(_) | ApplyError::UnknownApproval(_) => StatusCode::NOT_FOUND,
             ApplyError::NeedsApproval(_) => StatusCode::CONFLICT,
             ApplyError::SameApprover => StatusCode::FORBIDDEN,
-            ApplyError::Store(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            ApplyError::Store(_) | ApplyError::Internal => StatusCode::INTERNAL_SERVER_ERROR,
             ApplyError::Stopped => StatusCode::SERVICE_UNAVAILABLE,
         };
         ApiError::new(status, e.to_string())

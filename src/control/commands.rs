@@ -108,6 +108,8 @@ pub enum ApplyError {
     Store(String),
     #[error("the control plane has stopped")]
     Stopped,
+    #[error("an internal error stopped this change; nothing of it was applied")]
+    Internal,
 }
 
 /// A device as the API shows it.

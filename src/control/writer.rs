@@ -217,8 +217,26 @@ impl Writer {
                     let _ = reply.send(self.reload().await);
                 }
                 Command::Apply { request, reply } => {
-                    let mark = batch.changes.len();
-                    let result = self.request(*request, &mut batch);
+                    let (mark, audit_mark) = (batch.changes.len(), batch.audit.len());
+                    let applied = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                        self.request(*request, &mut batch)
+                    }));
+                    let Ok(result) = applied else {
+                        // A bug in one request must not take the control plane down: drop what
+                        // it added, go back to what the store holds, and fail only that caller.
+                        tracing::error!(
+                            "a control-plane request panicked; its changes are dropped"
+                        );
+                        batch.changes.truncate(mark);
+                        batch.audit.truncate(audit_mark);
+                        self.restore();
+                        for c in &batch.changes {
+                            self.state.apply(c);
+                        }
+                        self.view = View::build(&self.parts, &self.state, &self.config.statics);
+                        let _ = reply.send(Err(ApplyError::Internal));
+                        continue;
+                    };
                     // Applied to the state now, so later commands in the batch see it; the
                     // store commit below makes it durable, or the state is reloaded.
                     for c in &batch.changes[mark..] {

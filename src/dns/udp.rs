@@ -50,7 +50,16 @@ fn serve(
             transport: Transport::Udp,
             token: None,
         };
-        match handler.answer_now(&buf[..n], client, true, &mut out) {
+        // A bug must cost one answer, not the socket: a dead thread would silently drop every
+        // query the kernel hashes to this socket.
+        let step = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            handler.answer_now(&buf[..n], client, true, &mut out)
+        }));
+        let Ok(step) = step else {
+            tracing::error!("answering a query from {peer} panicked; the listener carries on");
+            continue;
+        };
+        match step {
             Step::Reply => send(&socket, &out, peer),
             Step::Drop => {}
             Step::Later(pending) => {
