@@ -250,7 +250,7 @@ fn token_device(
         // second chance as a plain alias.
         Some(key) if TokenKey::looks_signed(text) => match key.verify(text) {
             Ok(TokenClaim::Alias(alias)) => devices.by_alias(&alias),
-            Ok(TokenClaim::Hashed(digest)) => devices.digests.get(&digest).copied(),
+            Ok(TokenClaim::Hashed(digest)) => devices.digests.get(&digest),
             Err(_) => return (None, TokenOutcome::Forged),
         },
         _ if rules.plain_tokens => devices.by_alias(text),
@@ -279,7 +279,7 @@ pub fn resolve(
     let reported = if !by_address || devices.bindings.is_empty() {
         None
     } else {
-        devices.bindings.get(&addr).copied()
+        devices.bindings.get(&addr)
     };
     let candidates = [named[0], named[1], reported, configured];
     let mut best: Option<(GroupIdx, GroupSource)> = None;

@@ -25,12 +25,25 @@ impl View {
         for id in state.devices.keys() {
             view.refresh_group(parts, state, *id);
         }
-        for (alias, id) in &state.aliases {
-            view.add_alias(alias, *id);
-        }
-        for (addr, binding) in &state.bindings {
-            view.devices.bindings.insert(*addr, binding.device);
-        }
+        // The big maps are built whole, as the shared base of every snapshot until they fold.
+        let presentable = || {
+            state
+                .aliases
+                .iter()
+                .filter(|(a, _)| a.kind.is_presentable())
+        };
+        view.devices.aliases = presentable()
+            .map(|(a, id)| (alias_key(&a.value), *id))
+            .collect();
+        view.devices.digests = presentable()
+            .filter(|(a, _)| a.value.len() > crate::token::MAX_INLINE_ALIAS)
+            .map(|(a, id)| (crate::token::alias_digest(&a.value), *id))
+            .collect();
+        view.devices.bindings = state
+            .bindings
+            .iter()
+            .map(|(addr, b)| (*addr, b.device))
+            .collect();
         let mut table = PrefixTable::new();
         for s in statics {
             if let Some(id) = state.find(&s.device) {

@@ -5,6 +5,7 @@ pub mod categories;
 pub mod cidr;
 pub mod decide;
 pub mod file;
+pub mod layered;
 pub mod lists;
 pub mod names;
 pub mod qname;

@@ -10,6 +10,7 @@ use std::sync::Arc;
 
 use super::categories::{CategoryDb, CategorySet, Taxonomy};
 use super::cidr::PrefixTable;
+use super::layered::LayeredMap;
 use super::rules::RuleSet;
 
 /// A device group's place in [`Snapshot::groups`], which is ordered by priority, highest first:
@@ -104,14 +105,14 @@ pub struct Devices {
     /// Presentable alias value (serial, UDID, token, name), by its keyed hash ([`alias_key`])
     /// -> device. A hash, not the string: with a million devices the strings would cost more
     /// than the map, and a 64-bit keyed hash does not collide by accident or by design.
-    pub aliases: Map<u64, DeviceId>,
+    pub aliases: LayeredMap<u64, DeviceId>,
     /// SHA-256 digest (16 bytes) of long presentable aliases -> device: what a `c2` signed token
     /// names (see `token.rs`).
-    pub digests: Map<[u8; 16], DeviceId>,
+    pub digests: LayeredMap<[u8; 16], DeviceId>,
     /// Device -> its group, for devices outside the default group only.
     pub groups: Map<DeviceId, GroupIdx>,
     /// Source address -> the device the MDM last saw there.
-    pub bindings: Map<IpAddr, DeviceId>,
+    pub bindings: LayeredMap<IpAddr, DeviceId>,
     /// A name to show for each device outside the default group (the ones explanations name
     /// most); the others show as `device#N`.
     pub labels: Map<DeviceId, Box<str>>,
@@ -119,7 +120,7 @@ pub struct Devices {
 
 impl Devices {
     pub fn by_alias(&self, alias: &str) -> Option<DeviceId> {
-        self.aliases.get(&alias_key(alias)).copied()
+        self.aliases.get(&alias_key(alias))
     }
 
     pub fn label(&self, id: DeviceId) -> String {

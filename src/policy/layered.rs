@@ -1,0 +1,139 @@
+//! A map for a million devices that a snapshot can share: an immutable hash map, shared by `Arc`
+//! between snapshots, under a small persistent overlay of the changes since. A publish copies a
+//! path of the overlay, never the base; when the overlay outgrows a sixty-fourth of the base it
+//! is folded into a new base, so the copy it costs is spread over as many changes.
+
+use std::hash::Hash;
+use std::sync::Arc;
+
+use rustc_hash::FxHashMap;
+
+use super::snapshot::Map;
+
+/// An overlay this small is never folded: folding a tiny map gains nothing.
+const MIN_FOLD: usize = 4096;
+
+#[derive(Debug, Clone)]
+pub struct LayeredMap<K: Hash + Eq + Clone, V: Copy> {
+    base: Arc<FxHashMap<K, V>>,
+    /// Changes since the base: `None` marks a removal.
+    overlay: Map<K, Option<V>>,
+}
+
+impl<K: Hash + Eq + Clone, V: Copy> Default for LayeredMap<K, V> {
+    fn default() -> Self {
+        LayeredMap {
+            base: Arc::default(),
+            overlay: Map::default(),
+        }
+    }
+}
+
+impl<K: Hash + Eq + Clone, V: Copy> FromIterator<(K, V)> for LayeredMap<K, V> {
+    fn from_iter<I: IntoIterator<Item = (K, V)>>(entries: I) -> Self {
+        let mut base = FxHashMap::default();
+        base.extend(entries);
+        base.shrink_to_fit();
+        LayeredMap {
+            base: Arc::new(base),
+            overlay: Map::default(),
+        }
+    }
+}
+
+impl<K: Hash + Eq + Clone, V: Copy> LayeredMap<K, V> {
+    #[inline]
+    pub fn get(&self, key: &K) -> Option<V> {
+        if !self.overlay.is_empty() {
+            if let Some(v) = self.overlay.get(key) {
+                return *v;
+            }
+        }
+        self.base.get(key).copied()
+    }
+
+    /// True when nothing was ever put in (removals may leave it empty yet say false).
+    pub fn is_empty(&self) -> bool {
+        self.base.is_empty() && self.overlay.is_empty()
+    }
+
+    pub fn insert(&mut self, key: K, value: V) {
+        self.overlay.insert(key, Some(value));
+        self.fold_if_large();
+    }
+
+    pub fn remove(&mut self, key: &K) {
+        if self.get(key).is_some() {
+            self.overlay.insert(key.clone(), None);
+            self.fold_if_large();
+        }
+    }
+
+    fn fold_if_large(&mut self) {
+        if self.overlay.len() <= MIN_FOLD.max(self.base.len() / 64) {
+            return;
+        }
+        let mut base = (*self.base).clone();
+        for (k, v) in self.overlay.iter() {
+            match v {
+                Some(v) => base.insert(k.clone(), *v),
+                None => base.remove(k),
+            };
+        }
+        self.base = Arc::new(base);
+        self.overlay = Map::default();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_see_the_overlay_over_the_base() {
+        let mut m: LayeredMap<u64, u32> = [(1, 10), (2, 20)].into_iter().collect();
+        m.insert(2, 21);
+        m.insert(3, 30);
+        m.remove(&1);
+        assert_eq!(
+            (m.get(&1), m.get(&2), m.get(&3), m.get(&4)),
+            (None, Some(21), Some(30), None)
+        );
+    }
+
+    #[test]
+    fn a_clone_keeps_its_view_whatever_changes_after() {
+        let mut m: LayeredMap<u64, u32> = (0..10_000).map(|i| (i, i as u32)).collect();
+        let before = m.clone();
+        for i in 0..20_000 {
+            m.insert(i, 7);
+        }
+        m.remove(&5);
+        assert_eq!(before.get(&5), Some(5));
+        assert_eq!(before.get(&15_000), None);
+        assert_eq!(m.get(&5), None);
+        assert_eq!(m.get(&15_000), Some(7));
+        assert_eq!(m.get(&9_999), Some(7));
+    }
+
+    #[test]
+    fn folding_keeps_every_entry() {
+        let mut m: LayeredMap<u64, u32> = LayeredMap::default();
+        for i in 0..50_000u64 {
+            m.insert(i, i as u32);
+            if i % 3 == 0 {
+                m.remove(&(i / 2));
+            }
+        }
+        let mut expected: std::collections::HashMap<u64, u32> = Default::default();
+        for i in 0..50_000u64 {
+            expected.insert(i, i as u32);
+            if i % 3 == 0 {
+                expected.remove(&(i / 2));
+            }
+        }
+        for i in 0..50_000u64 {
+            assert_eq!(m.get(&i), expected.get(&i).copied(), "{i}");
+        }
+    }
+}
