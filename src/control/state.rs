@@ -4,6 +4,7 @@
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;
+use std::sync::Arc;
 
 use crate::policy::DeviceId;
 
@@ -65,14 +66,15 @@ impl AliasKind {
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Alias {
     pub kind: AliasKind,
-    pub value: String,
+    /// Shared: the same alias sits in its device's record and in the alias index.
+    pub value: Arc<str>,
 }
 
 impl Alias {
     pub fn new(kind: AliasKind, value: &str) -> Alias {
         Alias {
             kind,
-            value: value.trim().to_ascii_lowercase(),
+            value: value.trim().to_ascii_lowercase().into(),
         }
     }
 
@@ -113,14 +115,15 @@ pub struct Hold {
     pub at: i64,
 }
 
-/// A set kept as a sorted `Vec`: a device has a handful of aliases, groups and addresses, and a
-/// `BTreeSet` would allocate a node for eleven for each of them.
+/// A set kept as a sorted boxed slice: a device has a handful of aliases, groups and
+/// addresses, changed rarely. A `BTreeSet` would allocate a node for eleven, a `Vec` room for
+/// four; this holds exactly what is in it, in 16 bytes plus the items.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SmallSet<T>(Vec<T>);
+pub struct SmallSet<T>(Box<[T]>);
 
 impl<T> Default for SmallSet<T> {
     fn default() -> Self {
-        SmallSet(Vec::new())
+        SmallSet(Box::new([]))
     }
 }
 
@@ -129,7 +132,10 @@ impl<T: Ord> SmallSet<T> {
         match self.0.binary_search(&value) {
             Ok(_) => false,
             Err(at) => {
-                self.0.insert(at, value);
+                let mut items = std::mem::take(&mut self.0).into_vec();
+                items.reserve_exact(1);
+                items.insert(at, value);
+                self.0 = items.into_boxed_slice();
                 true
             }
         }
@@ -141,7 +147,9 @@ impl<T: Ord> SmallSet<T> {
     {
         match self.0.binary_search_by(|t| t.borrow().cmp(value)) {
             Ok(at) => {
-                self.0.remove(at);
+                let mut items = std::mem::take(&mut self.0).into_vec();
+                items.remove(at);
+                self.0 = items.into_boxed_slice();
                 true
             }
             Err(_) => false,
@@ -174,6 +182,8 @@ pub struct Device {
     pub critical: bool,
     /// Boxed: most devices have none, and the box keeps a device small.
     pub hold: Option<Box<Hold>>,
+    /// The addresses bound to it (the reverse of [`State::bindings`]).
+    pub addresses: SmallSet<IpAddr>,
 }
 
 /// A source address bound to a device.
@@ -247,8 +257,7 @@ pub struct State {
     pub devices: BTreeMap<DeviceId, Device>,
     pub aliases: BTreeMap<Alias, DeviceId>,
     pub bindings: BTreeMap<IpAddr, Binding>,
-    /// Device -> its bound addresses (the reverse of `bindings`).
-    pub bound: BTreeMap<DeviceId, SmallSet<IpAddr>>,
+
     /// UEM group key -> its name, as the MDM last told.
     pub group_names: BTreeMap<String, String>,
     pub next_id: u64,
@@ -355,7 +364,11 @@ impl State {
                         seen: *seen,
                     },
                 );
-                self.bound.entry(*device).or_default().insert(*addr);
+                self.devices
+                    .entry(*device)
+                    .or_default()
+                    .addresses
+                    .insert(*addr);
             }
             Change::Unbind { addr } => self.unbind(addr),
             Change::SetHold { device, hold } => {
@@ -373,20 +386,17 @@ impl State {
 
     fn unbind(&mut self, addr: &IpAddr) {
         if let Some(old) = self.bindings.remove(addr) {
-            if let Some(set) = self.bound.get_mut(&old.device) {
-                set.remove(addr);
-                if set.is_empty() {
-                    self.bound.remove(&old.device);
-                }
+            if let Some(d) = self.devices.get_mut(&old.device) {
+                d.addresses.remove(addr);
             }
         }
     }
 
     /// The addresses bound to `device`.
     pub fn addresses_of(&self, device: DeviceId) -> Vec<IpAddr> {
-        self.bound
+        self.devices
             .get(&device)
-            .map(|s| s.iter().copied().collect())
+            .map(|d| d.addresses.iter().copied().collect())
             .unwrap_or_default()
     }
 }

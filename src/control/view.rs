@@ -147,7 +147,7 @@ pub fn group_of(parts: &PolicyParts, state: &State, id: DeviceId) -> Option<Grou
         .iter()
         .map(|k| (k.as_str(), state.group_names.get(k).map(String::as_str)));
     let by_mdm = parts.group_for_memberships(memberships);
-    let by_config = parts.group_for_placement(device.aliases.iter().map(|a| a.value.as_str()));
+    let by_config = parts.group_for_placement(device.aliases.iter().map(|a| &*a.value));
     let by_hold = device.hold.as_ref().map(|_| parts.isolation_group);
     [by_mdm, by_config, by_hold].into_iter().flatten().min()
 }
