@@ -70,7 +70,7 @@ impl Writer {
         let g = &self.parts.groups[group.index()];
         DeviceInfo {
             id: device.to_string(),
-            label: d.label.clone(),
+            label: d.label.to_string(),
             aliases: d.aliases.iter().map(Alias::key).collect(),
             uem_groups: d
                 .memberships

@@ -241,7 +241,7 @@ impl Writer {
         let kind = report.kind.unwrap_or(DeviceKind::Computer);
         let device = self.jamf_device(kind, report.jamf_id, batch);
         if let Some(name) = &report.name {
-            if &self.state.devices[&device].label != name {
+            if &*self.state.devices[&device].label != name.as_str() {
                 let c = Change::SetLabel {
                     id: device,
                     label: name.clone(),

@@ -175,7 +175,7 @@ impl<T: Ord> SmallSet<T> {
 /// One device as the writer knows it.
 #[derive(Debug, Clone, Default)]
 pub struct Device {
-    pub label: String,
+    pub label: Box<str>,
     pub aliases: SmallSet<Alias>,
     /// UEM group keys (`jamf:computer-group:42`).
     pub memberships: SmallSet<String>,
@@ -321,11 +321,11 @@ impl State {
         match change {
             Change::CreateDevice { id, label } => {
                 self.next_id = self.next_id.max(id.0);
-                self.devices.entry(*id).or_default().label = label.clone();
+                self.devices.entry(*id).or_default().label = label.as_str().into();
             }
             Change::SetLabel { id, label } => {
                 if let Some(d) = self.devices.get_mut(id) {
-                    d.label = label.clone();
+                    d.label = label.as_str().into();
                 }
             }
             Change::SetAlias { alias, device } => {

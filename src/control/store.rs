@@ -351,7 +351,7 @@ mod tests {
             expected.apply(c);
         }
         let d = &state.devices[&id];
-        assert_eq!(d.label, "FIN-MBP");
+        assert_eq!(&*d.label, "FIN-MBP");
         assert_eq!(d.memberships, expected.devices[&id].memberships);
         assert_eq!(d.aliases, expected.devices[&id].aliases);
         assert_eq!(d.hold, expected.devices[&id].hold);
