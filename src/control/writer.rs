@@ -117,6 +117,8 @@ impl Control {
         writer.ensure_config_devices();
         writer.publish();
         writer.report_policies();
+        // Reading the store allocates far more than the state it leaves.
+        crate::alloc::release_free_memory();
         let (tx, rx) = mpsc::channel(1024);
         tokio::spawn(writer.run(rx));
         let control = Control { tx, status };
