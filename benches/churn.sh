@@ -5,31 +5,13 @@
 # Needs: apt-get install -y dnsperf nsd; ../shared/bench data (run-anchors.sh makes it).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-ROOT=$PWD
-export BENCH=${BENCH_DIR:-$ROOT/../shared/bench} BENCH_WORK=$ROOT/target/bench
-export DATA=$BENCH_WORK/data RUN=$BENCH_WORK/run
+. benches/lib.sh
 DURATION=${DURATION:-20}; RATE=${RATE:-100}; DNS_PORT=5308; HTTP_PORT=9159
-. "$BENCH/lib/common.sh"; . "$BENCH/lib/auth.sh"
-[ -s "$DATA/meta.txt" ] || python3 "$BENCH/tools/gen-data.py" "$DATA"
-cargo build --release
-W=$(mktemp -d); trap 'kill $CORDON ${CHURN:-} 2>/dev/null || true; stop_auth; rm -rf "$W"' EXIT
-start_auth >/dev/null
-cat > "$W/cordon.toml" <<CONF
-[dns]
-listen = ["127.0.0.1:$DNS_PORT"]
-[upstream]
-servers = ["udp://$AUTH_ADDR:$AUTH_PORT"]
-[http]
-listen = "127.0.0.1:$HTTP_PORT"
-[store]
-path = "$W/cordon.db"
-[policies]
-dir = "$ROOT/policies"
+bench_start
+cordon_start $DNS_PORT $HTTP_PORT <<'CONF'
 [auth]
 webhook_tokens = ["bench-token"]
 CONF
-taskset -c 0 target/release/cordon run --config "$W/cordon.toml" 2> "$W/cordon.log" & CORDON=$!
-python3 "$BENCH/tools/dnsprobe.py" wait 127.0.0.1 $DNS_PORT a1.bench.test ok 30 "$(date +%s%N)" > /dev/null
 taskset -c 1 dnsperf -s 127.0.0.1 -p $DNS_PORT -d "$DATA/allowed.txt" -n 1 -q 100 > /dev/null 2>&1
 qps() { taskset -c 1 dnsperf -s 127.0.0.1 -p $DNS_PORT -d "$DATA/mixed.txt" -l "$DURATION" -c 20 -q 500 2>&1 | awk '/Queries per second:/{printf "%.0f", $4}'; }
 quiet=$(qps)
@@ -50,6 +32,7 @@ while time.monotonic() - start < secs:
     time.sleep(max(0, start + n / rate - time.monotonic()))
 print(n / (time.monotonic() - start))
 PY
+BG_PIDS+=("$CHURN")
 sleep 1
 busy=$(qps)
 wait $CHURN || true

@@ -4,37 +4,18 @@
 # Needs: apt-get install -y dnsperf nsd openssl nghttp2-client; ../shared/bench data (run-anchors.sh makes it).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-ROOT=$PWD
-export BENCH=${BENCH_DIR:-$ROOT/../shared/bench} BENCH_WORK=$ROOT/target/bench
-export DATA=$BENCH_WORK/data RUN=$BENCH_WORK/run
+. benches/lib.sh
 DURATION=${DURATION:-15}; WORKLOAD=${WORKLOAD:-mixed}
 DNS_PORT=5307; DOT_PORT=5853; DOH_PORT=5443; HTTP_PORT=9157
-. "$BENCH/lib/common.sh"; . "$BENCH/lib/auth.sh"
-[ -s "$DATA/meta.txt" ] || python3 "$BENCH/tools/gen-data.py" "$DATA"
-cargo build --release
-W=$(mktemp -d); trap 'kill $CORDON 2>/dev/null || true; stop_auth; rm -rf "$W"' EXIT
-start_auth >/dev/null
-openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 1 -subj /CN=dns.test \
-  -addext "subjectAltName=DNS:dns.test,DNS:*.dns.test" -keyout "$W/key.pem" -out "$W/cert.pem" 2>/dev/null
-cat > "$W/cordon.toml" <<CONF
-[dns]
-listen = ["127.0.0.1:$DNS_PORT"]
+bench_start
+self_signed
+cordon_start $DNS_PORT $HTTP_PORT <<CONF
 tls_listen = ["127.0.0.1:$DOT_PORT"]
 https_listen = ["127.0.0.1:$DOH_PORT"]
 tls_cert = "$W/cert.pem"
 tls_key = "$W/key.pem"
 server_name = "dns.test"
-[upstream]
-servers = ["udp://$AUTH_ADDR:$AUTH_PORT"]
-[http]
-listen = "127.0.0.1:$HTTP_PORT"
-[store]
-path = "$W/cordon.db"
-[policies]
-dir = "$ROOT/policies"
 CONF
-taskset -c 0 target/release/cordon run --config "$W/cordon.toml" 2> "$W/cordon.log" & CORDON=$!
-python3 "$BENCH/tools/dnsprobe.py" wait 127.0.0.1 $DNS_PORT a1.bench.test ok 30 "$(date +%s%N)" > /dev/null
 # one pass to fill the cache, so that every transport measures the same cached workload
 taskset -c 1 dnsperf -s 127.0.0.1 -p $DNS_PORT -d "$DATA/allowed.txt" -n 1 -q 100 > /dev/null 2>&1
 run() {  # run LABEL QUERYFILE DNSPERF-ARGS...
