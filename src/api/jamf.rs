@@ -14,18 +14,6 @@ use super::AppState;
 use crate::control::Request;
 use crate::jamf::events::{self, Event};
 
-/// Event names counted under their own label; the rest count as "other".
-const KNOWN: [&str; 8] = [
-    "SmartGroupComputerMembershipChange",
-    "SmartGroupMobileDeviceMembershipChange",
-    "ComputerAdded",
-    "ComputerCheckIn",
-    "ComputerInventoryCompleted",
-    "MobileDeviceCheckIn",
-    "MobileDeviceEnrolled",
-    "MobileDeviceInventoryCompleted",
-];
-
 pub async fn webhook(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -47,11 +35,7 @@ pub async fn webhook(
         err.field = e.field().map(str::to_string);
         err
     })?;
-    let event = KNOWN
-        .iter()
-        .find(|k| k.eq_ignore_ascii_case(&envelope.name))
-        .copied()
-        .unwrap_or("other");
+    let event = events::known_event(&envelope.name).unwrap_or("other");
     if envelope.test || matches!(envelope.event, Event::Other) {
         count(event, if envelope.test { "test" } else { "ignored" });
         let result = if envelope.test {

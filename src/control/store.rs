@@ -4,7 +4,7 @@
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 
-use rusqlite::{params, Connection, OptionalExtension, Transaction};
+use rusqlite::{params, Connection, Transaction};
 
 use super::state::{Alias, AliasKind, AuditEvent, Change, Hold, State};
 use crate::policy::DeviceId;
@@ -210,15 +210,6 @@ impl Store {
             rows.collect()
         };
         read().map_err(|e| self.err(e))
-    }
-
-    /// How many audit events the store holds (for tests and status).
-    pub fn audit_len(&self) -> Result<i64, StoreError> {
-        self.conn
-            .query_row("SELECT COUNT(*) FROM audit", [], |r| r.get(0))
-            .optional()
-            .map(|n| n.unwrap_or(0))
-            .map_err(|e| self.err(e))
     }
 }
 

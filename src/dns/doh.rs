@@ -189,7 +189,7 @@ impl TlsListener {
             .local_addr()
             .unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)));
         let (tx, ready) = mpsc::channel(256);
-        let permits = Arc::new(Semaphore::new(super::dot::MAX_CONNECTIONS));
+        let permits = Arc::new(Semaphore::new(super::server::MAX_CONNECTIONS));
         tokio::spawn(async move {
             loop {
                 // A permit lives as long as its connection: at most this many, handshaking or open.

@@ -9,14 +9,12 @@ use tokio::sync::Semaphore;
 use tokio_rustls::TlsAcceptor;
 
 use super::handler::Handler;
-use super::server::serve_stream;
+use super::server::{serve_stream, MAX_CONNECTIONS};
 use crate::identity::{Client, Token, Transport};
 use crate::tls::sni_token;
 
 /// How long a client may take to finish the TLS handshake.
 const HANDSHAKE: Duration = Duration::from_secs(5);
-/// Open DoT connections at most, as for plain TCP.
-pub const MAX_CONNECTIONS: usize = 4096;
 
 pub async fn serve_dot(
     listener: TcpListener,

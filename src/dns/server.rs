@@ -18,8 +18,8 @@ use crate::identity::{Client, Transport};
 
 /// How long a TCP connection may sit idle between queries (RFC 7766 §6.2.3 suggests seconds).
 const TCP_IDLE: Duration = Duration::from_secs(10);
-/// Open TCP connections at most; more wait in the kernel's backlog.
-const TCP_MAX_CONNECTIONS: usize = 4096;
+/// Open connections per stream listener (TCP, DoT, DoH) at most; more wait in the backlog.
+pub const MAX_CONNECTIONS: usize = 4096;
 /// Queries of one connection answered at the same time; more wait to be read.
 const MAX_PIPELINED: usize = 64;
 
@@ -96,7 +96,7 @@ fn tcp_listener(addr: SocketAddr) -> std::io::Result<TcpListener> {
 }
 
 async fn serve_tcp(listener: TcpListener, handler: Arc<Handler>) {
-    let permits = Arc::new(tokio::sync::Semaphore::new(TCP_MAX_CONNECTIONS));
+    let permits = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
     loop {
         let Ok(permit) = permits.clone().acquire_owned().await else {
             return;

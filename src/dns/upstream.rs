@@ -129,10 +129,6 @@ impl Upstreams {
         }
     }
 
-    pub fn timeout(&self) -> Duration {
-        self.timeout
-    }
-
     /// Asks the servers, preferred first, for `question` (name, type, class as the client sent
     /// them), within the one deadline.
     pub async fn resolve(

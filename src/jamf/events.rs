@@ -197,29 +197,39 @@ enum Route {
     Other,
 }
 
+/// The events Cordon acts on, by `webhookEvent` name.
+const ROUTES: &[(&str, Route)] = &[
+    (
+        "SmartGroupComputerMembershipChange",
+        Route::Group(DeviceKind::Computer),
+    ),
+    (
+        "SmartGroupMobileDeviceMembershipChange",
+        Route::Group(DeviceKind::Mobile),
+    ),
+    ("ComputerAdded", Route::Device(DeviceKind::Computer)),
+    ("ComputerCheckIn", Route::Device(DeviceKind::Computer)),
+    (
+        "ComputerInventoryCompleted",
+        Route::Device(DeviceKind::Computer),
+    ),
+    ("MobileDeviceCheckIn", Route::Device(DeviceKind::Mobile)),
+    ("MobileDeviceEnrolled", Route::Device(DeviceKind::Mobile)),
+    (
+        "MobileDeviceInventoryCompleted",
+        Route::Device(DeviceKind::Mobile),
+    ),
+];
+
+/// The canonical spelling of an event Cordon acts on, for metric labels; `None` for the rest.
+pub fn known_event(name: &str) -> Option<&'static str> {
+    ROUTES
+        .iter()
+        .find(|(known, _)| known.eq_ignore_ascii_case(name))
+        .map(|(known, _)| *known)
+}
+
 fn route(name: &str) -> Route {
-    const ROUTES: &[(&str, Route)] = &[
-        (
-            "SmartGroupComputerMembershipChange",
-            Route::Group(DeviceKind::Computer),
-        ),
-        (
-            "SmartGroupMobileDeviceMembershipChange",
-            Route::Group(DeviceKind::Mobile),
-        ),
-        ("ComputerAdded", Route::Device(DeviceKind::Computer)),
-        ("ComputerCheckIn", Route::Device(DeviceKind::Computer)),
-        (
-            "ComputerInventoryCompleted",
-            Route::Device(DeviceKind::Computer),
-        ),
-        ("MobileDeviceCheckIn", Route::Device(DeviceKind::Mobile)),
-        ("MobileDeviceEnrolled", Route::Device(DeviceKind::Mobile)),
-        (
-            "MobileDeviceInventoryCompleted",
-            Route::Device(DeviceKind::Mobile),
-        ),
-    ];
     ROUTES
         .iter()
         .find(|(known, _)| known.eq_ignore_ascii_case(name))

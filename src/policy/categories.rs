@@ -116,8 +116,6 @@ impl Taxonomy {
 pub struct Categorised {
     /// Categories of the name and of every listed domain above it, less exceptions.
     pub categories: CategorySet,
-    /// How many labels were skipped to reach the longest listed suffix (for explanations).
-    pub matched_suffix: Option<usize>,
 }
 
 /// What a lookup gathers over a name's suffixes.
@@ -125,16 +123,14 @@ pub struct Categorised {
 struct Found {
     set: CategorySet,
     clear: CategorySet,
-    matched: Option<usize>,
 }
 
 impl Found {
     #[inline]
-    fn add(&mut self, skip: usize, entry: Option<(CategorySet, CategorySet)>) {
+    fn add(&mut self, entry: Option<(CategorySet, CategorySet)>) {
         if let Some((s, c)) = entry {
             self.set = self.set.union(s);
             self.clear = self.clear.union(c);
-            self.matched.get_or_insert(skip);
         }
     }
 
@@ -142,7 +138,6 @@ impl Found {
     fn done(self) -> Categorised {
         Categorised {
             categories: self.set.without(self.clear),
-            matched_suffix: self.matched,
         }
     }
 }
@@ -207,8 +202,8 @@ impl CategoryDb {
     #[inline]
     pub fn lookup_hashes(&self, hashes: &[u64]) -> Categorised {
         let mut found = Found::default();
-        for (skip, &h) in hashes.iter().enumerate() {
-            found.add(skip, self.probe(h));
+        for &h in hashes {
+            found.add(self.probe(h));
         }
         found.done()
     }
@@ -242,7 +237,7 @@ impl CategoryDb {
         for i in 0..n {
             // Most suffixes are not listed and land on an empty slot: no second read.
             if first[i] != EMPTY {
-                found.add(i, self.probe(hashes[i]));
+                found.add(self.probe(hashes[i]));
             }
         }
         found.done()

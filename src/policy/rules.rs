@@ -100,12 +100,6 @@ impl RuleSet {
         }
         best
     }
-
-    /// Only deny rules: used for names met on the way (CNAME targets), where an allow-list
-    /// miss must not block but an explicit deny must.
-    pub fn denies(&self, name: &QName) -> Option<RuleHit> {
-        self.first_match(name).filter(|h| h.kind == RuleKind::Deny)
-    }
 }
 
 #[cfg(test)]
@@ -149,7 +143,6 @@ mod tests {
         let hit = r.first_match(&q("x.example.com")).unwrap();
         assert_eq!(hit.kind, RuleKind::Deny);
         assert_eq!(hit.skip, 1);
-        assert!(r.denies(&q("x.example.com")).is_some());
     }
 
     #[test]
@@ -158,6 +151,5 @@ mod tests {
         r.add(RuleKind::Service, &q("zoom.us"), true, 7);
         let hit = r.first_match(&q("eu01.zoom.us")).unwrap();
         assert_eq!((hit.kind, hit.service), (RuleKind::Service, 7));
-        assert!(r.denies(&q("eu01.zoom.us")).is_none());
     }
 }

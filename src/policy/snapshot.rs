@@ -164,11 +164,4 @@ impl Snapshot {
     pub fn group(&self, idx: GroupIdx) -> &Group {
         &self.groups[idx.index()]
     }
-
-    pub fn group_by_name(&self, name: &str) -> Option<GroupIdx> {
-        self.groups
-            .iter()
-            .position(|g| g.name == name)
-            .map(|i| GroupIdx(i as u16))
-    }
 }
