@@ -1,5 +1,6 @@
 //! The control plane: the single writer that turns inputs into durable state and new snapshots.
 
+mod alias;
 pub mod commands;
 mod queries;
 mod requests;

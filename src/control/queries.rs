@@ -3,7 +3,6 @@
 use std::net::IpAddr;
 
 use super::commands::{ApplyError, DeviceInfo, Query, QueryReply};
-use super::state::Alias;
 use super::view::group_of;
 use super::writer::{parse_group_key, Writer};
 use crate::jamf::events::DeviceKind;
@@ -71,7 +70,7 @@ impl Writer {
         DeviceInfo {
             id: device.to_string(),
             label: d.label.to_string(),
-            aliases: d.aliases.iter().map(Alias::key).collect(),
+            aliases: d.aliases.iter().map(|a| a.key()).collect(),
             uem_groups: d
                 .memberships
                 .iter()

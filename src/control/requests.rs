@@ -4,7 +4,7 @@
 use std::net::IpAddr;
 
 use super::commands::{ApplyError, Outcome, Request};
-use super::state::{Alias, AliasKind, AuditEvent, Change, Hold};
+use super::state::{Alias, AliasKind, AliasRef, AuditEvent, Change, Hold};
 use super::writer::{epoch_secs, group_key, Batch, Pending, Writer};
 use crate::jamf::events::{DeviceKind, DeviceReport, Envelope, Event, GroupChange};
 use crate::policy::DeviceId;
@@ -435,14 +435,18 @@ impl Writer {
         }
         let listed: std::collections::BTreeSet<Alias> =
             members.iter().map(|m| Alias::jamf(kind, *m)).collect();
+        let listed = |a: AliasRef<'_>| {
+            listed.contains(&Alias {
+                kind: a.kind,
+                value: a.value.into(),
+            })
+        };
         let stale: Vec<DeviceId> = self
             .state
             .devices
             .iter()
-            .filter(|(_, d)| {
-                d.memberships.contains(&key) && !d.aliases.iter().any(|a| listed.contains(a))
-            })
-            .map(|(id, _)| *id)
+            .filter(|(_, d)| d.memberships.contains(&key) && !d.aliases.iter().any(listed))
+            .map(|(id, _)| id)
             .collect();
         for device in stale {
             let before = outcome.changes;
@@ -552,7 +556,7 @@ impl Writer {
                 self.config
                     .critical
                     .iter()
-                    .any(|c| c.eq_ignore_ascii_case(&a.value))
+                    .any(|c| c.eq_ignore_ascii_case(a.value))
             })
     }
 

@@ -4,107 +4,9 @@
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;
-use std::sync::Arc;
 
+pub use super::alias::{Alias, AliasIndex, AliasKind, AliasList, AliasRef};
 use crate::policy::DeviceId;
-
-/// What an alias says about a device: the key is `kind:value`, lowercased.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum AliasKind {
-    JamfComputer,
-    JamfMobile,
-    Serial,
-    Udid,
-    ManagementId,
-    Mac,
-    Token,
-    /// Named by config or the API, kind unknown.
-    Name,
-}
-
-impl AliasKind {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            AliasKind::JamfComputer => "jamf-computer",
-            AliasKind::JamfMobile => "jamf-mobile",
-            AliasKind::Serial => "serial",
-            AliasKind::Udid => "udid",
-            AliasKind::ManagementId => "management-id",
-            AliasKind::Mac => "mac",
-            AliasKind::Token => "token",
-            AliasKind::Name => "name",
-        }
-    }
-
-    pub fn parse(s: &str) -> Option<AliasKind> {
-        [
-            AliasKind::JamfComputer,
-            AliasKind::JamfMobile,
-            AliasKind::Serial,
-            AliasKind::Udid,
-            AliasKind::ManagementId,
-            AliasKind::Mac,
-            AliasKind::Token,
-            AliasKind::Name,
-        ]
-        .into_iter()
-        .find(|k| k.as_str() == s)
-    }
-
-    /// Whether a DNS client may present this alias as its identity (issue 4 tokens); Jamf ids,
-    /// MACs and management ids are not secrets a device proves, and jamf ids are guessable.
-    pub fn is_presentable(self) -> bool {
-        matches!(
-            self,
-            AliasKind::Serial | AliasKind::Udid | AliasKind::Token | AliasKind::Name
-        )
-    }
-}
-
-/// An alias: its kind and its normalised value.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct Alias {
-    pub kind: AliasKind,
-    /// Shared: the same alias sits in its device's record and in the alias index.
-    pub value: Arc<str>,
-}
-
-impl Alias {
-    pub fn new(kind: AliasKind, value: &str) -> Alias {
-        Alias {
-            kind,
-            value: value.trim().to_ascii_lowercase().into(),
-        }
-    }
-
-    pub fn jamf(kind: crate::jamf::events::DeviceKind, id: i64) -> Alias {
-        match kind {
-            crate::jamf::events::DeviceKind::Computer => {
-                Alias::new(AliasKind::JamfComputer, &id.to_string())
-            }
-            crate::jamf::events::DeviceKind::Mobile => {
-                Alias::new(AliasKind::JamfMobile, &id.to_string())
-            }
-        }
-    }
-
-    /// `kind:value`, as stored and as the API accepts it.
-    pub fn key(&self) -> String {
-        format!("{}:{}", self.kind.as_str(), self.value)
-    }
-
-    /// Parses `kind:value`, or a bare value as a [`AliasKind::Name`].
-    pub fn parse(text: &str) -> Alias {
-        match text
-            .split_once(':')
-            .and_then(|(k, v)| Some((AliasKind::parse(k)?, v)))
-        {
-            Some((kind, value)) => Alias::new(kind, value),
-            None => Alias::new(AliasKind::Name, text),
-        }
-    }
-}
 
 /// A manual isolation.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
@@ -115,7 +17,7 @@ pub struct Hold {
     pub at: i64,
 }
 
-/// A set kept as a sorted boxed slice: a device has a handful of aliases, groups and
+/// A set kept as a sorted boxed slice: a device has a handful of UEM groups and
 /// addresses, changed rarely. A `BTreeSet` would allocate a node for eleven, a `Vec` room for
 /// four; this holds exactly what is in it, in 16 bytes plus the items.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -176,7 +78,7 @@ impl<T: Ord> SmallSet<T> {
 #[derive(Debug, Clone, Default)]
 pub struct Device {
     pub label: Box<str>,
-    pub aliases: SmallSet<Alias>,
+    pub aliases: AliasList,
     /// UEM group keys (`jamf:computer-group:42`).
     pub memberships: SmallSet<String>,
     pub critical: bool,
@@ -251,11 +153,82 @@ pub struct AuditEvent {
     pub reason: String,
 }
 
+/// Devices by id in a vector: the writer allocates ids densely from 1 and never frees one, so
+/// a slot per id costs less than any map (a `BTreeMap` of devices filled in id order leaves its
+/// nodes half empty: twice the bytes).
+#[derive(Debug, Clone, Default)]
+pub struct DeviceTable {
+    slots: Vec<Option<Device>>,
+    len: usize,
+}
+
+impl DeviceTable {
+    pub fn get(&self, id: &DeviceId) -> Option<&Device> {
+        self.slots.get(usize::try_from(id.0).ok()?)?.as_ref()
+    }
+
+    pub fn get_mut(&mut self, id: &DeviceId) -> Option<&mut Device> {
+        self.slots.get_mut(usize::try_from(id.0).ok()?)?.as_mut()
+    }
+
+    pub fn contains_key(&self, id: &DeviceId) -> bool {
+        self.get(id).is_some()
+    }
+
+    /// The device `id`, made empty if it was not there.
+    pub fn get_or_insert(&mut self, id: DeviceId) -> &mut Device {
+        let at = super::alias::device_number(id) as usize;
+        if at >= self.slots.len() {
+            self.slots.resize_with(at + 1, || None);
+        }
+        let slot = &mut self.slots[at];
+        if slot.is_none() {
+            self.len += 1;
+        }
+        slot.get_or_insert_with(Device::default)
+    }
+
+    /// Room for ids up to `max` without growing by doubling.
+    pub fn reserve_ids(&mut self, max: DeviceId) {
+        let want = usize::try_from(max.0).unwrap_or(0).saturating_add(1);
+        self.slots
+            .reserve_exact(want.saturating_sub(self.slots.len()));
+    }
+
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = (DeviceId, &Device)> {
+        self.slots
+            .iter()
+            .enumerate()
+            .filter_map(|(at, d)| Some((DeviceId(at as u64), d.as_ref()?)))
+    }
+
+    pub fn keys(&self) -> impl Iterator<Item = DeviceId> + '_ {
+        self.iter().map(|(id, _)| id)
+    }
+}
+
+impl std::ops::Index<&DeviceId> for DeviceTable {
+    type Output = Device;
+
+    fn index(&self, id: &DeviceId) -> &Device {
+        self.get(id).expect("a device the writer knows")
+    }
+}
+
 /// Everything the writer knows about devices.
 #[derive(Debug, Clone, Default)]
 pub struct State {
-    pub devices: BTreeMap<DeviceId, Device>,
-    pub aliases: BTreeMap<Alias, DeviceId>,
+    pub devices: DeviceTable,
+    /// Alias -> device, over the text in each device's [`AliasList`].
+    pub aliases: AliasIndex,
     pub bindings: BTreeMap<IpAddr, Binding>,
 
     /// UEM group key -> its name, as the MDM last told.
@@ -265,7 +238,16 @@ pub struct State {
 
 impl State {
     pub fn device_by_alias(&self, alias: &Alias) -> Option<DeviceId> {
-        self.aliases.get(alias).copied()
+        self.aliases.get(alias.as_ref(), |id| {
+            self.devices.get(&id).map(|d| &d.aliases)
+        })
+    }
+
+    /// Every alias of every device.
+    pub fn all_aliases(&self) -> impl Iterator<Item = (AliasRef<'_>, DeviceId)> {
+        self.devices
+            .iter()
+            .flat_map(|(id, d)| d.aliases.iter().map(move |a| (a, id)))
     }
 
     /// Finds a device by any spelling the API accepts: `kind:value`, a bare value of any kind,
@@ -279,10 +261,15 @@ impl State {
         if alias.kind != AliasKind::Name {
             return self.device_by_alias(&alias);
         }
-        self.aliases
-            .iter()
-            .find(|(a, _)| a.value == alias.value)
-            .map(|(_, d)| *d)
+        // A bare value may be of any kind.
+        AliasKind::ALL.into_iter().find_map(|kind| {
+            let candidate = AliasRef {
+                kind,
+                value: &alias.value,
+            };
+            self.aliases
+                .get(candidate, |id| self.devices.get(&id).map(|d| &d.aliases))
+        })
     }
 
     /// Creates (and applies) a device for each name no device answers to yet; returns the
@@ -321,7 +308,7 @@ impl State {
         match change {
             Change::CreateDevice { id, label } => {
                 self.next_id = self.next_id.max(id.0);
-                self.devices.entry(*id).or_default().label = label.as_str().into();
+                self.devices.get_or_insert(*id).label = label.as_str().into();
             }
             Change::SetLabel { id, label } => {
                 if let Some(d) = self.devices.get_mut(id) {
@@ -329,21 +316,19 @@ impl State {
                 }
             }
             Change::SetAlias { alias, device } => {
-                if let Some(old) = self.aliases.insert(alias.clone(), *device) {
-                    if let Some(d) = self.devices.get_mut(&old) {
-                        d.aliases.remove(alias);
-                    }
-                }
-                self.devices
-                    .entry(*device)
-                    .or_default()
+                let alias = alias.as_ref();
+                let devices = &self.devices;
+                let old = self
                     .aliases
-                    .insert(alias.clone());
+                    .set(alias, *device, |id| devices.get(&id).map(|d| &d.aliases));
+                if let Some(d) = old.and_then(|old| self.devices.get_mut(&old)) {
+                    d.aliases.remove(alias);
+                }
+                self.devices.get_or_insert(*device).aliases.insert(alias);
             }
             Change::AddMembership { device, group } => {
                 self.devices
-                    .entry(*device)
-                    .or_default()
+                    .get_or_insert(*device)
                     .memberships
                     .insert(group.clone());
             }
@@ -364,11 +349,7 @@ impl State {
                         seen: *seen,
                     },
                 );
-                self.devices
-                    .entry(*device)
-                    .or_default()
-                    .addresses
-                    .insert(*addr);
+                self.devices.get_or_insert(*device).addresses.insert(*addr);
             }
             Change::Unbind { addr } => self.unbind(addr),
             Change::SetHold { device, hold } => {

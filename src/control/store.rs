@@ -94,6 +94,20 @@ impl Store {
 
     fn load_inner(&self) -> rusqlite::Result<State> {
         let mut state = State::default();
+        // Ids are allocated from 1 up and index the writer's device table.
+        let (low, high): (Option<i64>, Option<i64>) =
+            self.conn
+                .query_row("SELECT MIN(id), MAX(id) FROM devices", [], |r| {
+                    Ok((r.get(0)?, r.get(1)?))
+                })?;
+        for id in [low, high].into_iter().flatten() {
+            if !(1..=i64::from(u32::MAX)).contains(&id) {
+                return Err(rusqlite::Error::IntegralValueOutOfRange(0, id));
+            }
+        }
+        if let Some(high) = high {
+            state.devices.reserve_ids(DeviceId(high as u64));
+        }
         let mut stmt = self.conn.prepare(
             "SELECT id, label, critical, hold_reason, hold_ticket, hold_by, hold_at FROM devices",
         )?;
@@ -130,10 +144,13 @@ impl Store {
             ))
         })? {
             let (kind, value, device) = row?;
+            let Some(device) = known(&state, device) else {
+                continue;
+            };
             let kind = AliasKind::parse(&kind).unwrap_or(AliasKind::Name);
             state.apply(&Change::SetAlias {
                 alias: Alias::new(kind, &value),
-                device: DeviceId(device as u64),
+                device,
             });
         }
         let mut stmt = self
@@ -141,10 +158,9 @@ impl Store {
             .prepare("SELECT device, uem_group FROM memberships")?;
         for row in stmt.query_map([], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?)))? {
             let (device, group) = row?;
-            state.apply(&Change::AddMembership {
-                device: DeviceId(device as u64),
-                group,
-            });
+            if let Some(device) = known(&state, device) {
+                state.apply(&Change::AddMembership { device, group });
+            }
         }
         let mut stmt = self.conn.prepare("SELECT key, name FROM uem_groups")?;
         for row in stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))? {
@@ -162,12 +178,8 @@ impl Store {
             ))
         })? {
             let (addr, device, seen) = row?;
-            if let Ok(addr) = addr.parse::<IpAddr>() {
-                state.apply(&Change::Bind {
-                    addr,
-                    device: DeviceId(device as u64),
-                    seen,
-                });
+            if let (Ok(addr), Some(device)) = (addr.parse::<IpAddr>(), known(&state, device)) {
+                state.apply(&Change::Bind { addr, device, seen });
             }
         }
         Ok(state)
@@ -282,6 +294,18 @@ fn write_change(tx: &Transaction<'_>, change: &Change) -> rusqlite::Result<()> {
     Ok(())
 }
 
+/// A row's device, if the devices table has it: the foreign keys make every row's device
+/// exist, but a row that slipped past them must not invent a device.
+fn known(state: &State, device: i64) -> Option<DeviceId> {
+    let id = DeviceId(u64::try_from(device).ok()?);
+    if state.devices.contains_key(&id) {
+        Some(id)
+    } else {
+        tracing::warn!("store: a row names {id}, which the devices table lacks; ignored");
+        None
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -377,7 +401,24 @@ mod tests {
         ];
         store.commit(&changes, &[]).unwrap();
         let state = store.load().unwrap();
-        assert_eq!(state.aliases[&serial], DeviceId(2));
-        assert!(!state.devices[&DeviceId(1)].aliases.contains(&serial));
+        assert_eq!(state.device_by_alias(&serial), Some(DeviceId(2)));
+        assert!(!state.devices[&DeviceId(1)]
+            .aliases
+            .contains(serial.as_ref()));
+    }
+
+    #[test]
+    fn a_device_id_beyond_the_table_is_an_error_not_a_crash() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("c.db")).unwrap();
+        store
+            .conn
+            .execute(
+                "INSERT INTO devices (id, label) VALUES (?1, 'far')",
+                [i64::from(u32::MAX) + 1],
+            )
+            .unwrap();
+        let error = store.load().unwrap_err().to_string();
+        assert!(error.contains("4294967296"), "{error}");
     }
 }

@@ -23,21 +23,16 @@ impl View {
             statics: Arc::new(PrefixTable::new()),
         };
         for id in state.devices.keys() {
-            view.refresh_group(parts, state, *id);
+            view.refresh_group(parts, state, id);
         }
         // The big maps are built whole, as the shared base of every snapshot until they fold.
-        let presentable = || {
-            state
-                .aliases
-                .iter()
-                .filter(|(a, _)| a.kind.is_presentable())
-        };
+        let presentable = || state.all_aliases().filter(|(a, _)| a.kind.is_presentable());
         view.devices.aliases = presentable()
-            .map(|(a, id)| (alias_key(&a.value), *id))
+            .map(|(a, id)| (alias_key(a.value), id))
             .collect();
         view.devices.digests = presentable()
             .filter(|(a, _)| a.value.len() > crate::token::MAX_INLINE_ALIAS)
-            .map(|(a, id)| (crate::token::alias_digest(&a.value), *id))
+            .map(|(a, id)| (crate::token::alias_digest(a.value), id))
             .collect();
         view.devices.bindings = state
             .bindings
@@ -77,7 +72,7 @@ impl View {
                     .devices
                     .iter()
                     .filter(|(_, d)| d.memberships.contains(group))
-                    .map(|(id, _)| *id)
+                    .map(|(id, _)| id)
                     .collect();
                 for id in members {
                     self.refresh_group(parts, state, id);
@@ -147,7 +142,7 @@ pub fn group_of(parts: &PolicyParts, state: &State, id: DeviceId) -> Option<Grou
         .iter()
         .map(|k| (k.as_str(), state.group_names.get(k).map(String::as_str)));
     let by_mdm = parts.group_for_memberships(memberships);
-    let by_config = parts.group_for_placement(device.aliases.iter().map(|a| &*a.value));
+    let by_config = parts.group_for_placement(device.aliases.iter().map(|a| a.value));
     let by_hold = device.hold.as_ref().map(|_| parts.isolation_group);
     [by_mdm, by_config, by_hold].into_iter().flatten().min()
 }

@@ -1,0 +1,399 @@
+//! Device aliases as the writer holds them, compactly enough for a million devices with five or
+//! six each: a device keeps its aliases packed in one allocation ([`AliasList`]), and the index
+//! from alias to device ([`AliasIndex`]) holds no text at all, only a hash tag and a device
+//! number, checked against the device's own list on every lookup.
+
+use std::hash::BuildHasher;
+
+use hashbrown::HashTable;
+
+use crate::policy::DeviceId;
+
+/// What an alias says about a device: the key is `kind:value`, lowercased.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+#[repr(u8)]
+pub enum AliasKind {
+    JamfComputer,
+    JamfMobile,
+    Serial,
+    Udid,
+    ManagementId,
+    Mac,
+    Token,
+    /// Named by config or the API, kind unknown.
+    Name,
+}
+
+/// Every kind, in the order a bare value is tried against them.
+const KINDS: [AliasKind; 8] = [
+    AliasKind::JamfComputer,
+    AliasKind::JamfMobile,
+    AliasKind::Serial,
+    AliasKind::Udid,
+    AliasKind::ManagementId,
+    AliasKind::Mac,
+    AliasKind::Token,
+    AliasKind::Name,
+];
+
+impl AliasKind {
+    pub const ALL: [AliasKind; 8] = KINDS;
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AliasKind::JamfComputer => "jamf-computer",
+            AliasKind::JamfMobile => "jamf-mobile",
+            AliasKind::Serial => "serial",
+            AliasKind::Udid => "udid",
+            AliasKind::ManagementId => "management-id",
+            AliasKind::Mac => "mac",
+            AliasKind::Token => "token",
+            AliasKind::Name => "name",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<AliasKind> {
+        KINDS.into_iter().find(|k| k.as_str() == s)
+    }
+
+    /// Whether a DNS client may present this alias as its identity (issue 4 tokens); Jamf ids,
+    /// MACs and management ids are not secrets a device proves, and jamf ids are guessable.
+    pub fn is_presentable(self) -> bool {
+        matches!(
+            self,
+            AliasKind::Serial | AliasKind::Udid | AliasKind::Token | AliasKind::Name
+        )
+    }
+}
+
+/// An alias: its kind and its normalised value.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Alias {
+    pub kind: AliasKind,
+    pub value: Box<str>,
+}
+
+impl Alias {
+    pub fn new(kind: AliasKind, value: &str) -> Alias {
+        Alias {
+            kind,
+            value: value.trim().to_ascii_lowercase().into(),
+        }
+    }
+
+    pub fn jamf(kind: crate::jamf::events::DeviceKind, id: i64) -> Alias {
+        match kind {
+            crate::jamf::events::DeviceKind::Computer => {
+                Alias::new(AliasKind::JamfComputer, &id.to_string())
+            }
+            crate::jamf::events::DeviceKind::Mobile => {
+                Alias::new(AliasKind::JamfMobile, &id.to_string())
+            }
+        }
+    }
+
+    /// Parses `kind:value`, or a bare value as a [`AliasKind::Name`].
+    pub fn parse(text: &str) -> Alias {
+        match text
+            .split_once(':')
+            .and_then(|(k, v)| Some((AliasKind::parse(k)?, v)))
+        {
+            Some((kind, value)) => Alias::new(kind, value),
+            None => Alias::new(AliasKind::Name, text),
+        }
+    }
+
+    pub fn as_ref(&self) -> AliasRef<'_> {
+        AliasRef {
+            kind: self.kind,
+            value: &self.value,
+        }
+    }
+
+    /// `kind:value`, as stored and as the API accepts it.
+    pub fn key(&self) -> String {
+        self.as_ref().key()
+    }
+}
+
+/// An alias borrowed from where it is kept.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AliasRef<'a> {
+    pub kind: AliasKind,
+    pub value: &'a str,
+}
+
+impl AliasRef<'_> {
+    /// `kind:value`, as stored and as the API accepts it.
+    pub fn key(&self) -> String {
+        format!("{}:{}", self.kind.as_str(), self.value)
+    }
+}
+
+/// One device's aliases in a single allocation, each as its kind byte, its length (LEB128) and
+/// its text, sorted so that equal sets are equal bytes. A `Vec<Alias>` would cost an allocation
+/// per alias plus 24 bytes a slot; this costs the text and two or three bytes.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AliasList(Box<[u8]>);
+
+impl AliasList {
+    pub fn iter(&self) -> AliasIter<'_> {
+        AliasIter(&self.0)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    pub fn contains(&self, alias: AliasRef<'_>) -> bool {
+        self.iter().any(|a| a == alias)
+    }
+
+    /// Adds `alias`; false when it was there already.
+    pub fn insert(&mut self, alias: AliasRef<'_>) -> bool {
+        if self.contains(alias) {
+            return false;
+        }
+        let mut all: Vec<AliasRef<'_>> = self.iter().collect();
+        all.push(alias);
+        all.sort_by(|a, b| (a.kind, a.value).cmp(&(b.kind, b.value)));
+        self.0 = pack(&all);
+        true
+    }
+
+    /// Takes `alias` out; false when it was not there.
+    pub fn remove(&mut self, alias: AliasRef<'_>) -> bool {
+        if !self.contains(alias) {
+            return false;
+        }
+        let rest: Vec<AliasRef<'_>> = self.iter().filter(|a| *a != alias).collect();
+        self.0 = pack(&rest);
+        true
+    }
+}
+
+fn pack(aliases: &[AliasRef<'_>]) -> Box<[u8]> {
+    let mut bytes = Vec::with_capacity(aliases.iter().map(|a| a.value.len() + 6).sum());
+    for a in aliases {
+        bytes.push(a.kind as u8);
+        let mut len = a.value.len();
+        while len >= 0x80 {
+            bytes.push((len as u8) | 0x80);
+            len >>= 7;
+        }
+        bytes.push(len as u8);
+        bytes.extend_from_slice(a.value.as_bytes());
+    }
+    bytes.into_boxed_slice()
+}
+
+#[derive(Clone)]
+pub struct AliasIter<'a>(&'a [u8]);
+
+impl<'a> Iterator for AliasIter<'a> {
+    type Item = AliasRef<'a>;
+
+    fn next(&mut self) -> Option<AliasRef<'a>> {
+        let (&kind, mut rest) = self.0.split_first()?;
+        let (mut len, mut shift) = (0usize, 0);
+        loop {
+            let (&b, tail) = rest.split_first()?;
+            rest = tail;
+            len |= usize::from(b & 0x7f) << shift;
+            shift += 7;
+            if b < 0x80 {
+                break;
+            }
+        }
+        let (text, tail) = rest.split_at(len);
+        self.0 = tail;
+        Some(AliasRef {
+            kind: KINDS[usize::from(kind)],
+            // Only `pack` writes these bytes, from `&str`s, cut at their own lengths.
+            value: std::str::from_utf8(text).unwrap_or_default(),
+        })
+    }
+}
+
+/// Alias -> device, with no alias text: each slot holds 32 bits of the alias's hash and the
+/// device number, and a lookup confirms a candidate against that device's [`AliasList`], so a
+/// hash collision costs a comparison, never a wrong answer. Nine bytes a slot.
+#[derive(Debug, Clone, Default)]
+pub struct AliasIndex {
+    slots: HashTable<Slot>,
+    hasher: foldhash::fast::RandomState,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Slot {
+    tag: u32,
+    device: u32,
+}
+
+impl AliasIndex {
+    fn tag(&self, alias: AliasRef<'_>) -> u32 {
+        (self.hasher.hash_one((alias.kind, alias.value)) >> 32) as u32
+    }
+
+    /// The table's hash of a slot, rebuilt from its tag alone when the table grows.
+    fn spread(tag: u32) -> u64 {
+        u64::from(tag).wrapping_mul(0x9E37_79B9_7F4A_7C15)
+    }
+
+    /// The device holding `alias`, given how to read a device's aliases.
+    pub fn get<'d>(
+        &self,
+        alias: AliasRef<'_>,
+        aliases_of: impl Fn(DeviceId) -> Option<&'d AliasList>,
+    ) -> Option<DeviceId> {
+        let tag = self.tag(alias);
+        self.slots
+            .find(Self::spread(tag), |s| {
+                s.tag == tag && holds(&aliases_of, s.device, alias)
+            })
+            .map(|s| DeviceId(s.device.into()))
+    }
+
+    /// Points `alias` at `device`; returns the device it pointed at before, if another.
+    pub fn set<'d>(
+        &mut self,
+        alias: AliasRef<'_>,
+        device: DeviceId,
+        aliases_of: impl Fn(DeviceId) -> Option<&'d AliasList>,
+    ) -> Option<DeviceId> {
+        let tag = self.tag(alias);
+        let number = device_number(device);
+        let hash = Self::spread(tag);
+        match self.slots.find_mut(hash, |s| {
+            s.tag == tag && holds(&aliases_of, s.device, alias)
+        }) {
+            Some(slot) => {
+                let old = DeviceId(std::mem::replace(&mut slot.device, number).into());
+                (old != device).then_some(old)
+            }
+            None => {
+                self.slots.insert_unique(
+                    hash,
+                    Slot {
+                        tag,
+                        device: number,
+                    },
+                    |s| Self::spread(s.tag),
+                );
+                None
+            }
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.slots.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.slots.is_empty()
+    }
+}
+
+fn holds<'d>(
+    aliases_of: &impl Fn(DeviceId) -> Option<&'d AliasList>,
+    device: u32,
+    alias: AliasRef<'_>,
+) -> bool {
+    aliases_of(DeviceId(device.into())).is_some_and(|list| list.contains(alias))
+}
+
+/// Device numbers are dense from 1 (the writer allocates them); the store refuses any beyond
+/// `u32::MAX` when it loads.
+pub fn device_number(id: DeviceId) -> u32 {
+    u32::try_from(id.0).expect("device ids fit in 32 bits")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn alias(kind: AliasKind, value: &str) -> Alias {
+        Alias::new(kind, value)
+    }
+
+    #[test]
+    fn a_list_keeps_each_alias_once_in_order() {
+        let mut list = AliasList::default();
+        let serial = alias(AliasKind::Serial, "C02XYZ");
+        let long = alias(AliasKind::Name, &"x".repeat(300));
+        assert!(list.insert(serial.as_ref()));
+        assert!(list.insert(long.as_ref()));
+        assert!(list.insert(alias(AliasKind::JamfComputer, "42").as_ref()));
+        assert!(!list.insert(serial.as_ref()));
+        let kinds: Vec<AliasKind> = list.iter().map(|a| a.kind).collect();
+        assert_eq!(
+            kinds,
+            [AliasKind::JamfComputer, AliasKind::Serial, AliasKind::Name]
+        );
+        assert!(list.contains(long.as_ref()));
+        assert_eq!(list.iter().last().unwrap().value.len(), 300);
+        assert!(list.remove(serial.as_ref()));
+        assert!(!list.remove(serial.as_ref()));
+        assert!(!list.contains(serial.as_ref()));
+        assert_eq!(list.iter().count(), 2);
+    }
+
+    #[test]
+    fn same_aliases_in_any_order_are_equal_lists() {
+        let (a, b) = (alias(AliasKind::Udid, "u-1"), alias(AliasKind::Mac, "aa"));
+        let (mut one, mut two) = (AliasList::default(), AliasList::default());
+        one.insert(a.as_ref());
+        one.insert(b.as_ref());
+        two.insert(b.as_ref());
+        two.insert(a.as_ref());
+        assert_eq!(one, two);
+    }
+
+    #[test]
+    fn the_index_finds_moves_and_survives_colliding_tags() {
+        let mut lists: Vec<AliasList> = vec![AliasList::default(); 3];
+        let mut index = AliasIndex::default();
+        let serial = alias(AliasKind::Serial, "c02abc");
+        // Device 1 gets the serial.
+        lists[1].insert(serial.as_ref());
+        assert_eq!(
+            index.set(serial.as_ref(), DeviceId(1), |id| lists.get(id.0 as usize)),
+            None
+        );
+        assert_eq!(
+            index.get(serial.as_ref(), |id| lists.get(id.0 as usize)),
+            Some(DeviceId(1))
+        );
+        // It moves to device 2: the index says who had it.
+        assert_eq!(
+            index.set(serial.as_ref(), DeviceId(2), |id| lists.get(id.0 as usize)),
+            Some(DeviceId(1))
+        );
+        lists[1].remove(serial.as_ref());
+        lists[2].insert(serial.as_ref());
+        assert_eq!(
+            index.get(serial.as_ref(), |id| lists.get(id.0 as usize)),
+            Some(DeviceId(2))
+        );
+        // A slot whose tag matches but whose device lacks the alias is not an answer.
+        let other = alias(AliasKind::Serial, "c02zzz");
+        let forged = Slot {
+            tag: index.tag(other.as_ref()),
+            device: 2,
+        };
+        index
+            .slots
+            .insert_unique(AliasIndex::spread(forged.tag), forged, |s: &Slot| {
+                AliasIndex::spread(s.tag)
+            });
+        assert_eq!(
+            index.get(other.as_ref(), |id| lists.get(id.0 as usize)),
+            None
+        );
+        assert_eq!(
+            index.get(serial.as_ref(), |id| lists.get(id.0 as usize)),
+            Some(DeviceId(2))
+        );
+    }
+}
