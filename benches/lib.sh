@@ -8,10 +8,11 @@ export DATA=$BENCH_WORK/data RUN=$BENCH_WORK/run
 . "$BENCH/lib/common.sh"
 . "$BENCH/lib/auth.sh"
 
-# bench_start: the data set, a release build, a work dir ($W) and the upstream; all undone on exit.
+# bench_start: the data set, a release build (NOBUILD=1 keeps the one there), a work dir ($W)
+# and the upstream; all undone on exit.
 bench_start() {
   [ -s "$DATA/meta.txt" ] || python3 "$BENCH/tools/gen-data.py" "$DATA"
-  cargo build --release
+  [ -n "${NOBUILD:-}" ] || cargo build --release
   W=$(mktemp -d)
   BG_PIDS=()
   trap 'for p in "${BG_PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; stop_auth; rm -rf "$W"' EXIT

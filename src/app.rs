@@ -14,6 +14,7 @@ use crate::control::Control;
 use crate::control::WriterConfig;
 use crate::dns::cache::{Cache, CacheLimits};
 use crate::dns::handler::Handler;
+use crate::dns::udp::UdpThreads;
 use crate::dns::upstream::Upstreams;
 use crate::dns::{doh, doq, dot, server};
 use crate::jamf::api::JamfConfig;
@@ -45,8 +46,8 @@ pub enum StartError {
 
 /// A started server; dropping it stops every listener.
 pub struct Running {
-    /// Tells the UDP threads to end; set when this is dropped.
-    stop: Arc<AtomicBool>,
+    /// Ended when this is dropped.
+    udp_threads: UdpThreads,
     pub dns_addrs: Vec<SocketAddr>,
     /// DoT, DoH and DoQ listeners, as bound.
     pub encrypted: EncryptedAddrs,
@@ -58,7 +59,7 @@ pub struct Running {
 
 impl Drop for Running {
     fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
+        self.udp_threads.stop();
     }
 }
 
@@ -137,10 +138,10 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
         n => n,
     };
-    let stop = Arc::new(AtomicBool::new(false));
+    let udp_threads = UdpThreads::default();
     let mut dns_addrs = Vec::new();
     for &addr in &config.dns.listen {
-        let bound = server::listen(addr, sockets, handler.clone(), &mut tasks, &stop)
+        let bound = server::listen(addr, sockets, handler.clone(), &mut tasks, &udp_threads)
             .map_err(|error| StartError::Bind { addr, error })?;
         dns_addrs.push(bound);
     }
@@ -186,7 +187,7 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         snapshot.categories.len()
     );
     Ok(Running {
-        stop,
+        udp_threads,
         dns_addrs,
         encrypted,
         http_addr,

@@ -2,7 +2,6 @@
 //! several queries per connection, answered as they are ready, idle timeout).
 
 use std::net::SocketAddr;
-use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -13,7 +12,7 @@ use tokio::sync::{mpsc, Semaphore};
 use tokio::task::JoinSet;
 
 use super::handler::Handler;
-use super::udp;
+use super::udp::UdpThreads;
 use crate::identity::{Client, Transport};
 
 /// How long a TCP connection may sit idle between queries (RFC 7766 §6.2.3 suggests seconds).
@@ -23,14 +22,14 @@ pub const MAX_CONNECTIONS: usize = 4096;
 /// Queries of one connection answered at the same time; more wait to be read.
 const MAX_PIPELINED: usize = 64;
 
-/// Binds UDP and TCP on `addr`: UDP on threads of its own (until `stop`), TCP on `tasks`.
+/// Binds UDP and TCP on `addr`: UDP on threads of its own (in `udp_threads`), TCP on `tasks`.
 /// Returns the bound address (the real port when `addr` asked for port 0).
 pub fn listen(
     addr: SocketAddr,
     udp_sockets: usize,
     handler: Arc<Handler>,
     tasks: &mut JoinSet<()>,
-    stop: &Arc<AtomicBool>,
+    udp_threads: &UdpThreads,
 ) -> std::io::Result<SocketAddr> {
     let (first, tcp, bound) = bind_pair(addr)?;
     let mut sockets = vec![first];
@@ -39,12 +38,7 @@ pub fn listen(
     }
     let runtime = tokio::runtime::Handle::current();
     for socket in sockets {
-        udp::spawn(
-            socket.into(),
-            handler.clone(),
-            runtime.clone(),
-            stop.clone(),
-        )?;
+        udp_threads.spawn(socket.into(), handler.clone(), runtime.clone())?;
     }
     tasks.spawn(serve_tcp(tcp, handler));
     Ok(bound)

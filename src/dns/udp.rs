@@ -5,30 +5,70 @@
 //! queries over the cores.
 
 use std::net::{SocketAddr, UdpSocket};
+use std::os::fd::AsRawFd;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
-use std::time::Duration;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::thread::JoinHandle;
 
 use super::handler::{Handler, Step};
 use crate::identity::{Client, Transport};
 
-/// How often a waiting thread looks up to see whether the server is stopping.
-const STOP_POLL: Duration = Duration::from_millis(250);
-
-/// Serves `socket` on a thread of its own until `stop` is set.
-pub fn spawn(
-    socket: UdpSocket,
-    handler: Arc<Handler>,
-    runtime: tokio::runtime::Handle,
+/// The UDP threads of a server, and how to end them: a thread sleeps in `recvfrom` with no
+/// timeout (a timeout would arm a kernel timer on every wait), so stopping shuts each socket's
+/// receive side, which wakes its thread at once.
+#[derive(Default)]
+pub struct UdpThreads {
     stop: Arc<AtomicBool>,
-) -> std::io::Result<()> {
-    socket.set_nonblocking(false)?;
-    socket.set_read_timeout(Some(STOP_POLL))?;
-    let socket = Arc::new(socket);
-    std::thread::Builder::new()
-        .name("cordon-udp".into())
-        .spawn(move || serve(socket, handler, runtime, stop))?;
-    Ok(())
+    running: Mutex<Vec<(Arc<UdpSocket>, JoinHandle<()>)>>,
+}
+
+impl UdpThreads {
+    /// Serves `socket` on a thread of its own until [`UdpThreads::stop`].
+    pub fn spawn(
+        &self,
+        socket: UdpSocket,
+        handler: Arc<Handler>,
+        runtime: tokio::runtime::Handle,
+    ) -> std::io::Result<()> {
+        socket.set_nonblocking(false)?;
+        let socket = Arc::new(socket);
+        let (served, stop) = (socket.clone(), self.stop.clone());
+        let thread = std::thread::Builder::new()
+            .name("cordon-udp".into())
+            .spawn(move || serve(served, handler, runtime, stop))?;
+        self.lock().push((socket, thread));
+        Ok(())
+    }
+
+    /// Ends every thread and waits for it, so that the ports are free when this returns.
+    pub fn stop(&self) {
+        self.stop.store(true, Ordering::Relaxed);
+        for (socket, thread) in std::mem::take(&mut *self.lock()) {
+            wake(&socket);
+            let _ = thread.join();
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Vec<(Arc<UdpSocket>, JoinHandle<()>)>> {
+        self.running.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// Shuts the receive side: on Linux this wakes a thread blocked in `recvfrom` on an unconnected
+/// UDP socket, which then reads nothing (the call itself reports ENOTCONN, which is expected).
+/// An empty datagram to the socket's own address follows, should a kernel not wake it.
+fn wake(socket: &UdpSocket) {
+    // SAFETY: the descriptor stays open while we hold the socket; shutdown touches no memory.
+    unsafe { libc::shutdown(socket.as_raw_fd(), libc::SHUT_RD) };
+    if let Ok(mut own) = socket.local_addr() {
+        if own.ip().is_unspecified() {
+            own.set_ip(match own {
+                SocketAddr::V4(_) => std::net::Ipv4Addr::LOCALHOST.into(),
+                SocketAddr::V6(_) => std::net::Ipv6Addr::LOCALHOST.into(),
+            });
+        }
+        let _ = socket.send_to(&[], own);
+    }
 }
 
 fn serve(
@@ -42,7 +82,7 @@ fn serve(
     while !stop.load(Ordering::Relaxed) {
         let (n, peer) = match socket.recv_from(&mut buf) {
             Ok(x) => x,
-            // Timeouts (to look at `stop`) and errors a peer's ICMP can cause: carry on.
+            // Errors a peer's ICMP can cause, and the wake-up from `stop`: look again.
             Err(_) => continue,
         };
         let client = Client {

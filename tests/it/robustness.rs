@@ -139,3 +139,18 @@ async fn a_stale_answer_is_served_when_upstream_dies() {
         ResponseCode::ServFail
     );
 }
+
+#[tokio::test]
+async fn a_stopped_server_lets_go_of_its_udp_port_at_once() {
+    let upstream = start_upstream().await;
+    let cordon = start_cordon(&upstream).await;
+    let port = cordon.dns;
+    still_serving(&cordon).await;
+    let Cordon { _running, dir, .. } = cordon;
+    drop(_running);
+    // Every UDP thread has ended and closed its socket: a socket without SO_REUSEPORT can
+    // only bind the port when no other socket holds it.
+    let taken = std::net::UdpSocket::bind(port);
+    assert!(taken.is_ok(), "port still held: {taken:?}");
+    drop(dir);
+}
