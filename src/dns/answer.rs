@@ -162,7 +162,7 @@ pub fn cached(
     stale: bool,
 ) {
     out.clear();
-    out.extend_from_slice(&entry.bytes);
+    out.extend_from_slice(entry.answer());
     write_u16(out, 0, q.id);
     // Our answer, not the authority's: RD as the client asked, RA set, AA cleared.
     let upstream_flags = u16::from_be_bytes([out[2], out[3]]);
@@ -172,8 +172,7 @@ pub fn cached(
     if let Some(dst) = out.get_mut(HEADER_LEN..HEADER_LEN + question.len()) {
         dst.copy_from_slice(question);
     }
-    for &at in entry.ttl_offsets.iter() {
-        let at = at as usize;
+    for at in entry.ttl_offsets() {
         let orig = u32::from_be_bytes([out[at], out[at + 1], out[at + 2], out[at + 3]]);
         let ttl = if stale {
             STALE_TTL
@@ -183,7 +182,7 @@ pub fn cached(
         out[at..at + 4].copy_from_slice(&ttl.min(cap).to_be_bytes());
     }
     if q.edns.is_none() {
-        if let Some(opt) = entry.opt.clone() {
+        if let Some(opt) = entry.opt() {
             out.drain(opt);
             let ar = u16::from_be_bytes([out[10], out[11]]).saturating_sub(1);
             write_u16(out, 10, ar);

@@ -2,56 +2,154 @@
 //! every client, bounded, honouring TTLs (RFC 2308 for negative answers) and able to serve stale
 //! answers when upstreams fail (RFC 8767).
 
+use std::hash::{BuildHasher, BuildHasherDefault};
 use std::ops::Range;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, OnceLock};
-use std::time::Instant;
+use std::sync::Arc;
 
 use dashmap::DashMap;
 
 use super::wire::{flag, rcode, AnswerInfo, Query};
 
-/// Seconds since the process started: a cheap, monotonic clock for TTL arithmetic.
+/// Seconds on the coarse monotonic clock: TTLs count whole seconds, and the coarse clock is read
+/// without the time-stamp counter, which costs more than the lookup it serves.
 pub fn now_secs() -> u64 {
-    static START: OnceLock<Instant> = OnceLock::new();
-    START.get_or_init(Instant::now).elapsed().as_secs()
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `ts` is a valid, writable timespec; the call writes nothing else.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC_COARSE, &mut ts) };
+    ts.tv_sec as u64
 }
 
 /// How long past expiry a stale answer may still be served (RFC 8767 suggests 1 to 3 days).
 const STALE_WINDOW: u64 = 86_400;
 
-/// One cached upstream answer and what is patched into it when it is served.
-#[derive(Debug)]
-pub struct CachedAnswer {
-    pub bytes: Box<[u8]>,
-    pub ttl_offsets: Box<[u16]>,
-    pub opt: Option<Range<usize>>,
-    /// CNAME targets, lowercase wire form, checked against the policy on every serve.
-    pub cname_targets: Box<[Box<[u8]>]>,
-    stored: u64,
-    lifetime: u32,
-}
+/// One cached upstream answer and what is patched into it when it is served: a small header,
+/// its cache key, the answer as upstream sent it, the offsets of its TTLs and its CNAME targets,
+/// all in one shared allocation, so that serving it reads one run of memory rather than a
+/// struct and the three buffers it would point to. Clones share it.
+#[derive(Debug, Clone)]
+pub struct CachedAnswer(Arc<[u8]>);
+
+/// Header fields (little-endian): when stored (coarse seconds), lifetime, then u16s: key length,
+/// answer length, TTL count, OPT record start and length (0: none).
+const STORED: usize = 0;
+const LIFETIME: usize = 4;
+const KEY_LEN: usize = 8;
+const ANSWER_LEN: usize = 10;
+const TTL_COUNT: usize = 12;
+const OPT_START: usize = 14;
+const OPT_LEN: usize = 16;
+const HEADER: usize = 18;
 
 impl CachedAnswer {
-    /// Wraps an answer that is not to be cached (or not yet): its TTLs are served as they are.
-    pub fn new(bytes: Vec<u8>, info: AnswerInfo, lifetime: u32) -> Self {
-        CachedAnswer {
-            bytes: bytes.into_boxed_slice(),
-            ttl_offsets: info.ttl_offsets.into_boxed_slice(),
-            opt: info.opt,
-            cname_targets: info.cname_targets.into_boxed_slice(),
-            stored: now_secs(),
-            lifetime,
+    /// Wraps the answer to the question `key` (see [`key`]); for an answer that is not to be
+    /// cached, `lifetime` is 0 and its TTLs are served as they are.
+    pub fn new(key: &[u8], answer: &[u8], info: AnswerInfo, lifetime: u32) -> Self {
+        let targets: usize = info.cname_targets.iter().map(|t| t.len()).sum();
+        let size = HEADER + key.len() + answer.len() + 2 * info.ttl_offsets.len() + targets;
+        let mut body = Vec::with_capacity(size);
+        let opt = info.opt.unwrap_or(0..0);
+        body.extend_from_slice(&(now_secs() as u32).to_le_bytes());
+        body.extend_from_slice(&lifetime.to_le_bytes());
+        // Keys are at most 260 bytes and DNS messages at most 65,535.
+        for n in [
+            key.len(),
+            answer.len(),
+            info.ttl_offsets.len(),
+            opt.start,
+            opt.len(),
+        ] {
+            body.extend_from_slice(&(n as u16).to_le_bytes());
         }
+        body.extend_from_slice(key);
+        body.extend_from_slice(answer);
+        for at in &info.ttl_offsets {
+            body.extend_from_slice(&at.to_le_bytes());
+        }
+        for target in &info.cname_targets {
+            body.extend_from_slice(target);
+        }
+        CachedAnswer(body.into())
+    }
+
+    fn u16_at(&self, at: usize) -> usize {
+        u16::from_le_bytes([self.0[at], self.0[at + 1]]) as usize
+    }
+
+    fn u32_at(&self, at: usize) -> u32 {
+        u32::from_le_bytes([self.0[at], self.0[at + 1], self.0[at + 2], self.0[at + 3]])
+    }
+
+    fn key(&self) -> &[u8] {
+        &self.0[HEADER..HEADER + self.u16_at(KEY_LEN)]
+    }
+
+    /// The answer's bytes, as upstream sent them.
+    pub fn answer(&self) -> &[u8] {
+        let start = HEADER + self.u16_at(KEY_LEN);
+        &self.0[start..start + self.u16_at(ANSWER_LEN)]
+    }
+
+    fn ttls_start(&self) -> usize {
+        HEADER + self.u16_at(KEY_LEN) + self.u16_at(ANSWER_LEN)
+    }
+
+    /// Where in [`CachedAnswer::answer`] each TTL sits.
+    pub fn ttl_offsets(&self) -> impl Iterator<Item = usize> + '_ {
+        let start = self.ttls_start();
+        self.0[start..start + 2 * self.u16_at(TTL_COUNT)]
+            .chunks_exact(2)
+            .map(|b| u16::from_le_bytes([b[0], b[1]]) as usize)
+    }
+
+    /// Where in the answer its OPT record is, to drop for a client that sent no EDNS.
+    pub fn opt(&self) -> Option<Range<usize>> {
+        let (start, len) = (self.u16_at(OPT_START), self.u16_at(OPT_LEN));
+        (len > 0).then_some(start..start + len)
+    }
+
+    /// The answer's CNAME targets, lowercase wire form, checked against the policy on every
+    /// serve.
+    pub fn cname_targets(&self) -> impl Iterator<Item = &[u8]> + '_ {
+        let mut rest = &self.0[self.ttls_start() + 2 * self.u16_at(TTL_COUNT)..];
+        std::iter::from_fn(move || {
+            let end = wire_name_len(rest)?;
+            let (name, tail) = rest.split_at(end);
+            rest = tail;
+            Some(name)
+        })
     }
 
     /// Seconds since it was stored.
     pub fn age(&self) -> u32 {
-        now_secs().saturating_sub(self.stored) as u32
+        self.age_at(now_secs() as u32)
+    }
+
+    fn age_at(&self, now: u32) -> u32 {
+        now.saturating_sub(self.u32_at(STORED))
+    }
+
+    fn lifetime(&self) -> u32 {
+        self.u32_at(LIFETIME)
     }
 
     pub fn rcode(&self) -> u8 {
-        self.bytes.get(3).map_or(rcode::SERVFAIL, |b| b & 0xF)
+        self.answer().get(3).map_or(rcode::SERVFAIL, |b| b & 0xF)
+    }
+}
+
+/// The length of the uncompressed wire name at the start of `bytes`, its root label included.
+fn wire_name_len(bytes: &[u8]) -> Option<usize> {
+    let mut at = 0;
+    loop {
+        let len = *bytes.get(at)? as usize;
+        at += 1 + len;
+        if len == 0 {
+            return Some(at);
+        }
     }
 }
 
@@ -59,11 +157,15 @@ impl CachedAnswer {
 /// is keyed per process (foldhash): fast, and no one can aim a flood of names at one shard.
 pub type QuestionMap<V> = DashMap<Box<[u8]>, V, foldhash::fast::RandomState>;
 
+/// The cache's own map: keyed by the question's keyed 64-bit hash, which its bucket holds
+/// inline, so a lookup reads no key from elsewhere; the entry's own key settles a collision.
+type AnswerMap = DashMap<u64, CachedAnswer, BuildHasherDefault<rustc_hash::FxHasher>>;
+
 /// What a lookup found.
 pub enum Lookup {
-    Fresh(Arc<CachedAnswer>),
+    Fresh(CachedAnswer),
     /// Expired, but within the stale window: serve it only if upstreams fail.
-    Stale(Arc<CachedAnswer>),
+    Stale(CachedAnswer),
     Miss,
 }
 
@@ -77,7 +179,9 @@ pub struct CacheLimits {
 }
 
 pub struct Cache {
-    map: QuestionMap<Arc<CachedAnswer>>,
+    map: AnswerMap,
+    /// Keyed per process: no one can aim names at one bucket or make two questions collide.
+    hasher: foldhash::fast::RandomState,
     limits: CacheLimits,
     sweeping: AtomicBool,
 }
@@ -106,6 +210,7 @@ impl Cache {
                 limits.max_entries.min(1 << 16),
                 Default::default(),
             ),
+            hasher: Default::default(),
             limits,
             sweeping: AtomicBool::new(false),
         }
@@ -120,13 +225,17 @@ impl Cache {
     }
 
     pub fn get(&self, key: &[u8]) -> Lookup {
-        let Some(entry) = self.map.get(key).map(|e| e.value().clone()) else {
+        let found = self.map.get(&self.hasher.hash_one(key));
+        let Some(entry) = found
+            .filter(|e| e.value().key() == key)
+            .map(|e| e.value().clone())
+        else {
             return Lookup::Miss;
         };
         let age = entry.age() as u64;
-        if age < entry.lifetime as u64 {
+        if age < entry.lifetime() as u64 {
             Lookup::Fresh(entry)
-        } else if self.limits.serve_stale && age < entry.lifetime as u64 + STALE_WINDOW {
+        } else if self.limits.serve_stale && age < entry.lifetime() as u64 + STALE_WINDOW {
             Lookup::Stale(entry)
         } else {
             Lookup::Miss
@@ -148,14 +257,15 @@ impl Cache {
         (ttl > 0 && !info.truncated).then_some(ttl)
     }
 
-    pub fn insert(&self, key: &[u8], answer: Arc<CachedAnswer>) {
+    /// Keeps `answer` under its own key; a question whose hash collides gives way to it.
+    pub fn insert(&self, answer: CachedAnswer) {
         if self.limits.max_entries == 0 {
             return;
         }
         if self.map.len() >= self.limits.max_entries {
             self.sweep();
         }
-        self.map.insert(key.into(), answer);
+        self.map.insert(self.hasher.hash_one(answer.key()), answer);
     }
 
     /// Drops what has outlived the stale window, then arbitrary entries until a tenth of the
@@ -164,22 +274,86 @@ impl Cache {
         if self.sweeping.swap(true, Ordering::Acquire) {
             return;
         }
-        let now = now_secs();
+        let now = now_secs() as u32;
         self.map
-            .retain(|_, e| now.saturating_sub(e.stored) < e.lifetime as u64 + STALE_WINDOW);
+            .retain(|_, e| (e.age_at(now) as u64) < e.lifetime() as u64 + STALE_WINDOW);
         let target = self.limits.max_entries - self.limits.max_entries / 10;
         let excess = self.map.len().saturating_sub(target);
         if excess > 0 {
-            let victims: Vec<Box<[u8]>> = self
-                .map
-                .iter()
-                .take(excess)
-                .map(|e| e.key().clone())
-                .collect();
+            let victims: Vec<u64> = self.map.iter().take(excess).map(|e| *e.key()).collect();
             for k in victims {
                 self.map.remove(&k);
             }
         }
         self.sweeping.store(false, Ordering::Release);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cache() -> Cache {
+        Cache::new(CacheLimits {
+            max_entries: 100,
+            min_ttl: 0,
+            max_ttl: 3600,
+            serve_stale: false,
+        })
+    }
+
+    fn entry(key: &[u8], answer: &[u8], ttl_offsets: Vec<u16>) -> CachedAnswer {
+        let info = AnswerInfo {
+            ttl_offsets,
+            ..AnswerInfo::default()
+        };
+        CachedAnswer::new(key, answer, info, 60)
+    }
+
+    #[test]
+    fn an_entry_keeps_its_answer_and_ttl_offsets_apart_from_its_key() {
+        let e = entry(b"\x03www\x00key", b"answer bytes", vec![7, 300]);
+        assert_eq!(e.answer(), b"answer bytes");
+        assert_eq!(e.ttl_offsets().collect::<Vec<_>>(), [7, 300]);
+        assert_eq!(e.key(), b"\x03www\x00key");
+        assert_eq!(e.opt(), None);
+        assert_eq!(e.cname_targets().count(), 0);
+        assert_eq!(e.lifetime(), 60);
+        assert_eq!(e.age(), 0);
+    }
+
+    #[test]
+    fn an_entry_keeps_its_opt_record_and_cname_targets() {
+        let info = AnswerInfo {
+            ttl_offsets: vec![40],
+            opt: Some(50..61),
+            cname_targets: vec![
+                b"\x03cdn\x04test\x00".as_slice().into(),
+                b"\x01x\x00".as_slice().into(),
+            ],
+            ..AnswerInfo::default()
+        };
+        let e = CachedAnswer::new(b"k", &[7u8; 61], info, 0);
+        assert_eq!(e.answer(), [7u8; 61]);
+        assert_eq!(e.opt(), Some(50..61));
+        assert_eq!(e.ttl_offsets().collect::<Vec<_>>(), [40]);
+        let targets: Vec<&[u8]> = e.cname_targets().collect();
+        assert_eq!(targets, [b"\x03cdn\x04test\x00".as_slice(), b"\x01x\x00"]);
+    }
+
+    #[test]
+    fn a_lookup_answers_only_the_question_the_entry_was_stored_for() {
+        let c = cache();
+        c.insert(entry(b"question-a", b"answer-a", vec![]));
+        c.insert(entry(b"question-b", b"answer-b", vec![]));
+        let Lookup::Fresh(a) = c.get(b"question-a") else {
+            panic!("a is cached")
+        };
+        assert_eq!(a.answer(), b"answer-a");
+        assert!(matches!(c.get(b"question-c"), Lookup::Miss));
+        // An entry found under another question's hash (a collision) is not that answer.
+        c.map
+            .insert(c.hasher.hash_one(b"question-c".as_slice()), a.clone());
+        assert!(matches!(c.get(b"question-c"), Lookup::Miss));
     }
 }

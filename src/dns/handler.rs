@@ -127,10 +127,10 @@ pub struct Pending {
     asked: Asked,
     live: Arc<Live>,
     decision: Decision,
-    stale: Option<Arc<CachedAnswer>>,
+    stale: Option<CachedAnswer>,
 }
 
-type Waiters = Vec<oneshot::Sender<Result<Arc<CachedAnswer>, UpstreamError>>>;
+type Waiters = Vec<oneshot::Sender<Result<CachedAnswer, UpstreamError>>>;
 
 pub struct Handler {
     live: ArcSwap<Live>,
@@ -351,7 +351,7 @@ impl Handler {
         out: &mut Vec<u8>,
     ) -> Outcome {
         let snapshot = &live.snapshot;
-        for target in entry.cname_targets.iter() {
+        for target in entry.cname_targets() {
             let Ok((name, _)) = QName::from_wire(target) else {
                 continue;
             };
@@ -414,7 +414,7 @@ impl Handler {
     }
 
     /// Asks upstream once per distinct question in flight; later askers wait for that answer.
-    async fn fetch(&self, key: &[u8], q: &Query<'_>) -> Result<Arc<CachedAnswer>, UpstreamError> {
+    async fn fetch(&self, key: &[u8], q: &Query<'_>) -> Result<CachedAnswer, UpstreamError> {
         let waiter = match self.inflight.entry(key.into()) {
             Entry::Occupied(mut o) => {
                 let (tx, rx) = oneshot::channel();
@@ -440,9 +440,9 @@ impl Handler {
             .await
             .map(|a| {
                 let lifetime = self.cache.lifetime(&a.info);
-                let entry = Arc::new(CachedAnswer::new(a.bytes, a.info, lifetime.unwrap_or(0)));
+                let entry = CachedAnswer::new(key, &a.bytes, a.info, lifetime.unwrap_or(0));
                 if lifetime.is_some() {
-                    self.cache.insert(key, entry.clone());
+                    self.cache.insert(entry.clone());
                     self.metrics.cache_entries.set(self.cache.len() as i64);
                 }
                 entry
@@ -459,7 +459,7 @@ struct InflightGuard<'a> {
 }
 
 impl InflightGuard<'_> {
-    fn finish(self, result: &Result<Arc<CachedAnswer>, UpstreamError>) {
+    fn finish(self, result: &Result<CachedAnswer, UpstreamError>) {
         if let Some((_, waiters)) = self.map.remove(self.key) {
             for w in waiters {
                 let _ = w.send(result.clone());
