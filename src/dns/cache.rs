@@ -2,13 +2,13 @@
 //! every client, bounded, honouring TTLs (RFC 2308 for negative answers) and able to serve stale
 //! answers when upstreams fail (RFC 8767).
 
-use std::hash::{BuildHasher, BuildHasherDefault};
+use std::hash::BuildHasher;
 use std::ops::Range;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use dashmap::DashMap;
 
+use super::cache_lines::CacheLines;
 use super::wire::{flag, rcode, AnswerInfo, Query};
 
 /// Seconds on the coarse monotonic clock: TTLs count whole seconds, and the coarse clock is read
@@ -83,7 +83,7 @@ impl CachedAnswer {
         u32::from_le_bytes([self.0[at], self.0[at + 1], self.0[at + 2], self.0[at + 3]])
     }
 
-    fn key(&self) -> &[u8] {
+    pub(super) fn key(&self) -> &[u8] {
         &self.0[HEADER..HEADER + self.u16_at(KEY_LEN)]
     }
 
@@ -132,7 +132,7 @@ impl CachedAnswer {
         now.saturating_sub(self.u32_at(STORED))
     }
 
-    fn lifetime(&self) -> u32 {
+    pub(super) fn lifetime(&self) -> u32 {
         self.u32_at(LIFETIME)
     }
 
@@ -157,10 +157,6 @@ fn wire_name_len(bytes: &[u8]) -> Option<usize> {
 /// is keyed per process (foldhash): fast, and no one can aim a flood of names at one shard.
 pub type QuestionMap<V> = DashMap<Box<[u8]>, V, foldhash::fast::RandomState>;
 
-/// The cache's own map: keyed by the question's keyed 64-bit hash, which its bucket holds
-/// inline, so a lookup reads no key from elsewhere; the entry's own key settles a collision.
-type AnswerMap = DashMap<u64, CachedAnswer, BuildHasherDefault<rustc_hash::FxHasher>>;
-
 /// What a lookup found.
 pub enum Lookup {
     Fresh(CachedAnswer),
@@ -179,12 +175,16 @@ pub struct CacheLimits {
 }
 
 pub struct Cache {
-    map: AnswerMap,
-    /// Keyed per process: no one can aim names at one bucket or make two questions collide.
+    lines: CacheLines,
+    /// Keyed per process: no one can aim names at one set or make two questions collide.
     hasher: foldhash::fast::RandomState,
     limits: CacheLimits,
-    sweeping: AtomicBool,
 }
+
+/// A question's hash, its set already on its way into the CPU cache: taken before the policy
+/// decides, used after.
+#[derive(Clone, Copy)]
+pub struct Probe(u64);
 
 /// Room for the longest cache key: name, type, class and a flags byte.
 pub type KeyBuf = [u8; 260];
@@ -206,30 +206,30 @@ pub fn key<'b>(q: &Query<'_>, buf: &'b mut KeyBuf) -> &'b [u8] {
 impl Cache {
     pub fn new(limits: CacheLimits) -> Self {
         Cache {
-            map: DashMap::with_capacity_and_hasher(
-                limits.max_entries.min(1 << 16),
-                Default::default(),
-            ),
+            lines: CacheLines::new(limits.max_entries),
             hasher: Default::default(),
             limits,
-            sweeping: AtomicBool::new(false),
         }
     }
 
     pub fn len(&self) -> usize {
-        self.map.len()
+        self.lines.len()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.map.is_empty()
+        self.len() == 0
     }
 
-    pub fn get(&self, key: &[u8]) -> Lookup {
-        let found = self.map.get(&self.hasher.hash_one(key));
-        let Some(entry) = found
-            .filter(|e| e.value().key() == key)
-            .map(|e| e.value().clone())
-        else {
+    /// Starts loading the set that holds `key`, if anything does.
+    pub fn probe(&self, key: &[u8]) -> Probe {
+        let hash = self.hasher.hash_one(key);
+        self.lines.prefetch(hash);
+        Probe(hash)
+    }
+
+    /// The answer stored for `key`, whose probe is `probe`.
+    pub fn get(&self, probe: Probe, key: &[u8]) -> Lookup {
+        let Some(entry) = self.lines.get(probe.0, key) else {
             return Lookup::Miss;
         };
         let age = entry.age() as u64;
@@ -257,35 +257,22 @@ impl Cache {
         (ttl > 0 && !info.truncated).then_some(ttl)
     }
 
-    /// Keeps `answer` under its own key; a question whose hash collides gives way to it.
+    /// Keeps `answer` under its own key. When its set is full, the entry that expires first
+    /// gives way (an entry past its stale window first of all).
     pub fn insert(&self, answer: CachedAnswer) {
         if self.limits.max_entries == 0 {
             return;
         }
-        if self.map.len() >= self.limits.max_entries {
-            self.sweep();
-        }
-        self.map.insert(self.hasher.hash_one(answer.key()), answer);
-    }
-
-    /// Drops what has outlived the stale window, then arbitrary entries until a tenth of the
-    /// room is free. One sweep at a time; the others carry on inserting.
-    fn sweep(&self) {
-        if self.sweeping.swap(true, Ordering::Acquire) {
-            return;
-        }
+        let hash = self.hasher.hash_one(answer.key());
         let now = now_secs() as u32;
-        self.map
-            .retain(|_, e| (e.age_at(now) as u64) < e.lifetime() as u64 + STALE_WINDOW);
-        let target = self.limits.max_entries - self.limits.max_entries / 10;
-        let excess = self.map.len().saturating_sub(target);
-        if excess > 0 {
-            let victims: Vec<u64> = self.map.iter().take(excess).map(|e| *e.key()).collect();
-            for k in victims {
-                self.map.remove(&k);
+        self.lines.insert(hash, answer, |e| {
+            let left = u64::from(e.lifetime()).saturating_sub(u64::from(e.age_at(now)));
+            if e.age_at(now) as u64 >= e.lifetime() as u64 + STALE_WINDOW {
+                0
+            } else {
+                left + 1
             }
-        }
-        self.sweeping.store(false, Ordering::Release);
+        });
     }
 }
 
@@ -346,14 +333,18 @@ mod tests {
         let c = cache();
         c.insert(entry(b"question-a", b"answer-a", vec![]));
         c.insert(entry(b"question-b", b"answer-b", vec![]));
-        let Lookup::Fresh(a) = c.get(b"question-a") else {
+        let get = |key: &[u8]| c.get(c.probe(key), key);
+        let Lookup::Fresh(a) = get(b"question-a") else {
             panic!("a is cached")
         };
         assert_eq!(a.answer(), b"answer-a");
-        assert!(matches!(c.get(b"question-c"), Lookup::Miss));
+        assert!(matches!(get(b"question-c"), Lookup::Miss));
         // An entry found under another question's hash (a collision) is not that answer.
-        c.map
-            .insert(c.hasher.hash_one(b"question-c".as_slice()), a.clone());
-        assert!(matches!(c.get(b"question-c"), Lookup::Miss));
+        c.lines.insert(
+            c.hasher.hash_one(b"question-c".as_slice()),
+            a.clone(),
+            |_| 0,
+        );
+        assert!(matches!(get(b"question-c"), Lookup::Miss));
     }
 }

@@ -257,14 +257,16 @@ impl Handler {
         if identity.token != TokenOutcome::Absent {
             self.tokens[identity.token as usize].inc();
         }
+        let mut key = [0u8; 260];
+        let key = cache::key(&q, &mut key);
+        let probe = self.cache.probe(key);
         let decision = decide(snapshot, identity.group, &q.name);
         if decision.blocked {
             self.write_blocked(&live, &q, &decision, None, out);
             self.finish(&live, &q, &asked, Outcome::Blocked, &decision, out);
             return Step::Reply;
         }
-        let mut key = [0u8; 260];
-        let lookup = self.cache.get(cache::key(&q, &mut key));
+        let lookup = self.cache.get(probe, key);
         let stale = match lookup {
             Lookup::Fresh(entry) => {
                 self.metrics.cache_hits.inc();

@@ -2,6 +2,7 @@
 
 pub mod answer;
 pub mod cache;
+mod cache_lines;
 pub mod doh;
 pub mod doq;
 pub mod dot;

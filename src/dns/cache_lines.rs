@@ -1,0 +1,188 @@
+//! The answer cache's table: set-associative, each set one 64-byte cache line holding three
+//! entries and their hash tags. A lookup reads one line and one entry, where a hash map reads
+//! its control bytes, a bucket and the entry; the line can be prefetched while the policy
+//! decides; and its size is fixed, so eviction is a choice within a set, not a sweep.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{RwLock, RwLockReadGuard, RwLockWriteGuard};
+
+use super::cache::CachedAnswer;
+
+/// Entries per set: three entries (16 bytes each) and their tags fill one line.
+const WAYS: usize = 3;
+/// Sets are split over this many locks, so that an insert holds up few readers.
+const SHARDS: usize = 64;
+
+#[repr(C, align(64))]
+#[derive(Default)]
+struct Set {
+    tags: [u32; WAYS],
+    entries: [Option<CachedAnswer>; WAYS],
+}
+
+/// A fixed number of entries, each found by the 64-bit hash of its key.
+pub struct CacheLines {
+    shards: Box<[RwLock<Box<[Set]>>]>,
+    /// Where each shard's sets start, for prefetching only: the boxes are made once and never
+    /// replaced, so these addresses hold for the table's life.
+    addresses: Box<[usize]>,
+    sets_per_shard: usize,
+    len: AtomicUsize,
+}
+
+/// Where a hash's set is: its shard, its set in the shard, and the tag its entry carries.
+#[derive(Clone, Copy)]
+struct Place {
+    shard: usize,
+    set: usize,
+    tag: u32,
+}
+
+impl CacheLines {
+    /// Room for about `capacity` entries (at least one set per shard).
+    pub fn new(capacity: usize) -> Self {
+        let sets_per_shard = capacity.div_ceil(WAYS * SHARDS).max(1);
+        let sets: Vec<Box<[Set]>> = (0..SHARDS)
+            .map(|_| (0..sets_per_shard).map(|_| Set::default()).collect())
+            .collect();
+        let addresses = sets.iter().map(|s| s.as_ptr() as usize).collect();
+        CacheLines {
+            shards: sets.into_iter().map(RwLock::new).collect(),
+            addresses,
+            sets_per_shard,
+            len: AtomicUsize::new(0),
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.len.load(Ordering::Relaxed)
+    }
+
+    fn place(&self, hash: u64) -> Place {
+        // The top bits pick the shard, a multiply-shift of the low half the set (no power of
+        // two needed), the high half is the tag.
+        Place {
+            shard: (hash >> 58) as usize % SHARDS,
+            set: ((hash as u32 as u64 * self.sets_per_shard as u64) >> 32) as usize,
+            tag: (hash >> 32) as u32,
+        }
+    }
+
+    /// Asks the CPU to start loading `hash`'s set now, so that a lookup a little later finds it
+    /// in cache. Only a hint: it reads nothing and takes no lock.
+    #[inline]
+    pub fn prefetch(&self, hash: u64) {
+        #[cfg(target_arch = "x86_64")]
+        {
+            let p = self.place(hash);
+            let line = self.addresses[p.shard] + p.set * std::mem::size_of::<Set>();
+            // SAFETY: a prefetch is a hint; it never faults and reads nothing into the program.
+            unsafe {
+                std::arch::x86_64::_mm_prefetch(line as *const i8, std::arch::x86_64::_MM_HINT_T0);
+            }
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        let _ = hash;
+    }
+
+    /// The entry stored for `key` (whose hash is `hash`), if any.
+    pub fn get(&self, hash: u64, key: &[u8]) -> Option<CachedAnswer> {
+        let p = self.place(hash);
+        let sets = self.read(p.shard);
+        let set = &sets[p.set];
+        (0..WAYS).find_map(|w| {
+            let entry = set.entries[w].as_ref()?;
+            (set.tags[w] == p.tag && entry.key() == key).then(|| entry.clone())
+        })
+    }
+
+    /// Stores `entry` under `hash`: in place of the same key, else in a free way, else in place
+    /// of the way `evict_first` ranks first.
+    pub fn insert(
+        &self,
+        hash: u64,
+        entry: CachedAnswer,
+        evict_first: impl Fn(&CachedAnswer) -> u64,
+    ) {
+        let p = self.place(hash);
+        let mut sets = self.write(p.shard);
+        let set = &mut sets[p.set];
+        let same = (0..WAYS).find(|&w| {
+            set.tags[w] == p.tag
+                && set.entries[w]
+                    .as_ref()
+                    .is_some_and(|e| e.key() == entry.key())
+        });
+        let way = same
+            .or_else(|| (0..WAYS).find(|&w| set.entries[w].is_none()))
+            .unwrap_or_else(|| {
+                (0..WAYS)
+                    .min_by_key(|&w| set.entries[w].as_ref().map_or(0, &evict_first))
+                    .unwrap_or(0)
+            });
+        if set.entries[way].is_none() {
+            self.len.fetch_add(1, Ordering::Relaxed);
+        }
+        set.tags[way] = p.tag;
+        set.entries[way] = Some(entry);
+    }
+
+    fn read(&self, shard: usize) -> RwLockReadGuard<'_, Box<[Set]>> {
+        self.shards[shard]
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn write(&self, shard: usize) -> RwLockWriteGuard<'_, Box<[Set]>> {
+        self.shards[shard]
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::dns::wire::AnswerInfo;
+
+    fn entry(key: &str, lifetime: u32) -> CachedAnswer {
+        CachedAnswer::new(key.as_bytes(), b"answer", AnswerInfo::default(), lifetime)
+    }
+
+    /// Hashes that land in one set of a one-set-per-shard table, with distinct tags.
+    fn same_set(n: u64) -> impl Iterator<Item = u64> {
+        (1..=n).map(|t| t << 32)
+    }
+
+    #[test]
+    fn a_set_holds_three_and_then_evicts_the_one_ranked_first() {
+        let lines = CacheLines::new(1);
+        let keys = ["a", "b", "c", "d"];
+        let hashes: Vec<u64> = same_set(4).collect();
+        for (k, h) in keys.iter().zip(&hashes).take(3) {
+            lines.insert(*h, entry(k, 60), |e| u64::from(e.lifetime()));
+        }
+        assert_eq!(lines.len(), 3);
+        // "b" expires first: it gives way to "d".
+        lines.insert(hashes[1], entry("b", 5), |e| u64::from(e.lifetime()));
+        lines.insert(hashes[3], entry("d", 60), |e| u64::from(e.lifetime()));
+        assert_eq!(lines.len(), 3);
+        assert!(lines.get(hashes[1], b"b").is_none());
+        for i in [0, 2, 3] {
+            let found = lines.get(hashes[i], keys[i].as_bytes()).expect("kept");
+            assert_eq!(found.answer(), b"answer");
+        }
+    }
+
+    #[test]
+    fn the_same_key_is_replaced_in_place() {
+        let lines = CacheLines::new(300);
+        lines.insert(42, entry("k", 1), |_| 0);
+        lines.insert(42, entry("k", 99), |_| 0);
+        assert_eq!(lines.len(), 1);
+        assert_eq!(lines.get(42, b"k").map(|e| e.lifetime()), Some(99));
+        lines.prefetch(42);
+        // A probe with another tag does not find it, though the set is the same.
+        assert!(lines.get((7 << 32) | 42, b"k").is_none());
+    }
+}
