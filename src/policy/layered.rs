@@ -4,6 +4,7 @@
 //! is folded into a new base, so the copy it costs is spread over as many changes.
 
 use std::hash::Hash;
+use std::net::IpAddr;
 use std::sync::Arc;
 
 use rustc_hash::FxHashMap;
@@ -85,6 +86,67 @@ impl<K: Hash + Eq + Clone, V: Copy> LayeredMap<K, V> {
     }
 }
 
+/// Source address -> value, IPv4 keyed by its 32 bits: a slot of 16 bytes for a device id,
+/// not the 32 an `IpAddr` key takes with its padding (a million bound Macs: 34 MB less).
+#[derive(Debug, Clone)]
+pub struct AddressMap<V: Copy> {
+    v4: LayeredMap<u32, V>,
+    v6: LayeredMap<u128, V>,
+}
+
+impl<V: Copy> Default for AddressMap<V> {
+    fn default() -> Self {
+        AddressMap {
+            v4: LayeredMap::default(),
+            v6: LayeredMap::default(),
+        }
+    }
+}
+
+impl<V: Copy> AddressMap<V> {
+    #[inline]
+    pub fn get(&self, addr: &IpAddr) -> Option<V> {
+        match addr {
+            IpAddr::V4(a) => self.v4.get(&u32::from(*a)),
+            IpAddr::V6(a) => self.v6.get(&u128::from(*a)),
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.v4.is_empty() && self.v6.is_empty()
+    }
+
+    pub fn insert(&mut self, addr: IpAddr, value: V) {
+        match addr {
+            IpAddr::V4(a) => self.v4.insert(a.into(), value),
+            IpAddr::V6(a) => self.v6.insert(a.into(), value),
+        }
+    }
+
+    pub fn remove(&mut self, addr: &IpAddr) {
+        match addr {
+            IpAddr::V4(a) => self.v4.remove(&u32::from(*a)),
+            IpAddr::V6(a) => self.v6.remove(&u128::from(*a)),
+        }
+    }
+}
+
+impl<V: Copy> FromIterator<(IpAddr, V)> for AddressMap<V> {
+    fn from_iter<I: IntoIterator<Item = (IpAddr, V)>>(entries: I) -> Self {
+        let (mut v4, mut v6) = (Vec::new(), Vec::new());
+        for (addr, value) in entries {
+            match addr {
+                IpAddr::V4(a) => v4.push((u32::from(a), value)),
+                IpAddr::V6(a) => v6.push((u128::from(a), value)),
+            }
+        }
+        AddressMap {
+            v4: v4.into_iter().collect(),
+            v6: v6.into_iter().collect(),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -135,5 +197,21 @@ mod tests {
         for i in 0..50_000u64 {
             assert_eq!(m.get(&i), expected.get(&i).copied(), "{i}");
         }
+    }
+
+    #[test]
+    fn addresses_of_both_families_are_kept_apart() {
+        let v4: IpAddr = "10.1.2.3".parse().unwrap();
+        let mapped: IpAddr = "::ffff:10.1.2.3".parse().unwrap();
+        let v6: IpAddr = "2001:db8::7".parse().unwrap();
+        let mut m: AddressMap<u32> = [(v4, 1), (v6, 2)].into_iter().collect();
+        assert_eq!(
+            (m.get(&v4), m.get(&v6), m.get(&mapped)),
+            (Some(1), Some(2), None)
+        );
+        m.insert(mapped, 3);
+        m.remove(&v4);
+        assert_eq!((m.get(&v4), m.get(&mapped)), (None, Some(3)));
+        assert!(!m.is_empty());
     }
 }

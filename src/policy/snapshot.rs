@@ -5,12 +5,12 @@
 //! compiled policies) sit behind `Arc`s so that a new snapshot shares them.
 
 use std::fmt;
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::net::{Ipv4Addr, Ipv6Addr};
 use std::sync::Arc;
 
 use super::categories::{CategoryDb, CategorySet, Taxonomy};
 use super::cidr::PrefixTable;
-use super::layered::LayeredMap;
+use super::layered::{AddressMap, LayeredMap};
 use super::rules::RuleSet;
 
 /// A device group's place in [`Snapshot::groups`], which is ordered by priority, highest first:
@@ -112,7 +112,7 @@ pub struct Devices {
     /// Device -> its group, for devices outside the default group only.
     pub groups: Map<DeviceId, GroupIdx>,
     /// Source address -> the device the MDM last saw there.
-    pub bindings: LayeredMap<IpAddr, DeviceId>,
+    pub bindings: AddressMap<DeviceId>,
     /// A name to show for each device outside the default group (the ones explanations name
     /// most); the others show as `device#N`.
     pub labels: Map<DeviceId, Box<str>>,
