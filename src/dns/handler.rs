@@ -382,10 +382,14 @@ impl Handler {
         live.count_block(d);
         let snapshot = &live.snapshot;
         let policy = &snapshot.group(d.group).policy;
-        let named = via.unwrap_or(&q.name);
-        let mut why = d.describe(snapshot, named);
-        if let Some(target) = via {
-            why = format!("CNAME target {target} is blocked: {why}");
+        // The reason travels in an EDE option, which only an EDNS query has room for: the text
+        // is not made for the others (most stub resolvers' queries).
+        let mut why = String::new();
+        if q.edns.is_some() {
+            why = d.describe(snapshot, via.unwrap_or(&q.name));
+            if let Some(target) = via {
+                why = format!("CNAME target {target} is blocked: {why}");
+            }
         }
         answer::blocked(out, q, policy, (ede_code(d), &why), snapshot.version as u32);
     }
