@@ -21,7 +21,7 @@ bench_start() {
 
 # cordon_start DNS_PORT HTTP_PORT < extra-toml: Cordon with the shipped policies on those ports,
 # forwarding to the upstream, with the TOML on stdin appended to its config; waits until it
-# answers. Sets CORDON to its pid.
+# answers (CORDON_BIN: another build). Sets CORDON to its pid.
 cordon_start() {
   local dns=$1 http=$2
   {
@@ -31,7 +31,7 @@ cordon_start() {
     printf '[http]\nlisten = "127.0.0.1:%s"\n[store]\npath = "%s/cordon.db"\n' "$http" "$W"
     printf '[policies]\ndir = "%s/policies"\n' "$ROOT"
   } > "$W/cordon.toml"
-  taskset -c 0 target/release/cordon run --config "$W/cordon.toml" 2> "$W/cordon.log" &
+  taskset -c 0 "${CORDON_BIN:-target/release/cordon}" run --config "$W/cordon.toml" 2> "$W/cordon.log" &
   CORDON=$!
   BG_PIDS+=("$CORDON")
   python3 "$BENCH/tools/dnsprobe.py" wait 127.0.0.1 "$dns" a1.bench.test ok 30 "$(date +%s%N)" > /dev/null

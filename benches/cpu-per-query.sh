@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# Server CPU per answered query at a fixed offered rate, for quick A/B runs between builds:
+# Cordon (shipped policies, pinned to core 0) after a warm-up pass over the workload, then
+# dnsperf open loop on core 1; user+system ticks of the whole process over the run, divided by
+# the queries, and each thread's share. Loopback only.
+# Usage: benches/cpu-per-query.sh [allowed|blocked|mixed]   (RATE=20000 DURATION=10;
+# BIN=path runs another build instead of target/release/cordon).
+# Needs: apt-get install -y dnsperf nsd; ../shared/bench data (run-anchors.sh makes it).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+. benches/lib.sh
+WORKLOAD=${1:-allowed}; RATE=${RATE:-20000}; DURATION=${DURATION:-10}; DNS_PORT=5328; HTTP_PORT=9179
+bench_start
+if [ -n "${BIN:-}" ]; then cp "$BIN" "$W/cordon" && CORDON_BIN=$W/cordon; fi
+CORDON_BIN=${CORDON_BIN:-target/release/cordon} cordon_start $DNS_PORT $HTTP_PORT < /dev/null
+taskset -c 1 dnsperf -s 127.0.0.1 -p $DNS_PORT -d "$DATA/$WORKLOAD.txt" -n 1 -q 100 > /dev/null 2>&1
+ticks() { sed 's/.*) //' "$1/stat" | awk '{print $12 + $13}'; }
+threads() { for t in /proc/$CORDON/task/*; do echo "$(cat "$t/comm") $(ticks "$t")"; done | sort; }
+threads > "$W/before"; t0=$(ticks /proc/$CORDON)
+taskset -c 1 dnsperf -s 127.0.0.1 -p $DNS_PORT -d "$DATA/$WORKLOAD.txt" -l "$DURATION" -Q "$RATE" \
+  -T 1 -c 20 -t 5 -q 500 > "$W/dnsperf.txt" 2>&1
+t1=$(ticks /proc/$CORDON); threads > "$W/after"
+answered=$(awk '/Queries completed:/{print $3}' "$W/dnsperf.txt")
+hz=$(getconf CLK_TCK)
+join <(awk '{s[$1]+=$2} END{for (k in s) print k, s[k]}' "$W/before" | sort) \
+     <(awk '{s[$1]+=$2} END{for (k in s) print k, s[k]}' "$W/after" | sort) |
+  awk -v hz="$hz" -v n="$answered" '$3 > $2 {printf "thread %s\t%.2f µs/query\n", $1, ($3-$2)/hz*1e6/n}'
+awk -v d=$((t1 - t0)) -v hz="$hz" -v n="$answered" -v w="$WORKLOAD" -v r="$RATE" \
+  'BEGIN{printf "%s at %d qps: %d answered, %.2f µs of server CPU per query\n", w, r, n, d/hz*1e6/n}'
