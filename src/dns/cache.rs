@@ -6,8 +6,6 @@ use std::hash::BuildHasher;
 use std::ops::Range;
 use std::sync::Arc;
 
-use dashmap::DashMap;
-
 use super::cache_lines::CacheLines;
 use super::wire::{flag, rcode, AnswerInfo, Query};
 
@@ -152,10 +150,6 @@ fn wire_name_len(bytes: &[u8]) -> Option<usize> {
         }
     }
 }
-
-/// A concurrent map keyed by question (cache key bytes). Clients choose the names, so the hasher
-/// is keyed per process (foldhash): fast, and no one can aim a flood of names at one shard.
-pub type QuestionMap<V> = DashMap<Box<[u8]>, V, foldhash::fast::RandomState>;
 
 /// What a lookup found.
 pub enum Lookup {

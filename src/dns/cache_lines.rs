@@ -185,4 +185,37 @@ mod tests {
         // A probe with another tag does not find it, though the set is the same.
         assert!(lines.get((7 << 32) | 42, b"k").is_none());
     }
+
+    #[test]
+    fn readers_and_writers_at_once_only_ever_see_the_entry_for_their_key() {
+        let lines = std::sync::Arc::new(CacheLines::new(30));
+        let threads: Vec<_> = (0..4u64)
+            .map(|t| {
+                let lines = lines.clone();
+                std::thread::spawn(move || {
+                    for i in 0..20_000u64 {
+                        let k = (i * 7 + t) % 97;
+                        let key = format!("key-{k}");
+                        // A deliberately poor hash: many keys share sets and tags.
+                        let hash = (k % 5) << 32 | (k % 11);
+                        if i % 3 == 0 {
+                            let e = CachedAnswer::new(
+                                key.as_bytes(),
+                                key.as_bytes(),
+                                Default::default(),
+                                60,
+                            );
+                            lines.insert(hash, e, |e| u64::from(e.lifetime()));
+                        } else if let Some(found) = lines.get(hash, key.as_bytes()) {
+                            assert_eq!(found.answer(), key.as_bytes());
+                        }
+                    }
+                })
+            })
+            .collect();
+        for t in threads {
+            t.join().unwrap();
+        }
+        assert!(lines.len() <= 64 * WAYS);
+    }
 }

@@ -15,7 +15,7 @@ use prometheus::IntCounter;
 use tokio::sync::oneshot;
 
 use super::answer;
-use super::cache::{self, Cache, CachedAnswer, KeyBuf, Lookup, QuestionMap};
+use super::cache::{self, Cache, CachedAnswer, KeyBuf, Lookup};
 use super::edns::read_identity_options;
 use super::upstream::{UpstreamError, Upstreams};
 use super::wire::{self, rcode, rtype, Query, QueryError};
@@ -129,6 +129,10 @@ pub struct Pending {
     decision: Decision,
     stale: Option<CachedAnswer>,
 }
+
+/// A concurrent map keyed by question (cache key bytes). Clients choose the names, so the hasher
+/// is keyed per process (foldhash): fast, and no one can aim a flood of names at one shard.
+type QuestionMap<V> = dashmap::DashMap<Box<[u8]>, V, foldhash::fast::RandomState>;
 
 type Waiters = Vec<oneshot::Sender<Result<CachedAnswer, UpstreamError>>>;
 
