@@ -206,7 +206,7 @@ impl<'a> Iterator for AliasIter<'a> {
                 break;
             }
         }
-        let (text, tail) = rest.split_at(len);
+        let (text, tail) = rest.split_at_checked(len)?;
         self.0 = tail;
         Some(AliasRef {
             kind: KINDS[usize::from(kind)],
