@@ -209,7 +209,7 @@ impl<'a> Iterator for AliasIter<'a> {
         let (text, tail) = rest.split_at_checked(len)?;
         self.0 = tail;
         Some(AliasRef {
-            kind: KINDS[usize::from(kind)],
+            kind: *KINDS.get(usize::from(kind))?,
             // Only `pack` writes these bytes, from `&str`s, cut at their own lengths.
             value: std::str::from_utf8(text).unwrap_or_default(),
         })
