@@ -103,11 +103,15 @@ fn serve(
             Step::Reply => send(&socket, &out, peer),
             Step::Drop => {}
             Step::Later(pending) => {
-                let (socket, handler) = (socket.clone(), handler.clone());
+                // Weak: a stopped server's socket closes now, not when its last upstream
+                // exchange ends; that answer then goes nowhere, as the server has stopped.
+                let (socket, handler) = (Arc::downgrade(&socket), handler.clone());
                 runtime.spawn(async move {
                     let mut out = Vec::new();
                     if handler.answer_later(pending, &mut out).await {
-                        send(&socket, &out, peer);
+                        if let Some(socket) = socket.upgrade() {
+                            send(&socket, &out, peer);
+                        }
                     }
                 });
             }

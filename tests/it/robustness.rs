@@ -4,6 +4,7 @@ use std::net::Ipv4Addr;
 use std::time::{Duration, Instant};
 
 use hickory_proto::op::{Message, ResponseCode};
+use hickory_proto::rr::RecordType;
 
 use crate::support::*;
 
@@ -142,10 +143,22 @@ async fn a_stale_answer_is_served_when_upstream_dies() {
 
 #[tokio::test]
 async fn a_stopped_server_lets_go_of_its_udp_port_at_once() {
-    let upstream = start_upstream().await;
-    let cordon = start_cordon(&upstream).await;
+    let black_hole = SlowUpstream::black_hole().await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = config(dir.path(), &[black_hole.addr]);
+    let cordon = start_cordon_with(dir, config).await;
     let port = cordon.dns;
-    still_serving(&cordon).await;
+    assert_eq!(
+        rcode(&ask(cordon.dns, "evil.test.").await),
+        ResponseCode::NXDomain
+    );
+    // A query left waiting on the silent upstream when the server stops.
+    let client = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let packet = query_message("www.allowed.test.", RecordType::A, false)
+        .to_vec()
+        .unwrap();
+    client.send_to(&packet, port).await.unwrap();
+    assert!(eventually(Duration::from_secs(2), || async { black_hole.count() >= 1 }).await);
     let Cordon { _running, dir, .. } = cordon;
     drop(_running);
     // Every UDP thread has ended and closed its socket: a socket without SO_REUSEPORT can
