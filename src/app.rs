@@ -46,8 +46,8 @@ pub enum StartError {
 
 /// A started server; dropping it stops every listener.
 pub struct Running {
-    /// Ended when this is dropped.
-    udp_threads: UdpThreads,
+    /// Stopped and joined when this is dropped.
+    _udp_threads: UdpThreads,
     pub dns_addrs: Vec<SocketAddr>,
     /// DoT, DoH and DoQ listeners, as bound.
     pub encrypted: EncryptedAddrs,
@@ -55,12 +55,6 @@ pub struct Running {
     pub control: Control,
     pub handler: Arc<Handler>,
     tasks: JoinSet<()>,
-}
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        self.udp_threads.stop();
-    }
 }
 
 impl Running {
@@ -187,7 +181,7 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         snapshot.categories.len()
     );
     Ok(Running {
-        udp_threads,
+        _udp_threads: udp_threads,
         dns_addrs,
         encrypted,
         http_addr,

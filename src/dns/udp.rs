@@ -54,6 +54,13 @@ impl UdpThreads {
     }
 }
 
+/// Dropped, the threads end: also when a server fails to start after some were spawned.
+impl Drop for UdpThreads {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
 /// Shuts the receive side: on Linux this wakes a thread blocked in `recvfrom` on an unconnected
 /// UDP socket, which then reads nothing (the call itself reports ENOTCONN, which is expected).
 /// An empty datagram to the socket's own address follows, should a kernel not wake it.

@@ -167,3 +167,19 @@ async fn a_stopped_server_lets_go_of_its_udp_port_at_once() {
     assert!(taken.is_ok(), "port still held: {taken:?}");
     drop(dir);
 }
+
+#[tokio::test]
+async fn a_server_that_fails_to_start_leaves_no_listener_behind() {
+    let upstream = start_upstream().await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = config(dir.path(), &[upstream.addr]);
+    let free = std::net::UdpSocket::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    // The first address binds; the second is not this host's, so the start fails there.
+    config.dns.listen = vec![free, "192.0.2.1:53".parse().unwrap()];
+    assert!(cordon::app::start(config).await.is_err());
+    let taken = std::net::UdpSocket::bind(free);
+    assert!(taken.is_ok(), "port still held: {taken:?}");
+}
