@@ -260,11 +260,11 @@ impl Cache {
         let hash = self.hasher.hash_one(answer.key());
         let now = now_secs() as u32;
         self.lines.insert(hash, answer, |e| {
-            let left = u64::from(e.lifetime()).saturating_sub(u64::from(e.age_at(now)));
-            if e.age_at(now) as u64 >= e.lifetime() as u64 + STALE_WINDOW {
+            let (age, lifetime) = (u64::from(e.age_at(now)), u64::from(e.lifetime()));
+            if age >= lifetime + STALE_WINDOW {
                 0
             } else {
-                left + 1
+                lifetime.saturating_sub(age) + 1
             }
         });
     }
