@@ -399,7 +399,7 @@ impl Writer {
             .bindings
             .iter()
             .filter(|(_, b)| b.seen < cutoff)
-            .map(|(a, b)| (*a, b.device))
+            .map(|(a, b)| (a, b.device))
             .collect();
         for (addr, device) in lapsed {
             let c = Change::Unbind { addr };

@@ -3,7 +3,7 @@
 //! then applied here: what is in memory is exactly what is durable.
 
 use std::collections::BTreeMap;
-use std::net::IpAddr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 pub use super::alias::{Alias, AliasIndex, AliasKind, AliasList, AliasRef};
 use crate::policy::DeviceId;
@@ -94,6 +94,49 @@ pub struct Binding {
     pub device: DeviceId,
     /// Seconds since the epoch of the last report.
     pub seen: i64,
+}
+
+/// Address -> binding, IPv4 keyed by its 32 bits: a tree entry of 20 bytes rather than the 33
+/// an `IpAddr` key makes, for a million bound Macs.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Bindings {
+    v4: BTreeMap<u32, Binding>,
+    v6: BTreeMap<u128, Binding>,
+}
+
+impl Bindings {
+    pub fn get(&self, addr: &IpAddr) -> Option<&Binding> {
+        match addr {
+            IpAddr::V4(a) => self.v4.get(&u32::from(*a)),
+            IpAddr::V6(a) => self.v6.get(&u128::from(*a)),
+        }
+    }
+
+    pub fn insert(&mut self, addr: IpAddr, binding: Binding) -> Option<Binding> {
+        match addr {
+            IpAddr::V4(a) => self.v4.insert(a.into(), binding),
+            IpAddr::V6(a) => self.v6.insert(a.into(), binding),
+        }
+    }
+
+    pub fn remove(&mut self, addr: &IpAddr) -> Option<Binding> {
+        match addr {
+            IpAddr::V4(a) => self.v4.remove(&u32::from(*a)),
+            IpAddr::V6(a) => self.v6.remove(&u128::from(*a)),
+        }
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = (IpAddr, &Binding)> {
+        let v4 = self
+            .v4
+            .iter()
+            .map(|(a, b)| (IpAddr::from(Ipv4Addr::from(*a)), b));
+        let v6 = self
+            .v6
+            .iter()
+            .map(|(a, b)| (IpAddr::from(Ipv6Addr::from(*a)), b));
+        v4.chain(v6)
+    }
 }
 
 /// One durable mutation.
@@ -229,7 +272,7 @@ pub struct State {
     pub devices: DeviceTable,
     /// Alias -> device, over the text in each device's [`AliasList`].
     pub aliases: AliasIndex,
-    pub bindings: BTreeMap<IpAddr, Binding>,
+    pub bindings: Bindings,
 
     /// UEM group key -> its name, as the MDM last told.
     pub group_names: BTreeMap<String, String>,
@@ -379,5 +422,31 @@ impl State {
             .get(&device)
             .map(|d| d.addresses.iter().copied().collect())
             .unwrap_or_default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bindings_of_both_families_come_back_in_address_order() {
+        let mut b = Bindings::default();
+        let at = |device| Binding {
+            device: DeviceId(device),
+            seen: 0,
+        };
+        let v6: IpAddr = "2001:db8::1".parse().unwrap();
+        let (v4, v4b): (IpAddr, IpAddr) =
+            ("10.0.0.9".parse().unwrap(), "10.0.0.2".parse().unwrap());
+        b.insert(v6, at(1));
+        b.insert(v4, at(2));
+        assert_eq!(b.insert(v4b, at(3)), None);
+        assert_eq!(b.insert(v4b, at(4)).map(|b| b.device), Some(DeviceId(3)));
+        let order: Vec<IpAddr> = b.iter().map(|(a, _)| a).collect();
+        assert_eq!(order, [v4b, v4, v6]);
+        assert_eq!(b.remove(&v4).map(|b| b.device), Some(DeviceId(2)));
+        assert_eq!(b.get(&v4), None);
+        assert_eq!(b.get(&v6).map(|b| b.device), Some(DeviceId(1)));
     }
 }

@@ -37,7 +37,7 @@ impl View {
         view.devices.bindings = state
             .bindings
             .iter()
-            .map(|(addr, b)| (*addr, b.device))
+            .map(|(addr, b)| (addr, b.device))
             .collect();
         let mut table = PrefixTable::new();
         for s in statics {
