@@ -285,14 +285,6 @@ impl AliasIndex {
             }
         }
     }
-
-    pub fn len(&self) -> usize {
-        self.slots.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.slots.is_empty()
-    }
 }
 
 fn holds<'d>(

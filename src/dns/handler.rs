@@ -261,7 +261,7 @@ impl Handler {
         if identity.token != TokenOutcome::Absent {
             self.tokens[identity.token as usize].inc();
         }
-        let mut key = [0u8; 260];
+        let mut key: KeyBuf = [0u8; 260];
         let key = cache::key(&q, &mut key);
         let probe = self.cache.probe(key);
         let decision = decide(snapshot, identity.group, &q.name);
