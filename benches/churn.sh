@@ -15,7 +15,7 @@ CONF
 taskset -c 1 dnsperf -s 127.0.0.1 -p $DNS_PORT -d "$DATA/allowed.txt" -n 1 -q 100 > /dev/null 2>&1
 qps() { taskset -c 1 dnsperf -s 127.0.0.1 -p $DNS_PORT -d "$DATA/mixed.txt" -l "$DURATION" -c 20 -q 500 2>&1 | awk '/Queries per second:/{printf "%.0f", $4}'; }
 quiet=$(qps)
-FIX=$ROOT/../shared/fixtures/jamf
+FIX=$ROOT/tests/fixtures/jamf
 taskset -c 1 python3 - "$HTTP_PORT" "$FIX" "$RATE" "$((DURATION + 5))" > "$W/churn.out" <<'PY' & CHURN=$!
 import sys, time, urllib.request
 port, fix, rate, secs = int(sys.argv[1]), sys.argv[2], int(sys.argv[3]), int(sys.argv[4])

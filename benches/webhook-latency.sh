@@ -14,6 +14,6 @@ webhook_tokens = ["bench-token"]
 CONF
 taskset -c 1 dnsperf -s 127.0.0.1 -p $DNS_PORT -d "$DATA/mixed.txt" -Q "$QPS" -l 600 -c 20 > "$W/dnsperf.txt" 2>&1 & DNSPERF=$!; BG_PIDS+=("$DNSPERF")
 sleep 2
-taskset -c 1 python3 benches/webhook_latency.py $HTTP_PORT $DNS_PORT bench-token "$ROOT/../shared/fixtures/jamf" "$ROUNDS"
+taskset -c 1 python3 benches/webhook_latency.py $HTTP_PORT $DNS_PORT bench-token "$ROOT/tests/fixtures/jamf" "$ROUNDS"
 kill -INT $DNSPERF; wait $DNSPERF 2>/dev/null || true
 grep -E "Queries per second|Queries lost" "$W/dnsperf.txt" || true

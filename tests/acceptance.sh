@@ -97,7 +97,7 @@ out=$("$BIN" explain --config "$WORK/cordon.toml" --client 10.0.0.1 malware.cord
 grep -q "decision:   block: category malware" <<<"$out" && pass "cordon explain" || fail "explain: $out"
 
 # --- Jamf webhooks: check-in binds the Mac's address, the group event isolates it ---
-FIX=$ROOT/../shared/fixtures/jamf
+FIX=$ROOT/tests/fixtures/jamf
 post() { curl -s -o "$WORK/post.out" -w '%{http_code}' -H 'Authorization: Bearer acceptance-webhook-token' \
            -H 'Content-Type: application/json' --data-binary @- "http://127.0.0.1:$HTTP_PORT/webhooks/jamf"; }
 mac=127.0.0.42   # the fixture's 10.20.30.142, moved onto loopback

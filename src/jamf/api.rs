@@ -437,11 +437,11 @@ mod tests {
 
     const URL: &str = "https://example.jamfcloud.com/x";
     const CLASSIC_GROUP: &str =
-        include_str!("../../../shared/fixtures/jamf/classic-computergroup.json");
-    const INVENTORY: &str = include_str!("../../../shared/fixtures/jamf/computers-inventory.json");
-    const TOKEN: &str = include_str!("../../../shared/fixtures/jamf/oauth-token.json");
+        include_str!("../../tests/fixtures/jamf/classic-computergroup.json");
+    const INVENTORY: &str = include_str!("../../tests/fixtures/jamf/computers-inventory.json");
+    const TOKEN: &str = include_str!("../../tests/fixtures/jamf/oauth-token.json");
     const SMART_V2: &str =
-        include_str!("../../../shared/fixtures/jamf/smart-group-membership-v2.json");
+        include_str!("../../tests/fixtures/jamf/smart-group-membership-v2.json");
 
     fn members(body: &str) -> Result<Vec<i64>, JamfApiError> {
         parse_group_members(body.as_bytes(), URL, "computer_group", "computers")

@@ -1,6 +1,6 @@
 //! Jamf Pro webhook bodies, parsed into the events Cordon acts on, tolerant of what real senders vary.
 //!
-//! The rules (shared/fixtures/README.md): route on `webhook.webhookEvent` only, never on
+//! The rules (tests/fixtures/README.md): route on `webhook.webhookEvent` only, never on
 //! `event.computer`; every `event` field may be missing or null and missing lists are empty;
 //! the id key is `jssid` or `jssID` in either place; ids may be numbers or strings;
 //! `eventTimestamp` may be milliseconds or seconds; console test events carry a `(TEST)` suffix;
@@ -510,22 +510,22 @@ mod tests {
     use super::*;
 
     const GROUP_ADDED: &str =
-        include_str!("../../../shared/fixtures/jamf/smart-group-computer-added.json");
+        include_str!("../../tests/fixtures/jamf/smart-group-computer-added.json");
     const GROUP_REMOVED: &str =
-        include_str!("../../../shared/fixtures/jamf/smart-group-computer-removed.json");
+        include_str!("../../tests/fixtures/jamf/smart-group-computer-removed.json");
     const GROUP_LEGACY: &str =
-        include_str!("../../../shared/fixtures/jamf/smart-group-computer-legacy.json");
+        include_str!("../../tests/fixtures/jamf/smart-group-computer-legacy.json");
     const MOBILE_GROUP_ADDED: &str =
-        include_str!("../../../shared/fixtures/jamf/smart-group-mobile-added.json");
-    const CHECKIN: &str = include_str!("../../../shared/fixtures/jamf/computer-checkin.json");
+        include_str!("../../tests/fixtures/jamf/smart-group-mobile-added.json");
+    const CHECKIN: &str = include_str!("../../tests/fixtures/jamf/computer-checkin.json");
     const INVENTORY: &str =
-        include_str!("../../../shared/fixtures/jamf/computer-inventory-completed.json");
+        include_str!("../../tests/fixtures/jamf/computer-inventory-completed.json");
     // Jamf Pro API answers, not webhook bodies: they sit in the same folder.
     const API_ANSWERS: &[&str] = &[
-        include_str!("../../../shared/fixtures/jamf/classic-computergroup.json"),
-        include_str!("../../../shared/fixtures/jamf/computers-inventory.json"),
-        include_str!("../../../shared/fixtures/jamf/oauth-token.json"),
-        include_str!("../../../shared/fixtures/jamf/smart-group-membership-v2.json"),
+        include_str!("../../tests/fixtures/jamf/classic-computergroup.json"),
+        include_str!("../../tests/fixtures/jamf/computers-inventory.json"),
+        include_str!("../../tests/fixtures/jamf/oauth-token.json"),
+        include_str!("../../tests/fixtures/jamf/smart-group-membership-v2.json"),
     ];
 
     fn ok(body: &str) -> Envelope {

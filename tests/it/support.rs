@@ -509,10 +509,10 @@ pub fn assert_json_error(status: u16, answer: &str, expected: u16) {
     );
 }
 
-/// A fixture from ../shared/fixtures/jamf, with `edits` applied as (from, to) replacements.
+/// A fixture from tests/fixtures/jamf, with `edits` applied as (from, to) replacements.
 pub fn fixture(name: &str, edits: &[(&str, &str)]) -> String {
     let path = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../shared/fixtures/jamf")
+        .join("tests/fixtures/jamf")
         .join(name);
     let mut text =
         std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
