@@ -13,12 +13,7 @@ use criterion::{criterion_group, criterion_main, Criterion};
 
 use cordon::control::state::{Alias, AliasKind, Change, State};
 use cordon::control::view::View;
-use cordon::dns::cache::{Cache, CacheLimits};
-use cordon::dns::handler::Handler;
-use cordon::dns::upstream::Upstreams;
-use cordon::identity::IdentityRules;
-use cordon::metrics::Metrics;
-use cordon::policy::{DeviceId, PolicyParts, PolicySet};
+use cordon::policy::{DeviceId, PolicyParts, PolicySet, Published};
 
 const GROUP: &str = "jamf:computer-group:42";
 
@@ -43,22 +38,22 @@ fn fleet(n: u32) -> State {
         let id = DeviceId(i as u64 + 1);
         let addr = IpAddr::V4(Ipv4Addr::from(0x0A00_0000 + i));
         let mut changes = vec![
-            Change::CreateDevice {
-                id,
+            Change::DeviceAdded {
+                device: id,
                 label: format!("MAC-{i:07}"),
             },
-            Change::SetAlias {
+            Change::AliasSeen {
                 alias: Alias::new(AliasKind::Serial, &format!("C02{i:09}")),
                 device: id,
             },
-            Change::Bind {
+            Change::BindingSeen {
                 addr,
                 device: id,
-                seen: 0,
+                at: 0,
             },
         ];
         if i % 100 == 0 {
-            changes.push(Change::AddMembership {
+            changes.push(Change::MembershipSet {
                 device: id,
                 group: GROUP.into(),
             });
@@ -83,7 +78,6 @@ fn rss_kib() -> u64 {
 
 fn bench_publish(c: &mut Criterion) {
     let (set, _dir) = policies();
-    let metrics = Arc::new(Metrics::new());
     let mut group = c.benchmark_group("publish_one_membership_change");
     group.measurement_time(Duration::from_secs(5));
     for n in [10_000u32, 100_000, 1_000_000] {
@@ -99,21 +93,8 @@ fn bench_publish(c: &mut Criterion) {
             after_state.saturating_sub(before) / 1024,
             rss_kib().saturating_sub(after_state) / 1024
         );
-        let cache = Cache::new(CacheLimits {
-            max_entries: 16,
-            min_ttl: 0,
-            max_ttl: 60,
-            serve_stale: false,
-        });
-        let upstreams = Upstreams::new(Vec::new(), Duration::from_secs(1), &metrics);
         let first = parts.snapshot(view.devices.clone(), view.statics.clone(), 0);
-        let handler = Handler::new(
-            Arc::new(first),
-            cache,
-            upstreams,
-            IdentityRules::source_only(),
-            metrics.clone(),
-        );
+        let published = Published::new(first);
         let mut k = 0u32;
         let mut version = 0;
         group.bench_function(format!("{}k_devices", n / 1000), |b| {
@@ -122,12 +103,12 @@ fn bench_publish(c: &mut Criterion) {
                 let device = DeviceId(k as u64 + 1);
                 let member = state.devices[&device].memberships.contains(GROUP);
                 let change = if member {
-                    Change::RemoveMembership {
+                    Change::MembershipUnset {
                         device,
                         group: GROUP.into(),
                     }
                 } else {
-                    Change::AddMembership {
+                    Change::MembershipSet {
                         device,
                         group: GROUP.into(),
                     }
@@ -136,8 +117,8 @@ fn bench_publish(c: &mut Criterion) {
                 view.apply(&parts, &state, &change);
                 version += 1;
                 let snapshot = parts.snapshot(view.devices.clone(), view.statics.clone(), version);
-                handler.publish(Arc::new(snapshot));
-                black_box(&handler);
+                published.publish(Arc::new(snapshot));
+                black_box(&published);
             })
         });
     }

@@ -11,6 +11,7 @@ use crate::api::{self, AppState};
 use crate::config::Config;
 use crate::control::store::Store;
 use crate::control::Control;
+use crate::control::SystemClock;
 use crate::control::WriterConfig;
 use crate::dns::cache::{Cache, CacheLimits};
 use crate::dns::handler::Handler;
@@ -19,11 +20,12 @@ use crate::dns::upstream::Upstreams;
 use crate::dns::{doh, doq, dot, server};
 use crate::jamf::api::JamfConfig;
 use crate::jamf::sync::JamfSync;
+use crate::jamf::webhook::Webhooks;
 use crate::metrics::Metrics;
 use crate::policy::build::PolicyParts;
 use crate::policy::cidr::PrefixTable;
 use crate::policy::snapshot::Devices;
-use crate::policy::{PolicyErrors, PolicySet};
+use crate::policy::{PolicyErrors, PolicySet, Published};
 use crate::tls::CertStore;
 use quinn::crypto::rustls::QuicServerConfig;
 use tokio_rustls::TlsAcceptor;
@@ -54,6 +56,7 @@ pub struct Running {
     pub http_addr: Option<SocketAddr>,
     pub control: Control,
     pub handler: Arc<Handler>,
+    pub published: Arc<Published>,
     tasks: JoinSet<()>,
 }
 
@@ -93,8 +96,9 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         Duration::from_millis(config.upstream.timeout_ms),
         &metrics,
     );
+    let published = Arc::new(Published::new(empty));
     let handler = Arc::new(Handler::new(
-        Arc::new(empty),
+        published.clone(),
         cache,
         upstreams,
         config.identity_rules().map_err(StartError::Config)?,
@@ -108,10 +112,11 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         shared_networks: config.shared_networks().map_err(StartError::Config)?,
         binding_lifetime: Duration::from_secs(config.identity.binding_lifetime_s),
         critical: config.devices.critical.clone(),
+        clock: Arc::new(SystemClock),
     };
-    let control = Control::start(writer, store, set, handler.clone(), metrics.clone())
+    let control = Control::start(writer, store, set, published.clone(), metrics.clone())
         .map_err(|e| StartError::Store(e.to_string()))?;
-    let snapshot = handler.snapshot();
+    let snapshot = published.get();
     let jamf = (!config.jamf.url.is_empty()).then(|| {
         let sync = JamfSync::new(
             JamfConfig {
@@ -151,12 +156,13 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
                 .map_err(|error| StartError::Bind { addr, error })?;
             let state = AppState {
                 control: control.clone(),
+                published: published.clone(),
                 handler: handler.clone(),
+                jamf: Webhooks::new(control.clone(), metrics.clone(), jamf.clone()),
                 metrics,
                 ready: ready.clone(),
                 admins: Arc::new(config.auth.admin.clone()),
                 webhook_tokens: Arc::new(config.auth.webhook_tokens.clone()),
-                jamf: jamf.clone(),
             };
             let app = api::router(state);
             tasks.spawn(async move {
@@ -187,6 +193,7 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         http_addr,
         control,
         handler,
+        published,
         tasks,
     })
 }

@@ -40,7 +40,7 @@ pub async fn status(
     headers: HeaderMap,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     require(&headers, &state.admins, Role::Viewer)?;
-    let snapshot = state.handler.snapshot();
+    let snapshot = state.published.get();
     let reload = state.control.status();
     Ok(Json(serde_json::json!({
         "snapshot_version": snapshot.version,
@@ -68,7 +68,7 @@ pub async fn explain(
         None => IpAddr::from([127, 0, 0, 1]),
     };
     let qtype = params.get("type").map_or("A", String::as_str);
-    let snapshot = state.handler.snapshot();
+    let snapshot = state.published.get();
     let device = params
         .get("device")
         .map(String::as_str)

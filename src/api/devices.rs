@@ -25,8 +25,9 @@ impl From<ApplyError> for ApiError {
             ApplyError::UnknownDevice(_) | ApplyError::UnknownApproval(_) => StatusCode::NOT_FOUND,
             ApplyError::NeedsApproval(_) => StatusCode::CONFLICT,
             ApplyError::SameApprover => StatusCode::FORBIDDEN,
-            ApplyError::Store(_) | ApplyError::Internal => StatusCode::INTERNAL_SERVER_ERROR,
-            ApplyError::Stopped => StatusCode::SERVICE_UNAVAILABLE,
+            ApplyError::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+            // Nothing was applied and a retry may well succeed.
+            ApplyError::Store(_) | ApplyError::Stopped => StatusCode::SERVICE_UNAVAILABLE,
         };
         ApiError::new(status, e.to_string())
     }
@@ -42,12 +43,7 @@ async fn ask(state: &AppState, query: Query) -> Result<serde_json::Value, ApiErr
         QueryReply::Device(d) => serde_json::to_value(d),
         QueryReply::Devices(list) => serde_json::to_value(list),
         QueryReply::Timeline(events) => serde_json::to_value(events),
-        QueryReply::Groups(groups) => serde_json::to_value(
-            groups
-                .iter()
-                .map(|(k, id)| format!("{k:?}:{id}"))
-                .collect::<Vec<_>>(),
-        ),
+        QueryReply::Groups(keys) => serde_json::to_value(keys),
     };
     value.map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))
 }
@@ -249,7 +245,7 @@ pub async fn approve(
 /// POST /v1/reconcile: reconcile every mapped Jamf group now.
 pub async fn reconcile(State(state): State<AppState>, headers: HeaderMap) -> Reply {
     require(&headers, &state.admins, Role::Admin)?;
-    let sync = state.jamf.as_ref().ok_or_else(|| {
+    let sync = state.jamf.sync().ok_or_else(|| {
         ApiError::new(
             StatusCode::CONFLICT,
             "the Jamf Pro API is not configured ([jamf] url)",

@@ -1,5 +1,6 @@
-//! The HTTP API (axum): health, metrics, webhooks and the admin endpoints. Handlers read
-//! snapshots and send commands to the control plane; they never change state themselves.
+//! The HTTP API (axum): health, metrics, webhooks and the admin endpoints. Handlers check who
+//! asks and what they sent, read snapshots, and send commands to the control plane (or hand a
+//! vendor's webhook to its adapter); they never change state themselves.
 
 pub mod admin;
 pub mod auth;
@@ -21,21 +22,25 @@ use axum::Router;
 use crate::config::AdminToken;
 use crate::control::Control;
 use crate::dns::handler::Handler;
-use crate::jamf::sync::JamfSync;
+use crate::jamf::webhook::Webhooks;
 use crate::metrics::Metrics;
+use crate::policy::Published;
 
 /// What every HTTP handler may reach.
 #[derive(Clone)]
 pub struct AppState {
     pub control: Control,
+    /// The snapshot in force, for status and explain.
+    pub published: Arc<Published>,
+    /// The query path, for its cache's size at a scrape.
     pub handler: Arc<Handler>,
     pub metrics: Arc<Metrics>,
     /// Set once the first snapshot is published and every listener is open.
     pub ready: Arc<AtomicBool>,
     pub admins: Arc<Vec<AdminToken>>,
     pub webhook_tokens: Arc<Vec<String>>,
-    /// The Jamf Pro API, when configured.
-    pub jamf: Option<Arc<JamfSync>>,
+    /// Jamf Pro's webhooks, and its API when configured.
+    pub jamf: Webhooks,
 }
 
 pub fn router(state: AppState) -> Router {

@@ -82,17 +82,6 @@ impl Alias {
         }
     }
 
-    pub fn jamf(kind: crate::jamf::events::DeviceKind, id: i64) -> Alias {
-        match kind {
-            crate::jamf::events::DeviceKind::Computer => {
-                Alias::new(AliasKind::JamfComputer, &id.to_string())
-            }
-            crate::jamf::events::DeviceKind::Mobile => {
-                Alias::new(AliasKind::JamfMobile, &id.to_string())
-            }
-        }
-    }
-
     /// Parses `kind:value`, or a bare value as a [`AliasKind::Name`].
     pub fn parse(text: &str) -> Alias {
         match text
@@ -117,8 +106,25 @@ impl Alias {
     }
 }
 
+/// Written as its key, `kind:value`.
+impl serde::Serialize for Alias {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(&format_args!("{}:{}", self.kind.as_str(), self.value))
+    }
+}
+
+/// Read back strictly: a known kind, a colon, the value.
+impl<'de> serde::Deserialize<'de> for Alias {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let text = <std::borrow::Cow<'de, str>>::deserialize(d)?;
+        text.split_once(':')
+            .and_then(|(kind, value)| Some(Alias::new(AliasKind::parse(kind)?, value)))
+            .ok_or_else(|| serde::de::Error::custom(format!("\"{text}\" is not kind:value")))
+    }
+}
+
 /// An alias borrowed from where it is kept.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct AliasRef<'a> {
     pub kind: AliasKind,
     pub value: &'a str,

@@ -1,11 +1,12 @@
 //! Read-only questions about devices, answered from the writer's state and the store.
 
+use std::collections::BTreeSet;
 use std::net::IpAddr;
 
-use super::commands::{ApplyError, DeviceInfo, Query, QueryReply};
+use super::command::{ApplyError, DeviceInfo, Query, QueryReply};
 use super::view::group_of;
-use super::writer::{parse_group_key, Writer};
-use crate::jamf::events::DeviceKind;
+use super::writer::Writer;
+use crate::policy::build::names_group;
 use crate::policy::DeviceId;
 
 impl Writer {
@@ -33,34 +34,25 @@ impl Writer {
                 Ok(QueryReply::Devices(list))
             }
             Query::MappedGroups => {
-                let mut groups = Vec::new();
-                for g in self.parts.groups.iter() {
-                    for u in &g.uem_groups {
-                        groups.extend(parse_group_key(u).or_else(|| self.named_group(u)));
-                    }
+                let mut keys = BTreeSet::new();
+                for mapped in self.parts.groups.iter().flat_map(|g| &g.uem_groups) {
+                    match self.named(mapped) {
+                        Some(key) => keys.insert(key.to_string()),
+                        None => keys.insert(mapped.clone()),
+                    };
                 }
-                groups.sort();
-                groups.dedup();
-                Ok(QueryReply::Groups(groups))
+                Ok(QueryReply::Groups(keys.into_iter().collect()))
             }
         }
     }
 
-    /// `jamf:computer-group-name:X` as a group id, when the MDM has told us X's id.
-    fn named_group(&self, uem: &str) -> Option<(DeviceKind, i64)> {
-        let (prefix, kind) = if let Some(n) = uem.strip_prefix("jamf:computer-group-name:") {
-            (n, "jamf:computer-group:")
-        } else {
-            (
-                uem.strip_prefix("jamf:mobile-group-name:")?,
-                "jamf:mobile-group:",
-            )
-        };
+    /// The key of the UEM group that `mapped` names by name, when the MDM has told its name.
+    fn named(&self, mapped: &str) -> Option<&str> {
         self.state
             .group_names
             .iter()
-            .find(|(k, name)| k.starts_with(kind) && name.as_str() == prefix)
-            .and_then(|(k, _)| parse_group_key(k))
+            .find(|(key, name)| names_group(mapped, key, name))
+            .map(|(key, _)| key.as_str())
     }
 
     fn info(&self, device: DeviceId) -> DeviceInfo {

@@ -1,20 +1,23 @@
 //! The writer's model of devices: aliases, UEM-group memberships, address bindings, isolation
-//! holds. Every mutation is a [`Change`], so that the same list is committed to the store and
-//! then applied here: what is in memory is exactly what is durable.
+//! holds, pending approvals. Every mutation is a [`Change`], so that the same list is committed
+//! to the store and then applied here: what is in memory is exactly what is durable, and a
+//! replay of the changes rebuilds it.
 
 use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 pub use super::alias::{Alias, AliasIndex, AliasKind, AliasList, AliasRef};
+pub use super::change::{AuditEvent, Change, Hold};
 use crate::policy::DeviceId;
 
-/// A manual isolation.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
-pub struct Hold {
-    pub reason: String,
-    pub ticket: String,
-    pub by: String,
-    pub at: i64,
+/// A pending approval lapses after an hour: a stale one must not isolate a device later.
+pub const APPROVAL_LIFETIME: i64 = 3600;
+
+/// A manual isolation of a critical device, waiting for a second admin.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Pending {
+    pub device: DeviceId,
+    pub hold: Hold,
 }
 
 /// A set kept as a sorted boxed slice: a device has a handful of UEM groups and
@@ -139,63 +142,6 @@ impl Bindings {
     }
 }
 
-/// One durable mutation.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Change {
-    CreateDevice {
-        id: DeviceId,
-        label: String,
-    },
-    SetLabel {
-        id: DeviceId,
-        label: String,
-    },
-    /// Attaches an alias, taking it from any other device that had it.
-    SetAlias {
-        alias: Alias,
-        device: DeviceId,
-    },
-    AddMembership {
-        device: DeviceId,
-        group: String,
-    },
-    RemoveMembership {
-        device: DeviceId,
-        group: String,
-    },
-    GroupName {
-        group: String,
-        name: String,
-    },
-    Bind {
-        addr: IpAddr,
-        device: DeviceId,
-        seen: i64,
-    },
-    Unbind {
-        addr: IpAddr,
-    },
-    SetHold {
-        device: DeviceId,
-        hold: Option<Hold>,
-    },
-    SetCritical {
-        device: DeviceId,
-        critical: bool,
-    },
-}
-
-/// An audit record: who changed what on which device, and why.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
-pub struct AuditEvent {
-    pub at: i64,
-    pub device: Option<DeviceId>,
-    pub actor: String,
-    pub action: String,
-    pub detail: String,
-    pub reason: String,
-}
-
 /// Devices by id in a vector: the writer allocates ids densely from 1 and never frees one, so
 /// a slot per id costs less than any map (a `BTreeMap` of devices filled in id order leaves its
 /// nodes half empty: twice the bytes).
@@ -276,6 +222,8 @@ pub struct State {
 
     /// UEM group key -> its name, as the MDM last told.
     pub group_names: BTreeMap<String, String>,
+    /// Isolations of critical devices waiting for a second admin, by approval number.
+    pub approvals: BTreeMap<u64, Pending>,
     pub next_id: u64,
 }
 
@@ -325,11 +273,11 @@ impl State {
             }
             let id = self.allocate();
             for c in [
-                Change::CreateDevice {
-                    id,
+                Change::DeviceAdded {
+                    device: id,
                     label: name.to_string(),
                 },
-                Change::SetAlias {
+                Change::AliasSeen {
                     alias: Alias::parse(name),
                     device: id,
                 },
@@ -349,16 +297,16 @@ impl State {
 
     pub fn apply(&mut self, change: &Change) {
         match change {
-            Change::CreateDevice { id, label } => {
-                self.next_id = self.next_id.max(id.0);
-                self.devices.get_or_insert(*id).label = label.as_str().into();
+            Change::DeviceAdded { device, label } => {
+                self.next_id = self.next_id.max(device.0);
+                self.devices.get_or_insert(*device).label = label.as_str().into();
             }
-            Change::SetLabel { id, label } => {
-                if let Some(d) = self.devices.get_mut(id) {
+            Change::LabelSet { device, label } => {
+                if let Some(d) = self.devices.get_mut(device) {
                     d.label = label.as_str().into();
                 }
             }
-            Change::SetAlias { alias, device } => {
+            Change::AliasSeen { alias, device } => {
                 let alias = alias.as_ref();
                 let devices = &self.devices;
                 let old = self
@@ -369,41 +317,63 @@ impl State {
                 }
                 self.devices.get_or_insert(*device).aliases.insert(alias);
             }
-            Change::AddMembership { device, group } => {
+            Change::MembershipSet { device, group } => {
                 self.devices
                     .get_or_insert(*device)
                     .memberships
                     .insert(group.clone());
             }
-            Change::RemoveMembership { device, group } => {
+            Change::MembershipUnset { device, group } => {
                 if let Some(d) = self.devices.get_mut(device) {
                     d.memberships.remove(group);
                 }
             }
-            Change::GroupName { group, name } => {
+            Change::GroupNamed { group, name } => {
                 self.group_names.insert(group.clone(), name.clone());
             }
-            Change::Bind { addr, device, seen } => {
+            Change::BindingSeen { addr, device, at } => {
                 self.unbind(addr);
                 self.bindings.insert(
                     *addr,
                     Binding {
                         device: *device,
-                        seen: *seen,
+                        seen: *at,
                     },
                 );
                 self.devices.get_or_insert(*device).addresses.insert(*addr);
             }
-            Change::Unbind { addr } => self.unbind(addr),
-            Change::SetHold { device, hold } => {
+            Change::BindingLapsed { addr } => self.unbind(addr),
+            Change::HoldPlaced { device, hold } => {
                 if let Some(d) = self.devices.get_mut(device) {
-                    d.hold = hold.clone().map(Box::new);
+                    d.hold = Some(Box::new(hold.clone()));
                 }
             }
-            Change::SetCritical { device, critical } => {
+            Change::HoldReleased { device } => {
+                if let Some(d) = self.devices.get_mut(device) {
+                    d.hold = None;
+                }
+            }
+            Change::CriticalSet { device, critical } => {
                 if let Some(d) = self.devices.get_mut(device) {
                     d.critical = *critical;
                 }
+            }
+            Change::ApprovalRequested {
+                approval,
+                device,
+                hold,
+            } => {
+                // Lapsed requests go as a new one comes: by its time, so a replay drops the same.
+                self.approvals
+                    .retain(|_, p| hold.at - p.hold.at < APPROVAL_LIFETIME);
+                let pending = Pending {
+                    device: *device,
+                    hold: hold.clone(),
+                };
+                self.approvals.insert(*approval, pending);
+            }
+            Change::ApprovalGranted { approval } => {
+                self.approvals.remove(approval);
             }
         }
     }

@@ -1,5 +1,7 @@
-//! The embedded store: one SQLite file (WAL) holding devices, aliases, memberships, bindings and
-//! an append-only audit log. Only the writer touches it; a batch of changes is one transaction.
+//! The embedded store: one SQLite file (WAL) holding devices, aliases, memberships, bindings,
+//! pending approvals, an append-only audit log and the change log. Only the writer touches it; a
+//! batch of changes is one transaction, which writes the state tables and appends each change,
+//! as the neutral value it is, to the `changes` log.
 
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
@@ -7,6 +9,7 @@ use std::path::{Path, PathBuf};
 use rusqlite::{params, Connection, Transaction};
 
 use super::state::{Alias, AliasKind, AuditEvent, Change, Hold, State};
+use super::Clock;
 use crate::policy::DeviceId;
 
 /// A store that cannot be opened, read or written.
@@ -55,7 +58,21 @@ CREATE TABLE IF NOT EXISTS audit (
     reason TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS audit_device ON audit (device, id);
+CREATE TABLE IF NOT EXISTS approvals (
+    id INTEGER PRIMARY KEY,
+    device INTEGER NOT NULL REFERENCES devices(id),
+    reason TEXT NOT NULL, ticket TEXT NOT NULL, by TEXT NOT NULL, at INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS changes (
+    id INTEGER PRIMARY KEY,
+    at INTEGER NOT NULL,
+    change TEXT NOT NULL
+);
 ";
+
+/// How many changes the log keeps: enough to replay any recent stretch, bounded so that hourly
+/// binding refreshes of a large fleet do not grow the file without end.
+const CHANGE_LOG_KEEP: i64 = 1_000_000;
 
 impl Store {
     /// Opens (creating if need be) the store at `path`.
@@ -126,12 +143,14 @@ impl Store {
         })?;
         for row in rows {
             let (id, label, critical, hold) = row?;
-            state.apply(&Change::CreateDevice { id, label });
-            state.apply(&Change::SetCritical {
+            state.apply(&Change::DeviceAdded { device: id, label });
+            state.apply(&Change::CriticalSet {
                 device: id,
                 critical,
             });
-            state.apply(&Change::SetHold { device: id, hold });
+            if let Some(hold) = hold {
+                state.apply(&Change::HoldPlaced { device: id, hold });
+            }
         }
         let mut stmt = self
             .conn
@@ -148,7 +167,7 @@ impl Store {
                 continue;
             };
             let kind = AliasKind::parse(&kind).unwrap_or(AliasKind::Name);
-            state.apply(&Change::SetAlias {
+            state.apply(&Change::AliasSeen {
                 alias: Alias::new(kind, &value),
                 device,
             });
@@ -159,13 +178,13 @@ impl Store {
         for row in stmt.query_map([], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?)))? {
             let (device, group) = row?;
             if let Some(device) = known(&state, device) {
-                state.apply(&Change::AddMembership { device, group });
+                state.apply(&Change::MembershipSet { device, group });
             }
         }
         let mut stmt = self.conn.prepare("SELECT key, name FROM uem_groups")?;
         for row in stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))? {
             let (group, name) = row?;
-            state.apply(&Change::GroupName { group, name });
+            state.apply(&Change::GroupNamed { group, name });
         }
         let mut stmt = self
             .conn
@@ -179,18 +198,61 @@ impl Store {
         })? {
             let (addr, device, seen) = row?;
             if let (Ok(addr), Some(device)) = (addr.parse::<IpAddr>(), known(&state, device)) {
-                state.apply(&Change::Bind { addr, device, seen });
+                state.apply(&Change::BindingSeen {
+                    addr,
+                    device,
+                    at: seen,
+                });
+            }
+        }
+        let mut stmt = self
+            .conn
+            .prepare("SELECT id, device, reason, ticket, by, at FROM approvals ORDER BY at")?;
+        for row in stmt.query_map([], |r| {
+            let hold = Hold {
+                reason: r.get(2)?,
+                ticket: r.get(3)?,
+                by: r.get(4)?,
+                at: r.get(5)?,
+            };
+            Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?, hold))
+        })? {
+            let (approval, device, hold) = row?;
+            if let Some(device) = known(&state, device) {
+                state.apply(&Change::ApprovalRequested {
+                    approval: approval as u64,
+                    device,
+                    hold,
+                });
             }
         }
         Ok(state)
     }
 
-    /// Commits `changes` and `audit` as one transaction.
-    pub fn commit(&mut self, changes: &[Change], audit: &[AuditEvent]) -> Result<(), StoreError> {
+    /// Commits `changes` and `audit` as one transaction, the changes also to the change log.
+    pub fn commit(
+        &mut self,
+        changes: &[Change],
+        audit: &[AuditEvent],
+        clock: &dyn Clock,
+    ) -> Result<(), StoreError> {
         let result = (|| {
             let tx = self.conn.transaction()?;
             for c in changes {
                 write_change(&tx, c)?;
+                let text = serde_json::to_string(c)
+                    .map_err(|e| rusqlite::Error::ToSqlConversionFailure(Box::new(e)))?;
+                tx.execute(
+                    "INSERT INTO changes (at, change) VALUES (?1, ?2)",
+                    params![clock.now(), text],
+                )?;
+            }
+            if !changes.is_empty() {
+                let last = tx.last_insert_rowid();
+                tx.execute(
+                    "DELETE FROM changes WHERE id <= ?1",
+                    [last - CHANGE_LOG_KEEP],
+                )?;
             }
             for a in audit {
                 tx.execute(
@@ -201,6 +263,28 @@ impl Store {
             tx.commit()
         })();
         result.map_err(|e| self.err(e))
+    }
+
+    /// The logged changes after `after`, oldest first, with their log ids.
+    pub fn changes_after(&self, after: i64) -> Result<Vec<(i64, Change)>, StoreError> {
+        let read = || -> rusqlite::Result<Vec<(i64, Change)>> {
+            let mut stmt = self
+                .conn
+                .prepare("SELECT id, change FROM changes WHERE id > ?1 ORDER BY id")?;
+            let rows = stmt.query_map([after], |r| {
+                let text: String = r.get(1)?;
+                let change = serde_json::from_str(&text).map_err(|e| {
+                    rusqlite::Error::FromSqlConversionFailure(
+                        1,
+                        rusqlite::types::Type::Text,
+                        Box::new(e),
+                    )
+                })?;
+                Ok((r.get(0)?, change))
+            })?;
+            rows.collect()
+        };
+        read().map_err(|e| self.err(e))
     }
 
     /// The audit events of `device`, newest first.
@@ -226,69 +310,91 @@ impl Store {
 }
 
 fn write_change(tx: &Transaction<'_>, change: &Change) -> rusqlite::Result<()> {
+    let hold_sql = "UPDATE devices SET hold_reason = ?2, hold_ticket = ?3, hold_by = ?4, hold_at = ?5 WHERE id = ?1";
     match change {
-        Change::CreateDevice { id, label } => {
+        Change::DeviceAdded { device, label } => {
             tx.execute(
                 "INSERT OR IGNORE INTO devices (id, label) VALUES (?1, ?2)",
-                params![id.0 as i64, label],
+                params![device.0 as i64, label],
             )?;
         }
-        Change::SetLabel { id, label } => {
+        Change::LabelSet { device, label } => {
             tx.execute(
                 "UPDATE devices SET label = ?2 WHERE id = ?1",
-                params![id.0 as i64, label],
+                params![device.0 as i64, label],
             )?;
         }
-        Change::SetAlias { alias, device } => {
+        Change::AliasSeen { alias, device } => {
             tx.execute(
                 "INSERT INTO aliases (kind, value, device) VALUES (?1, ?2, ?3)
                  ON CONFLICT (kind, value) DO UPDATE SET device = excluded.device",
                 params![alias.kind.as_str(), alias.value, device.0 as i64],
             )?;
         }
-        Change::AddMembership { device, group } => {
+        Change::MembershipSet { device, group } => {
             tx.execute(
                 "INSERT OR IGNORE INTO memberships (device, uem_group) VALUES (?1, ?2)",
                 params![device.0 as i64, group],
             )?;
         }
-        Change::RemoveMembership { device, group } => {
+        Change::MembershipUnset { device, group } => {
             tx.execute(
                 "DELETE FROM memberships WHERE device = ?1 AND uem_group = ?2",
                 params![device.0 as i64, group],
             )?;
         }
-        Change::GroupName { group, name } => {
+        Change::GroupNamed { group, name } => {
             tx.execute(
                 "INSERT INTO uem_groups (key, name) VALUES (?1, ?2) ON CONFLICT (key) DO UPDATE SET name = excluded.name",
                 params![group, name],
             )?;
         }
-        Change::Bind { addr, device, seen } => {
+        Change::BindingSeen { addr, device, at } => {
             tx.execute(
                 "INSERT INTO bindings (addr, device, seen) VALUES (?1, ?2, ?3)
                  ON CONFLICT (addr) DO UPDATE SET device = excluded.device, seen = excluded.seen",
-                params![addr.to_string(), device.0 as i64, seen],
+                params![addr.to_string(), device.0 as i64, at],
             )?;
         }
-        Change::Unbind { addr } => {
+        Change::BindingLapsed { addr } => {
             tx.execute(
                 "DELETE FROM bindings WHERE addr = ?1",
                 params![addr.to_string()],
             )?;
         }
-        Change::SetHold { device, hold } => {
-            let h = hold.as_ref();
+        Change::HoldPlaced { device, hold: h } => {
             tx.execute(
-                "UPDATE devices SET hold_reason = ?2, hold_ticket = ?3, hold_by = ?4, hold_at = ?5 WHERE id = ?1",
-                params![device.0 as i64, h.map(|h| &h.reason), h.map(|h| &h.ticket), h.map(|h| &h.by), h.map(|h| h.at)],
+                hold_sql,
+                params![device.0 as i64, h.reason, h.ticket, h.by, h.at],
             )?;
         }
-        Change::SetCritical { device, critical } => {
+        Change::HoldReleased { device } => {
+            let none: Option<String> = None;
+            tx.execute(hold_sql, params![device.0 as i64, none, none, none, none])?;
+        }
+        Change::CriticalSet { device, critical } => {
             tx.execute(
                 "UPDATE devices SET critical = ?2 WHERE id = ?1",
                 params![device.0 as i64, critical],
             )?;
+        }
+        Change::ApprovalRequested {
+            approval,
+            device,
+            hold: h,
+        } => {
+            // Lapsed ones go as a new one comes, as in the state.
+            tx.execute(
+                "DELETE FROM approvals WHERE at <= ?1",
+                [h.at - super::state::APPROVAL_LIFETIME],
+            )?;
+            tx.execute(
+                "INSERT OR REPLACE INTO approvals (id, device, reason, ticket, by, at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                params![*approval as i64, device.0 as i64, h.reason, h.ticket, h.by, h.at],
+            )?;
+        }
+        Change::ApprovalGranted { approval } => {
+            tx.execute("DELETE FROM approvals WHERE id = ?1", [*approval as i64])?;
         }
     }
     Ok(())
@@ -309,6 +415,7 @@ fn known(state: &State, device: i64) -> Option<DeviceId> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::control::SystemClock;
 
     #[test]
     fn committed_changes_come_back_on_load() {
@@ -316,35 +423,45 @@ mod tests {
         let path = dir.path().join("c.db");
         let id = DeviceId(1);
         let changes = vec![
-            Change::CreateDevice {
-                id,
+            Change::DeviceAdded {
+                device: id,
                 label: "FIN-MBP".into(),
             },
-            Change::SetAlias {
+            Change::AliasSeen {
                 alias: Alias::new(AliasKind::Serial, "C02ZK1ABMD6T"),
                 device: id,
             },
-            Change::AddMembership {
+            Change::MembershipSet {
                 device: id,
                 group: "jamf:computer-group:42".into(),
             },
-            Change::GroupName {
+            Change::GroupNamed {
                 group: "jamf:computer-group:42".into(),
                 name: "Jamf Protect - High".into(),
             },
-            Change::Bind {
+            Change::BindingSeen {
                 addr: "10.20.30.142".parse().unwrap(),
                 device: id,
-                seen: 100,
+                at: 100,
             },
-            Change::SetHold {
+            Change::HoldPlaced {
                 device: id,
-                hold: Some(Hold {
+                hold: Hold {
                     reason: "r".into(),
                     ticket: "t".into(),
                     by: "me".into(),
                     at: 5,
-                }),
+                },
+            },
+            Change::ApprovalRequested {
+                approval: 77,
+                device: id,
+                hold: Hold {
+                    reason: "second".into(),
+                    ticket: "t2".into(),
+                    by: "alice".into(),
+                    at: 6,
+                },
             },
         ];
         let audit = vec![AuditEvent {
@@ -357,7 +474,7 @@ mod tests {
         }];
         {
             let mut store = Store::open(&path).unwrap();
-            store.commit(&changes, &audit).unwrap();
+            store.commit(&changes, &audit, &SystemClock).unwrap();
         }
         let store = Store::open(&path).unwrap();
         let state = store.load().unwrap();
@@ -372,6 +489,14 @@ mod tests {
         assert_eq!(d.hold, expected.devices[&id].hold);
         assert_eq!(state.bindings, expected.bindings);
         assert_eq!(state.group_names, expected.group_names);
+        assert_eq!(state.approvals, expected.approvals);
+        let logged: Vec<Change> = store
+            .changes_after(0)
+            .unwrap()
+            .into_iter()
+            .map(|(_, c)| c)
+            .collect();
+        assert_eq!(logged, changes);
         assert_eq!(state.next_id, 1);
         assert_eq!(store.timeline(id, 10).unwrap(), audit);
     }
@@ -382,24 +507,24 @@ mod tests {
         let mut store = Store::open(&dir.path().join("c.db")).unwrap();
         let serial = Alias::new(AliasKind::Serial, "X1");
         let changes = vec![
-            Change::CreateDevice {
-                id: DeviceId(1),
+            Change::DeviceAdded {
+                device: DeviceId(1),
                 label: "a".into(),
             },
-            Change::CreateDevice {
-                id: DeviceId(2),
+            Change::DeviceAdded {
+                device: DeviceId(2),
                 label: "b".into(),
             },
-            Change::SetAlias {
+            Change::AliasSeen {
                 alias: serial.clone(),
                 device: DeviceId(1),
             },
-            Change::SetAlias {
+            Change::AliasSeen {
                 alias: serial.clone(),
                 device: DeviceId(2),
             },
         ];
-        store.commit(&changes, &[]).unwrap();
+        store.commit(&changes, &[], &SystemClock).unwrap();
         let state = store.load().unwrap();
         assert_eq!(state.device_by_alias(&serial), Some(DeviceId(2)));
         assert!(!state.devices[&DeviceId(1)]

@@ -52,22 +52,23 @@ impl View {
     /// Follows one change already applied to `state`.
     pub fn apply(&mut self, parts: &PolicyParts, state: &State, change: &Change) {
         match change {
-            Change::CreateDevice { id, label } | Change::SetLabel { id, label } => {
-                if self.devices.groups.contains_key(id) {
-                    self.devices.labels.insert(*id, label.as_str().into());
+            Change::DeviceAdded { device, label } | Change::LabelSet { device, label } => {
+                if self.devices.groups.contains_key(device) {
+                    self.devices.labels.insert(*device, label.as_str().into());
                 }
             }
-            Change::SetAlias { alias, device } => {
+            Change::AliasSeen { alias, device } => {
                 self.add_alias(alias, *device);
                 // A placement in groups.toml may name the new alias.
                 self.refresh_group(parts, state, *device);
             }
-            Change::AddMembership { device, .. }
-            | Change::RemoveMembership { device, .. }
-            | Change::SetHold { device, .. } => {
+            Change::MembershipSet { device, .. }
+            | Change::MembershipUnset { device, .. }
+            | Change::HoldPlaced { device, .. }
+            | Change::HoldReleased { device } => {
                 self.refresh_group(parts, state, *device);
             }
-            Change::GroupName { group, .. } => {
+            Change::GroupNamed { group, .. } => {
                 let members: Vec<DeviceId> = state
                     .devices
                     .iter()
@@ -78,13 +79,15 @@ impl View {
                     self.refresh_group(parts, state, id);
                 }
             }
-            Change::Bind { addr, device, .. } => {
+            Change::BindingSeen { addr, device, .. } => {
                 self.devices.bindings.insert(*addr, *device);
             }
-            Change::Unbind { addr } => {
+            Change::BindingLapsed { addr } => {
                 self.devices.bindings.remove(addr);
             }
-            Change::SetCritical { .. } => {}
+            Change::CriticalSet { .. }
+            | Change::ApprovalRequested { .. }
+            | Change::ApprovalGranted { .. } => {}
         }
     }
 
@@ -127,10 +130,27 @@ pub fn offline_snapshot(
     critical: &[String],
 ) -> crate::policy::Snapshot {
     let parts = PolicyParts::new(set);
-    let names = super::writer::config_device_names(&parts, statics, critical);
+    let names = config_device_names(&parts, statics, critical);
     state.create_named(names.iter().map(String::as_str));
     let view = View::build(&parts, &state, statics);
     parts.snapshot(view.devices, view.statics, 1)
+}
+
+/// Every device name config uses: groups.toml placements, identity.static, devices.critical.
+pub fn config_device_names(
+    parts: &PolicyParts,
+    statics: &[StaticBinding],
+    critical: &[String],
+) -> Vec<String> {
+    let mut names: Vec<String> = parts
+        .set
+        .groups
+        .iter()
+        .flat_map(|g| g.devices.iter().cloned())
+        .collect();
+    names.extend(statics.iter().map(|s| s.device.clone()));
+    names.extend(critical.iter().cloned());
+    names
 }
 
 /// The group a device is in: the stricter of what its memberships, its placement in

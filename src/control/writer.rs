@@ -1,64 +1,36 @@
-//! The single writer: commands come in over a channel; each batch of them is validated, turned
-//! into changes, committed to the store in one transaction, applied, and published as one new
-//! snapshot, and only then does any caller hear back (contract 2).
+//! The single writer's loop: commands come in over a channel; each batch of them is validated,
+//! turned into [`Change`]s, committed to the store in one transaction, applied, and published as
+//! one new snapshot, and only then does any caller hear back (contract 2).
+//!
+//! What each request turns into lives beside this file, one concern each: `membership.rs`,
+//! `inventory.rs`, `holds.rs`, `reload.rs`; reads are in `queries.rs`.
 
-use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use tokio::sync::{mpsc, oneshot};
 
-use super::commands::{ApplyError, Command, Outcome, Query, QueryReply, Request};
-use super::state::{AuditEvent, Change, Hold, State};
-use super::store::Store;
+use super::clock::Clock;
+use super::command::{ApplyError, Command, Outcome, ReloadStatus, Request};
+use super::state::{AuditEvent, Change, State};
+use super::store::{Store, StoreError};
 use super::view::{group_of, View};
-use crate::dns::handler::Handler;
-use crate::jamf::events::DeviceKind;
 use crate::metrics::Metrics;
 use crate::policy::build::{PolicyParts, StaticBinding};
 use crate::policy::cidr::PrefixTable;
-use crate::policy::{DeviceId, FileError, PolicyErrors, PolicySet};
+use crate::policy::{DeviceId, PolicySet, Published};
 
-/// What a successful reload put in force.
-#[derive(Debug, Clone, serde::Serialize)]
-pub struct ReloadReport {
-    pub version: u64,
-    pub groups: usize,
-    pub listed_domains: usize,
-    pub lists: usize,
-}
-
-/// The outcome of the last reload, for the admin API.
-#[derive(Debug, Clone, Default, serde::Serialize)]
-pub struct ReloadStatus {
-    /// Seconds since the epoch.
-    pub at: u64,
-    pub ok: bool,
-    pub errors: Vec<FileError>,
-}
-
-/// Writer settings from config.
-#[derive(Debug, Clone)]
+/// What the writer needs from config.
+#[derive(Clone)]
 pub struct WriterConfig {
     pub policies_dir: PathBuf,
     pub statics: Vec<StaticBinding>,
+    /// Networks shared by design (NATs, forwarders): never bound to a device.
     pub shared_networks: Vec<ipnet::IpNet>,
     pub binding_lifetime: Duration,
     pub critical: Vec<String>,
-}
-
-/// A handle for sending commands to the writer.
-#[derive(Clone)]
-pub struct Control {
-    tx: mpsc::Sender<Command>,
-    status: Arc<Mutex<ReloadStatus>>,
-}
-
-/// A manual isolation waiting for a second admin.
-pub(super) struct Pending {
-    pub(super) device: DeviceId,
-    pub(super) hold: Hold,
+    pub clock: Arc<dyn Clock>,
 }
 
 /// The writer's own state; nothing else touches it.
@@ -69,120 +41,14 @@ pub(super) struct Writer {
     pub(super) parts: PolicyParts,
     pub(super) view: View,
     pub(super) version: u64,
-    pub(super) handler: Arc<Handler>,
+    pub(super) published: Arc<Published>,
     pub(super) metrics: Arc<Metrics>,
     pub(super) status: Arc<Mutex<ReloadStatus>>,
     pub(super) shared: PrefixTable<()>,
-    pub(super) approvals: BTreeMap<u64, Pending>,
 }
 
 /// How many queued commands one transaction takes at most.
 const BATCH: usize = 256;
-
-impl Control {
-    /// Starts the writer with the state loaded from `store`; the snapshot built from them is
-    /// published in `handler` before this returns.
-    pub fn start(
-        config: WriterConfig,
-        store: Store,
-        set: PolicySet,
-        handler: Arc<Handler>,
-        metrics: Arc<Metrics>,
-    ) -> Result<Control, super::store::StoreError> {
-        let state = store.load()?;
-        let mut shared = PrefixTable::new();
-        for net in &config.shared_networks {
-            shared.insert_with(*net, (), |_, _| {});
-        }
-        let parts = PolicyParts::new(set);
-        let view = View::build(&parts, &state, &config.statics);
-        let status = Arc::new(Mutex::new(ReloadStatus {
-            at: epoch_secs() as u64,
-            ok: true,
-            errors: Vec::new(),
-        }));
-        let mut writer = Writer {
-            config,
-            store,
-            state,
-            parts,
-            view,
-            version: handler.snapshot().version,
-            handler,
-            metrics,
-            status: status.clone(),
-            shared,
-            approvals: BTreeMap::new(),
-        };
-        writer.ensure_config_devices();
-        writer.publish();
-        writer.report_policies();
-        // Reading the store allocates far more than the state it leaves.
-        crate::alloc::release_free_memory();
-        let (tx, rx) = mpsc::channel(1024);
-        tokio::spawn(writer.run(rx));
-        let control = Control { tx, status };
-        control.spawn_ticker();
-        Ok(control)
-    }
-
-    fn spawn_ticker(&self) {
-        let tx = self.tx.clone();
-        tokio::spawn(async move {
-            let mut tick = tokio::time::interval(Duration::from_secs(60));
-            loop {
-                tick.tick().await;
-                if tx.send(Command::Tick).await.is_err() {
-                    return;
-                }
-            }
-        });
-    }
-
-    /// Reloads policies and lists; on any error the snapshot in force stays (contract 4).
-    pub async fn reload(&self) -> Result<ReloadReport, PolicyErrors> {
-        let (reply, rx) = oneshot::channel();
-        let stopped = || {
-            PolicyErrors(vec![FileError {
-                file: PathBuf::new(),
-                line: None,
-                message: "the control plane has stopped".into(),
-            }])
-        };
-        self.tx
-            .send(Command::Reload { reply })
-            .await
-            .map_err(|_| stopped())?;
-        rx.await.map_err(|_| stopped())?
-    }
-
-    /// Applies a change request; the reply comes once it is durable and in force.
-    pub async fn apply(&self, request: Request) -> Result<Outcome, ApplyError> {
-        let (reply, rx) = oneshot::channel();
-        self.tx
-            .send(Command::Apply {
-                request: Box::new(request),
-                reply,
-            })
-            .await
-            .map_err(|_| ApplyError::Stopped)?;
-        rx.await.map_err(|_| ApplyError::Stopped)?
-    }
-
-    /// Answers a read-only question about devices.
-    pub async fn query(&self, query: Query) -> Result<QueryReply, ApplyError> {
-        let (reply, rx) = oneshot::channel();
-        self.tx
-            .send(Command::Query { query, reply })
-            .await
-            .map_err(|_| ApplyError::Stopped)?;
-        rx.await.map_err(|_| ApplyError::Stopped)?
-    }
-
-    pub fn status(&self) -> ReloadStatus {
-        self.status.lock().map(|s| s.clone()).unwrap_or_default()
-    }
-}
 
 /// A command's changes and audit records, gathered before anything is committed.
 #[derive(Default)]
@@ -194,7 +60,55 @@ pub(super) struct Batch {
 type Reply = oneshot::Sender<Result<Outcome, ApplyError>>;
 
 impl Writer {
-    async fn run(mut self, mut rx: mpsc::Receiver<Command>) {
+    /// The writer over what `store` holds, with its first snapshot published.
+    pub(super) fn new(
+        config: WriterConfig,
+        store: Store,
+        set: PolicySet,
+        published: Arc<Published>,
+        metrics: Arc<Metrics>,
+    ) -> Result<Writer, StoreError> {
+        let state = store.load()?;
+        let mut shared = PrefixTable::new();
+        for net in &config.shared_networks {
+            shared.insert_with(*net, (), |_, _| {});
+        }
+        let parts = PolicyParts::new(set);
+        let view = View::build(&parts, &state, &config.statics);
+        let status = Arc::new(Mutex::new(ReloadStatus {
+            at: config.clock.now() as u64,
+            ok: true,
+            errors: Vec::new(),
+        }));
+        let mut writer = Writer {
+            version: published.load().version,
+            config,
+            store,
+            state,
+            parts,
+            view,
+            published,
+            metrics,
+            status,
+            shared,
+        };
+        writer.ensure_config_devices();
+        writer.publish();
+        writer.report_policies();
+        // Reading the store allocates far more than the state it leaves.
+        crate::alloc::release_free_memory();
+        Ok(writer)
+    }
+
+    pub(super) fn status(&self) -> Arc<Mutex<ReloadStatus>> {
+        self.status.clone()
+    }
+
+    pub(super) fn now(&self) -> i64 {
+        self.config.clock.now()
+    }
+
+    pub(super) async fn run(mut self, mut rx: mpsc::Receiver<Command>) {
         while let Some(first) = rx.recv().await {
             let mut commands = vec![first];
             while commands.len() < BATCH {
@@ -211,6 +125,7 @@ impl Writer {
         let mut batch = Batch::default();
         let mut replies: Vec<(Reply, Result<Outcome, ApplyError>)> = Vec::new();
         let mut queries = Vec::new();
+        let mut ticks = Vec::new();
         for command in commands {
             match command {
                 Command::Reload { reply } => {
@@ -219,42 +134,130 @@ impl Writer {
                     let _ = reply.send(self.reload().await);
                 }
                 Command::Apply { request, reply } => {
-                    let (mark, audit_mark) = (batch.changes.len(), batch.audit.len());
-                    let applied = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                        self.request(*request, &mut batch)
-                    }));
-                    let Ok(result) = applied else {
-                        // A bug in one request must not take the control plane down: drop what
-                        // it added, go back to what the store holds, and fail only that caller.
-                        tracing::error!(
-                            "a control-plane request panicked; its changes are dropped"
-                        );
-                        batch.changes.truncate(mark);
-                        batch.audit.truncate(audit_mark);
-                        self.restore();
-                        for c in &batch.changes {
-                            self.state.apply(c);
-                        }
-                        self.view = View::build(&self.parts, &self.state, &self.config.statics);
-                        let _ = reply.send(Err(ApplyError::Internal));
-                        continue;
-                    };
-                    // Applied to the state now, so later commands in the batch see it; the
-                    // store commit below makes it durable, or the state is reloaded.
-                    for c in &batch.changes[mark..] {
-                        self.state.apply(c);
-                        self.view.apply(&self.parts, &self.state, c);
-                    }
+                    let result = self.apply_guarded(*request, &mut batch);
                     replies.push((reply, result));
                 }
                 Command::Query { query, reply } => queries.push((query, reply)),
-                Command::Tick => self.lapse_bindings(&mut batch),
+                Command::Tick { reply } => {
+                    let mark = batch.changes.len();
+                    self.lapse_bindings(&mut batch);
+                    self.follow(&batch.changes[mark..]);
+                    ticks.extend(reply);
+                }
             }
         }
         self.commit(&mut batch, &mut replies);
         for (query, reply) in queries {
             let _ = reply.send(self.answer(query));
         }
+        for reply in ticks {
+            let _ = reply.send(());
+        }
+    }
+
+    /// Turns one request into changes in `batch`, already applied to the state and the view so
+    /// that later requests in the batch see them. A bug in one request must not take the control
+    /// plane down: a panic drops what that request added and fails only its caller.
+    fn apply_guarded(
+        &mut self,
+        request: Request,
+        batch: &mut Batch,
+    ) -> Result<Outcome, ApplyError> {
+        let (mark, audit_mark) = (batch.changes.len(), batch.audit.len());
+        let applied = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            self.request(request, batch)
+        }));
+        let Ok(result) = applied else {
+            tracing::error!("a control-plane request panicked; its changes are dropped");
+            batch.changes.truncate(mark);
+            batch.audit.truncate(audit_mark);
+            self.restore();
+            for c in &batch.changes {
+                self.state.apply(c);
+            }
+            self.view = View::build(&self.parts, &self.state, &self.config.statics);
+            return Err(ApplyError::Internal);
+        };
+        self.follow(&batch.changes[mark..]);
+        result
+    }
+
+    /// Brings the device view up to changes already applied to the state.
+    fn follow(&mut self, changes: &[Change]) {
+        for c in changes {
+            self.view.apply(&self.parts, &self.state, c);
+        }
+    }
+
+    /// Which concern a request belongs to.
+    fn request(&mut self, request: Request, batch: &mut Batch) -> Result<Outcome, ApplyError> {
+        match request {
+            Request::Report { report, source } => {
+                let mut outcome = Outcome::default();
+                self.report(&report, &source, batch, &mut outcome);
+                Ok(outcome)
+            }
+            Request::Members {
+                group,
+                joined,
+                left,
+                reports,
+                source,
+            } => Ok(self.members(&group, &joined, &left, &reports, &source, batch)),
+            Request::ReplaceMembers {
+                group,
+                members,
+                source,
+            } => Ok(self.replace_members(&group, &members, &source, batch)),
+            Request::Unenrolled { device, source } => Ok(self.unenrolled(&device, &source, batch)),
+            Request::SetGroups {
+                device,
+                groups,
+                actor,
+            } => Ok(self.set_groups(&device, groups, &actor, batch)),
+            Request::Isolate {
+                device,
+                reason,
+                ticket,
+                actor,
+            } => self.isolate(&device, reason, ticket, &actor, batch),
+            Request::Release {
+                device,
+                actor,
+                reason,
+            } => self.release(&device, &actor, &reason, batch),
+            Request::Approve { approval, actor } => self.approve(approval, &actor, batch),
+            Request::SetCritical {
+                device,
+                critical,
+                actor,
+            } => self.set_critical(&device, critical, &actor, batch),
+        }
+    }
+
+    /// Records `change` in the batch and applies it to the state at once.
+    pub(super) fn emit(&mut self, batch: &mut Batch, change: Change) {
+        self.state.apply(&change);
+        batch.changes.push(change);
+    }
+
+    pub(super) fn audit(
+        &self,
+        batch: &mut Batch,
+        device: DeviceId,
+        actor: &str,
+        action: &str,
+        detail: String,
+        reason: &str,
+    ) {
+        batch.audit.push(AuditEvent {
+            at: self.now(),
+            device: Some(device),
+            actor: actor.to_string(),
+            action: action.to_string(),
+            detail,
+            reason: reason.to_string(),
+        });
     }
 
     /// Makes the batch durable and in force, then answers its callers.
@@ -265,7 +268,8 @@ impl Writer {
     ) {
         let changed = !batch.changes.is_empty();
         let committed = if changed || !batch.audit.is_empty() {
-            self.store.commit(&batch.changes, &batch.audit)
+            self.store
+                .commit(&batch.changes, &batch.audit, &*self.config.clock)
         } else {
             Ok(())
         };
@@ -292,7 +296,7 @@ impl Writer {
     }
 
     /// After a failed commit: back to exactly what the store holds.
-    fn restore(&mut self) {
+    pub(super) fn restore(&mut self) {
         match self.store.load() {
             Ok(state) => self.state = state,
             Err(e) => tracing::error!("cannot re-read the store: {e}"),
@@ -300,7 +304,7 @@ impl Writer {
         self.view = View::build(&self.parts, &self.state, &self.config.statics);
     }
 
-    fn publish(&mut self) {
+    pub(super) fn publish(&mut self) {
         let started = Instant::now();
         self.version += 1;
         let snapshot = self.parts.snapshot(
@@ -308,7 +312,7 @@ impl Writer {
             self.view.statics.clone(),
             self.version,
         );
-        self.handler.publish(Arc::new(snapshot));
+        self.published.publish(Arc::new(snapshot));
         let m = &self.metrics;
         m.snapshot_publish_duration
             .observe(started.elapsed().as_secs_f64());
@@ -317,7 +321,7 @@ impl Writer {
         self.report_devices();
     }
 
-    fn report_devices(&self) {
+    pub(super) fn report_devices(&self) {
         let m = &self.metrics;
         let mut per_group = vec![0i64; self.parts.groups.len()];
         for g in self.view.devices.groups.values() {
@@ -330,24 +334,11 @@ impl Writer {
         }
     }
 
-    fn report_policies(&self) {
-        let m = &self.metrics;
-        m.category_domains.reset();
-        let set = &self.parts.set;
-        for (id, name) in set.taxonomy.iter() {
-            m.category_domains
-                .with_label_values(&[name])
-                .set(set.categories.domains_in(id) as i64);
-        }
-        m.devices.reset();
-        self.report_devices();
-    }
-
     fn count_changes(&self, changes: &[Change]) {
         for c in changes {
             let (device, direction) = match c {
-                Change::AddMembership { device, .. } => (device, "added"),
-                Change::RemoveMembership { device, .. } => (device, "removed"),
+                Change::MembershipSet { device, .. } => (device, "added"),
+                Change::MembershipUnset { device, .. } => (device, "removed"),
                 _ => continue,
             };
             let group =
@@ -360,133 +351,151 @@ impl Writer {
         }
     }
 
-    async fn reload(&mut self) -> Result<ReloadReport, PolicyErrors> {
-        let dir = self.config.policies_dir.clone();
-        let loaded = tokio::task::spawn_blocking(move || PolicySet::load(&dir))
-            .await
-            .unwrap_or_else(|e| {
-                Err(PolicyErrors(vec![FileError {
-                    file: PathBuf::new(),
-                    line: None,
-                    message: format!("loader failed: {e}"),
-                }]))
-            });
-        let set = match loaded {
-            Ok(set) => set,
-            Err(errors) => {
-                for e in &errors.0 {
-                    tracing::error!(
-                        "policy reload rejected, keeping snapshot {}: {e}",
-                        self.version
-                    );
-                }
-                self.metrics
-                    .config_reload
-                    .with_label_values(&["error"])
-                    .inc();
-                self.metrics.policy_errors.set(errors.0.len() as i64);
-                self.set_status(false, errors.0.clone());
-                return Err(errors);
-            }
+    /// The device `text` names (any alias spelling, or `device#N`).
+    pub(super) fn device(&self, text: &str) -> Result<DeviceId, ApplyError> {
+        self.state
+            .find(text)
+            .ok_or_else(|| ApplyError::UnknownDevice(text.to_string()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::command::{DeviceReport, Source, UemGroup};
+    use super::super::state::{Alias, AliasKind};
+    use super::super::testing::{computer, config, policies, Harness};
+    use super::*;
+    use crate::policy::Snapshot;
+
+    /// A day in a fleet: check-ins, an isolation by group and by hand, a critical device's
+    /// approval, a reconciliation, an unenrolment, and a binding that lapses.
+    async fn a_day(h: &Harness) {
+        let source = || Source::new("test", "a day");
+        let check_in = |id: u32, addr: &str| Request::Report {
+            report: DeviceReport {
+                device: computer(id),
+                name: Some(format!("MAC-{id}")),
+                aliases: vec![
+                    Alias::new(AliasKind::Serial, &format!("C02SER{id}")),
+                    Alias::new(AliasKind::Udid, &format!("udid-{id}")),
+                ],
+                address: Some(addr.parse().unwrap()),
+            },
+            source: source(),
         };
-        self.parts = PolicyParts::new(set);
-        self.view = View::build(&self.parts, &self.state, &self.config.statics);
-        self.ensure_config_devices();
-        self.publish();
-        // The old snapshot's lists are gone now that the new one is in force.
-        crate::alloc::release_free_memory();
-        self.metrics
-            .config_reload
-            .with_label_values(&["success"])
-            .inc();
-        self.metrics.policy_errors.set(0);
-        self.set_status(true, Vec::new());
-        self.report_policies();
-        tracing::info!(version = self.version, "policies reloaded");
-        Ok(ReloadReport {
-            version: self.version,
-            groups: self.parts.groups.len(),
-            listed_domains: self.parts.set.categories.len(),
-            lists: self.parts.set.lists.len(),
-        })
+        let isolate_group = UemGroup {
+            key: "jamf:computer-group:42".into(),
+            name: Some("Jamf Protect - High".into()),
+        };
+        let requests = vec![
+            check_in(1, "10.0.0.1"),
+            check_in(2, "10.0.0.2"),
+            check_in(3, "10.0.0.3"),
+            Request::Members {
+                group: isolate_group.clone(),
+                joined: vec![computer(1), computer(4)],
+                left: vec![],
+                reports: vec![],
+                source: source(),
+            },
+            Request::SetGroups {
+                device: "serial:C02OTHER".into(),
+                groups: vec!["mdm:finance".into(), "jamf:computer-group:43".into()],
+                actor: "admin".into(),
+            },
+            Request::Isolate {
+                device: "C02SER2".into(),
+                reason: "EDR".into(),
+                ticket: "IR-9".into(),
+                actor: "alice".into(),
+            },
+            check_in(3, "10.0.0.2"),
+            Request::Release {
+                device: "C02SER2".into(),
+                actor: "bob".into(),
+                reason: "clean".into(),
+            },
+            Request::Isolate {
+                device: "C02CRITICAL".into(),
+                reason: "EDR".into(),
+                ticket: "IR-10".into(),
+                actor: "alice".into(),
+            },
+            Request::ReplaceMembers {
+                group: isolate_group.key.clone(),
+                members: vec![computer(4), computer(5)],
+                source: source(),
+            },
+            Request::Unenrolled {
+                device: computer(3).alias,
+                source: source(),
+            },
+        ];
+        for request in requests {
+            let _ = h.control.apply(request).await;
+        }
+        h.clock.advance(25 * 3600);
+        h.control.apply(check_in(5, "10.0.0.5")).await.unwrap();
+        h.control.tick().await.unwrap();
     }
 
-    fn set_status(&self, ok: bool, errors: Vec<FileError>) {
-        if let Ok(mut s) = self.status.lock() {
-            *s = ReloadStatus {
-                at: epoch_secs() as u64,
-                ok,
-                errors,
-            };
+    /// Every device-dependent answer the two snapshots could give, side by side.
+    fn assert_same_devices(live: &Snapshot, replayed: &Snapshot, state: &State) {
+        assert_eq!(live.devices.groups, replayed.devices.groups);
+        assert_eq!(live.devices.labels, replayed.devices.labels);
+        for (alias, _) in state.all_aliases() {
+            let (a, b) = (&live.devices, &replayed.devices);
+            assert_eq!(
+                a.by_alias(alias.value),
+                b.by_alias(alias.value),
+                "{alias:?}"
+            );
+        }
+        for n in 0..=8u8 {
+            let addr = std::net::IpAddr::from([10, 0, 0, n]);
+            let (a, b) = (&live.devices, &replayed.devices);
+            assert_eq!(a.bindings.get(&addr), b.bindings.get(&addr), "{addr}");
         }
     }
 
-    /// Devices that config names (groups.toml placements, identity.static, critical) exist in
-    /// the store, so that they have ids, bindings and a timeline like any other.
-    fn ensure_config_devices(&mut self) {
-        let mut batch = Batch::default();
-        let names = config_device_names(&self.parts, &self.config.statics, &self.config.critical);
-        batch.changes = self.state.create_named(names.iter().map(String::as_str));
-        for name in &self.config.critical {
-            if let Some(id) = self.state.find(name) {
-                if !self.state.devices[&id].critical {
-                    let c = Change::SetCritical {
-                        device: id,
-                        critical: true,
-                    };
-                    self.state.apply(&c);
-                    batch.changes.push(c);
-                }
-            }
+    #[tokio::test]
+    async fn replaying_the_change_log_into_an_empty_state_gives_the_live_snapshot() {
+        let h = Harness::start().await;
+        a_day(&h).await;
+        let live = h.published.get();
+        let store = Store::open(&h.dir.path().join("cordon.db")).unwrap();
+        let mut state = State::default();
+        let log = store.changes_after(0).unwrap();
+        assert!(log.len() > 20, "the day left {} changes", log.len());
+        for (_, change) in &log {
+            state.apply(change);
         }
-        if batch.changes.is_empty() {
-            return;
-        }
-        if let Err(e) = self.store.commit(&batch.changes, &batch.audit) {
-            tracing::error!("cannot record the devices config names: {e}");
-            self.restore();
-            return;
-        }
-        self.view = View::build(&self.parts, &self.state, &self.config.statics);
+        let config = config(&h.clock);
+        let parts = PolicyParts::new(policies());
+        let view = View::build(&parts, &state, &config.statics);
+        let replayed = parts.snapshot(view.devices, view.statics, live.version);
+        assert_same_devices(&live, &replayed, &state);
+        // The day's outcome, as it should be: the snapshot says what happened.
+        let device = |alias: &str| state.find(alias).unwrap();
+        let group = |id| h.group_of(id);
+        assert_eq!(
+            group(device("jamf-computer:1")),
+            "standard",
+            "reconciled out"
+        );
+        assert_eq!(group(device("jamf-computer:4")), "restricted");
+        assert_eq!(group(device("jamf-computer:5")), "restricted");
+        assert_eq!(group(device("C02SER2")), "standard", "released");
+        assert_eq!(group(device("C02OTHER")), "noncompliant");
+        assert_eq!(
+            group(device("C02CRITICAL")),
+            "standard",
+            "waits for approval"
+        );
+        assert_eq!(state.approvals.len(), 1);
+        let addr = |a: &str| live.devices.bindings.get(&a.parse().unwrap());
+        assert_eq!(addr("10.0.0.1"), None, "lapsed");
+        assert_eq!(addr("10.0.0.2"), None, "moved to device 3, gone with it");
+        assert_eq!(addr("10.0.0.5"), Some(device("jamf-computer:5")));
     }
-}
-
-/// Every device name config uses: groups.toml placements, identity.static, devices.critical.
-pub fn config_device_names(
-    parts: &PolicyParts,
-    statics: &[StaticBinding],
-    critical: &[String],
-) -> Vec<String> {
-    let mut names: Vec<String> = parts
-        .set
-        .groups
-        .iter()
-        .flat_map(|g| g.devices.iter().cloned())
-        .collect();
-    names.extend(statics.iter().map(|s| s.device.clone()));
-    names.extend(critical.iter().cloned());
-    names
-}
-
-pub(super) fn group_key(kind: DeviceKind, id: i64) -> String {
-    match kind {
-        DeviceKind::Computer => format!("jamf:computer-group:{id}"),
-        DeviceKind::Mobile => format!("jamf:mobile-group:{id}"),
-    }
-}
-
-pub(super) fn parse_group_key(key: &str) -> Option<(DeviceKind, i64)> {
-    if let Some(id) = key.strip_prefix("jamf:computer-group:") {
-        return Some((DeviceKind::Computer, id.parse().ok()?));
-    }
-    Some((
-        DeviceKind::Mobile,
-        key.strip_prefix("jamf:mobile-group:")?.parse().ok()?,
-    ))
-}
-
-pub(super) fn epoch_secs() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs() as i64)
 }

@@ -9,7 +9,7 @@ use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
-use arc_swap::ArcSwap;
+use arc_swap::{ArcSwap, Guard};
 use dashmap::mapref::entry::Entry;
 use prometheus::IntCounter;
 use tokio::sync::oneshot;
@@ -21,21 +21,18 @@ use super::upstream::{UpstreamError, Upstreams};
 use super::wire::{self, rcode, rtype, Query, QueryError};
 use crate::identity::{identify, Client, Forwarded, IdentityRules, TokenOutcome};
 use crate::metrics::{Metrics, Outcome, QueryCounters};
-use crate::policy::{check_target, decide, Decision, QName, Reason, Snapshot};
+use crate::policy::snapshot::Group;
+use crate::policy::{check_target, decide, Decision, Published, QName, Reason, Snapshot};
 
 /// RFC 8914 info codes for our own failures.
 const EDE_NETWORK_ERROR: u16 = 23;
 const EDE_NOT_SUPPORTED: u16 = 21;
 
-/// A snapshot with its metric series bound.
-pub struct Live {
-    pub snapshot: Arc<Snapshot>,
-    series: Arc<Series>,
-}
-
-/// The metric series of one set of groups. Bound once per policy reload and shared by every
-/// snapshot with the same groups, so that a membership change binds nothing.
+/// The metric series of one set of groups. Bound on the first query after a policy reload and
+/// shared by every snapshot with the same groups, so that a membership change binds nothing.
 struct Series {
+    /// The groups these series were bound for.
+    groups: Arc<[Group]>,
     counters: QueryCounters,
     /// Per group: `cordon_dns_blocked_total` by category id, then the non-category reasons.
     blocked: Vec<Vec<Option<IntCounter>>>,
@@ -65,19 +62,26 @@ impl Series {
                 slots
             })
             .collect();
-        Series { counters, blocked }
+        Series {
+            groups: snapshot.groups.clone(),
+            counters,
+            blocked,
+        }
+    }
+
+    fn fits(&self, snapshot: &Snapshot) -> bool {
+        Arc::ptr_eq(&self.groups, &snapshot.groups)
     }
 }
 
-impl Live {
-    fn new(snapshot: Arc<Snapshot>, metrics: &Metrics, previous: Option<&Live>) -> Self {
-        let series = match previous {
-            Some(p) if Arc::ptr_eq(&p.snapshot.groups, &snapshot.groups) => p.series.clone(),
-            _ => Arc::new(Series::bind(&snapshot, metrics)),
-        };
-        Live { snapshot, series }
-    }
+/// What one query decides and counts with: one snapshot and the series bound for its groups.
+#[derive(Clone, Copy)]
+struct Live<'a> {
+    snapshot: &'a Snapshot,
+    series: &'a Series,
+}
 
+impl Live<'_> {
     fn counters(&self) -> &QueryCounters {
         &self.series.counters
     }
@@ -125,7 +129,8 @@ struct Asked {
 pub struct Pending {
     packet: Vec<u8>,
     asked: Asked,
-    live: Arc<Live>,
+    snapshot: Arc<Snapshot>,
+    series: Arc<Series>,
     decision: Decision,
     stale: Option<CachedAnswer>,
 }
@@ -137,7 +142,8 @@ type QuestionMap<V> = dashmap::DashMap<Box<[u8]>, V, foldhash::fast::RandomState
 type Waiters = Vec<oneshot::Sender<Result<CachedAnswer, UpstreamError>>>;
 
 pub struct Handler {
-    live: ArcSwap<Live>,
+    published: Arc<Published>,
+    series: ArcSwap<Series>,
     cache: Cache,
     upstreams: Upstreams,
     inflight: QuestionMap<Waiters>,
@@ -149,7 +155,7 @@ pub struct Handler {
 
 impl Handler {
     pub fn new(
-        snapshot: Arc<Snapshot>,
+        published: Arc<Published>,
         cache: Cache,
         upstreams: Upstreams,
         rules: IdentityRules,
@@ -158,7 +164,8 @@ impl Handler {
         let tokens =
             TokenOutcome::ALL.map(|t| metrics.identity_tokens.with_label_values(&[t.as_str()]));
         Handler {
-            live: ArcSwap::from_pointee(Live::new(snapshot, &metrics, None)),
+            series: ArcSwap::from_pointee(Series::bind(&published.load(), &metrics)),
+            published,
             cache,
             upstreams,
             inflight: QuestionMap::default(),
@@ -189,14 +196,15 @@ impl Handler {
         })
     }
 
-    /// Puts `snapshot` in force: the next query decides with it.
-    pub fn publish(&self, snapshot: Arc<Snapshot>) {
-        let live = Live::new(snapshot, &self.metrics, Some(&self.live.load()));
-        self.live.store(Arc::new(live));
-    }
-
-    pub fn snapshot(&self) -> Arc<Snapshot> {
-        self.live.load().snapshot.clone()
+    /// The series for `snapshot`'s groups, bound anew only after a reload changed them.
+    fn series_for(&self, snapshot: &Snapshot) -> arc_swap::Guard<Arc<Series>> {
+        let series = self.series.load();
+        if series.fits(snapshot) {
+            return series;
+        }
+        self.series
+            .store(Arc::new(Series::bind(snapshot, &self.metrics)));
+        self.series.load()
     }
 
     pub fn cache_len(&self) -> usize {
@@ -222,10 +230,15 @@ impl Handler {
     /// Everything that needs no waiting: malformed packets, blocked names, fresh cache hits.
     pub fn answer_now(&self, packet: &[u8], client: Client, udp: bool, out: &mut Vec<u8>) -> Step {
         let started = Instant::now();
-        let live = self.live.load();
+        let snapshot = self.published.load();
+        let series = self.series_for(&snapshot);
+        let live = Live {
+            snapshot: &snapshot,
+            series: &series,
+        };
         let q = match wire::parse_query(packet) {
             Ok(q) => q,
-            Err(e) => return self.malformed(e, &live, client, started, out),
+            Err(e) => return self.malformed(e, live, client, started, out),
         };
         if q.qclass != 1 || matches!(q.qtype, rtype::AXFR | rtype::IXFR) {
             answer::error(
@@ -245,13 +258,12 @@ impl Handler {
             );
             return Step::Reply;
         }
-        let snapshot = &live.snapshot;
         let Ok(forwarded) = self.forwarded(&q, &client) else {
             answer::error(out, q.id, q.flags, rcode::FORMERR as u16, Some(&q), None);
             self.metrics.dns_malformed.inc();
             return Step::Reply;
         };
-        let identity = identify(snapshot, &client, &self.rules, &forwarded);
+        let identity = identify(&snapshot, &client, &self.rules, &forwarded);
         let asked = Asked {
             client,
             started,
@@ -264,18 +276,18 @@ impl Handler {
         let mut key: KeyBuf = [0u8; 260];
         let key = cache::key(&q, &mut key);
         let probe = self.cache.probe(key);
-        let decision = decide(snapshot, identity.group, &q.name);
+        let decision = decide(&snapshot, identity.group, &q.name);
         if decision.blocked {
-            self.write_blocked(&live, &q, &decision, None, out);
-            self.finish(&live, &q, &asked, Outcome::Blocked, &decision, out);
+            self.write_blocked(live, &q, &decision, None, out);
+            self.finish(live, &q, &asked, Outcome::Blocked, &decision, out);
             return Step::Reply;
         }
         let lookup = self.cache.get(probe, key);
         let stale = match lookup {
             Lookup::Fresh(entry) => {
                 self.metrics.cache_hits.inc();
-                let outcome = self.write_cached(&live, &q, &decision, &entry, false, out);
-                self.finish(&live, &q, &asked, outcome, &decision, out);
+                let outcome = self.write_cached(live, &q, &decision, &entry, false, out);
+                self.finish(live, &q, &asked, outcome, &decision, out);
                 return Step::Reply;
             }
             Lookup::Stale(entry) => Some(entry),
@@ -285,7 +297,8 @@ impl Handler {
         Step::Later(Pending {
             packet: packet.to_vec(),
             asked,
-            live: live.clone(),
+            snapshot: Guard::into_inner(snapshot),
+            series: Guard::into_inner(series),
             decision,
             stale,
         })
@@ -298,12 +311,16 @@ impl Handler {
         };
         let mut key: KeyBuf = [0u8; 260];
         let key = cache::key(&q, &mut key);
+        let live = Live {
+            snapshot: &p.snapshot,
+            series: &p.series,
+        };
         let outcome = match self.fetch(key, &q).await {
-            Ok(entry) => self.write_cached(&p.live, &q, &p.decision, &entry, false, out),
+            Ok(entry) => self.write_cached(live, &q, &p.decision, &entry, false, out),
             Err(e) => match &p.stale {
                 Some(stale) => {
                     self.metrics.cache_stale.inc();
-                    self.write_cached(&p.live, &q, &p.decision, stale, true, out)
+                    self.write_cached(live, &q, &p.decision, stale, true, out)
                 }
                 None => {
                     answer::error(
@@ -318,14 +335,14 @@ impl Handler {
                 }
             },
         };
-        self.finish(&p.live, &q, &p.asked, outcome, &p.decision, out);
+        self.finish(live, &q, &p.asked, outcome, &p.decision, out);
         true
     }
 
     fn malformed(
         &self,
         e: QueryError,
-        live: &Live,
+        live: Live<'_>,
         client: Client,
         started: Instant,
         out: &mut Vec<u8>,
@@ -349,14 +366,14 @@ impl Handler {
     /// Serves an upstream answer after checking its CNAME targets against the policy.
     fn write_cached(
         &self,
-        live: &Live,
+        live: Live<'_>,
         q: &Query<'_>,
         decision: &Decision,
         entry: &CachedAnswer,
         stale: bool,
         out: &mut Vec<u8>,
     ) -> Outcome {
-        let snapshot = &live.snapshot;
+        let snapshot = live.snapshot;
         for target in entry.cname_targets() {
             let Ok((name, _)) = QName::from_wire(target) else {
                 continue;
@@ -377,14 +394,14 @@ impl Handler {
 
     fn write_blocked(
         &self,
-        live: &Live,
+        live: Live<'_>,
         q: &Query<'_>,
         d: &Decision,
         via: Option<&QName>,
         out: &mut Vec<u8>,
     ) {
         live.count_block(d);
-        let snapshot = &live.snapshot;
+        let snapshot = live.snapshot;
         let policy = &snapshot.group(d.group).policy;
         // The reason travels in an EDE option, which only an EDNS query has room for: the text
         // is not made for the others (most stub resolvers' queries).
@@ -401,7 +418,7 @@ impl Handler {
     #[allow(clippy::too_many_arguments)]
     fn finish(
         &self,
-        live: &Live,
+        live: Live<'_>,
         q: &Query<'_>,
         asked: &Asked,
         outcome: Outcome,

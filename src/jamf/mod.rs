@@ -1,5 +1,8 @@
-//! Jamf Pro: the webhooks it sends, the API reconciliation reads, and the sync that uses both.
+//! Jamf Pro, an adapter at the edge: its webhooks and API reads become the control plane's
+//! neutral requests, and it runs its own follow-ups (group re-reads, inventory look-ups).
 
 pub mod api;
 pub mod events;
 pub mod sync;
+pub mod translate;
+pub mod webhook;

@@ -7,7 +7,8 @@ use std::time::Duration;
 
 use super::api::{JamfClient, JamfConfig};
 use super::events::DeviceKind;
-use crate::control::{Control, Query, QueryReply, Request};
+use super::translate::{device, group_key, parse_group_key, report};
+use crate::control::{Control, Query, QueryReply, Request, Source};
 use crate::metrics::Metrics;
 
 /// What one reconciliation run did.
@@ -59,17 +60,17 @@ impl JamfSync {
 
     /// Reads every mapped group's members and heals drift in both directions.
     pub async fn reconcile_all(&self) -> Result<ReconcileReport, String> {
-        let groups = match self
+        let keys = match self
             .control
             .query(Query::MappedGroups)
             .await
             .map_err(|e| e.to_string())?
         {
-            QueryReply::Groups(g) => g,
+            QueryReply::Groups(keys) => keys,
             _ => return Err("unexpected reply".into()),
         };
         let mut report = ReconcileReport::default();
-        for (kind, id) in groups {
+        for (kind, id) in keys.iter().filter_map(|k| parse_group_key(k)) {
             match self.reconcile_group(kind, id).await {
                 Ok((added, removed)) => {
                     report.groups += 1;
@@ -105,24 +106,25 @@ impl JamfSync {
         .await
         .map_err(|e| e.to_string())?
         .map_err(|e| format!("{kind:?} group {group_id}: {e}"))?;
+        let request = Request::ReplaceMembers {
+            group: group_key(kind, group_id),
+            members: members.iter().map(|&id| device(kind, id)).collect(),
+            source: Source::new("jamf", "reconcile"),
+        };
         let outcome = self
             .control
-            .apply(Request::Reconcile {
-                kind,
-                group_id,
-                members,
-            })
+            .apply(request)
             .await
             .map_err(|e| e.to_string())?;
         self.metrics
             .reconcile_drift
             .with_label_values(&["added"])
-            .inc_by(outcome.drift_added as u64);
+            .inc_by(outcome.joined as u64);
         self.metrics
             .reconcile_drift
             .with_label_values(&["removed"])
-            .inc_by(outcome.drift_removed as u64);
-        Ok((outcome.drift_added, outcome.drift_removed))
+            .inc_by(outcome.left as u64);
+        Ok((outcome.joined, outcome.left))
     }
 
     /// Reconciles one group in the background (a legacy group event named it).
@@ -147,15 +149,11 @@ impl JamfSync {
             let record = tokio::task::spawn_blocking(move || client.computer(jamf_id)).await;
             match record {
                 Ok(Ok(Some(record))) => {
-                    let report = record.device;
-                    if let Err(e) = sync
-                        .control
-                        .apply(Request::Inventory {
-                            report,
-                            actor: "jamf-api".into(),
-                        })
-                        .await
-                    {
+                    let request = Request::Report {
+                        report: report(&record.device),
+                        source: Source::new("jamf-api", "inventory look-up"),
+                    };
+                    if let Err(e) = sync.control.apply(request).await {
                         tracing::error!("recording computer {jamf_id}'s inventory: {e}");
                     }
                 }

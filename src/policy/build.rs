@@ -87,11 +87,8 @@ impl PolicyParts {
         let mut best: Option<GroupIdx> = None;
         for (key, name) in memberships {
             for (i, g) in self.groups.iter().enumerate() {
-                let named = name.is_some_and(|n| {
-                    g.uem_groups.iter().any(|u| {
-                        name_form(key).is_some_and(|prefix| u.strip_prefix(prefix) == Some(n))
-                    })
-                });
+                let named =
+                    name.is_some_and(|n| g.uem_groups.iter().any(|u| names_group(u, key, n)));
                 if g.uem_groups.iter().any(|u| u == key) || named {
                     let idx = GroupIdx(i as u16);
                     best = Some(best.map_or(idx, |b| b.stricter(idx)));
@@ -135,13 +132,42 @@ impl PolicyParts {
     }
 }
 
-/// `jamf:computer-group:42` is named in groups.toml as `jamf:computer-group-name:<name>`.
-fn name_form(key: &str) -> Option<&'static str> {
-    if key.starts_with("jamf:computer-group:") {
-        Some("jamf:computer-group-name:")
-    } else if key.starts_with("jamf:mobile-group:") {
-        Some("jamf:mobile-group-name:")
-    } else {
-        None
+/// Whether `mapped`, an entry of a group's UEM-group list, names the UEM group `key` by the name
+/// `name` its MDM gave it: a key `PREFIX:ID` is named as `PREFIX-name:NAME`, so
+/// `jamf:computer-group:42` named "Isolate" is `jamf:computer-group-name:Isolate`.
+pub fn names_group(mapped: &str, key: &str, name: &str) -> bool {
+    let Some((prefix, _)) = key.rsplit_once(':') else {
+        return false;
+    };
+    mapped
+        .strip_prefix(prefix)
+        .and_then(|rest| rest.strip_prefix("-name:"))
+        == Some(name)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::names_group;
+
+    #[test]
+    fn a_group_is_named_by_its_prefix_and_name() {
+        let key = "jamf:computer-group:42";
+        assert!(names_group(
+            "jamf:computer-group-name:Isolate",
+            key,
+            "Isolate"
+        ));
+        assert!(!names_group(
+            "jamf:computer-group-name:Isolate",
+            key,
+            "Other"
+        ));
+        assert!(!names_group(
+            "jamf:mobile-group-name:Isolate",
+            key,
+            "Isolate"
+        ));
+        assert!(!names_group("jamf:computer-group:42", key, "Isolate"));
+        assert!(!names_group("x-name:Isolate", "nocolon", "Isolate"));
     }
 }

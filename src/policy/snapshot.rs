@@ -40,6 +40,17 @@ impl serde::Serialize for DeviceId {
     }
 }
 
+/// Reads what [`Serialize`](serde::Serialize) writes: `device#N`.
+impl<'de> serde::Deserialize<'de> for DeviceId {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let text = <std::borrow::Cow<'de, str>>::deserialize(d)?;
+        text.strip_prefix("device#")
+            .and_then(|n| n.parse().ok())
+            .map(DeviceId)
+            .ok_or_else(|| serde::de::Error::custom(format!("\"{text}\" is not device#N")))
+    }
+}
+
 impl fmt::Display for DeviceId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "device#{}", self.0)
