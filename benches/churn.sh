@@ -2,7 +2,7 @@
 # Throughput under membership churn: closed-loop dnsperf (mixed workload) against Cordon, once
 # quiet and once while 100 Jamf group changes a second are posted (alternating add and remove
 # of one bound Mac), same server, same run. Loopback only.
-# Needs: apt-get install -y dnsperf nsd; ../shared/bench data (run-anchors.sh makes it).
+# Needs: apt-get install -y dnsperf nsd; the harness's data set (made on first use).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . benches/lib.sh

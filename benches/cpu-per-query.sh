@@ -5,7 +5,7 @@
 # the queries, and each thread's share. Loopback only.
 # Usage: benches/cpu-per-query.sh [allowed|blocked|mixed]   (RATE=20000 DURATION=10;
 # BIN=path runs another build instead of target/release/cordon).
-# Needs: apt-get install -y dnsperf nsd; ../shared/bench data (run-anchors.sh makes it).
+# Needs: apt-get install -y dnsperf nsd; the harness's data set (made on first use).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . benches/lib.sh

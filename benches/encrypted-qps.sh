@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Queries per second over UDP, DoT and DoH against the same Cordon and workload, loopback only:
-# NSD upstream (shared bench data), Cordon (release) pinned to core 0, dnsperf on core 1.
-# Needs: apt-get install -y dnsperf nsd openssl nghttp2-client; ../shared/bench data (run-anchors.sh makes it).
+# NSD upstream (benches/harness data), Cordon (release) pinned to core 0, dnsperf on core 1.
+# Needs: apt-get install -y dnsperf nsd openssl nghttp2-client; the harness's data set (made on first use).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . benches/lib.sh

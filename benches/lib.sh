@@ -1,9 +1,9 @@
-# Shared by the end-to-end scripts in benches/: the paths of ../shared/bench, its data set, the
-# NSD upstream on 127.0.0.2, and a release Cordon pinned to core 0. Loopback only.
-# Source it from the repository root, then call bench_start and cordon_start.
+# Shared by the end-to-end scripts in benches/: the load harness in benches/harness, its data set
+# (target/bench/data), the NSD upstream on 127.0.0.2, and a release Cordon pinned to core 0.
+# Loopback only. Source it from the repository root, then call bench_start and cordon_start.
 
 ROOT=$PWD
-export BENCH=${BENCH_DIR:-$ROOT/../shared/bench} BENCH_WORK=$ROOT/target/bench
+export BENCH=$ROOT/benches/harness BENCH_WORK=$ROOT/target/bench
 export DATA=$BENCH_WORK/data RUN=$BENCH_WORK/run
 . "$BENCH/lib/common.sh"
 . "$BENCH/lib/auth.sh"

@@ -3,15 +3,16 @@
 # address, one in a hundred in a restricted Jamf group) and DOMAINS listed domains: VmRSS and
 # VmHWM once /readyz says ready. The store is made by Cordon itself (its schema), then filled
 # by SQLite in one transaction. Loopback only; nothing is queried upstream.
-# Needs: python3, curl. DEVICES=1000000 DOMAINS=2000000 ALIASES=2 by default; ALIASES up to 5
-# (jamf id, serial, UDID, management id, MAC, as a Jamf inventory reports them).
+# Needs: python3, curl, bc. DEVICES=1000000 DOMAINS=2000000 ALIASES=2 by default; ALIASES up to 5
+# (jamf id, serial, UDID, management id, MAC, as a Jamf inventory reports them). NOBUILD=1 keeps
+# the release binary that is there.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DEVICES=${DEVICES:-1000000}; DOMAINS=${DOMAINS:-2000000}; ALIASES=${ALIASES:-2}
 DNS_PORT=5318; HTTP_PORT=9169
 W=${W:-target/bench/memory}
 mkdir -p "$W/policies"
-cargo build --release
+[ -n "${NOBUILD:-}" ] || cargo build --release
 BIN=$PWD/target/release/cordon
 
 cat > "$W/policies/categories.toml" <<EOF

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
-# Webhook-to-enforcement latency under query load, loopback only: NSD upstream (shared bench
+# Webhook-to-enforcement latency under query load, loopback only: NSD upstream (benches/harness
 # data), Cordon (release build) pinned to core 0, dnsperf at a fixed rate on core 1, and
 # benches/webhook_latency.py posting Jamf webhooks and querying from the bound address.
-# Needs: apt-get install -y dnsperf nsd; ../shared/bench data (run-anchors.sh makes it).
+# Needs: apt-get install -y dnsperf nsd; the harness's data set (made on first use).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . benches/lib.sh
