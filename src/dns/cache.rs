@@ -6,7 +6,7 @@ use std::hash::BuildHasher;
 use std::ops::Range;
 use std::sync::Arc;
 
-use super::cache_lines::CacheLines;
+use super::cache_lines::{CacheLines, Keyed};
 use super::wire::{flag, rcode, AnswerInfo, Query};
 
 /// Seconds on the coarse monotonic clock: TTLs count whole seconds, and the coarse clock is read
@@ -81,10 +81,6 @@ impl CachedAnswer {
         u32::from_le_bytes([self.0[at], self.0[at + 1], self.0[at + 2], self.0[at + 3]])
     }
 
-    pub(super) fn key(&self) -> &[u8] {
-        &self.0[HEADER..HEADER + self.u16_at(KEY_LEN)]
-    }
-
     /// The answer's bytes, as upstream sent them.
     pub fn answer(&self) -> &[u8] {
         let start = HEADER + self.u16_at(KEY_LEN);
@@ -140,6 +136,12 @@ impl CachedAnswer {
 }
 
 /// The length of the uncompressed wire name at the start of `bytes`, its root label included.
+impl Keyed for CachedAnswer {
+    fn key(&self) -> &[u8] {
+        &self.0[HEADER..HEADER + self.u16_at(KEY_LEN)]
+    }
+}
+
 fn wire_name_len(bytes: &[u8]) -> Option<usize> {
     let mut at = 0;
     loop {
@@ -169,7 +171,7 @@ pub struct CacheLimits {
 }
 
 pub struct Cache {
-    lines: CacheLines,
+    lines: CacheLines<CachedAnswer>,
     /// Keyed per process: no one can aim names at one set or make two questions collide.
     hasher: foldhash::fast::RandomState,
     limits: CacheLimits,

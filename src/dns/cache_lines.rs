@@ -6,7 +6,10 @@
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{RwLock, RwLockReadGuard, RwLockWriteGuard};
 
-use super::cache::CachedAnswer;
+/// What the table needs of an entry: the key it is stored under.
+pub trait Keyed: Clone {
+    fn key(&self) -> &[u8];
+}
 
 /// Entries per set: three entries (16 bytes each) and their tags fill one line.
 const WAYS: usize = 3;
@@ -14,15 +17,26 @@ const WAYS: usize = 3;
 const SHARDS: usize = 64;
 
 #[repr(C, align(64))]
-#[derive(Default)]
-struct Set {
+struct Set<E> {
     tags: [u32; WAYS],
-    entries: [Option<CachedAnswer>; WAYS],
+    entries: [Option<E>; WAYS],
+}
+
+impl<E> Default for Set<E> {
+    fn default() -> Self {
+        Set {
+            tags: [0; WAYS],
+            entries: [None, None, None],
+        }
+    }
 }
 
 /// A fixed number of entries, each found by the 64-bit hash of its key.
-pub struct CacheLines {
-    shards: Box<[RwLock<Box<[Set]>>]>,
+/// One shard: its sets, behind one lock.
+type Shard<E> = RwLock<Box<[Set<E>]>>;
+
+pub struct CacheLines<E> {
+    shards: Box<[Shard<E>]>,
     /// Where each shard's sets start, for prefetching only: the boxes are made once and never
     /// replaced, so these addresses hold for the table's life.
     addresses: Box<[usize]>,
@@ -38,11 +52,11 @@ struct Place {
     tag: u32,
 }
 
-impl CacheLines {
+impl<E: Keyed> CacheLines<E> {
     /// Room for about `capacity` entries (at least one set per shard).
     pub fn new(capacity: usize) -> Self {
         let sets_per_shard = capacity.div_ceil(WAYS * SHARDS).max(1);
-        let sets: Vec<Box<[Set]>> = (0..SHARDS)
+        let sets: Vec<Box<[Set<E>]>> = (0..SHARDS)
             .map(|_| (0..sets_per_shard).map(|_| Set::default()).collect())
             .collect();
         let addresses = sets.iter().map(|s| s.as_ptr() as usize).collect();
@@ -75,7 +89,7 @@ impl CacheLines {
         #[cfg(target_arch = "x86_64")]
         {
             let p = self.place(hash);
-            let line = self.addresses[p.shard] + p.set * std::mem::size_of::<Set>();
+            let line = self.addresses[p.shard] + p.set * std::mem::size_of::<Set<E>>();
             // SAFETY: a prefetch is a hint; it never faults and reads nothing into the program.
             unsafe {
                 std::arch::x86_64::_mm_prefetch(line as *const i8, std::arch::x86_64::_MM_HINT_T0);
@@ -86,7 +100,7 @@ impl CacheLines {
     }
 
     /// The entry stored for `key` (whose hash is `hash`), if any.
-    pub fn get(&self, hash: u64, key: &[u8]) -> Option<CachedAnswer> {
+    pub fn get(&self, hash: u64, key: &[u8]) -> Option<E> {
         let p = self.place(hash);
         let sets = self.read(p.shard);
         let set = &sets[p.set];
@@ -98,12 +112,7 @@ impl CacheLines {
 
     /// Stores `entry` under `hash`: in place of the same key, else in a free way, else in place
     /// of the way `evict_first` ranks first.
-    pub fn insert(
-        &self,
-        hash: u64,
-        entry: CachedAnswer,
-        evict_first: impl Fn(&CachedAnswer) -> u64,
-    ) {
+    pub fn insert(&self, hash: u64, entry: E, evict_first: impl Fn(&E) -> u64) {
         let p = self.place(hash);
         let mut sets = self.write(p.shard);
         let set = &mut sets[p.set];
@@ -127,13 +136,13 @@ impl CacheLines {
         set.entries[way] = Some(entry);
     }
 
-    fn read(&self, shard: usize) -> RwLockReadGuard<'_, Box<[Set]>> {
+    fn read(&self, shard: usize) -> RwLockReadGuard<'_, Box<[Set<E>]>> {
         self.shards[shard]
             .read()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    fn write(&self, shard: usize) -> RwLockWriteGuard<'_, Box<[Set]>> {
+    fn write(&self, shard: usize) -> RwLockWriteGuard<'_, Box<[Set<E>]>> {
         self.shards[shard]
             .write()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
@@ -143,10 +152,32 @@ impl CacheLines {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::dns::wire::AnswerInfo;
 
-    fn entry(key: &str, lifetime: u32) -> CachedAnswer {
-        CachedAnswer::new(key.as_bytes(), b"answer", AnswerInfo::default(), lifetime)
+    #[derive(Clone, Debug)]
+    struct Entry {
+        key: Vec<u8>,
+        answer: Vec<u8>,
+        lifetime: u32,
+    }
+
+    impl Keyed for Entry {
+        fn key(&self) -> &[u8] {
+            &self.key
+        }
+    }
+
+    impl Entry {
+        fn lifetime(&self) -> u32 {
+            self.lifetime
+        }
+    }
+
+    fn entry(key: &str, lifetime: u32) -> Entry {
+        Entry {
+            key: key.as_bytes().to_vec(),
+            answer: key.as_bytes().to_vec(),
+            lifetime,
+        }
     }
 
     /// Hashes that land in one set of a one-set-per-shard table, with distinct tags.
@@ -170,7 +201,7 @@ mod tests {
         assert!(lines.get(hashes[1], b"b").is_none());
         for i in [0, 2, 3] {
             let found = lines.get(hashes[i], keys[i].as_bytes()).expect("kept");
-            assert_eq!(found.answer(), b"answer");
+            assert_eq!(found.key(), keys[i].as_bytes());
         }
     }
 
@@ -199,15 +230,10 @@ mod tests {
                         // A deliberately poor hash: many keys share sets and tags.
                         let hash = (k % 5) << 32 | (k % 11);
                         if i % 3 == 0 {
-                            let e = CachedAnswer::new(
-                                key.as_bytes(),
-                                key.as_bytes(),
-                                Default::default(),
-                                60,
-                            );
+                            let e = entry(&key, 60);
                             lines.insert(hash, e, |e| u64::from(e.lifetime()));
                         } else if let Some(found) = lines.get(hash, key.as_bytes()) {
-                            assert_eq!(found.answer(), key.as_bytes());
+                            assert_eq!(found.answer, key.as_bytes());
                         }
                     }
                 })

@@ -87,7 +87,7 @@ pub fn webhook_request(envelope: &Envelope) -> Option<Request> {
 }
 
 /// A membership change. The legacy form (no id lists) only names the group; its members are
-/// re-read from the API (see [`super::sync`]).
+/// re-read from the API by the sync.
 fn members(change: &GroupChange, source: Source) -> Request {
     let ids = |list: &[i64]| -> Vec<DeviceRef> {
         let known = change.has_id_lists;
