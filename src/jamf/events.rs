@@ -13,13 +13,17 @@ use std::net::IpAddr;
 
 use serde_json::{Map, Value};
 
+use super::json::{self, Object};
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum DeviceKind {
     Computer,
     Mobile,
 }
 
-/// What a device event or a filled device object tells about one device. Every field but the id may be absent.
+/// What a device event or a filled device object tells about one device. Every field but the id
+/// may be absent; placeholder values are absent (see [`super::json`]), so that no alias or
+/// binding is made of them.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct DeviceReport {
     /// Set by the parser from the event type.
@@ -30,7 +34,8 @@ pub struct DeviceReport {
     pub udid: Option<String>,
     pub management_id: Option<String>,
     /// `macAddress`, `alternateMacAddress`, `wifiMacAddress`, `bluetoothMacAddress`, in that
-    /// order: the non-empty ones, uppercased, as given otherwise (without repeats).
+    /// order: the usable ones ([`json::mac`]: not empty, masked, all zeros or broadcast),
+    /// uppercased, as given otherwise (without repeats).
     pub mac_addresses: Vec<String>,
     /// The address the device reports for itself: computers' `reportedIpAddress`, mobile devices' `ipAddress`. This is what gets bound.
     pub own_ip: Option<IpAddr>,
@@ -137,8 +142,6 @@ pub fn parse(body: &[u8]) -> Result<Envelope, ParseError> {
         event,
     })
 }
-
-type Object = Map<String, Value>;
 
 const ID_KEYS: &[&str] = &["jssid", "jssID"];
 const GROUP_ID_FIELD: &str = "event.jssid";
@@ -391,6 +394,11 @@ fn device_report(
         }
     };
     let text_in = |keys: &[&str]| layers.iter().find_map(|(_, object)| text(object, keys));
+    let identifier_in = |keys: &[&str]| {
+        layers
+            .iter()
+            .find_map(|(_, object)| json::identifier(object, keys))
+    };
     let ip_in = |key: &str| layers.iter().find_map(|(_, object)| ip(object, key));
     let (own_ip, seen_ip) = match kind {
         DeviceKind::Computer => (ip_in("reportedIpAddress"), ip_in("ipAddress")),
@@ -398,7 +406,10 @@ fn device_report(
     };
     let mut mac_addresses: Vec<String> = Vec::new();
     for key in MAC_KEYS {
-        if let Some(mac) = text_in(&[key]).map(|m| m.to_ascii_uppercase()) {
+        if let Some(mac) = layers
+            .iter()
+            .find_map(|(_, object)| json::mac(object, &[key]))
+        {
             if !mac_addresses.contains(&mac) {
                 mac_addresses.push(mac);
             }
@@ -408,101 +419,40 @@ fn device_report(
         kind: Some(kind),
         jamf_id,
         name: text_in(&["deviceName", "name"]),
-        serial: text_in(&["serialNumber"]),
-        udid: text_in(&["udid"]),
-        management_id: text_in(&["managementId"]),
+        serial: identifier_in(&["serialNumber"]),
+        udid: identifier_in(&["udid"]),
+        management_id: identifier_in(&["managementId"]),
         mac_addresses,
         own_ip,
         seen_ip,
     })
 }
 
-// ---- values ----
+// ---- values: read by the rules of jamf::json, which the API client shares ----
 
-/// The first of `keys` present with a non-null value, with the key as spelled in the body;
-/// failing an exact match, a key that differs only in ASCII case (`jssid` / `jssID` / `JSSID`).
 fn lookup<'a>(object: &'a Object, keys: &[&str]) -> Option<(&'a str, &'a Value)> {
-    let exact = keys
-        .iter()
-        .filter_map(|key| object.get_key_value(*key))
-        .find(|(_, value)| !value.is_null());
-    exact
-        .or_else(|| {
-            object.iter().find(|(key, value)| {
-                !value.is_null() && keys.iter().any(|k| key.eq_ignore_ascii_case(k))
-            })
-        })
-        .map(|(key, value)| (key.as_str(), value))
+    json::get(object, keys)
 }
 
-/// A Jamf id: a positive integer, as a number (integral floats too) or a numeric string.
+/// A Jamf id ([`json::id`]): a positive integer below 2^53, as a number or a string of digits.
 fn parse_id(value: &Value) -> Result<i64, String> {
-    const EXACT_FLOAT_LIMIT: f64 = 9_007_199_254_740_992.0; // 2^53
-    let id = match value {
-        Value::Number(n) => n.as_i64().or_else(|| {
-            n.as_f64()
-                .filter(|f| f.fract() == 0.0 && f.abs() < EXACT_FLOAT_LIMIT)
-                .map(|f| f as i64)
-        }),
-        Value::String(s) => s.trim().parse::<i64>().ok(),
-        _ => None,
-    };
-    match id {
-        Some(id) if id > 0 => Ok(id),
-        _ => Err(format!(
-            "expected a positive integer id, got {}",
-            excerpt(value)
-        )),
-    }
+    json::id(value).ok_or_else(|| json::id_error(value))
 }
 
-/// A non-empty string (trimmed), or a number written out; anything else is absent.
 fn text(object: &Object, keys: &[&str]) -> Option<String> {
-    match lookup(object, keys)?.1 {
-        Value::String(s) => Some(s.trim()).filter(|s| !s.is_empty()).map(str::to_owned),
-        Value::Number(n) => Some(n.to_string()),
-        _ => None,
-    }
+    json::text(object, keys)
 }
 
-/// An IP address string; empty, unparsable and unspecified (0.0.0.0, ::) ones are absent.
 fn ip(object: &Object, key: &str) -> Option<IpAddr> {
-    let text = text(object, &[key])?;
-    let bare = text
-        .strip_prefix('[')
-        .and_then(|t| t.strip_suffix(']'))
-        .unwrap_or(&text);
-    bare.parse::<IpAddr>()
-        .ok()
-        .filter(|ip| !ip.is_unspecified())
+    json::ip(object, &[key])
 }
 
-/// A boolean, also as "true"/"false" or 1/0.
 fn flag(value: &Value) -> Option<bool> {
-    match value {
-        Value::Bool(b) => Some(*b),
-        Value::String(s) => match s.trim().to_ascii_lowercase().as_str() {
-            "true" | "1" => Some(true),
-            "false" | "0" => Some(false),
-            _ => None,
-        },
-        Value::Number(n) => match n.as_i64() {
-            Some(1) => Some(true),
-            Some(0) => Some(false),
-            _ => None,
-        },
-        _ => None,
-    }
+    json::flag(value)
 }
 
-/// A short rendering of a value for an error message (bodies are not echoed whole).
 fn excerpt(value: &Value) -> String {
-    const MAX: usize = 40;
-    let full = value.to_string();
-    match full.char_indices().nth(MAX) {
-        Some((cut, _)) => format!("{}...", &full[..cut]),
-        None => full,
-    }
+    json::excerpt(value)
 }
 
 #[cfg(test)]
@@ -1193,6 +1143,42 @@ mod tests {
         assert_eq!(
             report.mac_addresses,
             strings(&["3C:22:FB:91:0A:42", "3C22.FB91.0A42", "DE:AD:BE:EF:00:04"])
+        );
+    }
+
+    #[test]
+    fn placeholders_make_no_alias_and_no_binding() {
+        let report = device(&body(
+            "ComputerCheckIn",
+            r#"{"computer":{"jssID":999,"deviceName":"string","serialNumber":"string","udid":"00000000-0000-0000-0000-000000000000","managementId":"Not Available",
+                "macAddress":"XX:XX:XX:XX:XX:XX","alternateMacAddress":"00:00:00:00:00:00","reportedIpAddress":"string","ipAddress":"255.255.255.255"}}"#,
+        ));
+        assert_eq!(
+            report,
+            DeviceReport {
+                kind: Some(DeviceKind::Computer),
+                jamf_id: 999,
+                ..DeviceReport::default()
+            }
+        );
+        // A placeholder in the nested record does not hide a real value in `event`.
+        let report = device(&body(
+            "ComputerCheckIn",
+            r#"{"computer":{"jssID":7,"serialNumber":"string","reportedIpAddress":"0.0.0.0"},"serialNumber":"C02REAL0007","reportedIpAddress":"10.0.0.7"}"#,
+        ));
+        assert_eq!(report.serial.as_deref(), Some("C02REAL0007"));
+        assert_eq!(report.own_ip, ip("10.0.0.7"));
+    }
+
+    #[test]
+    fn ids_at_or_above_2_pow_53_are_refused() {
+        let e = err(&body("ComputerAdded", r#"{"jssID":9007199254740992}"#));
+        assert_eq!(e.field(), Some("event.jssID"));
+        let e = err(&body(COMPUTER_GROUP, r#"{"jssid":"9007199254740992"}"#));
+        assert_eq!(e.field(), Some("event.jssid"));
+        assert_eq!(
+            device(&body("ComputerAdded", r#"{"jssID":9007199254740991}"#)).jamf_id,
+            9_007_199_254_740_991
         );
     }
 
