@@ -68,10 +68,14 @@ pub struct GroupChange {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Event {
     GroupChange(GroupChange),
-    /// ComputerAdded, ComputerCheckIn, ComputerInventoryCompleted, MobileDeviceCheckIn,
-    /// MobileDeviceEnrolled, MobileDeviceInventoryCompleted: a device report. Jamf nests the
-    /// computer fields under `event.computer` for ComputerCheckIn and puts them flat in `event`
-    /// for the others; either place is accepted for every one of these events (nested first).
+    /// A full device record, which refreshes the device's aliases and its address binding:
+    /// ComputerAdded, ComputerCheckIn, ComputerInventoryCompleted, ComputerPolicyFinished,
+    /// ComputerPatchPolicyCompleted, ComputerPushCapabilityChanged, MobileDeviceCheckIn,
+    /// MobileDeviceCommandCompleted, MobileDeviceEnrolled, MobileDeviceInventoryCompleted,
+    /// MobileDevicePushSent. Jamf nests the computer record under `event.computer` for
+    /// ComputerCheckIn, ComputerPolicyFinished and ComputerPatchPolicyCompleted and puts the
+    /// record flat in `event` for the others (and older Jamf Pro versions for all); either place
+    /// is accepted for every one of these events (nested first, field by field).
     Device(DeviceReport),
     /// Any other webhookEvent: acknowledged and counted, never an error.
     Other,
@@ -216,12 +220,29 @@ const ROUTES: &[(&str, Route)] = &[
         "ComputerInventoryCompleted",
         Route::Device(DeviceKind::Computer),
     ),
+    (
+        "ComputerPolicyFinished",
+        Route::Device(DeviceKind::Computer),
+    ),
+    (
+        "ComputerPatchPolicyCompleted",
+        Route::Device(DeviceKind::Computer),
+    ),
+    (
+        "ComputerPushCapabilityChanged",
+        Route::Device(DeviceKind::Computer),
+    ),
     ("MobileDeviceCheckIn", Route::Device(DeviceKind::Mobile)),
+    (
+        "MobileDeviceCommandCompleted",
+        Route::Device(DeviceKind::Mobile),
+    ),
     ("MobileDeviceEnrolled", Route::Device(DeviceKind::Mobile)),
     (
         "MobileDeviceInventoryCompleted",
         Route::Device(DeviceKind::Mobile),
     ),
+    ("MobileDevicePushSent", Route::Device(DeviceKind::Mobile)),
 ];
 
 /// The canonical spelling of an event Cordon acts on, for metric labels; `None` for the rest.
@@ -677,6 +698,35 @@ mod tests {
         }
     }
 
+    #[test]
+    fn device_events_read_the_record_nested_or_flat() {
+        // Older Jamf Pro versions sent the policy events flat; newer ones nest the record.
+        for name in [
+            "ComputerPolicyFinished",
+            "ComputerPatchPolicyCompleted",
+            "ComputerPushCapabilityChanged",
+        ] {
+            for event in [
+                r#"{"computer":{"jssID":1042,"reportedIpAddress":"10.20.30.142"},"policyId":3,"successful":true}"#,
+                r#"{"jssID":1042,"reportedIpAddress":"10.20.30.142"}"#,
+            ] {
+                let report = device(&body(name, event));
+                assert_eq!(report.kind, Some(DeviceKind::Computer), "{name}");
+                assert_eq!((report.jamf_id, report.own_ip), (1042, ip("10.20.30.142")));
+            }
+            let e = err(&body(name, r#"{"policyId":3,"successful":true}"#));
+            assert_eq!(e.field(), Some("event.jssID"), "{name}");
+        }
+        for name in ["MobileDeviceCommandCompleted", "MobileDevicePushSent"] {
+            let report = device(&body(name, r#"{"jssID":"310","ipAddress":"192.0.2.44"}"#));
+            assert_eq!(report.kind, Some(DeviceKind::Mobile), "{name}");
+            assert_eq!(
+                (report.jamf_id, report.own_ip, report.seen_ip),
+                (310, ip("192.0.2.44"), None)
+            );
+        }
+    }
+
     // ---- ids ----
 
     #[test]
@@ -924,7 +974,9 @@ mod tests {
     #[test]
     fn unknown_event_is_other() {
         for name in [
-            "ComputerPolicyFinished",
+            "PatchSoftwareTitleUpdated",
+            "MobileDeviceUnEnrolled",
+            "SCEPChallenge",
             "JSSStartup",
             "RestAPIOperation",
             "Über",
@@ -1268,6 +1320,12 @@ mod tests {
         "MobileDeviceCheckIn",
         "MobileDeviceEnrolled",
         "MobileDeviceInventoryCompleted",
+        "ComputerPolicyFinished",
+        "ComputerPatchPolicyCompleted",
+        "ComputerPushCapabilityChanged",
+        "MobileDeviceCommandCompleted",
+        "MobileDevicePushSent",
+        "MobileDeviceUnEnrolled",
         "JSSStartup",
         "",
     ];
