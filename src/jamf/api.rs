@@ -9,20 +9,22 @@
 //! cached token and is retried once with a fresh one. Neither the client secret nor a token is
 //! ever logged or put into an error.
 //!
-//! Parsing tolerates what Jamf Pro varies: ids as numbers or as strings, missing or null lists
-//! (empty), unknown fields. An answer that lacks the essential part (no `computer_group`, a member
-//! without an id) is a [`JamfApiError::Decode`] naming the URL, never an empty list: an empty
-//! list would read as "nobody is in the group".
+//! Parsing tolerates what Jamf Pro varies, by the same rules as the webhooks ([`super::json`]):
+//! ids as numbers or as strings (a positive integer below 2^53), keys in any ASCII case, missing
+//! or null lists (empty), unknown fields, placeholder values (`"Not Available"`, masked or
+//! all-zero identifiers, unspecified addresses: absent). An answer that lacks the essential part
+//! (no `computer_group`, a member without an id) is a [`JamfApiError::Decode`] naming the URL,
+//! never an empty list: an empty list would read as "nobody is in the group".
 
 use std::fmt;
 use std::io::Read;
-use std::net::IpAddr;
 use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
-use serde_json::{Map, Value};
+use serde_json::Value;
 
 use super::events::{DeviceKind, DeviceReport};
+use super::json::{self, Object};
 
 /// Answers larger than this are refused rather than read.
 const MAX_BODY: u64 = 64 << 20;
@@ -80,10 +82,11 @@ pub enum JamfApiError {
 /// One computer's inventory, as much of it as Cordon uses.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ComputerRecord {
-    /// What the record says about the device, in the same shape a webhook's device report has:
-    /// `general.name`, `hardware.serialNumber`, `udid`, `general.managementId`,
-    /// `hardware.macAddress` and `altMacAddress`, and as `own_ip` `general.lastReportedIp` (else
-    /// `lastReportedIpV4`): the Mac's own LAN address, not the one Jamf Pro saw it come from.
+    /// What the record says about the device, in the same shape a webhook's device report has
+    /// and read by the same rules: `general.name`, `hardware.serialNumber`, `udid`,
+    /// `general.managementId`, `hardware.macAddress` and `altMacAddress` (uppercased), and as
+    /// `own_ip` `general.lastReportedIp` (else `lastReportedIpV4`): the Mac's own LAN address,
+    /// not the one Jamf Pro saw it come from.
     pub device: DeviceReport,
     /// `groupMemberships[].groupId`: the computer groups (smart and static) it is in.
     pub group_ids: Vec<i64>,
@@ -267,41 +270,29 @@ fn parse_json(body: &[u8], url: &str) -> Result<Value, JamfApiError> {
     serde_json::from_slice(body).map_err(|e| decode(url, format!("not JSON: {e}")))
 }
 
-/// An id given as a number or as a string.
-fn id_of(value: &Value) -> Option<i64> {
-    match value {
-        Value::Number(n) => n.as_i64().or_else(|| {
-            n.as_f64()
-                .filter(|f| f.fract() == 0.0 && f.abs() < 9.0e15)
-                .map(|f| f as i64)
-        }),
-        Value::String(s) => s.trim().parse().ok(),
-        _ => None,
-    }
-}
-
 /// A list that may be missing or null (empty); anything else but an array is an error.
-fn list<'a>(
-    parent: &'a Map<String, Value>,
-    key: &str,
-    url: &str,
-) -> Result<&'a [Value], JamfApiError> {
-    match parent.get(key) {
-        None | Some(Value::Null) => Ok(&[]),
+fn list<'a>(parent: &'a Object, key: &str, url: &str) -> Result<&'a [Value], JamfApiError> {
+    match json::value(parent, &[key]) {
+        None => Ok(&[]),
         Some(Value::Array(items)) => Ok(items),
         Some(_) => Err(decode(url, format!("`{key}` is not a list"))),
     }
 }
 
-/// An object that may be missing or null.
-fn object<'a>(parent: &'a Map<String, Value>, key: &str) -> Option<&'a Map<String, Value>> {
-    parent.get(key).and_then(Value::as_object)
-}
-
-/// A non-empty string field.
-fn text(parent: Option<&Map<String, Value>>, key: &str) -> Option<String> {
-    let s = parent?.get(key)?.as_str()?.trim();
-    (!s.is_empty()).then(|| s.to_string())
+/// The id at `key` of each object in `items`; an item without a usable id is an error naming it.
+fn ids_of(items: &[Value], key: &str, list_key: &str, url: &str) -> Result<Vec<i64>, JamfApiError> {
+    let mut ids = items
+        .iter()
+        .enumerate()
+        .map(|(i, item)| {
+            item.as_object()
+                .and_then(|o| json::value(o, &[key]))
+                .and_then(json::id)
+                .ok_or_else(|| decode(url, format!("`{list_key}[{i}]` has no usable {key}")))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    dedup(&mut ids);
+    Ok(ids)
 }
 
 /// Keeps the first of each id, in order.
@@ -318,34 +309,26 @@ fn parse_group_members(
     root: &str,
     list_key: &str,
 ) -> Result<Vec<i64>, JamfApiError> {
-    let json = parse_json(body, url)?;
-    let group = json
+    let answer = parse_json(body, url)?;
+    let group = answer
         .as_object()
-        .and_then(|o| object(o, root))
+        .and_then(|o| json::object(o, &[root]))
         .ok_or_else(|| decode(url, format!("no `{root}` object")))?;
-    let mut ids = list(group, list_key, url)?
-        .iter()
-        .enumerate()
-        .map(|(i, member)| {
-            member
-                .as_object()
-                .and_then(|m| m.get("id"))
-                .and_then(id_of)
-                .ok_or_else(|| decode(url, format!("`{list_key}[{i}]` has no usable id")))
-        })
-        .collect::<Result<Vec<_>, _>>()?;
-    dedup(&mut ids);
-    Ok(ids)
+    ids_of(list(group, list_key, url)?, "id", list_key, url)
 }
 
 /// A computers-inventory page → the record whose id is `id`, if any.
 fn parse_computer(body: &[u8], url: &str, id: i64) -> Result<Option<ComputerRecord>, JamfApiError> {
-    let json = parse_json(body, url)?;
-    let page = json
+    let answer = parse_json(body, url)?;
+    let page = answer
         .as_object()
-        .filter(|o| o.contains_key("results") || o.contains_key("totalCount"))
+        .filter(|o| {
+            // Present, even if null: a page with `"results": null` is an empty page.
+            o.keys()
+                .any(|k| k.eq_ignore_ascii_case("results") || k.eq_ignore_ascii_case("totalCount"))
+        })
         .ok_or_else(|| decode(url, "no `results`"))?;
-    if page.get("totalCount").and_then(id_of) == Some(0) {
+    if json::value(page, &["totalCount"]).and_then(json::integer) == Some(0) {
         return Ok(None);
     }
     // Pick by id rather than taking results[0]: a filter that was not applied must not hand back
@@ -353,49 +336,42 @@ fn parse_computer(body: &[u8], url: &str, id: i64) -> Result<Option<ComputerReco
     let Some(found) = list(page, "results", url)?
         .iter()
         .filter_map(Value::as_object)
-        .find(|r| r.get("id").and_then(id_of) == Some(id))
+        .find(|r| json::value(r, &["id"]).and_then(json::id) == Some(id))
     else {
         return Ok(None);
     };
-    let general = object(found, "general");
-    let hardware = object(found, "hardware");
+    let no_fields = Object::new();
+    let general = json::object(found, &["general"]).unwrap_or(&no_fields);
+    let hardware = json::object(found, &["hardware"]).unwrap_or(&no_fields);
 
-    let mut mac_addresses: Vec<String> = ["macAddress", "altMacAddress"]
-        .iter()
-        .filter_map(|key| text(hardware, key))
-        .collect();
-    mac_addresses.dedup_by(|a, b| a.eq_ignore_ascii_case(b));
+    let mut mac_addresses: Vec<String> = Vec::new();
+    for key in ["macAddress", "altMacAddress"] {
+        if let Some(mac) = json::mac(hardware, &[key]) {
+            if !mac_addresses.contains(&mac) {
+                mac_addresses.push(mac);
+            }
+        }
+    }
 
     let own_ip = ["lastReportedIp", "lastReportedIpV4"]
         .iter()
-        .find_map(|key| text(general, key)?.parse::<IpAddr>().ok());
+        .find_map(|key| json::ip(general, &[key]));
 
-    let mut group_ids = list(found, "groupMemberships", url)?
-        .iter()
-        .enumerate()
-        .map(|(i, membership)| {
-            membership
-                .as_object()
-                .and_then(|m| m.get("groupId"))
-                .and_then(id_of)
-                .ok_or_else(|| {
-                    decode(
-                        url,
-                        format!("`groupMemberships[{i}]` has no usable groupId"),
-                    )
-                })
-        })
-        .collect::<Result<Vec<_>, _>>()?;
-    dedup(&mut group_ids);
+    let group_ids = ids_of(
+        list(found, "groupMemberships", url)?,
+        "groupId",
+        "groupMemberships",
+        url,
+    )?;
 
     Ok(Some(ComputerRecord {
         device: DeviceReport {
             kind: Some(DeviceKind::Computer),
             jamf_id: id,
-            name: text(general, "name"),
-            serial: text(hardware, "serialNumber"),
-            udid: text(Some(found), "udid"),
-            management_id: text(general, "managementId"),
+            name: json::text(general, &["name"]),
+            serial: json::identifier(hardware, &["serialNumber"]),
+            udid: json::identifier(found, &["udid"]),
+            management_id: json::identifier(general, &["managementId"]),
             mac_addresses,
             own_ip,
             seen_ip: None,
@@ -406,9 +382,9 @@ fn parse_computer(body: &[u8], url: &str, id: i64) -> Result<Option<ComputerReco
 
 /// The token answer → the access token and its lifetime. Messages never quote the body.
 fn parse_token(body: &[u8], url: &str) -> Result<(String, Duration), JamfApiError> {
-    let json: Value =
+    let answer: Value =
         serde_json::from_slice(body).map_err(|_| decode(url, "the token answer is not JSON"))?;
-    let token = json
+    let token = answer
         .get("access_token")
         .and_then(Value::as_str)
         .filter(|t| !t.is_empty())
@@ -420,11 +396,11 @@ fn parse_token(body: &[u8], url: &str) -> Result<(String, Duration), JamfApiErro
             "the answer from {url} has an access_token that cannot be sent in a header"
         )));
     }
-    let lifetime = match json.get("expires_in") {
+    let lifetime = match answer.get("expires_in") {
         None | Some(Value::Null) => DEFAULT_TOKEN_LIFETIME,
         Some(v) => {
-            let seconds =
-                id_of(v).ok_or_else(|| decode(url, "`expires_in` is not a number of seconds"))?;
+            let seconds = json::integer(v)
+                .ok_or_else(|| decode(url, "`expires_in` is not a number of seconds"))?;
             Duration::from_secs(seconds.max(0).unsigned_abs())
         }
     };
@@ -629,6 +605,88 @@ mod tests {
                 "{body}"
             );
         }
+    }
+
+    #[test]
+    fn ids_follow_the_webhooks_rule() {
+        // A positive integer below 2^53, as a number or a string of digits: the same rule as
+        // the webhook parser (jamf::json::id).
+        let body = |id: &str| format!(r#"{{"computer_group":{{"computers":[{{"id":{id}}}]}}}}"#);
+        for (id, expected) in [
+            ("1042", Some(1042)),
+            (r#""1042""#, Some(1042)),
+            ("9007199254740991", Some(9_007_199_254_740_991)),
+            ("9000000000000001", Some(9_000_000_000_000_001)),
+            ("9007199254740992", None),
+            (r#""9007199254740992""#, None),
+            ("0", None),
+            (r#""-1""#, None),
+            ("-1", None),
+            (r#""+7""#, None),
+            ("7.5", None),
+        ] {
+            let got = members(&body(id)).ok();
+            assert_eq!(got, expected.map(|id| vec![id]), "{id}");
+        }
+        let inventory = |id: &str| {
+            format!(
+                r#"{{"totalCount":1,"results":[{{"id":{id},"groupMemberships":[{{"groupId":{id}}}]}}]}}"#
+            )
+        };
+        for id in ["1042", r#""1042""#, r#"" 1042 ""#] {
+            let record = parse_computer(inventory(id).as_bytes(), URL, 1042)
+                .unwrap()
+                .unwrap();
+            assert_eq!(record.group_ids, vec![1042], "{id}");
+        }
+        // A result whose id is not an id is not the computer asked for.
+        assert_eq!(
+            parse_computer(inventory(r#""1042x""#).as_bytes(), URL, 1042).unwrap(),
+            None
+        );
+    }
+
+    #[test]
+    fn keys_in_another_case_are_read() {
+        let body = r#"{"Computer_Group":{"Computers":[{"ID":"5"}]}}"#;
+        assert_eq!(members(body).unwrap(), vec![5]);
+        let record = parse_computer(
+            br#"{"TotalCount":1,"Results":[{"Id":5,"UDID":"U-5","General":{"Name":"n","LastReportedIP":"10.0.0.5"},"Hardware":{"SerialNumber":"S-5"}}]}"#,
+            URL,
+            5,
+        )
+        .unwrap()
+        .unwrap();
+        assert_eq!(record.device.udid.as_deref(), Some("U-5"));
+        assert_eq!(record.device.name.as_deref(), Some("n"));
+        assert_eq!(record.device.serial.as_deref(), Some("S-5"));
+        assert_eq!(record.device.own_ip, Some("10.0.0.5".parse().unwrap()));
+    }
+
+    #[test]
+    fn inventory_placeholders_make_no_alias_and_no_binding() {
+        let body = br#"{"totalCount":1,"results":[{"id":"5","udid":"00000000-0000-0000-0000-000000000000",
+            "general":{"name":"Not Available","managementId":"string","lastReportedIp":"0.0.0.0","lastReportedIpV4":"Not Available"},
+            "hardware":{"serialNumber":"Not Available","macAddress":"XX:XX:XX:XX:XX:XX","altMacAddress":"00:00:00:00:00:00"}}]}"#;
+        let record = parse_computer(body, URL, 5).unwrap().unwrap();
+        assert_eq!(
+            record.device,
+            DeviceReport {
+                kind: Some(DeviceKind::Computer),
+                jamf_id: 5,
+                ..DeviceReport::default()
+            }
+        );
+        // A placeholder lastReportedIp gives way to lastReportedIpV4; MACs are uppercased and
+        // deduplicated like the webhooks'.
+        let body = br#"{"totalCount":1,"results":[{"id":"5","general":{"lastReportedIp":"string","lastReportedIpV4":"10.0.0.5"},
+            "hardware":{"macAddress":"3c:22:fb:91:0a:42","altMacAddress":"3C:22:FB:91:0A:42"}}]}"#;
+        let record = parse_computer(body, URL, 5).unwrap().unwrap();
+        assert_eq!(record.device.own_ip, Some("10.0.0.5".parse().unwrap()));
+        assert_eq!(
+            record.device.mac_addresses,
+            vec!["3C:22:FB:91:0A:42".to_string()]
+        );
     }
 
     #[test]

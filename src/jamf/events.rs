@@ -6,12 +6,21 @@
 //! `eventTimestamp` may be milliseconds or seconds; console test events carry a `(TEST)` suffix;
 //! unknown events and unknown fields are accepted.
 //!
+//! Only what an event is about can make it an error: the group id of a group change, the ids in
+//! its id lists, the device id of a device event. A side field never costs the change: a device
+//! object that cannot be used is skipped and counted ([`GroupChange::skipped`]), a placeholder
+//! value (`"string"`, `XX:XX:XX:XX:XX:XX`, `0.0.0.0`, ...) is absent.
+//!
 //! The body is walked as a [`serde_json::Value`] rather than derived, so that each of those
-//! tolerances is one small function below.
+//! tolerances is one small function; the values are read by the rules of [`super::json`], which
+//! the API client shares.
 
+use std::collections::HashSet;
 use std::net::IpAddr;
 
 use serde_json::{Map, Value};
+
+use super::json::{self, Object};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum DeviceKind {
@@ -19,18 +28,24 @@ pub enum DeviceKind {
     Mobile,
 }
 
-/// What a device event or a filled device object tells about one device. Every field but the id may be absent.
+/// What a device event or a filled device object tells about one device. Every field but the id
+/// may be absent; placeholder values are absent (see [`super::json`]), so that no alias or
+/// binding is made of them.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct DeviceReport {
     /// Set by the parser from the event type.
     pub kind: Option<DeviceKind>,
     pub jamf_id: i64,
     pub name: Option<String>,
+    /// `serialNumber`: not masked, not all zeros.
     pub serial: Option<String>,
+    /// `udid`: not masked, not all zeros.
     pub udid: Option<String>,
+    /// `managementId`: not masked, not all zeros.
     pub management_id: Option<String>,
     /// `macAddress`, `alternateMacAddress`, `wifiMacAddress`, `bluetoothMacAddress`, in that
-    /// order: the non-empty ones, uppercased, as given otherwise (without repeats).
+    /// order: the usable ones ([`json::mac`]: not empty, masked, all zeros or broadcast),
+    /// uppercased, as given otherwise (without repeats).
     pub mac_addresses: Vec<String>,
     /// The address the device reports for itself: computers' `reportedIpAddress`, mobile devices' `ipAddress`. This is what gets bound.
     pub own_ip: Option<IpAddr>,
@@ -48,25 +63,35 @@ pub struct GroupChange {
     pub group_name: Option<String>,
     /// `event.smartGroup`.
     pub smart: Option<bool>,
-    /// `groupAddedDevicesIds`, plus the ids of `groupAddedDevices` objects, deduplicated, order kept.
+    /// `groupAddedDevicesIds`, deduplicated, order kept. Membership comes from the id lists only.
     pub added: Vec<i64>,
-    /// `groupRemovedDevicesIds`, plus the ids of `groupRemovedDevices` objects, deduplicated, order kept.
+    /// `groupRemovedDevicesIds`, deduplicated, order kept.
     pub removed: Vec<i64>,
-    /// Filled device objects from `groupAddedDevices` (mobile events), kind set.
+    /// The usable device objects of `groupAddedDevices` (filled in mobile events), kind set: an
+    /// object with a `jssID` that `added` holds (any, in the legacy form without id lists).
     pub added_devices: Vec<DeviceReport>,
-    /// Filled device objects from `groupRemovedDevices`, kind set.
+    /// The usable device objects of `groupRemovedDevices`, kind set, likewise with `removed`.
     pub removed_devices: Vec<DeviceReport>,
     /// false for the legacy form (no id lists at all, README: "this group changed": re-read its members)
     pub has_id_lists: bool,
+    /// Entries of `groupAddedDevices` and `groupRemovedDevices` left out because they could not
+    /// be used: not an object (a device name, a bare id, null), no usable `jssID` (e.g. keyed
+    /// `id`), or a device that the matching id list does not name. The change itself stands;
+    /// this is for a metric.
+    pub skipped: usize,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Event {
     GroupChange(GroupChange),
-    /// ComputerAdded, ComputerCheckIn, ComputerInventoryCompleted, MobileDeviceCheckIn,
-    /// MobileDeviceEnrolled, MobileDeviceInventoryCompleted: a device report. Jamf nests the
-    /// computer fields under `event.computer` for ComputerCheckIn and puts them flat in `event`
-    /// for the others; either place is accepted for every one of these events (nested first).
+    /// A full device record, which refreshes the device's aliases and its address binding:
+    /// ComputerAdded, ComputerCheckIn, ComputerInventoryCompleted, ComputerPolicyFinished,
+    /// ComputerPatchPolicyCompleted, ComputerPushCapabilityChanged, MobileDeviceCheckIn,
+    /// MobileDeviceCommandCompleted, MobileDeviceEnrolled, MobileDeviceInventoryCompleted,
+    /// MobileDevicePushSent. Jamf nests the computer record under `event.computer` for
+    /// ComputerCheckIn, ComputerPolicyFinished and ComputerPatchPolicyCompleted and puts the
+    /// record flat in `event` for the others (and older Jamf Pro versions for all); either place
+    /// is accepted for every one of these events (nested first, field by field).
     Device(DeviceReport),
     /// Any other webhookEvent: acknowledged and counted, never an error.
     Other,
@@ -105,7 +130,7 @@ impl ParseError {
 
 /// Parses one webhook body. Unknown events give [`Event::Other`]; only a body that is not JSON,
 /// not an object, has no `webhook.webhookEvent`, or lacks (or has a bad) group or device id
-/// where the event needs one is an error.
+/// where the event needs one, or a bad entry in an id list, is an error.
 pub fn parse(body: &[u8]) -> Result<Envelope, ParseError> {
     let body = body.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(body);
     let root: Value =
@@ -113,15 +138,12 @@ pub fn parse(body: &[u8]) -> Result<Envelope, ParseError> {
     let root = root
         .as_object()
         .ok_or_else(|| invalid("body", "expected a JSON object"))?;
-    let webhook = lookup(root, &["webhook"])
-        .and_then(|(_, v)| v.as_object())
+    let webhook = json::object(root, &["webhook"])
         .ok_or_else(|| invalid("webhook", "missing or not an object"))?;
     let (name, test) = event_name(webhook)?;
 
     let no_fields = Map::new();
-    let event_fields = lookup(root, &["event"])
-        .and_then(|(_, v)| v.as_object())
-        .unwrap_or(&no_fields);
+    let event_fields = json::object(root, &["event"]).unwrap_or(&no_fields);
     let event = match route(&name) {
         Route::Group(kind) => Event::GroupChange(group_change(event_fields, kind)?),
         Route::Device(kind) => Event::Device(device_event(event_fields, kind)?),
@@ -131,14 +153,12 @@ pub fn parse(body: &[u8]) -> Result<Envelope, ParseError> {
     Ok(Envelope {
         name,
         test,
-        webhook_id: lookup(webhook, &["id"]).and_then(|(_, v)| parse_id(v).ok()),
-        webhook_name: text(webhook, &["name"]),
-        timestamp_ms: lookup(webhook, &["eventTimestamp"]).and_then(|(_, v)| timestamp_ms(v)),
+        webhook_id: json::value(webhook, &["id"]).and_then(json::id),
+        webhook_name: json::text(webhook, &["name"]),
+        timestamp_ms: json::value(webhook, &["eventTimestamp"]).and_then(timestamp_ms),
         event,
     })
 }
-
-type Object = Map<String, Value>;
 
 const ID_KEYS: &[&str] = &["jssid", "jssID"];
 const GROUP_ID_FIELD: &str = "event.jssid";
@@ -163,13 +183,13 @@ fn invalid(field: &str, message: impl Into<String>) -> ParseError {
 /// `webhook.webhookEvent`, trimmed, without its `(TEST)` suffix, and whether it had one.
 fn event_name(webhook: &Object) -> Result<(String, bool), ParseError> {
     const FIELD: &str = "webhook.webhookEvent";
-    let raw = match lookup(webhook, &["webhookEvent"]) {
+    let raw = match json::value(webhook, &["webhookEvent"]) {
         None => return Err(invalid(FIELD, "missing")),
-        Some((_, Value::String(s))) => s,
-        Some((_, other)) => {
+        Some(Value::String(s)) => s,
+        Some(other) => {
             return Err(invalid(
                 FIELD,
-                format!("expected a string, got {}", excerpt(other)),
+                format!("expected a string, got {}", json::excerpt(other)),
             ))
         }
     };
@@ -213,12 +233,29 @@ const ROUTES: &[(&str, Route)] = &[
         "ComputerInventoryCompleted",
         Route::Device(DeviceKind::Computer),
     ),
+    (
+        "ComputerPolicyFinished",
+        Route::Device(DeviceKind::Computer),
+    ),
+    (
+        "ComputerPatchPolicyCompleted",
+        Route::Device(DeviceKind::Computer),
+    ),
+    (
+        "ComputerPushCapabilityChanged",
+        Route::Device(DeviceKind::Computer),
+    ),
     ("MobileDeviceCheckIn", Route::Device(DeviceKind::Mobile)),
+    (
+        "MobileDeviceCommandCompleted",
+        Route::Device(DeviceKind::Mobile),
+    ),
     ("MobileDeviceEnrolled", Route::Device(DeviceKind::Mobile)),
     (
         "MobileDeviceInventoryCompleted",
         Route::Device(DeviceKind::Mobile),
     ),
+    ("MobileDevicePushSent", Route::Device(DeviceKind::Mobile)),
 ];
 
 /// The canonical spelling of an event Cordon acts on, for metric labels; `None` for the rest.
@@ -281,227 +318,170 @@ fn ms_from_float(t: f64) -> Option<i64> {
 // ---- group changes ----
 
 fn group_change(event: &Object, kind: DeviceKind) -> Result<GroupChange, ParseError> {
-    let group_id = match lookup(event, ID_KEYS) {
+    let group_id = match json::get(event, ID_KEYS) {
         None => return Err(invalid(GROUP_ID_FIELD, "missing group id")),
-        Some((key, value)) => parse_id(value).map_err(|m| invalid(&format!("event.{key}"), m))?,
+        Some((key, value)) => json::id(value)
+            .ok_or_else(|| invalid(&format!("event.{key}"), json::id_error(value)))?,
     };
-    let has_id_lists = lookup(event, &["groupAddedDevicesIds"]).is_some()
-        || lookup(event, &["groupRemovedDevicesIds"]).is_some();
-    let (added, added_devices) =
-        membership(event, kind, "groupAddedDevicesIds", "groupAddedDevices")?;
-    let (removed, removed_devices) =
-        membership(event, kind, "groupRemovedDevicesIds", "groupRemovedDevices")?;
+    let added = id_list(event, "groupAddedDevicesIds")?;
+    let removed = id_list(event, "groupRemovedDevicesIds")?;
+    let has_id_lists = added.is_some() || removed.is_some();
+    let (added, removed) = (added.unwrap_or_default(), removed.unwrap_or_default());
+    let mut skipped = 0;
+    let added_devices = device_list(
+        event,
+        kind,
+        "groupAddedDevices",
+        has_id_lists.then_some(added.as_slice()),
+        &mut skipped,
+    );
+    let removed_devices = device_list(
+        event,
+        kind,
+        "groupRemovedDevices",
+        has_id_lists.then_some(removed.as_slice()),
+        &mut skipped,
+    );
     Ok(GroupChange {
         kind,
         group_id,
-        group_name: text(event, &["name"]),
-        smart: lookup(event, &["smartGroup"]).and_then(|(_, v)| flag(v)),
+        group_name: json::text(event, &["name"]),
+        smart: json::value(event, &["smartGroup"]).and_then(json::flag),
         added,
         removed,
         added_devices,
         removed_devices,
         has_id_lists,
+        skipped,
     })
 }
 
-/// One side of a membership change: the ids list, then the device objects (whose ids join the
-/// list when new). A bare id among the objects counts as an id; nulls are skipped.
-fn membership(
-    event: &Object,
-    kind: DeviceKind,
-    ids_key: &str,
-    devices_key: &str,
-) -> Result<(Vec<i64>, Vec<DeviceReport>), ParseError> {
-    let mut ids = Vec::new();
-    for (path, item) in list_items(event, ids_key)? {
-        push_unique(&mut ids, parse_id(item).map_err(|m| invalid(&path, m))?);
-    }
-    let mut devices = Vec::new();
-    for (path, item) in list_items(event, devices_key)? {
-        let id = match item.as_object() {
-            Some(object) => {
-                let missing = format!("{path}.jssID");
-                let report = device_report(&[(path, object)], kind, &missing)?;
-                let id = report.jamf_id;
-                devices.push(report);
-                id
-            }
-            None => parse_id(item).map_err(|m| invalid(&path, m))?,
-        };
-        push_unique(&mut ids, id);
-    }
-    Ok((ids, devices))
-}
-
-/// The non-null items of the list at `event.<key>`, each with its path. Missing or null is
-/// empty; a lone scalar is a list of one; anything else is an error.
-fn list_items<'a>(event: &'a Object, key: &str) -> Result<Vec<(String, &'a Value)>, ParseError> {
-    let (key, value) = match lookup(event, &[key]) {
-        None => return Ok(Vec::new()),
-        Some(found) => found,
+/// The id list at `event.<key>`, deduplicated, order kept; `None` when missing or null. Null
+/// items are skipped and a lone id is a list of one; any other item, or a list of another type,
+/// is an error: the id lists are the change itself.
+fn id_list(event: &Object, key: &str) -> Result<Option<Vec<i64>>, ParseError> {
+    let Some((key, value)) = json::get(event, &[key]) else {
+        return Ok(None);
     };
-    match value {
-        Value::Array(items) => Ok(items
+    let items: Vec<(String, &Value)> = match value {
+        Value::Array(items) => items
             .iter()
             .enumerate()
             .filter(|(_, item)| !item.is_null())
             .map(|(i, item)| (format!("event.{key}[{i}]"), item))
-            .collect()),
-        Value::Number(_) | Value::String(_) => Ok(vec![(format!("event.{key}"), value)]),
-        other => Err(invalid(
-            &format!("event.{key}"),
-            format!("expected a list, got {}", excerpt(other)),
-        )),
+            .collect(),
+        Value::Number(_) | Value::String(_) => vec![(format!("event.{key}"), value)],
+        other => {
+            return Err(invalid(
+                &format!("event.{key}"),
+                format!("expected a list of ids, got {}", json::excerpt(other)),
+            ))
+        }
+    };
+    let mut ids = Vec::with_capacity(items.len());
+    let mut seen = HashSet::with_capacity(items.len());
+    for (path, item) in items {
+        let id = json::id(item).ok_or_else(|| invalid(&path, json::id_error(item)))?;
+        if seen.insert(id) {
+            ids.push(id);
+        }
     }
+    Ok(Some(ids))
 }
 
-fn push_unique(ids: &mut Vec<i64>, id: i64) {
-    if !ids.contains(&id) {
-        ids.push(id);
+/// The usable device objects at `event.<key>`: objects with a usable `jssID` that `members` holds
+/// (when there are id lists). Every other entry (a device name, a bare id, null, an object keyed
+/// `id`, ...) is counted in `skipped`. A lone object or value is an entry of its own.
+fn device_list(
+    event: &Object,
+    kind: DeviceKind,
+    key: &str,
+    members: Option<&[i64]>,
+    skipped: &mut usize,
+) -> Vec<DeviceReport> {
+    let entries: &[Value] = match json::value(event, &[key]) {
+        None => &[],
+        Some(Value::Array(items)) => items,
+        Some(other) => std::slice::from_ref(other),
+    };
+    if entries.is_empty() {
+        return Vec::new();
     }
+    let members: Option<HashSet<i64>> = members.map(|ids| ids.iter().copied().collect());
+    let mut devices = Vec::new();
+    for entry in entries {
+        let usable = entry
+            .as_object()
+            .and_then(|object| {
+                let id = json::id(json::value(object, ID_KEYS)?)?;
+                Some(device_fields(&[object], kind, id))
+            })
+            .filter(|report| {
+                members
+                    .as_ref()
+                    .is_none_or(|ids| ids.contains(&report.jamf_id))
+            });
+        match usable {
+            Some(report) => devices.push(report),
+            None => *skipped += 1,
+        }
+    }
+    devices
 }
 
 // ---- devices ----
 
-/// A device event: the fields may sit under `event.computer` or flat in `event`; the nested
-/// object is read first, field by field, then `event` itself.
+/// A device event: the record may sit under `event.computer` or flat in `event`; the nested
+/// object is read first, field by field, then `event` itself. The device id is required.
 fn device_event(event: &Object, kind: DeviceKind) -> Result<DeviceReport, ParseError> {
-    let mut layers = Vec::with_capacity(2);
-    if let Some((key, Value::Object(nested))) = lookup(event, &["computer"]) {
-        layers.push((format!("event.{key}"), nested));
-    }
-    layers.push(("event".to_owned(), event));
-    device_report(&layers, kind, DEVICE_ID_FIELD)
-}
-
-/// Reads one device from `layers` (objects with their paths, first match wins per field).
-/// `missing_field` names the error when no layer has an id.
-fn device_report(
-    layers: &[(String, &Object)],
-    kind: DeviceKind,
-    missing_field: &str,
-) -> Result<DeviceReport, ParseError> {
-    let found_id = layers
-        .iter()
-        .find_map(|(path, object)| lookup(object, ID_KEYS).map(|(key, v)| (path, key, v)));
+    let nested =
+        json::get(event, &["computer"]).and_then(|(key, value)| Some((key, value.as_object()?)));
+    let found_id = nested
+        .and_then(|(key, object)| {
+            json::get(object, ID_KEYS).map(|(id_key, v)| (format!("event.{key}.{id_key}"), v))
+        })
+        .or_else(|| json::get(event, ID_KEYS).map(|(key, v)| (format!("event.{key}"), v)));
     let jamf_id = match found_id {
-        None => return Err(invalid(missing_field, "missing device id")),
-        Some((path, key, value)) => {
-            parse_id(value).map_err(|m| invalid(&format!("{path}.{key}"), m))?
+        None => return Err(invalid(DEVICE_ID_FIELD, "missing device id")),
+        Some((path, value)) => {
+            json::id(value).ok_or_else(|| invalid(&path, json::id_error(value)))?
         }
     };
-    let text_in = |keys: &[&str]| layers.iter().find_map(|(_, object)| text(object, keys));
-    let ip_in = |key: &str| layers.iter().find_map(|(_, object)| ip(object, key));
+    let mut layers = Vec::with_capacity(2);
+    layers.extend(nested.map(|(_, object)| object));
+    layers.push(event);
+    Ok(device_fields(&layers, kind, jamf_id))
+}
+
+/// Reads one device's fields from `layers` (the first layer with a usable value wins, field by
+/// field).
+fn device_fields(layers: &[&Object], kind: DeviceKind, jamf_id: i64) -> DeviceReport {
+    fn first<T>(layers: &[&Object], read: impl Fn(&Object) -> Option<T>) -> Option<T> {
+        layers.iter().find_map(|object| read(object))
+    }
+    let ip_in = |key: &str| first(layers, |o| json::ip(o, &[key]));
     let (own_ip, seen_ip) = match kind {
         DeviceKind::Computer => (ip_in("reportedIpAddress"), ip_in("ipAddress")),
         DeviceKind::Mobile => (ip_in("ipAddress"), None),
     };
     let mut mac_addresses: Vec<String> = Vec::new();
     for key in MAC_KEYS {
-        if let Some(mac) = text_in(&[key]).map(|m| m.to_ascii_uppercase()) {
+        if let Some(mac) = first(layers, |o| json::mac(o, &[key])) {
             if !mac_addresses.contains(&mac) {
                 mac_addresses.push(mac);
             }
         }
     }
-    Ok(DeviceReport {
+    DeviceReport {
         kind: Some(kind),
         jamf_id,
-        name: text_in(&["deviceName", "name"]),
-        serial: text_in(&["serialNumber"]),
-        udid: text_in(&["udid"]),
-        management_id: text_in(&["managementId"]),
+        name: first(layers, |o| json::text(o, &["deviceName", "name"])),
+        serial: first(layers, |o| json::identifier(o, &["serialNumber"])),
+        udid: first(layers, |o| json::identifier(o, &["udid"])),
+        management_id: first(layers, |o| json::identifier(o, &["managementId"])),
         mac_addresses,
         own_ip,
         seen_ip,
-    })
-}
-
-// ---- values ----
-
-/// The first of `keys` present with a non-null value, with the key as spelled in the body;
-/// failing an exact match, a key that differs only in ASCII case (`jssid` / `jssID` / `JSSID`).
-fn lookup<'a>(object: &'a Object, keys: &[&str]) -> Option<(&'a str, &'a Value)> {
-    let exact = keys
-        .iter()
-        .filter_map(|key| object.get_key_value(*key))
-        .find(|(_, value)| !value.is_null());
-    exact
-        .or_else(|| {
-            object.iter().find(|(key, value)| {
-                !value.is_null() && keys.iter().any(|k| key.eq_ignore_ascii_case(k))
-            })
-        })
-        .map(|(key, value)| (key.as_str(), value))
-}
-
-/// A Jamf id: a positive integer, as a number (integral floats too) or a numeric string.
-fn parse_id(value: &Value) -> Result<i64, String> {
-    const EXACT_FLOAT_LIMIT: f64 = 9_007_199_254_740_992.0; // 2^53
-    let id = match value {
-        Value::Number(n) => n.as_i64().or_else(|| {
-            n.as_f64()
-                .filter(|f| f.fract() == 0.0 && f.abs() < EXACT_FLOAT_LIMIT)
-                .map(|f| f as i64)
-        }),
-        Value::String(s) => s.trim().parse::<i64>().ok(),
-        _ => None,
-    };
-    match id {
-        Some(id) if id > 0 => Ok(id),
-        _ => Err(format!(
-            "expected a positive integer id, got {}",
-            excerpt(value)
-        )),
-    }
-}
-
-/// A non-empty string (trimmed), or a number written out; anything else is absent.
-fn text(object: &Object, keys: &[&str]) -> Option<String> {
-    match lookup(object, keys)?.1 {
-        Value::String(s) => Some(s.trim()).filter(|s| !s.is_empty()).map(str::to_owned),
-        Value::Number(n) => Some(n.to_string()),
-        _ => None,
-    }
-}
-
-/// An IP address string; empty, unparsable and unspecified (0.0.0.0, ::) ones are absent.
-fn ip(object: &Object, key: &str) -> Option<IpAddr> {
-    let text = text(object, &[key])?;
-    let bare = text
-        .strip_prefix('[')
-        .and_then(|t| t.strip_suffix(']'))
-        .unwrap_or(&text);
-    bare.parse::<IpAddr>()
-        .ok()
-        .filter(|ip| !ip.is_unspecified())
-}
-
-/// A boolean, also as "true"/"false" or 1/0.
-fn flag(value: &Value) -> Option<bool> {
-    match value {
-        Value::Bool(b) => Some(*b),
-        Value::String(s) => match s.trim().to_ascii_lowercase().as_str() {
-            "true" | "1" => Some(true),
-            "false" | "0" => Some(false),
-            _ => None,
-        },
-        Value::Number(n) => match n.as_i64() {
-            Some(1) => Some(true),
-            Some(0) => Some(false),
-            _ => None,
-        },
-        _ => None,
-    }
-}
-
-/// A short rendering of a value for an error message (bodies are not echoed whole).
-fn excerpt(value: &Value) -> String {
-    const MAX: usize = 40;
-    let full = value.to_string();
-    match full.char_indices().nth(MAX) {
-        Some((cut, _)) => format!("{}...", &full[..cut]),
-        None => full,
     }
 }
 
@@ -592,6 +572,7 @@ mod tests {
                     added_devices: vec![],
                     removed_devices: vec![],
                     has_id_lists: true,
+                    skipped: 0,
                 }),
             }
         );
@@ -613,6 +594,7 @@ mod tests {
                 added_devices: vec![],
                 removed_devices: vec![],
                 has_id_lists: true,
+                skipped: 0,
             })
         );
     }
@@ -635,6 +617,7 @@ mod tests {
                 added_devices: vec![],
                 removed_devices: vec![],
                 has_id_lists: false,
+                skipped: 0,
             })
         );
     }
@@ -669,6 +652,7 @@ mod tests {
                 }],
                 removed_devices: vec![],
                 has_id_lists: true,
+                skipped: 0,
             })
         );
     }
@@ -727,6 +711,322 @@ mod tests {
         }
     }
 
+    // The records that the new device-event fixtures carry.
+    fn fin_mbp_0142(own_ip: &str) -> DeviceReport {
+        DeviceReport {
+            kind: Some(DeviceKind::Computer),
+            jamf_id: 1042,
+            name: Some("FIN-MBP-0142".into()),
+            serial: Some("C02ZK1ABMD6T".into()),
+            udid: Some("5B1E6A7C-0D3F-5E2A-9C4B-7A8D9E0F1A2B".into()),
+            management_id: Some("3f6b2a10-8c4d-4e5f-9a7b-1c2d3e4f5a6b".into()),
+            mac_addresses: strings(&["3C:22:FB:91:0A:42", "72:00:04:1B:9C:11"]),
+            own_ip: ip(own_ip),
+            seen_ip: ip("198.51.100.23"),
+        }
+    }
+
+    fn field_ipad_7(own_ip: &str, management_id: bool) -> DeviceReport {
+        DeviceReport {
+            kind: Some(DeviceKind::Mobile),
+            jamf_id: 310,
+            name: Some("Field iPad 7".into()),
+            serial: Some("F9FXK2Q4LQ".into()),
+            udid: Some("00008101-000A1D2E3F40001E".into()),
+            management_id: management_id.then(|| "c2a9e7d4-5b1f-4a3e-8d6c-0f1e2d3c4b5a".into()),
+            mac_addresses: strings(&["A4:83:E7:10:22:3A", "A4:83:E7:10:22:3B"]),
+            own_ip: ip(own_ip),
+            seen_ip: None,
+        }
+    }
+
+    /// Every webhook fixture, with the event it must parse to.
+    fn webhook_fixtures() -> Vec<(&'static str, &'static str, Event)> {
+        vec![
+            (
+                "computer-policy-finished.json",
+                include_str!("../../tests/fixtures/jamf/computer-policy-finished.json"),
+                Event::Device(fin_mbp_0142("10.20.30.142")),
+            ),
+            (
+                "computer-patch-policy-completed.json",
+                include_str!("../../tests/fixtures/jamf/computer-patch-policy-completed.json"),
+                Event::Device(DeviceReport {
+                    kind: Some(DeviceKind::Computer),
+                    jamf_id: 1007,
+                    name: Some("ENG-MBA-0007".into()),
+                    serial: Some("FVFH31XXQ6L4".into()),
+                    udid: Some("9C2D4E6F-1A3B-5C7D-8E9F-0A1B2C3D4E5F".into()),
+                    management_id: Some("8a1f0c2e-4b7d-4e21-9f3a-2c6d8e9b0a17".into()),
+                    mac_addresses: strings(&["F0:18:98:AA:07:07"]),
+                    own_ip: ip("10.20.31.7"),
+                    seen_ip: ip("198.51.100.61"),
+                }),
+            ),
+            (
+                "computer-push-capability-changed.json",
+                include_str!("../../tests/fixtures/jamf/computer-push-capability-changed.json"),
+                Event::Device(fin_mbp_0142("10.20.30.143")),
+            ),
+            (
+                "mobile-device-enrolled.json",
+                include_str!("../../tests/fixtures/jamf/mobile-device-enrolled.json"),
+                Event::Device(field_ipad_7("192.0.2.44", true)),
+            ),
+            (
+                "mobile-device-checkin.json",
+                include_str!("../../tests/fixtures/jamf/mobile-device-checkin.json"),
+                Event::Device(field_ipad_7("192.0.2.45", true)),
+            ),
+            (
+                "mobile-device-command-completed.json",
+                include_str!("../../tests/fixtures/jamf/mobile-device-command-completed.json"),
+                Event::Device(field_ipad_7("192.0.2.46", true)),
+            ),
+            (
+                "mobile-device-push-sent.json",
+                include_str!("../../tests/fixtures/jamf/mobile-device-push-sent.json"),
+                Event::Device(field_ipad_7("192.0.2.47", true)),
+            ),
+            (
+                "mobile-device-unenrolled.json",
+                include_str!("../../tests/fixtures/jamf/mobile-device-unenrolled.json"),
+                // No variant yet that the control plane handles: acknowledged, nothing done.
+                Event::Other,
+            ),
+            (
+                "smart-group-computer-added-names.json",
+                include_str!("../../tests/fixtures/jamf/smart-group-computer-added-names.json"),
+                Event::GroupChange(GroupChange {
+                    kind: DeviceKind::Computer,
+                    group_id: 42,
+                    group_name: Some("Jamf Protect - High".into()),
+                    smart: Some(true),
+                    added: vec![1042, 1007],
+                    removed: vec![],
+                    added_devices: vec![],
+                    removed_devices: vec![],
+                    has_id_lists: true,
+                    skipped: 2,
+                }),
+            ),
+            (
+                "smart-group-computer-added-id-keyed.json",
+                include_str!("../../tests/fixtures/jamf/smart-group-computer-added-id-keyed.json"),
+                Event::GroupChange(GroupChange {
+                    kind: DeviceKind::Computer,
+                    group_id: 42,
+                    group_name: Some("Jamf Protect - High".into()),
+                    smart: Some(true),
+                    added: vec![1042],
+                    removed: vec![],
+                    added_devices: vec![],
+                    removed_devices: vec![],
+                    has_id_lists: true,
+                    skipped: 1,
+                }),
+            ),
+            (
+                "smart-group-mobile-removed-mixed.json",
+                include_str!("../../tests/fixtures/jamf/smart-group-mobile-removed-mixed.json"),
+                Event::GroupChange(GroupChange {
+                    kind: DeviceKind::Mobile,
+                    group_id: 77,
+                    group_name: Some("iOS - Outdated".into()),
+                    smart: Some(true),
+                    added: vec![],
+                    removed: vec![310, 311],
+                    added_devices: vec![],
+                    removed_devices: vec![field_ipad_7("192.0.2.44", false)],
+                    has_id_lists: true,
+                    skipped: 2,
+                }),
+            ),
+            (
+                "computer-checkin-docs-placeholders.json",
+                include_str!("../../tests/fixtures/jamf/computer-checkin-docs-placeholders.json"),
+                Event::Device(DeviceReport {
+                    kind: Some(DeviceKind::Computer),
+                    jamf_id: 999,
+                    ..DeviceReport::default()
+                }),
+            ),
+            (
+                "computer-policy-finished-masked.json",
+                include_str!("../../tests/fixtures/jamf/computer-policy-finished-masked.json"),
+                Event::Device(DeviceReport {
+                    kind: Some(DeviceKind::Computer),
+                    jamf_id: 51,
+                    // A name is a label, not an alias: kept as given.
+                    name: Some("M-XXXXXX".into()),
+                    ..DeviceReport::default()
+                }),
+            ),
+            (
+                "mobile-device-inventory-placeholders.json",
+                include_str!("../../tests/fixtures/jamf/mobile-device-inventory-placeholders.json"),
+                Event::Device(DeviceReport {
+                    kind: Some(DeviceKind::Mobile),
+                    jamf_id: 312,
+                    name: Some("Loaner iPad 3".into()),
+                    ..DeviceReport::default()
+                }),
+            ),
+            (
+                "smart-group-computer-added.json",
+                GROUP_ADDED,
+                ok(GROUP_ADDED).event,
+            ),
+            (
+                "smart-group-computer-removed.json",
+                GROUP_REMOVED,
+                ok(GROUP_REMOVED).event,
+            ),
+            (
+                "smart-group-computer-legacy.json",
+                GROUP_LEGACY,
+                ok(GROUP_LEGACY).event,
+            ),
+            (
+                "smart-group-mobile-added.json",
+                MOBILE_GROUP_ADDED,
+                ok(MOBILE_GROUP_ADDED).event,
+            ),
+            ("computer-checkin.json", CHECKIN, ok(CHECKIN).event),
+            (
+                "computer-inventory-completed.json",
+                INVENTORY,
+                ok(INVENTORY).event,
+            ),
+        ]
+    }
+
+    #[test]
+    fn every_webhook_fixture_parses_to_its_event() {
+        for (file, text, expected) in webhook_fixtures() {
+            let envelope = ok(text);
+            assert!(!envelope.test, "{file}");
+            // Only the legacy form predates eventTimestamp.
+            assert_eq!(
+                envelope.timestamp_ms.is_some(),
+                !file.contains("legacy"),
+                "{file}"
+            );
+            assert_eq!(envelope.event, expected, "{file}");
+            // The name routes the event; the fixture's own name says which.
+            let named = known_event(&envelope.name);
+            match &envelope.event {
+                Event::Other => assert_eq!(named, None, "{file}"),
+                _ => assert_eq!(named, Some(envelope.name.as_str()), "{file}"),
+            }
+        }
+    }
+
+    #[test]
+    fn no_fixture_in_the_folder_is_refused() {
+        // Every file in tests/fixtures/jamf, also ones added later: a webhook body parses, an
+        // API answer is refused for having no `webhook` only.
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/jamf");
+        let listed: Vec<&str> = webhook_fixtures()
+            .iter()
+            .map(|(file, _, _)| *file)
+            .collect();
+        let mut webhooks = 0;
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            let file = path.file_name().unwrap().to_str().unwrap().to_owned();
+            let bytes = std::fs::read(&path).unwrap();
+            let value: Value =
+                serde_json::from_slice(&bytes).unwrap_or_else(|e| panic!("{file}: {e}"));
+            if value.get("webhook").is_none() {
+                assert_eq!(
+                    parse(&bytes).unwrap_err().field(),
+                    Some("webhook"),
+                    "{file}"
+                );
+                continue;
+            }
+            webhooks += 1;
+            let envelope = parse(&bytes).unwrap_or_else(|e| panic!("{file} refused: {e}"));
+            assert!(
+                listed.contains(&file.as_str()),
+                "{file}: add it to webhook_fixtures()"
+            );
+            if let Event::Device(report) = &envelope.event {
+                for alias in [&report.serial, &report.udid, &report.management_id]
+                    .into_iter()
+                    .flatten()
+                {
+                    assert!(!json::is_placeholder_identifier(alias), "{file}: {alias}");
+                }
+            }
+        }
+        assert_eq!(webhooks, listed.len());
+    }
+
+    #[test]
+    fn placeholders_make_no_alias_and_no_binding() {
+        // Jamf's documentation sample: every text field "string".
+        let report = device(include_str!(
+            "../../tests/fixtures/jamf/computer-checkin-docs-placeholders.json"
+        ));
+        assert_eq!((report.jamf_id, report.name.as_deref()), (999, None));
+        assert!(report.mac_addresses.is_empty());
+        assert_eq!((report.own_ip, report.seen_ip), (None, None));
+        // A placeholder in the nested record does not hide a real value in `event`.
+        let report = device(&body(
+            "ComputerPolicyFinished",
+            r#"{"computer":{"jssID":7,"serialNumber":"string","udid":"XXXXXXXX-XXXX-XXXX-XXXX-XXXXXXXXXXXX","reportedIpAddress":"0.0.0.0","macAddress":"00:00:00:00:00:00"},
+                "serialNumber":"C02REAL0007","udid":"U-7","reportedIpAddress":"10.0.0.7","macAddress":"3c:22:fb:91:0a:07"}"#,
+        ));
+        assert_eq!(report.serial.as_deref(), Some("C02REAL0007"));
+        assert_eq!(report.udid.as_deref(), Some("U-7"));
+        assert_eq!(report.own_ip, ip("10.0.0.7"));
+        assert_eq!(report.mac_addresses, strings(&["3C:22:FB:91:0A:07"]));
+        // Inside group device objects too.
+        let change = group(&body(
+            MOBILE_GROUP,
+            r#"{"jssid":77,"groupAddedDevicesIds":[5],"groupAddedDevices":[{"jssID":5,"serialNumber":"Not Available","udid":"","wifiMacAddress":"XX:XX:XX:XX:XX:XX","bluetoothMacAddress":"ff:ff:ff:ff:ff:ff","ipAddress":"255.255.255.255","managementId":"00000000-0000-0000-0000-000000000000"}]}"#,
+        ));
+        assert_eq!(
+            change.added_devices,
+            vec![DeviceReport {
+                kind: Some(DeviceKind::Mobile),
+                jamf_id: 5,
+                ..DeviceReport::default()
+            }]
+        );
+    }
+
+    #[test]
+    fn device_events_read_the_record_nested_or_flat() {
+        // Older Jamf Pro versions sent the policy events flat; newer ones nest the record.
+        for name in [
+            "ComputerPolicyFinished",
+            "ComputerPatchPolicyCompleted",
+            "ComputerPushCapabilityChanged",
+        ] {
+            for event in [
+                r#"{"computer":{"jssID":1042,"reportedIpAddress":"10.20.30.142"},"policyId":3,"successful":true}"#,
+                r#"{"jssID":1042,"reportedIpAddress":"10.20.30.142"}"#,
+            ] {
+                let report = device(&body(name, event));
+                assert_eq!(report.kind, Some(DeviceKind::Computer), "{name}");
+                assert_eq!((report.jamf_id, report.own_ip), (1042, ip("10.20.30.142")));
+            }
+            let e = err(&body(name, r#"{"policyId":3,"successful":true}"#));
+            assert_eq!(e.field(), Some("event.jssID"), "{name}");
+        }
+        for name in ["MobileDeviceCommandCompleted", "MobileDevicePushSent"] {
+            let report = device(&body(name, r#"{"jssID":"310","ipAddress":"192.0.2.44"}"#));
+            assert_eq!(report.kind, Some(DeviceKind::Mobile), "{name}");
+            assert_eq!(
+                (report.jamf_id, report.own_ip, report.seen_ip),
+                (310, ip("192.0.2.44"), None)
+            );
+        }
+    }
+
     // ---- ids ----
 
     #[test]
@@ -760,9 +1060,10 @@ mod tests {
     fn jssid_spelling_in_device_object_and_event() {
         let change = group(&body(
             MOBILE_GROUP,
-            r#"{"jssid":77,"groupAddedDevices":[{"jssid":311,"ipAddress":"192.0.2.45"}],"groupAddedDevicesIds":[310]}"#,
+            r#"{"jssid":77,"groupAddedDevices":[{"jssid":311,"ipAddress":"192.0.2.45"}],"groupAddedDevicesIds":[310,311]}"#,
         ));
         assert_eq!(change.added, vec![310, 311]);
+        assert_eq!(change.skipped, 0);
         assert_eq!(change.added_devices.len(), 1);
         assert_eq!(change.added_devices[0].jamf_id, 311);
         assert_eq!(change.added_devices[0].own_ip, ip("192.0.2.45"));
@@ -798,13 +1099,14 @@ mod tests {
                 "event.groupRemovedDevicesIds",
             ),
             (
-                r#"{"jssid":42,"groupAddedDevices":[{"name":"no id"}]}"#,
-                "event.groupAddedDevices[0].jssID",
+                r#"{"jssid":42,"groupAddedDevicesIds":[1,"x"]}"#,
+                "event.groupAddedDevicesIds[1]",
             ),
             (
-                r#"{"jssid":42,"groupAddedDevices":[{"jssID":true}]}"#,
-                "event.groupAddedDevices[0].jssID",
+                r#"{"jssid":42,"groupRemovedDevicesIds":true}"#,
+                "event.groupRemovedDevicesIds",
             ),
+            (r#"{"jssid":9007199254740992}"#, "event.jssid"),
         ] {
             let e = err(&body(COMPUTER_GROUP, event));
             assert_eq!(e.field(), Some(field), "{event}: {e}");
@@ -856,6 +1158,8 @@ mod tests {
         assert_eq!(change.added, vec![1042]);
         assert!(change.removed.is_empty());
         assert!(change.added_devices.is_empty() && change.removed_devices.is_empty());
+        // The null among the device objects is an entry that could not be used.
+        assert_eq!(change.skipped, 1);
         assert_eq!(change.group_name, None);
         assert_eq!(change.smart, None);
         assert!(change.has_id_lists);
@@ -877,13 +1181,13 @@ mod tests {
     }
 
     #[test]
-    fn device_object_ids_join_the_list_deduplicated_in_order() {
+    fn membership_comes_from_the_id_lists_only() {
         let change = group(&body(
             MOBILE_GROUP,
-            r#"{"jssid":77,"groupAddedDevicesIds":[3,1],"groupAddedDevices":[{"jssID":1},{"jssID":"2"},7],
-                "groupRemovedDevices":[{"jssID":9,"wifiMacAddress":"aa:bb:cc:dd:ee:ff"}]}"#,
+            r#"{"jssid":77,"groupAddedDevicesIds":[3,1,2],"groupAddedDevices":[{"jssID":1},{"jssID":"2"},7,{"jssID":8}],
+                "groupRemovedDevicesIds":[9],"groupRemovedDevices":[{"jssID":9,"wifiMacAddress":"aa:bb:cc:dd:ee:ff"}]}"#,
         ));
-        assert_eq!(change.added, vec![3, 1, 2, 7]);
+        assert_eq!(change.added, vec![3, 1, 2]);
         assert_eq!(
             change
                 .added_devices
@@ -892,6 +1196,8 @@ mod tests {
                 .collect::<Vec<_>>(),
             vec![1, 2]
         );
+        // The bare 7 and the object for 8, which the id list does not name, are left out.
+        assert_eq!(change.skipped, 2);
         assert_eq!(change.removed, vec![9]);
         assert_eq!(change.removed_devices[0].kind, Some(DeviceKind::Mobile));
         assert_eq!(
@@ -900,13 +1206,54 @@ mod tests {
         );
         assert!(change.has_id_lists);
 
-        // Device objects alone are not id lists: the event still says "re-read the group".
+        // Device objects alone are not id lists: the event says "re-read the group", and the
+        // objects are kept as details.
         let change = group(&body(
             MOBILE_GROUP,
             r#"{"jssid":77,"groupAddedDevices":[{"jssID":310}]}"#,
         ));
-        assert_eq!(change.added, vec![310]);
+        assert!(change.added.is_empty());
+        assert_eq!(change.added_devices.len(), 1);
+        assert_eq!(change.skipped, 0);
         assert!(!change.has_id_lists);
+    }
+
+    #[test]
+    fn unusable_device_entries_are_skipped_and_counted_never_refused() {
+        for (devices, skipped) in [
+            (r#"["FIN-MBP-0142","ENG-MBA-0007"]"#, 2),
+            (r#"[{"id":1042,"name":"FIN-MBP-0142"}]"#, 1),
+            (
+                r#"[{"name":"no id"},{"jssID":true},{"jssID":-1},{"jssID":"abc"},{"jssID":1.5}]"#,
+                5,
+            ),
+            (r#"[[1042],true,null,1042,"1042"]"#, 5),
+            (r#""FIN-MBP-0142""#, 1),
+            ("17", 1),
+            ("true", 1),
+            (r#"{"deviceName":"a lone object without an id"}"#, 1),
+            (r#"{"jssID":1042,"deviceName":"a lone object"}"#, 0),
+            ("[]", 0),
+            ("null", 0),
+        ] {
+            let change = group(&body(
+                COMPUTER_GROUP,
+                &format!(
+                    r#"{{"jssid":42,"groupAddedDevicesIds":[1042],"groupAddedDevices":{devices},"groupRemovedDevicesIds":[],"groupRemovedDevices":{devices}}}"#
+                ),
+            ));
+            assert_eq!(change.added, vec![1042], "{devices}");
+            assert!(change.removed.is_empty(), "{devices}");
+            // On the removed side nothing is named by the (empty) id list.
+            let on_removed = change.removed_devices.len();
+            assert_eq!(on_removed, 0, "{devices}");
+            let objects = change.added_devices.len();
+            assert_eq!(
+                change.skipped,
+                skipped + skipped + objects,
+                "{devices}: {change:?}"
+            );
+        }
     }
 
     #[test]
@@ -974,7 +1321,9 @@ mod tests {
     #[test]
     fn unknown_event_is_other() {
         for name in [
-            "ComputerPolicyFinished",
+            "PatchSoftwareTitleUpdated",
+            "MobileDeviceUnEnrolled",
+            "SCEPChallenge",
             "JSSStartup",
             "RestAPIOperation",
             "Über",
@@ -1197,6 +1546,18 @@ mod tests {
     }
 
     #[test]
+    fn ids_at_or_above_2_pow_53_are_refused() {
+        let e = err(&body("ComputerAdded", r#"{"jssID":9007199254740992}"#));
+        assert_eq!(e.field(), Some("event.jssID"));
+        let e = err(&body(COMPUTER_GROUP, r#"{"jssid":"9007199254740992"}"#));
+        assert_eq!(e.field(), Some("event.jssid"));
+        assert_eq!(
+            device(&body("ComputerAdded", r#"{"jssID":9007199254740991}"#)).jamf_id,
+            9_007_199_254_740_991
+        );
+    }
+
+    #[test]
     fn unknown_fields_are_ignored() {
         let mut value: Value = serde_json::from_str(CHECKIN).unwrap();
         value["extra"] = Value::from("x");
@@ -1282,6 +1643,12 @@ mod tests {
         "MobileDeviceCheckIn",
         "MobileDeviceEnrolled",
         "MobileDeviceInventoryCompleted",
+        "ComputerPolicyFinished",
+        "ComputerPatchPolicyCompleted",
+        "ComputerPushCapabilityChanged",
+        "MobileDeviceCommandCompleted",
+        "MobileDevicePushSent",
+        "MobileDeviceUnEnrolled",
         "JSSStartup",
         "",
     ];
@@ -1329,11 +1696,14 @@ mod tests {
         assert!(!envelope.name.is_empty());
         assert!(envelope.timestamp_ms.is_none_or(|t| t > 0));
         let check_device = |d: &DeviceReport| {
-            assert!(d.jamf_id > 0 && d.kind.is_some());
+            assert!(d.jamf_id > 0 && d.jamf_id < json::ID_LIMIT && d.kind.is_some());
+            for alias in [&d.serial, &d.udid, &d.management_id].into_iter().flatten() {
+                assert!(!json::is_placeholder_identifier(alias), "{alias}");
+            }
             assert!(d
                 .mac_addresses
                 .iter()
-                .all(|m| !m.is_empty() && *m == m.to_ascii_uppercase()));
+                .all(|m| !json::is_placeholder_identifier(m) && *m == m.to_ascii_uppercase()));
         };
         match &envelope.event {
             Event::GroupChange(change) => {
@@ -1347,10 +1717,16 @@ mod tests {
                 }
                 change.added_devices.iter().for_each(check_device);
                 change.removed_devices.iter().for_each(check_device);
-                assert!(change
-                    .added_devices
-                    .iter()
-                    .all(|d| change.added.contains(&d.jamf_id)));
+                if change.has_id_lists {
+                    assert!(change
+                        .added_devices
+                        .iter()
+                        .all(|d| change.added.contains(&d.jamf_id)));
+                    assert!(change
+                        .removed_devices
+                        .iter()
+                        .all(|d| change.removed.contains(&d.jamf_id)));
+                }
             }
             Event::Device(report) => check_device(report),
             Event::Other => {}

@@ -3,6 +3,7 @@
 
 pub mod api;
 pub mod events;
+pub mod json;
 pub mod sync;
 pub mod translate;
 pub mod webhook;
