@@ -29,6 +29,7 @@ pub struct Metrics {
     pub config_reload: IntCounterVec,
     pub policy_errors: IntGauge,
     pub webhook_events: IntCounterVec,
+    pub webhook_skipped_entries: IntCounterVec,
     pub membership_changes: IntCounterVec,
     pub reconcile_runs: IntCounterVec,
     pub reconcile_drift: IntCounterVec,
@@ -168,6 +169,12 @@ impl Metrics {
                 "cordon_webhook_events_total",
                 "Webhook deliveries by source, event and result.",
                 &["source", "event", "result"],
+            ),
+            webhook_skipped_entries: counter_vec(
+                &r,
+                "cordon_webhook_skipped_entries_total",
+                "Device entries of webhooks left out as unusable (the change itself still applied).",
+                &["source"],
             ),
             membership_changes: counter_vec(
                 &r,

@@ -93,6 +93,10 @@ pub enum Event {
     /// record flat in `event` for the others (and older Jamf Pro versions for all); either place
     /// is accepted for every one of these events (nested first, field by field).
     Device(DeviceReport),
+    /// MobileDeviceUnEnrolled: the device left management, and its address bindings must go.
+    /// The record (flat in `event`, read like [`Event::Device`]'s) says which device: by its
+    /// `jssID` first, and by the aliases it reports.
+    Unenrolled(DeviceReport),
     /// Any other webhookEvent: acknowledged and counted, never an error.
     Other,
 }
@@ -147,6 +151,7 @@ pub fn parse(body: &[u8]) -> Result<Envelope, ParseError> {
     let event = match route(&name) {
         Route::Group(kind) => Event::GroupChange(group_change(event_fields, kind)?),
         Route::Device(kind) => Event::Device(device_event(event_fields, kind)?),
+        Route::Unenrolled(kind) => Event::Unenrolled(device_event(event_fields, kind)?),
         Route::Other => Event::Other,
     };
 
@@ -214,6 +219,7 @@ fn strip_test_suffix(name: &str) -> (&str, bool) {
 enum Route {
     Group(DeviceKind),
     Device(DeviceKind),
+    Unenrolled(DeviceKind),
     Other,
 }
 
@@ -256,6 +262,10 @@ const ROUTES: &[(&str, Route)] = &[
         Route::Device(DeviceKind::Mobile),
     ),
     ("MobileDevicePushSent", Route::Device(DeviceKind::Mobile)),
+    (
+        "MobileDeviceUnEnrolled",
+        Route::Unenrolled(DeviceKind::Mobile),
+    ),
 ];
 
 /// The canonical spelling of an event Cordon acts on, for metric labels; `None` for the rest.
@@ -791,8 +801,7 @@ mod tests {
             (
                 "mobile-device-unenrolled.json",
                 include_str!("../../tests/fixtures/jamf/mobile-device-unenrolled.json"),
-                // No variant yet that the control plane handles: acknowledged, nothing done.
-                Event::Other,
+                Event::Unenrolled(field_ipad_7("192.0.2.47", true)),
             ),
             (
                 "smart-group-computer-added-names.json",
@@ -952,7 +961,7 @@ mod tests {
                 listed.contains(&file.as_str()),
                 "{file}: add it to webhook_fixtures()"
             );
-            if let Event::Device(report) = &envelope.event {
+            if let Event::Device(report) | Event::Unenrolled(report) = &envelope.event {
                 for alias in [&report.serial, &report.udid, &report.management_id]
                     .into_iter()
                     .flatten()
@@ -996,6 +1005,32 @@ mod tests {
                 ..DeviceReport::default()
             }]
         );
+    }
+
+    #[test]
+    fn unenrolled_names_the_device_and_needs_its_id() {
+        let envelope = ok(&body(
+            "MobileDeviceUnEnrolled",
+            r#"{"jssID":"310","udid":"U-310","ipAddress":"192.0.2.44","wifiMacAddress":"string"}"#,
+        ));
+        assert_eq!(known_event(&envelope.name), Some("MobileDeviceUnEnrolled"));
+        assert_eq!(
+            envelope.event,
+            Event::Unenrolled(DeviceReport {
+                kind: Some(DeviceKind::Mobile),
+                jamf_id: 310,
+                udid: Some("U-310".into()),
+                own_ip: ip("192.0.2.44"),
+                ..DeviceReport::default()
+            })
+        );
+        // Jamf spells it with a capital E; any case routes.
+        assert!(matches!(
+            ok(&body("MobileDeviceUnenrolled", r#"{"jssID":1}"#)).event,
+            Event::Unenrolled(_)
+        ));
+        let e = err(&body("MobileDeviceUnEnrolled", r#"{"deviceName":"no id"}"#));
+        assert_eq!(e.field(), Some("event.jssID"));
     }
 
     #[test]
@@ -1322,7 +1357,6 @@ mod tests {
     fn unknown_event_is_other() {
         for name in [
             "PatchSoftwareTitleUpdated",
-            "MobileDeviceUnEnrolled",
             "SCEPChallenge",
             "JSSStartup",
             "RestAPIOperation",
@@ -1728,7 +1762,7 @@ mod tests {
                         .all(|d| change.removed.contains(&d.jamf_id)));
                 }
             }
-            Event::Device(report) => check_device(report),
+            Event::Device(report) | Event::Unenrolled(report) => check_device(report),
             Event::Other => {}
         }
     }

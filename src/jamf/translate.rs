@@ -82,6 +82,10 @@ pub fn webhook_request(envelope: &Envelope) -> Option<Request> {
             report: report(r),
             source,
         }),
+        Event::Unenrolled(r) => Some(Request::Unenrolled {
+            device: device(r.kind.unwrap_or(DeviceKind::Mobile), r.jamf_id).alias,
+            source,
+        }),
         Event::Other => None,
     }
 }
@@ -164,6 +168,16 @@ mod tests {
         assert_eq!(report.address, Some("10.20.30.142".parse().unwrap()));
         assert!(report.aliases.iter().any(|a| a.kind == AliasKind::Serial));
         assert_eq!(report.device.alias.kind, AliasKind::JamfComputer);
+    }
+
+    #[test]
+    fn an_unenrolment_names_the_mobile_device_by_its_jamf_id() {
+        let body = include_str!("../../tests/fixtures/jamf/mobile-device-unenrolled.json");
+        let envelope = parse(body.as_bytes()).unwrap();
+        let Some(Request::Unenrolled { device, .. }) = webhook_request(&envelope) else {
+            panic!("an unenrolment");
+        };
+        assert_eq!(device.kind, AliasKind::JamfMobile);
     }
 
     #[test]

@@ -55,6 +55,12 @@ impl Webhooks {
     pub async fn receive(&self, body: &[u8]) -> Result<serde_json::Value, WebhookError> {
         let envelope = events::parse(body).inspect_err(|_| self.count("unknown", "bad_request"))?;
         let event = events::known_event(&envelope.name).unwrap_or("other");
+        if let events::Event::GroupChange(g) = &envelope.event {
+            self.metrics
+                .webhook_skipped_entries
+                .with_label_values(&["jamf"])
+                .inc_by(g.skipped as u64);
+        }
         let Some(request) = webhook_request(&envelope) else {
             let (result, text) = if envelope.test {
                 ("test", "test event acknowledged, not applied")
