@@ -8,8 +8,8 @@ use std::time::Duration;
 use tokio::task::JoinSet;
 
 use crate::api::{self, AppState};
-use crate::config::Config;
-use crate::control::store::Store;
+use crate::config::{Config, Invalid};
+use crate::control::store::{Store, StoreError};
 use crate::control::Control;
 use crate::control::SystemClock;
 use crate::control::WriterConfig;
@@ -18,7 +18,6 @@ use crate::dns::handler::Handler;
 use crate::dns::udp::UdpThreads;
 use crate::dns::upstream::Upstreams;
 use crate::dns::{doh, doq, dot, server};
-use crate::jamf::api::JamfConfig;
 use crate::jamf::sync::JamfSync;
 use crate::jamf::webhook::Webhooks;
 use crate::metrics::Metrics;
@@ -26,19 +25,25 @@ use crate::policy::build::PolicyParts;
 use crate::policy::cidr::PrefixTable;
 use crate::policy::snapshot::Devices;
 use crate::policy::{PolicyErrors, PolicySet, Published};
-use crate::tls::CertStore;
+use crate::tls::{CertStore, TlsError};
 use quinn::crypto::rustls::QuicServerConfig;
 use tokio_rustls::TlsAcceptor;
 
 /// Why a server could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
-    #[error("{0}")]
-    Config(String),
+    #[error(transparent)]
+    Config(#[from] Invalid),
+    #[error("policy loader failed: {0}")]
+    Loader(#[from] tokio::task::JoinError),
     #[error("policies rejected:\n{0}")]
     Policies(PolicyErrors),
     #[error("cannot open the store: {0}")]
-    Store(String),
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Tls(#[from] TlsError),
+    #[error("DoQ: {0}")]
+    Quic(#[from] quinn::crypto::rustls::NoInitialCipherSuite),
     #[error("cannot listen on {addr}: {error}")]
     Bind {
         addr: SocketAddr,
@@ -74,12 +79,11 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
     let set = {
         let dir = dir.clone();
         tokio::task::spawn_blocking(move || PolicySet::load(&dir))
-            .await
-            .map_err(|e| StartError::Config(format!("policy loader failed: {e}")))?
+            .await?
             .map_err(StartError::Policies)?
     };
     crate::alloc::release_free_memory();
-    let statics = config.static_bindings().map_err(StartError::Config)?;
+    let statics = config.static_bindings()?;
     // Version 0 holds no devices; the writer publishes version 1, with every device in the
     // store, before any listener opens.
     let empty =
@@ -90,7 +94,7 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         max_ttl: config.cache.max_ttl,
         serve_stale: config.cache.serve_stale,
     });
-    let servers = config.upstream_servers().map_err(StartError::Config)?;
+    let servers = config.upstream_servers()?;
     let upstreams = Upstreams::new(
         servers,
         Duration::from_millis(config.upstream.timeout_ms),
@@ -101,34 +105,24 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         published.clone(),
         cache,
         upstreams,
-        config.identity_rules().map_err(StartError::Config)?,
+        config.identity_rules()?,
         metrics.clone(),
     ));
     let store_path = config.store_path();
-    let store = Store::open(&store_path).map_err(|e| StartError::Store(e.to_string()))?;
+    let store = Store::open(&store_path)?;
     let writer = WriterConfig {
         policies_dir: dir,
         statics,
-        shared_networks: config.shared_networks().map_err(StartError::Config)?,
+        shared_networks: config.shared_networks()?,
         binding_lifetime: Duration::from_secs(config.identity.binding_lifetime_s),
         critical: config.devices.critical.clone(),
         clock: Arc::new(SystemClock),
     };
-    let control = Control::start(writer, store, set, published.clone(), metrics.clone())
-        .map_err(|e| StartError::Store(e.to_string()))?;
+    let control = Control::start(writer, store, set, published.clone(), metrics.clone())?;
     let snapshot = published.get();
-    let jamf = (!config.jamf.url.is_empty()).then(|| {
-        let sync = JamfSync::new(
-            JamfConfig {
-                url: config.jamf.url.clone(),
-                client_id: config.jamf.client_id.clone(),
-                client_secret: config.jamf.client_secret.clone(),
-                timeout: Duration::from_millis(config.jamf.timeout_ms),
-            },
-            control.clone(),
-            metrics.clone(),
-        );
-        sync.spawn_periodic(Duration::from_secs(config.jamf.reconcile_interval_s));
+    let jamf = config.jamf.enabled().then(|| {
+        let sync = JamfSync::new(config.jamf.clone(), control.clone(), metrics.clone());
+        sync.spawn_periodic(config.jamf.reconcile_interval());
         sync
     });
 
@@ -222,8 +216,7 @@ async fn start_encrypted(
     let certs = CertStore::load(
         &config.resolve(&config.dns.tls_cert),
         &config.resolve(&config.dns.tls_key),
-    )
-    .map_err(|e| StartError::Config(e.to_string()))?;
+    )?;
     certs.watch(CERT_POLL);
     let name: Arc<str> = config
         .dns
@@ -262,8 +255,7 @@ async fn start_encrypted(
         tasks.spawn(doh::serve_doh(listener, acceptor, handler.clone()));
     }
     for &addr in &config.dns.quic_listen {
-        let crypto = QuicServerConfig::try_from(certs.quic_server_config())
-            .map_err(|e| StartError::Config(format!("DoQ: {e}")))?;
+        let crypto = QuicServerConfig::try_from(certs.quic_server_config())?;
         let endpoint =
             quinn::Endpoint::server(quinn::ServerConfig::with_crypto(Arc::new(crypto)), addr)
                 .map_err(|error| StartError::Bind { addr, error })?;

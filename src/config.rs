@@ -6,11 +6,12 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
-use crate::dns::upstream::ServerAddr;
+use crate::dns::upstream::{ServerAddr, ServerAddrError};
 use crate::identity::IdentityRules;
+use crate::jamf::api::{JamfConfig, JamfConfigError};
 use crate::policy::cidr::{parse_net, PrefixTable};
 use crate::policy::StaticBinding;
-use crate::token::TokenKey;
+use crate::token::{TokenError, TokenKey};
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -120,30 +121,6 @@ pub struct IdentityConfig {
     pub plain_tokens: bool,
     /// An EDNS option code on which trusted forwarders send a device id as UTF-8 text.
     pub device_id_text_option: Option<u16>,
-}
-
-/// The Jamf Pro API, for reconciliation and inventory look-ups; empty `url`: not used.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct JamfConfig {
-    pub url: String,
-    pub client_id: String,
-    pub client_secret: String,
-    /// Seconds between reconciliation runs (0: only on demand).
-    pub reconcile_interval_s: u64,
-    pub timeout_ms: u64,
-}
-
-impl Default for JamfConfig {
-    fn default() -> Self {
-        JamfConfig {
-            url: String::new(),
-            client_id: String::new(),
-            client_secret: String::new(),
-            reconcile_interval_s: 900,
-            timeout_ms: 10_000,
-        }
-    }
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -259,6 +236,50 @@ impl Default for PoliciesConfig {
     }
 }
 
+/// Identity kinds `identity.accept` knows.
+const IDENTITY_KINDS: [&str; 5] = [
+    "doh-path",
+    "sni",
+    "source-address",
+    "edns-client-subnet",
+    "edns-device-id",
+];
+
+/// A setting that cannot be used, and which.
+#[derive(Debug, thiserror::Error)]
+pub enum Invalid {
+    #[error("{key}: {message}")]
+    Network { key: &'static str, message: String },
+    #[error(transparent)]
+    Upstream(#[from] ServerAddrError),
+    #[error("no upstream.servers configured and none found in /etc/resolv.conf")]
+    NoUpstreams,
+    #[error("upstream.mode \"{0}\": only \"forward\" is supported yet")]
+    Mode(String),
+    #[error("{0} must be above 0")]
+    Zero(&'static str),
+    #[error("identity.accept: unknown kind \"{0}\" (known: {known})", known = IDENTITY_KINDS.join(", "))]
+    IdentityKind(String),
+    #[error("auth.token_secret: {0}")]
+    TokenSecret(#[from] TokenError),
+    #[error("identity.device_id_text_option {0} is taken by a standard option")]
+    TakenOption(u16),
+    #[error("dns.server_name must name the DoT/DoQ host (tokens ride in its first label)")]
+    ServerName,
+    #[error("http.listen \"{0}\" is not IP:PORT")]
+    HttpListen(String),
+    #[error(transparent)]
+    Jamf(#[from] JamfConfigError),
+}
+
+/// `parse_net` for the setting `key`.
+fn network(key: &'static str, text: &str) -> Result<ipnet::IpNet, Invalid> {
+    parse_net(text).map_err(|e| Invalid::Network {
+        key,
+        message: e.to_string(),
+    })
+}
+
 /// A config that cannot be used, with where and why.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -273,8 +294,8 @@ pub enum ConfigError {
         line: usize,
         message: String,
     },
-    #[error("{path}: {message}")]
-    Invalid { path: PathBuf, message: String },
+    #[error("{path}: {invalid}")]
+    Invalid { path: PathBuf, invalid: Invalid },
 }
 
 impl Config {
@@ -305,109 +326,65 @@ impl Config {
     }
 
     fn validate(&self, path: &Path) -> Result<(), ConfigError> {
-        let invalid = |message: String| ConfigError::Invalid {
+        self.check().map_err(|invalid| ConfigError::Invalid {
             path: path.to_path_buf(),
-            message,
-        };
-        self.upstream_servers().map_err(invalid)?;
-        self.static_bindings().map_err(invalid)?;
-        self.check_identity().map_err(invalid)?;
-        self.check_jamf().map_err(invalid)?;
-        self.identity_rules().map_err(invalid)?;
-        if self.upstream.mode != "forward" {
-            return Err(invalid(format!(
-                "upstream.mode \"{}\": only \"forward\" is supported yet",
-                self.upstream.mode
-            )));
-        }
-        if self.upstream.timeout_ms == 0 {
-            return Err(invalid("upstream.timeout_ms must be above 0".into()));
-        }
-        if self.encrypted() && self.dns.server_name.trim_matches('.').is_empty() {
-            return Err(invalid(
-                "dns.server_name must name the DoT/DoQ host (tokens ride in its first label)"
-                    .into(),
-            ));
-        }
-        if !self.http.listen.is_empty() {
-            self.http.listen.parse::<SocketAddr>().map_err(|_| {
-                invalid(format!(
-                    "http.listen \"{}\" is not IP:PORT",
-                    self.http.listen
-                ))
-            })?;
-        }
-        Ok(())
+            invalid,
+        })
     }
 
-    fn check_jamf(&self) -> Result<(), String> {
-        let j = &self.jamf;
-        if j.url.is_empty() {
-            return Ok(());
+    fn check(&self) -> Result<(), Invalid> {
+        self.upstream_servers()?;
+        self.static_bindings()?;
+        self.check_identity()?;
+        self.jamf.validate()?;
+        self.identity_rules()?;
+        if self.upstream.mode != "forward" {
+            return Err(Invalid::Mode(self.upstream.mode.clone()));
         }
-        if !(j.url.starts_with("https://") || j.url.starts_with("http://")) {
-            return Err(format!("jamf.url \"{}\" must start with https://", j.url));
+        if self.upstream.timeout_ms == 0 {
+            return Err(Invalid::Zero("upstream.timeout_ms"));
         }
-        if j.client_id.is_empty() || j.client_secret.is_empty() {
-            return Err("jamf.client_id and jamf.client_secret are needed with jamf.url".into());
+        if self.encrypted() && self.dns.server_name.trim_matches('.').is_empty() {
+            return Err(Invalid::ServerName);
         }
-        if j.timeout_ms == 0 {
-            return Err("jamf.timeout_ms must be above 0".into());
+        if !self.http.listen.is_empty() && self.http.listen.parse::<SocketAddr>().is_err() {
+            return Err(Invalid::HttpListen(self.http.listen.clone()));
         }
         Ok(())
     }
 
     /// Identity kinds and trusted networks must be ones Cordon knows, so that a typo is not
     /// silently a weaker setup.
-    fn check_identity(&self) -> Result<(), String> {
-        const KINDS: [&str; 5] = [
-            "doh-path",
-            "sni",
-            "source-address",
-            "edns-client-subnet",
-            "edns-device-id",
-        ];
-        if let Some(bad) = self
-            .identity
-            .accept
+    fn check_identity(&self) -> Result<(), Invalid> {
+        let accept = &self.identity.accept;
+        if let Some(bad) = accept
             .iter()
-            .find(|k| !KINDS.contains(&k.as_str()))
+            .find(|k| !IDENTITY_KINDS.contains(&k.as_str()))
         {
-            return Err(format!(
-                "identity.accept: unknown kind \"{bad}\" (known: {})",
-                KINDS.join(", ")
-            ));
-        }
-        for net in &self.identity.trusted_forwarders {
-            parse_net(net).map_err(|e| format!("identity.trusted_forwarders: {e}"))?;
+            return Err(Invalid::IdentityKind(bad.clone()));
         }
         self.shared_networks()?;
         if self.identity.binding_lifetime_s == 0 {
-            return Err("identity.binding_lifetime_s must be above 0".into());
+            return Err(Invalid::Zero("identity.binding_lifetime_s"));
         }
         Ok(())
     }
 
     /// The identity signals to believe, as `identity.*` and `auth.token_secret` say.
-    pub fn identity_rules(&self) -> Result<IdentityRules, String> {
+    pub fn identity_rules(&self) -> Result<IdentityRules, Invalid> {
         let accepts = |kind: &str| self.identity.accept.iter().any(|k| k == kind);
         let mut trusted = PrefixTable::new();
         for net in &self.identity.trusted_forwarders {
-            trusted.insert_with(
-                parse_net(net).map_err(|e| format!("identity.trusted_forwarders: {e}"))?,
-                (),
-                |_, _| {},
-            );
+            let net = network("identity.trusted_forwarders", net)?;
+            trusted.insert_with(net, (), |_, _| {});
         }
         let key = match self.auth.token_secret.trim() {
             "" => None,
-            secret => Some(TokenKey::new(secret).map_err(|e| format!("auth.token_secret: {e}"))?),
+            secret => Some(TokenKey::new(secret)?),
         };
         if let Some(code) = self.identity.device_id_text_option {
             if [8, 26946, 20292].contains(&code) {
-                return Err(format!(
-                    "identity.device_id_text_option {code} is taken by a standard option"
-                ));
+                return Err(Invalid::TakenOption(code));
             }
         }
         Ok(IdentityRules {
@@ -423,11 +400,11 @@ impl Config {
         })
     }
 
-    pub fn shared_networks(&self) -> Result<Vec<ipnet::IpNet>, String> {
+    pub fn shared_networks(&self) -> Result<Vec<ipnet::IpNet>, Invalid> {
         self.identity
             .shared_networks
             .iter()
-            .map(|n| parse_net(n).map_err(|e| format!("identity.shared_networks: {e}")))
+            .map(|n| network("identity.shared_networks", n))
             .collect()
     }
 
@@ -460,24 +437,21 @@ impl Config {
     }
 
     /// The upstream servers, or the system's when none are configured.
-    pub fn upstream_servers(&self) -> Result<Vec<ServerAddr>, String> {
+    pub fn upstream_servers(&self) -> Result<Vec<ServerAddr>, Invalid> {
         if self.upstream.servers.is_empty() {
             return system_resolvers();
         }
-        self.upstream
-            .servers
-            .iter()
-            .map(|s| ServerAddr::parse(s))
-            .collect()
+        let parse = |s: &String| ServerAddr::parse(s).map_err(Invalid::from);
+        self.upstream.servers.iter().map(parse).collect()
     }
 
-    pub fn static_bindings(&self) -> Result<Vec<StaticBinding>, String> {
+    pub fn static_bindings(&self) -> Result<Vec<StaticBinding>, Invalid> {
         self.identity
             .static_bindings
             .iter()
             .map(|s| {
                 Ok(StaticBinding {
-                    net: parse_net(&s.cidr).map_err(|e| format!("identity.static: {e}"))?,
+                    net: network("identity.static", &s.cidr)?,
                     device: s.device.clone(),
                 })
             })
@@ -486,7 +460,7 @@ impl Config {
 }
 
 /// The `nameserver` lines of /etc/resolv.conf.
-fn system_resolvers() -> Result<Vec<ServerAddr>, String> {
+fn system_resolvers() -> Result<Vec<ServerAddr>, Invalid> {
     let text = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
     let servers: Vec<ServerAddr> = text
         .lines()
@@ -494,7 +468,7 @@ fn system_resolvers() -> Result<Vec<ServerAddr>, String> {
         .filter_map(|rest| ServerAddr::parse(rest.trim().split('%').next()?).ok())
         .collect();
     if servers.is_empty() {
-        return Err("no upstream.servers configured and none found in /etc/resolv.conf".into());
+        return Err(Invalid::NoUpstreams);
     }
     Ok(servers)
 }

@@ -254,7 +254,7 @@ pub async fn reconcile(State(state): State<AppState>, headers: HeaderMap) -> Rep
     let report = sync
         .reconcile_all()
         .await
-        .map_err(|e| ApiError::new(StatusCode::BAD_GATEWAY, e))?;
+        .map_err(|e| ApiError::new(StatusCode::BAD_GATEWAY, e.to_string()))?;
     if report.groups == 0 && !report.errors.is_empty() {
         return Err(ApiError::new(
             StatusCode::BAD_GATEWAY,

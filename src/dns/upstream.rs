@@ -30,19 +30,33 @@ pub struct ServerAddr {
     pub protocol: Protocol,
 }
 
+/// An upstream server address that cannot be used.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ServerAddrError {
+    #[error("\"{text}\": {scheme}:// upstreams are not supported yet; use udp:// or tcp://")]
+    NotYet { text: String, scheme: String },
+    #[error("\"{text}\": unknown scheme {scheme}://")]
+    Scheme { text: String, scheme: String },
+    #[error("\"{0}\": expected IP:PORT (names are not resolved, to avoid a loop)")]
+    Address(String),
+}
+
 impl ServerAddr {
     /// Parses `udp://1.2.3.4:53`, `tcp://[::1]:53` or a bare `1.2.3.4[:53]`.
-    pub fn parse(text: &str) -> Result<ServerAddr, String> {
+    pub fn parse(text: &str) -> Result<ServerAddr, ServerAddrError> {
+        let (text, scheme) = (text.to_string(), |s: &str| s.to_string());
         let (protocol, rest) = match text.split_once("://") {
             Some(("udp", rest)) => (Protocol::Udp, rest),
             Some(("tcp", rest)) => (Protocol::Tcp, rest),
-            Some((scheme @ ("tls" | "https"), _)) => {
-                return Err(format!(
-                    "\"{text}\": {scheme}:// upstreams are not supported yet; use udp:// or tcp://"
-                ))
+            Some((s @ ("tls" | "https"), _)) => {
+                let scheme = scheme(s);
+                return Err(ServerAddrError::NotYet { text, scheme });
             }
-            Some((scheme, _)) => return Err(format!("\"{text}\": unknown scheme {scheme}://")),
-            None => (Protocol::Udp, text),
+            Some((s, _)) => {
+                let scheme = scheme(s);
+                return Err(ServerAddrError::Scheme { text, scheme });
+            }
+            None => (Protocol::Udp, text.as_str()),
         };
         let addr = rest
             .parse::<SocketAddr>()
@@ -50,9 +64,7 @@ impl ServerAddr {
                 rest.parse::<std::net::IpAddr>()
                     .map(|ip| SocketAddr::new(ip, 53))
             })
-            .map_err(|_| {
-                format!("\"{text}\": expected IP:PORT (names are not resolved, to avoid a loop)")
-            })?;
+            .map_err(|_| ServerAddrError::Address(text.clone()))?;
         Ok(ServerAddr { addr, protocol })
     }
 

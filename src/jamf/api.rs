@@ -1,7 +1,7 @@
 //! The Jamf Pro API, as reconciliation and inventory look-ups need it: OAuth client credentials, group members, one computer's inventory.
 //!
 //! Off the hot path and blocking (`ureq`): callers run it inside `tokio::task::spawn_blocking`.
-//! Every request has connect, read and write timeouts of [`JamfConfig::timeout`].
+//! Every request has connect, read and write timeouts of [`JamfConfig::timeout_ms`].
 //!
 //! Authentication is an API client's credentials (`POST /api/oauth/token`). Jamf Pro issues no
 //! refresh token, so the access token is cached and a new one is asked for once less than 60 s
@@ -38,8 +38,10 @@ const DEFAULT_TOKEN_LIFETIME: Duration = Duration::from_secs(60);
 /// asked for, and `groupMemberships` is a section of its own.
 const INVENTORY_SECTIONS: &str = "section=GENERAL&section=HARDWARE&section=GROUP_MEMBERSHIPS";
 
-/// Where the Jamf Pro API is and how to authenticate to it.
-#[derive(Clone)]
+/// `[jamf]` in the config: where the Jamf Pro API is and how to authenticate to it; an empty
+/// `url` means it is not used.
+#[derive(Clone, serde::Deserialize)]
+#[serde(deny_unknown_fields, default)]
 pub struct JamfConfig {
     /// The Jamf Pro base URL, e.g. `https://example.jamfcloud.com` (a trailing `/` is fine).
     pub url: String,
@@ -47,8 +49,64 @@ pub struct JamfConfig {
     pub client_id: String,
     /// The API client's secret. Never logged: `Debug` shows it redacted.
     pub client_secret: String,
-    /// Connect, read and write timeout of every request.
-    pub timeout: Duration,
+    /// Seconds between reconciliation runs (0: only on demand).
+    pub reconcile_interval_s: u64,
+    /// Connect, read and write timeout of every request, milliseconds.
+    pub timeout_ms: u64,
+}
+
+impl Default for JamfConfig {
+    fn default() -> Self {
+        JamfConfig {
+            url: String::new(),
+            client_id: String::new(),
+            client_secret: String::new(),
+            reconcile_interval_s: 900,
+            timeout_ms: 10_000,
+        }
+    }
+}
+
+/// A `[jamf]` section that cannot be used.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum JamfConfigError {
+    #[error("jamf.url \"{0}\" must start with https://")]
+    Scheme(String),
+    #[error("jamf.client_id and jamf.client_secret are needed with jamf.url")]
+    Credentials,
+    #[error("jamf.timeout_ms must be above 0")]
+    Timeout,
+}
+
+impl JamfConfig {
+    /// Whether the API is configured at all.
+    pub fn enabled(&self) -> bool {
+        !self.url.is_empty()
+    }
+
+    pub fn validate(&self) -> Result<(), JamfConfigError> {
+        if !self.enabled() {
+            return Ok(());
+        }
+        if !(self.url.starts_with("https://") || self.url.starts_with("http://")) {
+            return Err(JamfConfigError::Scheme(self.url.clone()));
+        }
+        if self.client_id.is_empty() || self.client_secret.is_empty() {
+            return Err(JamfConfigError::Credentials);
+        }
+        if self.timeout_ms == 0 {
+            return Err(JamfConfigError::Timeout);
+        }
+        Ok(())
+    }
+
+    pub fn timeout(&self) -> Duration {
+        Duration::from_millis(self.timeout_ms)
+    }
+
+    pub fn reconcile_interval(&self) -> Duration {
+        Duration::from_secs(self.reconcile_interval_s)
+    }
 }
 
 impl fmt::Debug for JamfConfig {
@@ -57,7 +115,8 @@ impl fmt::Debug for JamfConfig {
             .field("url", &self.url)
             .field("client_id", &self.client_id)
             .field("client_secret", &"<redacted>")
-            .field("timeout", &self.timeout)
+            .field("reconcile_interval_s", &self.reconcile_interval_s)
+            .field("timeout_ms", &self.timeout_ms)
             .finish()
     }
 }
@@ -119,9 +178,9 @@ impl fmt::Debug for JamfClient {
 impl JamfClient {
     pub fn new(config: JamfConfig) -> Self {
         let agent = ureq::AgentBuilder::new()
-            .timeout_connect(config.timeout)
-            .timeout_read(config.timeout)
-            .timeout_write(config.timeout)
+            .timeout_connect(config.timeout())
+            .timeout_read(config.timeout())
+            .timeout_write(config.timeout())
             .user_agent(concat!("cordon/", env!("CARGO_PKG_VERSION")))
             .build();
         let base = config.url.trim().trim_end_matches('/').to_string();
@@ -695,7 +754,8 @@ mod tests {
             url: "http://127.0.0.1:9/".into(),
             client_id: "id".into(),
             client_secret: "hunter2-secret".into(),
-            timeout: Duration::from_secs(1),
+            timeout_ms: 1000,
+            ..JamfConfig::default()
         });
         assert_eq!(client.base, "http://127.0.0.1:9");
         assert!(!format!("{client:?}").contains("hunter2"));

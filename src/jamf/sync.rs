@@ -5,11 +5,28 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::api::{JamfClient, JamfConfig};
+use super::api::{JamfApiError, JamfClient, JamfConfig};
 use super::events::DeviceKind;
 use super::translate::{device, group_key, parse_group_key, report};
-use crate::control::{Control, Query, QueryReply, Request, Source};
+use crate::control::{ApplyError, Control, Query, QueryReply, Request, Source};
 use crate::metrics::Metrics;
+
+/// Why a reconciliation did not happen.
+#[derive(Debug, thiserror::Error)]
+pub enum SyncError {
+    #[error(transparent)]
+    Control(#[from] ApplyError),
+    #[error("{kind:?} group {group}: {error}")]
+    Api {
+        kind: DeviceKind,
+        group: i64,
+        error: JamfApiError,
+    },
+    #[error("the Jamf Pro API call failed: {0}")]
+    Task(#[from] tokio::task::JoinError),
+    #[error("the control plane gave an unexpected reply")]
+    Reply,
+}
 
 /// What one reconciliation run did.
 #[derive(Debug, Default, Clone, serde::Serialize)]
@@ -59,15 +76,9 @@ impl JamfSync {
     }
 
     /// Reads every mapped group's members and heals drift in both directions.
-    pub async fn reconcile_all(&self) -> Result<ReconcileReport, String> {
-        let keys = match self
-            .control
-            .query(Query::MappedGroups)
-            .await
-            .map_err(|e| e.to_string())?
-        {
-            QueryReply::Groups(keys) => keys,
-            _ => return Err("unexpected reply".into()),
+    pub async fn reconcile_all(&self) -> Result<ReconcileReport, SyncError> {
+        let QueryReply::Groups(keys) = self.control.query(Query::MappedGroups).await? else {
+            return Err(SyncError::Reply);
         };
         let mut report = ReconcileReport::default();
         for (kind, id) in keys.iter().filter_map(|k| parse_group_key(k)) {
@@ -77,7 +88,7 @@ impl JamfSync {
                     report.added += added;
                     report.removed += removed;
                 }
-                Err(e) => report.errors.push(e),
+                Err(e) => report.errors.push(e.to_string()),
             }
         }
         let result = if report.errors.is_empty() {
@@ -97,25 +108,24 @@ impl JamfSync {
         &self,
         kind: DeviceKind,
         group_id: i64,
-    ) -> Result<(usize, usize), String> {
+    ) -> Result<(usize, usize), SyncError> {
         let client = self.client.clone();
         let members = tokio::task::spawn_blocking(move || match kind {
             DeviceKind::Computer => client.computer_group_members(group_id),
             DeviceKind::Mobile => client.mobile_group_members(group_id),
         })
-        .await
-        .map_err(|e| e.to_string())?
-        .map_err(|e| format!("{kind:?} group {group_id}: {e}"))?;
+        .await?
+        .map_err(|error| SyncError::Api {
+            kind,
+            group: group_id,
+            error,
+        })?;
         let request = Request::ReplaceMembers {
             group: group_key(kind, group_id),
             members: members.iter().map(|&id| device(kind, id)).collect(),
             source: Source::new("jamf", "reconcile"),
         };
-        let outcome = self
-            .control
-            .apply(request)
-            .await
-            .map_err(|e| e.to_string())?;
+        let outcome = self.control.apply(request).await?;
         self.metrics
             .reconcile_drift
             .with_label_values(&["added"])
