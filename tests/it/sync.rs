@@ -90,43 +90,182 @@ async fn a_webhook_isolates_the_next_query_and_removal_frees_it() {
     );
 }
 
+/// A change's answer as JSON.
+fn json(body: &str) -> serde_json::Value {
+    serde_json::from_str(body).unwrap_or_else(|e| panic!("{e}: {body}"))
+}
+
+/// Asserts a change answered 200 with `changes` changes, and returns the version it reported.
+fn changed(status: u16, body: &str, changes: u64) -> u64 {
+    assert_eq!(status, 200, "{body}");
+    let answer = json(body);
+    assert_eq!(answer["changes"], changes, "{body}");
+    answer["version"]
+        .as_u64()
+        .unwrap_or_else(|| panic!("a version: {body}"))
+}
+
+async fn version(cordon: &Cordon) -> f64 {
+    metric(cordon.http, "cordon_snapshot_version").await
+}
+
+/// How many of a device's timeline events have `action`.
+async fn events(cordon: &Cordon, id: &str, action: &str) -> usize {
+    let (status, timeline) = http(
+        cordon.http,
+        "GET",
+        &format!("/v1/devices/{id}/timeline"),
+        Some(VIEWER),
+    )
+    .await;
+    assert_eq!(status, 200, "{timeline}");
+    json(&timeline)
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["action"] == action)
+        .count()
+}
+
 #[tokio::test]
 async fn the_same_event_twice_is_one_change() {
     let upstream = start_upstream().await;
     let cordon = start_cordon(&upstream).await;
     let added = fixture("smart-group-computer-added.json", &[]);
-    let (_, first) = webhook(cordon.http, &added).await;
+    let (status, first) = webhook(cordon.http, &added).await;
+    let v1 = changed(status, &first, 1);
+    assert_eq!(json(&first)["result"], "applied", "{first}");
     let (status, second) = webhook(cordon.http, &added).await;
-    assert_eq!(status, 200);
-    assert!(first.contains("\"changes\":1"), "{first}");
-    assert!(
-        second.contains("\"result\":\"unchanged\"") && second.contains("\"changes\":0"),
-        "{second}"
+    let v2 = changed(status, &second, 0);
+    assert_eq!(json(&second)["result"], "unchanged", "{second}");
+    assert_eq!(v2, v1, "a replay publishes no new snapshot");
+    assert_eq!(version(&cordon).await, v1 as f64);
+    assert_eq!(
+        events(&cordon, "jamf-computer:1042", "membership_added").await,
+        1
     );
-    let (_, timeline) = http(
+}
+
+#[tokio::test]
+async fn the_same_removal_twice_is_one_change() {
+    let upstream = start_upstream().await;
+    let cordon = start_cordon(&upstream).await;
+    let (status, body) = webhook(cordon.http, &checkin("127.0.0.7")).await;
+    assert_eq!(status, 200, "{body}");
+    let added = fixture("smart-group-computer-added.json", &[]);
+    let (status, body) = webhook(cordon.http, &added).await;
+    changed(status, &body, 1);
+    assert!(blocked_from(&cordon, [127, 0, 0, 7]).await);
+    let removed = fixture("smart-group-computer-removed.json", &[]);
+    let (status, first) = webhook(cordon.http, &removed).await;
+    let v1 = changed(status, &first, 1);
+    let (status, second) = webhook(cordon.http, &removed).await;
+    let v2 = changed(status, &second, 0);
+    assert_eq!(json(&second)["result"], "unchanged", "{second}");
+    assert_eq!(v2, v1, "a replay publishes no new snapshot");
+    assert_eq!(version(&cordon).await, v1 as f64);
+    assert!(!blocked_from(&cordon, [127, 0, 0, 7]).await);
+    assert_eq!(
+        events(&cordon, "jamf-computer:1042", "membership_removed").await,
+        1
+    );
+}
+
+#[tokio::test]
+async fn a_replay_after_a_restart_on_the_same_store_changes_nothing() {
+    let upstream = start_upstream().await;
+    let cordon = start_cordon(&upstream).await;
+    let checkin = checkin("127.0.0.7");
+    let added = fixture("smart-group-computer-added.json", &[]);
+    let (status, body) = webhook(cordon.http, &checkin).await;
+    changed(status, &body, 5);
+    let (status, body) = webhook(cordon.http, &added).await;
+    changed(status, &body, 1);
+    let hold = r#"{"reason":"ransomware alert","ticket":"IR-7"}"#;
+    let path = "/v1/devices/C02ISOLATED/isolation";
+    let (status, body) = http_json(cordon.http, "POST", path, Some(RESPONDER), hold).await;
+    changed(status, &body, 1);
+
+    let cordon = cordon.restart().await;
+    let before = version(&cordon).await;
+    for body in [&added, &checkin] {
+        let (status, answer) = webhook(cordon.http, body).await;
+        let v = changed(status, &answer, 0);
+        assert_eq!(json(&answer)["result"], "unchanged", "{answer}");
+        assert_eq!(v as f64, before, "{answer}");
+    }
+    let (status, body) = http_json(cordon.http, "POST", path, Some(RESPONDER), hold).await;
+    assert_eq!(changed(status, &body, 0) as f64, before, "{body}");
+    assert_eq!(version(&cordon).await, before, "nothing was published");
+    assert!(blocked_from(&cordon, [127, 0, 0, 7]).await);
+    for (id, action) in [
+        ("jamf-computer:1042", "membership_added"),
+        ("jamf-computer:1042", "binding_added"),
+        ("C02ISOLATED", "isolated"),
+    ] {
+        assert_eq!(events(&cordon, id, action).await, 1, "{id} {action}");
+    }
+}
+
+#[tokio::test]
+async fn isolating_a_held_device_again_or_releasing_it_twice_changes_nothing() {
+    let upstream = start_upstream().await;
+    let cordon = start_cordon(&upstream).await;
+    let (status, body) = webhook(cordon.http, &checkin("127.0.0.7")).await;
+    assert_eq!(status, 200, "{body}");
+    assert!(!blocked_from(&cordon, [127, 0, 0, 7]).await);
+    let path = "/v1/devices/C02ZK1ABMD6T/isolation";
+    let (status, first) = http_json(
         cordon.http,
-        "GET",
-        "/v1/devices/jamf-computer:1042/timeline",
-        Some(VIEWER),
+        "POST",
+        path,
+        Some(RESPONDER),
+        r#"{"reason":"first reason","ticket":"IR-1"}"#,
     )
     .await;
-    assert_eq!(
-        timeline.matches("membership_added").count(),
-        1,
-        "{timeline}"
-    );
+    let v1 = changed(status, &first, 1);
+    let (status, second) = http_json(
+        cordon.http,
+        "POST",
+        path,
+        Some(ADMIN),
+        r#"{"reason":"second reason","ticket":"IR-2"}"#,
+    )
+    .await;
+    assert_eq!(changed(status, &second, 0), v1, "no new snapshot");
+    assert_eq!(version(&cordon).await, v1 as f64);
+    let info = device(&cordon, "C02ZK1ABMD6T").await;
+    assert_eq!(info["isolation"]["reason"], "first reason", "{info}");
+    assert_eq!(info["isolation"]["ticket"], "IR-1", "{info}");
+    assert_eq!(info["isolation"]["by"], "responder", "{info}");
+    assert_eq!(events(&cordon, "C02ZK1ABMD6T", "isolated").await, 1);
+    assert!(blocked_from(&cordon, [127, 0, 0, 7]).await);
+
+    let bearer = format!("Bearer {RESPONDER}");
+    let (status, first) = send_http(cordon.http, "DELETE", path, Some(&bearer), None, "").await;
+    let v2 = changed(status, &first, 1);
+    assert!(v2 > v1, "{first}");
+    let (status, second) = send_http(cordon.http, "DELETE", path, Some(&bearer), None, "").await;
+    assert_eq!(changed(status, &second, 0), v2, "no new snapshot");
+    assert_eq!(version(&cordon).await, v2 as f64);
+    assert_eq!(events(&cordon, "C02ZK1ABMD6T", "released").await, 1);
+    assert!(!blocked_from(&cordon, [127, 0, 0, 7]).await);
 }
 
 #[tokio::test]
 async fn a_restart_keeps_every_isolation() {
     let upstream = start_upstream().await;
     let cordon = start_cordon(&upstream).await;
-    webhook(cordon.http, &checkin("127.0.0.7")).await;
-    webhook(
-        cordon.http,
-        &fixture("smart-group-computer-added.json", &[]),
-    )
-    .await;
+    assert_eq!(webhook(cordon.http, &checkin("127.0.0.7")).await.0, 200);
+    assert_eq!(
+        webhook(
+            cordon.http,
+            &fixture("smart-group-computer-added.json", &[]),
+        )
+        .await
+        .0,
+        200
+    );
     let (status, _) = http_json(
         cordon.http,
         "POST",
@@ -295,12 +434,20 @@ async fn a_device_cannot_escape_isolation_through_a_second_identity() {
     let cordon = start_cordon_with(dir, config).await;
     let from = [127, 0, 0, 12];
     assert!(!blocked_from(&cordon, from).await);
-    webhook(cordon.http, &checkin("127.0.0.12")).await;
-    webhook(
-        cordon.http,
-        &fixture("smart-group-computer-added.json", &[]),
-    )
-    .await;
+    assert_eq!(webhook(cordon.http, &checkin("127.0.0.12")).await.0, 200);
+    assert!(
+        !blocked_from(&cordon, from).await,
+        "both identities are free so far"
+    );
+    assert_eq!(
+        webhook(
+            cordon.http,
+            &fixture("smart-group-computer-added.json", &[]),
+        )
+        .await
+        .0,
+        200
+    );
     assert!(
         blocked_from(&cordon, from).await,
         "the stricter of the two identities wins"
@@ -404,10 +551,18 @@ async fn responders_isolate_and_release_by_hand() {
     assert_eq!(status, 200, "{answer}");
     let info = device(&cordon, "serial:c02hand0001").await;
     assert_eq!(info["group"], "restricted");
-    let (_, isolations) = http(cordon.http, "GET", "/v1/isolations", Some(VIEWER)).await;
-    assert!(
-        isolations.contains("C02HAND0001") && isolations.contains("C02ISOLATED"),
-        "{isolations}"
+    let hand = info["id"].as_str().unwrap().to_string();
+    let placed = device(&cordon, "C02ISOLATED").await["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let mut isolated = isolated_ids(cordon.http).await;
+    isolated.sort();
+    let mut expected = vec![hand.clone(), placed.clone()];
+    expected.sort();
+    assert_eq!(
+        isolated, expected,
+        "the held device and the one config places"
     );
     let (status, _) = send_http(
         cordon.http,
@@ -420,6 +575,11 @@ async fn responders_isolate_and_release_by_hand() {
     .await;
     assert_eq!(status, 200);
     assert_eq!(device(&cordon, "C02HAND0001").await["group"], "standard");
+    assert_eq!(
+        isolated_ids(cordon.http).await,
+        vec![placed],
+        "released: gone from the isolations"
+    );
     let (_, timeline) = http(
         cordon.http,
         "GET",
@@ -518,7 +678,7 @@ async fn a_critical_device_needs_a_second_admin() {
         "used once"
     );
     // the MDM's automatic isolation is never held
-    webhook(
+    let (status, body) = webhook(
         cordon.http,
         &fixture(
             "computer-checkin.json",
@@ -532,7 +692,9 @@ async fn a_critical_device_needs_a_second_admin() {
         ),
     )
     .await;
-    http_json(
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains("\"result\":\"applied\""), "{body}");
+    let (status, body) = http_json(
         cordon.http,
         "PUT",
         "/v1/devices/C02CEO00002/critical",
@@ -540,12 +702,27 @@ async fn a_critical_device_needs_a_second_admin() {
         r#"{"critical":true}"#,
     )
     .await;
-    webhook(
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains("\"changes\":1"), "{body}");
+    let info = device(&cordon, "C02CEO00002").await;
+    assert_eq!(info["critical"], true, "{info}");
+    assert_eq!(
+        info["bindings"],
+        serde_json::json!(["127.0.0.21"]),
+        "{info}"
+    );
+    assert!(!blocked_from(&cordon, [127, 0, 0, 21]).await);
+    let (status, body) = webhook(
         cordon.http,
         &fixture("smart-group-computer-added.json", &[]),
     )
     .await;
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains("\"result\":\"applied\""), "{body}");
     assert!(blocked_from(&cordon, [127, 0, 0, 21]).await);
+    let info = device(&cordon, "C02CEO00002").await;
+    assert_eq!(info["group"], "restricted", "{info}");
+    assert!(info["isolation"].is_null(), "not a hold: {info}");
 }
 
 async fn with_jamf(upstream: &Upstream) -> (Cordon, FakeJamf) {
