@@ -784,3 +784,14 @@ impl Drop for Binary {
 async fn http_ready(addr: SocketAddr) -> bool {
     http(addr, "GET", "/readyz", None).await.0 == 200
 }
+
+/// Adds a group to the test policies' groups.toml: `watched`, priority 5 (between `kids` and
+/// `standard`), policy `standard`, for members of `jamf:computer-group:7`.
+pub fn add_watched_group(policies: &Path) {
+    let path = policies.join("groups.toml");
+    let mut text = std::fs::read_to_string(&path).unwrap();
+    text.push_str(
+        "\n[[group]]\nname = \"watched\"\npriority = 5\npolicy = \"standard\"\nuem_groups = [\"jamf:computer-group:7\"]\n",
+    );
+    std::fs::write(path, text).unwrap();
+}

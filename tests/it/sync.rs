@@ -920,3 +920,106 @@ async fn bad_admin_requests_are_refused_with_json_errors_and_change_nothing() {
         "{metrics}"
     );
 }
+
+#[tokio::test]
+async fn a_release_lifts_only_the_hold_while_the_mdm_still_isolates() {
+    let upstream = start_upstream().await;
+    let cordon = start_cordon(&upstream).await;
+    let mac = [127, 0, 0, 7];
+    assert_eq!(webhook(cordon.http, &checkin("127.0.0.7")).await.0, 200);
+    let added = fixture("smart-group-computer-added.json", &[]);
+    let (status, body) = webhook(cordon.http, &added).await;
+    changed(status, &body, 1);
+    let path = "/v1/devices/C02ZK1ABMD6T/isolation";
+    let (status, body) = http_json(
+        cordon.http,
+        "POST",
+        path,
+        Some(RESPONDER),
+        r#"{"reason":"EDR alert","ticket":"IR-3"}"#,
+    )
+    .await;
+    changed(status, &body, 1);
+    let id = device(&cordon, "C02ZK1ABMD6T").await["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+
+    let bearer = format!("Bearer {RESPONDER}");
+    let (status, body) = send_http(cordon.http, "DELETE", path, Some(&bearer), None, "").await;
+    changed(status, &body, 1);
+    assert!(
+        blocked_from(&cordon, mac).await,
+        "the MDM's group still isolates it"
+    );
+    let info = device(&cordon, "C02ZK1ABMD6T").await;
+    assert_eq!(info["group"], "restricted", "{info}");
+    assert!(info["isolation"].is_null(), "the hold is gone: {info}");
+    assert_eq!(
+        info["uem_groups"],
+        serde_json::json!(["jamf:computer-group:42 (Jamf Protect - High)"]),
+        "{info}"
+    );
+    assert!(isolated_ids(cordon.http).await.contains(&id));
+
+    // free only once the MDM lets go too
+    let removed = fixture("smart-group-computer-removed.json", &[]);
+    let (status, body) = webhook(cordon.http, &removed).await;
+    changed(status, &body, 1);
+    assert!(!blocked_from(&cordon, mac).await);
+    assert_eq!(device(&cordon, "C02ZK1ABMD6T").await["group"], "standard");
+    assert!(!isolated_ids(cordon.http).await.contains(&id));
+}
+
+#[tokio::test]
+async fn between_a_client_network_and_the_device_at_that_address_the_stricter_group_wins() {
+    let upstream = start_upstream().await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = config(dir.path(), &[upstream.addr]);
+    add_watched_group(&config.policies.dir);
+    let cordon = start_cordon_with(dir, config).await;
+    // 127.0.0.5 is the `kids` group's clients network (priority 10, policy limited: social
+    // networks refused); the Mac that reports it is in `standard` (priority 0)
+    let kids = [127, 0, 0, 5];
+    let kids_refuses_social = || async {
+        let social = ask_from(cordon.dns, kids, "social.test.").await;
+        assert_eq!(rcode(&social), ResponseCode::Refused);
+        assert!(
+            ede(&social).unwrap().1.contains("group kids"),
+            "the network is stricter than the device: {:?}",
+            ede(&social)
+        );
+    };
+    assert_eq!(webhook(cordon.http, &checkin("127.0.0.5")).await.0, 200);
+    assert_eq!(device(&cordon, "C02ZK1ABMD6T").await["group"], "standard");
+    kids_refuses_social().await;
+    assert!(!blocked_from(&cordon, kids).await);
+    // in `watched` (priority 5, policy standard) through the MDM: still below the network
+    let watched = fixture(
+        "smart-group-computer-added.json",
+        &[("\"jssid\":42", "\"jssid\":7")],
+    );
+    let (status, body) = webhook(cordon.http, &watched).await;
+    changed(status, &body, 1);
+    assert_eq!(device(&cordon, "C02ZK1ABMD6T").await["group"], "watched");
+    kids_refuses_social().await;
+
+    // the MDM isolates the Mac: now the device is the stricter one
+    let added = fixture("smart-group-computer-added.json", &[]);
+    let (status, body) = webhook(cordon.http, &added).await;
+    changed(status, &body, 1);
+    let answer = ask_from(cordon.dns, kids, "www.allowed.test.").await;
+    assert_eq!(rcode(&answer), ResponseCode::NXDomain);
+    assert!(
+        ede(&answer).unwrap().1.contains("group restricted"),
+        "{:?}",
+        ede(&answer)
+    );
+
+    // released by the MDM: the network's group again
+    let removed = fixture("smart-group-computer-removed.json", &[]);
+    let (status, body) = webhook(cordon.http, &removed).await;
+    changed(status, &body, 1);
+    assert!(!blocked_from(&cordon, kids).await);
+    kids_refuses_social().await;
+}
