@@ -667,6 +667,18 @@ pub async fn isolated_ids(addr: SocketAddr) -> Vec<String> {
         .collect()
 }
 
+/// Rewrites the test policies' groups.toml so that `restricted` maps these UEM groups (instead
+/// of `jamf:computer-group:42` alone).
+pub fn map_to_restricted(policies: &Path, uem_groups: &[&str]) {
+    let path = policies.join("groups.toml");
+    let text = std::fs::read_to_string(&path).unwrap();
+    let from = "uem_groups = [\"jamf:computer-group:42\"]";
+    assert!(text.contains(from), "{text}");
+    let keys: Vec<String> = uem_groups.iter().map(|k| format!("\"{k}\"")).collect();
+    let text = text.replace(from, &format!("uem_groups = [{}]", keys.join(", ")));
+    std::fs::write(path, text).unwrap();
+}
+
 /// A free TCP port on 127.0.0.1 (for the real binary, which is given fixed ports).
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")

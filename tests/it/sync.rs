@@ -726,9 +726,15 @@ async fn a_critical_device_needs_a_second_admin() {
 }
 
 async fn with_jamf(upstream: &Upstream) -> (Cordon, FakeJamf) {
+    with_jamf_mapping(upstream, &["jamf:computer-group:42"]).await
+}
+
+/// A Cordon that reads the fake Jamf Pro API, with `restricted` mapping these UEM groups.
+async fn with_jamf_mapping(upstream: &Upstream, restricted: &[&str]) -> (Cordon, FakeJamf) {
     let jamf = FakeJamf::start("cordon", "s3cret").await;
     let dir = tempfile::tempdir().unwrap();
     let mut config = config(dir.path(), &[upstream.addr]);
+    map_to_restricted(&config.policies.dir, restricted);
     config.jamf.url = jamf.url.clone();
     config.jamf.client_id = "cordon".into();
     config.jamf.client_secret = "s3cret".into();
@@ -1022,4 +1028,325 @@ async fn between_a_client_network_and_the_device_at_that_address_the_stricter_gr
     changed(status, &body, 1);
     assert!(!blocked_from(&cordon, kids).await);
     kids_refuses_social().await;
+}
+
+/// The mobile Smart Group fixture (group 77, iPad 310), reporting `ip` as the iPad's address.
+fn mobile_added(ip: &str) -> String {
+    fixture(
+        "smart-group-mobile-added.json",
+        &[(
+            "\"ipAddress\":\"192.0.2.44\"",
+            &format!("\"ipAddress\":\"{ip}\""),
+        )],
+    )
+}
+
+#[tokio::test]
+async fn a_mobile_smart_group_event_isolates_the_mobile_device() {
+    let upstream = start_upstream().await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = config(dir.path(), &[upstream.addr]);
+    map_to_restricted(
+        &config.policies.dir,
+        &["jamf:computer-group:42", "jamf:mobile-group:77"],
+    );
+    let cordon = start_cordon_with(dir, config).await;
+    let ipad = [127, 0, 0, 44];
+    assert!(!blocked_from(&cordon, ipad).await);
+
+    let (status, body) = webhook(cordon.http, &mobile_added("127.0.0.44")).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(json(&body)["result"], "applied", "{body}");
+    let answer = ask_from(cordon.dns, ipad, "www.allowed.test.").await;
+    assert_eq!(rcode(&answer), ResponseCode::NXDomain);
+    assert!(ede(&answer).unwrap().1.contains("group restricted"));
+    assert!(!blocked_from(&cordon, [127, 0, 0, 1]).await);
+    let info = device(&cordon, "jamf-mobile:310").await;
+    assert_eq!(info["group"], "restricted", "{info}");
+    assert_eq!(info["label"], "Field iPad 7", "{info}");
+    assert_eq!(
+        info["bindings"],
+        serde_json::json!(["127.0.0.44"]),
+        "{info}"
+    );
+    assert_eq!(
+        info["uem_groups"],
+        serde_json::json!(["jamf:mobile-group:77 (iOS - Outdated)"]),
+        "{info}"
+    );
+    for alias in [
+        "serial:f9fxk2q4lq",
+        "udid:00008101-000a1d2e3f40001e",
+        "mac:a4:83:e7:10:22:3a",
+    ] {
+        assert!(
+            info["aliases"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|a| a == alias),
+            "{alias}: {info}"
+        );
+    }
+    // a computer with the same Jamf id is another device
+    assert_eq!(
+        http(
+            cordon.http,
+            "GET",
+            "/v1/devices/jamf-computer:310",
+            Some(VIEWER)
+        )
+        .await
+        .0,
+        404
+    );
+
+    let removed = fixture(
+        "smart-group-mobile-added.json",
+        &[
+            (
+                "\"groupAddedDevices\":[{",
+                "\"groupAddedDevices\":[],\"groupRemovedDevices\":[{",
+            ),
+            ("\"groupRemovedDevices\":[],", ""),
+            (
+                "\"groupAddedDevicesIds\":[310]",
+                "\"groupAddedDevicesIds\":[]",
+            ),
+            (
+                "\"groupRemovedDevicesIds\":[]",
+                "\"groupRemovedDevicesIds\":[310]",
+            ),
+            (
+                "\"ipAddress\":\"192.0.2.44\"",
+                "\"ipAddress\":\"127.0.0.44\"",
+            ),
+        ],
+    );
+    let (status, body) = webhook(cordon.http, &removed).await;
+    changed(status, &body, 1);
+    assert!(!blocked_from(&cordon, ipad).await);
+    assert_eq!(
+        device(&cordon, "jamf-mobile:310").await["group"],
+        "standard"
+    );
+}
+
+/// The status and the JSON answer of `POST /v1/reconcile`.
+async fn reconcile(cordon: &Cordon) -> (u16, serde_json::Value) {
+    let (status, body) = http(cordon.http, "POST", "/v1/reconcile", Some(ADMIN)).await;
+    (status, json(&body))
+}
+
+fn in_group_42(info: &serde_json::Value) -> bool {
+    info["uem_groups"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|g| g.as_str().unwrap().starts_with("jamf:computer-group:42"))
+}
+
+#[tokio::test]
+async fn a_group_that_cannot_be_read_keeps_its_memberships() {
+    let upstream = start_upstream().await;
+    let (cordon, jamf) = with_jamf_mapping(
+        &upstream,
+        &["jamf:computer-group:42", "jamf:computer-group:43"],
+    )
+    .await;
+    let mac = [127, 0, 0, 7];
+    assert_eq!(webhook(cordon.http, &checkin("127.0.0.7")).await.0, 200);
+    let added = fixture("smart-group-computer-added.json", &[]);
+    assert_eq!(webhook(cordon.http, &added).await.0, 200);
+    assert!(blocked_from(&cordon, mac).await);
+    jamf.set_computer_group(43, "Other", &[1043]);
+
+    // Jamf Pro has no group 42 (404): an error, never "the group is empty"
+    let (status, report) = reconcile(&cordon).await;
+    assert_eq!(status, 200, "another group was read: {report}");
+    assert_eq!(report["groups"], 1, "{report}");
+    assert_eq!(report["added"], 1, "{report}");
+    assert_eq!(report["removed"], 0, "{report}");
+    let errors = report["errors"].as_array().unwrap();
+    assert_eq!(errors.len(), 1, "{report}");
+    let error = errors[0].as_str().unwrap();
+    assert!(error.contains("42") && error.contains("404"), "{error}");
+    assert!(blocked_from(&cordon, mac).await, "still isolated");
+    assert!(in_group_42(&device(&cordon, "C02ZK1ABMD6T").await));
+    assert_eq!(
+        device(&cordon, "jamf-computer:1043").await["group"],
+        "restricted"
+    );
+
+    // group 42 exists and is empty now, but Jamf Pro answers 500 for it
+    let path = "/JSSResource/computergroups/id/42";
+    jamf.set_computer_group(42, "Jamf Protect - High", &[]);
+    jamf.fail(path, 500);
+    let (status, report) = reconcile(&cordon).await;
+    assert_eq!(status, 200, "{report}");
+    assert_eq!(report["removed"], 0, "{report}");
+    let error = report["errors"][0].as_str().unwrap();
+    assert!(error.contains("42") && error.contains("500"), "{report}");
+    assert!(blocked_from(&cordon, mac).await, "still isolated");
+    assert!(in_group_42(&device(&cordon, "C02ZK1ABMD6T").await));
+
+    // once it can be read, the empty group releases its member
+    jamf.heal(path);
+    let (status, report) = reconcile(&cordon).await;
+    assert_eq!(status, 200, "{report}");
+    assert_eq!(report["removed"], 1, "{report}");
+    assert_eq!(report["errors"], serde_json::json!([]), "{report}");
+    assert!(!blocked_from(&cordon, mac).await);
+}
+
+#[tokio::test]
+async fn when_no_group_can_be_read_reconciliation_answers_502_and_changes_nothing() {
+    let upstream = start_upstream().await;
+    let (cordon, jamf) = with_jamf(&upstream).await;
+    let mac = [127, 0, 0, 7];
+    assert_eq!(webhook(cordon.http, &checkin("127.0.0.7")).await.0, 200);
+    let added = fixture("smart-group-computer-added.json", &[]);
+    assert_eq!(webhook(cordon.http, &added).await.0, 200);
+    let before = version(&cordon).await;
+
+    // 404: Jamf Pro has no group 42
+    let (status, body) = http(cordon.http, "POST", "/v1/reconcile", Some(ADMIN)).await;
+    assert_json_error(status, &body, 502);
+    assert!(body.contains("404"), "{body}");
+    assert!(blocked_from(&cordon, mac).await);
+
+    // 500, for a group that would read as empty
+    let path = "/JSSResource/computergroups/id/42";
+    jamf.set_computer_group(42, "Jamf Protect - High", &[]);
+    jamf.fail(path, 500);
+    let (status, body) = http(cordon.http, "POST", "/v1/reconcile", Some(ADMIN)).await;
+    assert_json_error(status, &body, 502);
+    assert!(body.contains("500"), "{body}");
+    assert!(blocked_from(&cordon, mac).await);
+
+    // a legacy group event re-reads the group in the background: it fails the same way
+    let errors = "cordon_reconcile_runs_total{result=\"error\"}";
+    let failed = metric(cordon.http, errors).await;
+    let legacy = fixture("smart-group-computer-legacy.json", &[]);
+    let (status, body) = webhook(cordon.http, &legacy).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(json(&body)["reconcile"], true, "{body}");
+    assert!(
+        eventually(Duration::from_secs(10), || async {
+            metric(cordon.http, errors).await > failed
+        })
+        .await,
+        "the re-read ran and failed"
+    );
+    jamf.fail(path, 404);
+    let (status, body) = webhook(cordon.http, &legacy).await;
+    assert_eq!(status, 200, "{body}");
+    assert!(
+        eventually(Duration::from_secs(10), || async {
+            metric(cordon.http, errors).await > failed + 1.0
+        })
+        .await,
+        "the re-read ran and failed"
+    );
+    assert!(blocked_from(&cordon, mac).await);
+    assert!(in_group_42(&device(&cordon, "C02ZK1ABMD6T").await));
+    assert_eq!(version(&cordon).await, before, "nothing was published");
+    assert_eq!(
+        events(&cordon, "C02ZK1ABMD6T", "membership_removed").await,
+        0
+    );
+}
+
+#[tokio::test]
+async fn reconciliation_reads_mobile_groups_too() {
+    let upstream = start_upstream().await;
+    let (cordon, jamf) = with_jamf_mapping(
+        &upstream,
+        &["jamf:computer-group:42", "jamf:mobile-group:77"],
+    )
+    .await;
+    let ipad = [127, 0, 0, 44];
+    // the iPad checks in (binding its address), then Jamf Pro puts it in group 77 without a webhook
+    let checkin = r#"{"webhook":{"id":5,"name":"mobile check-ins","webhookEvent":"MobileDeviceCheckIn"},
+        "event":{"jssID":310,"deviceName":"Field iPad 7","serialNumber":"F9FXK2Q4LQ","udid":"00008101-000A1D2E3F40001E","ipAddress":"127.0.0.44"}}"#;
+    let (status, body) = webhook(cordon.http, checkin).await;
+    assert_eq!(status, 200, "{body}");
+    assert!(!blocked_from(&cordon, ipad).await);
+    jamf.set_computer_group(42, "Jamf Protect - High", &[]);
+    jamf.set_mobile_group(77, "iOS - Outdated", &[310]);
+    let (status, report) = reconcile(&cordon).await;
+    assert_eq!(status, 200, "{report}");
+    assert_eq!(report["groups"], 2, "{report}");
+    assert_eq!(report["added"], 1, "{report}");
+    assert!(blocked_from(&cordon, ipad).await);
+    let info = device(&cordon, "jamf-mobile:310").await;
+    assert_eq!(info["group"], "restricted", "{info}");
+    assert_eq!(
+        info["uem_groups"],
+        serde_json::json!(["jamf:mobile-group:77"]),
+        "{info}"
+    );
+    assert!(
+        jamf.requests()
+            .contains(&"GET /JSSResource/mobiledevicegroups/id/77".to_string()),
+        "{:?}",
+        jamf.requests()
+    );
+    // the mobile id is not a computer id: no computer 310 was created
+    assert_eq!(
+        http(
+            cordon.http,
+            "GET",
+            "/v1/devices/jamf-computer:310",
+            Some(VIEWER)
+        )
+        .await
+        .0,
+        404
+    );
+
+    jamf.set_mobile_group(77, "iOS - Outdated", &[]);
+    let (status, report) = reconcile(&cordon).await;
+    assert_eq!(status, 200, "{report}");
+    assert_eq!(report["removed"], 1, "{report}");
+    assert!(!blocked_from(&cordon, ipad).await);
+}
+
+#[tokio::test]
+async fn the_jamf_client_asks_for_a_new_token_when_its_token_is_refused_or_runs_out() {
+    let upstream = start_upstream().await;
+    let (cordon, jamf) = with_jamf(&upstream).await;
+    jamf.set_computer_group(42, "Jamf Protect - High", &[]);
+    let group = "GET /JSSResource/computergroups/id/42".to_string();
+    let token = "POST /api/oauth/token".to_string();
+    let run = || async {
+        let (status, report) = reconcile(&cordon).await;
+        assert_eq!(status, 200, "{report}");
+        assert_eq!(report["groups"], 1, "{report}");
+    };
+    run().await;
+    assert_eq!(jamf.requests(), vec![token.clone(), group.clone()]);
+
+    // Jamf Pro invalidates the token: the call is refused (401), and retried with a new token
+    jamf.revoke_tokens();
+    let seen = jamf.requests().len();
+    run().await;
+    assert_eq!(
+        jamf.requests()[seen..],
+        [group.clone(), token.clone(), group.clone()]
+    );
+    assert_eq!(jamf.token_requests(), 2);
+
+    // a token that lives 2 s is replaced before it runs out (0.2 s before), without a refused
+    // call first
+    jamf.set_token_lifetime(2);
+    jamf.revoke_tokens();
+    run().await;
+    assert_eq!(jamf.token_requests(), 3);
+    // the passing of time is what is tested here: nothing to poll
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let seen = jamf.requests().len();
+    run().await;
+    assert_eq!(jamf.requests()[seen..], [token.clone(), group.clone()]);
+    assert_eq!(jamf.token_requests(), 4);
 }
