@@ -440,8 +440,7 @@ mod tests {
         include_str!("../../tests/fixtures/jamf/classic-computergroup.json");
     const INVENTORY: &str = include_str!("../../tests/fixtures/jamf/computers-inventory.json");
     const TOKEN: &str = include_str!("../../tests/fixtures/jamf/oauth-token.json");
-    const SMART_V2: &str =
-        include_str!("../../tests/fixtures/jamf/smart-group-membership-v2.json");
+    const SMART_V2: &str = include_str!("../../tests/fixtures/jamf/smart-group-membership-v2.json");
 
     fn members(body: &str) -> Result<Vec<i64>, JamfApiError> {
         parse_group_members(body.as_bytes(), URL, "computer_group", "computers")
