@@ -472,3 +472,352 @@ fn system_resolvers() -> Result<Vec<ServerAddr>, Invalid> {
     }
     Ok(servers)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// An upstream, so that no test depends on this machine's /etc/resolv.conf.
+    const UPSTREAM: &str = "[upstream]\nservers = [\"192.0.2.53\"]\n";
+
+    /// Writes `text` as `cordon.toml` in a fresh directory and loads it.
+    fn load(text: &str) -> (tempfile::TempDir, Result<Config, ConfigError>) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("cordon.toml");
+        std::fs::write(&path, text).unwrap();
+        let loaded = Config::load(Some(&path));
+        (dir, loaded)
+    }
+
+    /// The line and message of a parse error.
+    fn parse_error(text: &str) -> (usize, String) {
+        match load(text).1 {
+            Err(ConfigError::Parse { line, message, .. }) => (line, message),
+            other => panic!("{text}: expected a parse error, got {other:?}"),
+        }
+    }
+
+    /// The message of a validation error.
+    fn invalid(text: &str) -> String {
+        let (dir, loaded) = load(text);
+        match loaded {
+            Err(ConfigError::Invalid { path, invalid }) => {
+                assert_eq!(path, dir.path().join("cordon.toml"));
+                invalid.to_string()
+            }
+            other => panic!("{text}: expected a validation error, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn every_key_left_out_takes_its_default() {
+        let (dir, loaded) = load(UPSTREAM);
+        let c = loaded.unwrap();
+        assert_eq!(c.dns.listen, vec!["127.0.0.1:5353".parse().unwrap()]);
+        assert!(c.dns.tls_listen.is_empty());
+        assert!(c.dns.https_listen.is_empty());
+        assert!(c.dns.quic_listen.is_empty());
+        assert_eq!(c.dns.tls_cert, PathBuf::from("cert.pem"));
+        assert_eq!(c.dns.tls_key, PathBuf::from("key.pem"));
+        assert_eq!(c.dns.server_name, "dns.example.com");
+        assert_eq!(c.dns.udp_sockets, 0);
+        assert_eq!(c.upstream.servers, vec!["192.0.2.53"]);
+        assert_eq!(c.upstream.timeout_ms, 2000);
+        assert_eq!(c.upstream.mode, "forward");
+        assert_eq!(c.cache.max_entries, 200_000);
+        assert_eq!(c.cache.min_ttl, 0);
+        assert_eq!(c.cache.max_ttl, 86_400);
+        assert!(c.cache.serve_stale);
+        assert_eq!(c.http.listen, "127.0.0.1:9153");
+        assert_eq!(c.http_listen(), Some("127.0.0.1:9153".parse().unwrap()));
+        assert_eq!(c.store.path, PathBuf::from("cordon.db"));
+        assert_eq!(c.store.redis_url, "");
+        assert!(c.auth.webhook_tokens.is_empty());
+        assert_eq!(c.auth.token_secret, "");
+        assert!(c.auth.admin.is_empty());
+        assert_eq!(c.identity.accept, ["doh-path", "sni", "source-address"]);
+        assert!(c.identity.trusted_forwarders.is_empty());
+        assert!(c.identity.static_bindings.is_empty());
+        assert!(c.identity.shared_networks.is_empty());
+        assert_eq!(c.identity.binding_lifetime_s, 86_400);
+        assert!(c.identity.plain_tokens);
+        assert_eq!(c.identity.device_id_text_option, None);
+        assert_eq!(c.jamf.url, "");
+        assert_eq!(c.jamf.client_id, "");
+        assert_eq!(c.jamf.client_secret, "");
+        assert_eq!(c.jamf.reconcile_interval_s, 900);
+        assert_eq!(c.jamf.timeout_ms, 10_000);
+        assert!(c.devices.critical.is_empty());
+        assert_eq!(c.policies.dir, PathBuf::from("policies"));
+        assert!(!c.encrypted());
+        assert_eq!(c.base_dir, dir.path());
+        // the accepted identity signals by default: tokens and the source address, no EDNS
+        let rules = c.identity_rules().unwrap();
+        assert!(rules.doh_path && rules.sni && rules.source_address && rules.plain_tokens);
+        assert!(!rules.client_subnet && !rules.device_option);
+        assert!(rules.key.is_none());
+
+        // the embedded default is the same, relative to the working directory
+        let embedded = Config::default();
+        assert_eq!(embedded.base_dir, PathBuf::from("."));
+        assert_eq!(embedded.store_path(), PathBuf::from("./cordon.db"));
+        assert_eq!(embedded.policies_dir(), PathBuf::from("./policies"));
+        assert!(embedded.upstream.servers.is_empty());
+    }
+
+    #[test]
+    fn relative_paths_are_taken_from_the_config_files_directory() {
+        let dir = tempfile::tempdir().unwrap();
+        let sub = dir.path().join("etc").join("cordon");
+        std::fs::create_dir_all(&sub).unwrap();
+        let path = sub.join("cordon.toml");
+        std::fs::write(
+            &path,
+            format!(
+                "{UPSTREAM}[store]\npath = \"state/cordon.db\"\n[policies]\ndir = \"../policies\"\n\
+                 [dns]\ntls_cert = \"tls/cert.pem\"\ntls_key = \"/etc/ssl/cordon.key\"\n"
+            ),
+        )
+        .unwrap();
+        let c = Config::load(Some(&path)).unwrap();
+        assert_eq!(c.base_dir, sub);
+        assert_eq!(c.store_path(), sub.join("state/cordon.db"));
+        assert_eq!(c.policies_dir(), sub.join("../policies"));
+        assert_eq!(c.resolve(&c.dns.tls_cert), sub.join("tls/cert.pem"));
+        assert_eq!(
+            c.resolve(&c.dns.tls_key),
+            PathBuf::from("/etc/ssl/cordon.key"),
+            "absolute paths stay as they are"
+        );
+        // paths left out are relative too
+        let (dir, loaded) = load(UPSTREAM);
+        let c = loaded.unwrap();
+        assert_eq!(c.store_path(), dir.path().join("cordon.db"));
+        assert_eq!(c.policies_dir(), dir.path().join("policies"));
+        assert_eq!(c.resolve(&c.dns.tls_cert), dir.path().join("cert.pem"));
+    }
+
+    #[test]
+    fn a_missing_file_is_a_read_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("absent.toml");
+        match Config::load(Some(&path)) {
+            Err(e @ ConfigError::Read { .. }) => {
+                assert!(e
+                    .to_string()
+                    .starts_with(&format!("{}: cannot read:", path.display())));
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn an_unknown_key_is_refused_with_its_line() {
+        let (line, message) = parse_error("[dns]\nlisten = [\"127.0.0.1:53\"]\nbogus = 1\n");
+        assert_eq!(line, 3);
+        assert!(
+            message.starts_with("unknown field `bogus`, expected one of `listen`"),
+            "{message}"
+        );
+        let (line, message) = parse_error("# a comment\n\n[nope]\nx = 1\n");
+        assert_eq!(line, 3);
+        assert!(message.contains("unknown field `nope`"), "{message}");
+        let (line, message) = parse_error(&format!(
+            "{UPSTREAM}[[auth.admin]]\ntoken = \"t\"\nrole = \"admin\"\nrank = 1\n"
+        ));
+        assert_eq!(line, 6);
+        assert!(message.contains("unknown field `rank`"), "{message}");
+        let (line, message) = parse_error(
+            "[identity]\nstatic = [{cidr = \"10.0.0.0/8\", device = \"x\", why = 1}]\n",
+        );
+        assert_eq!(line, 2);
+        assert!(message.contains("unknown field `why`"), "{message}");
+        // and the whole error says file:line
+        let (dir, loaded) = load("[cache]\nmax_entries = 5\nserve_stale = true\nmaxttl = 3\n");
+        let shown = loaded.unwrap_err().to_string();
+        let expected = format!(
+            "{}:4: unknown field `maxttl`",
+            dir.path().join("cordon.toml").display()
+        );
+        assert!(shown.starts_with(&expected), "{shown}");
+    }
+
+    #[test]
+    fn a_value_of_the_wrong_type_is_refused_with_its_line() {
+        for (text, line, wanted) in [
+            (
+                "[upstream]\ntimeout_ms = \"fast\"\n",
+                2,
+                "invalid type: string \"fast\", expected u64",
+            ),
+            (
+                "[dns]\n\nlisten = \"127.0.0.1:53\"\n",
+                3,
+                "invalid type: string",
+            ),
+            (
+                "[dns]\nlisten = [\"localhost:53\"]\n",
+                2,
+                "invalid socket address",
+            ),
+            (
+                "[cache]\nserve_stale = \"yes\"\n",
+                2,
+                "invalid type: string \"yes\", expected a boolean",
+            ),
+            ("[cache]\nmin_ttl = -1\n", 2, "invalid value: integer `-1`"),
+            (
+                "[auth]\nwebhook_tokens = \"one\"\n",
+                2,
+                "invalid type: string \"one\", expected a sequence",
+            ),
+            (
+                "[[auth.admin]]\ntoken = \"t\"\nrole = \"root\"\n",
+                3,
+                "unknown variant `root`",
+            ),
+            (
+                "[[auth.admin]]\nrole = \"admin\"\n",
+                1,
+                "missing field `token`",
+            ),
+            (
+                "[identity]\ndevice_id_text_option = 70000\n",
+                2,
+                "invalid value: integer `70000`",
+            ),
+            ("dns = 5\n", 1, "invalid type: integer `5`"),
+            ("[http]\nlisten = = 1\n", 2, ""),
+        ] {
+            let (got_line, message) = parse_error(text);
+            assert_eq!(got_line, line, "{text}: {message}");
+            assert!(message.contains(wanted), "{text}: {message}");
+        }
+    }
+
+    #[test]
+    fn each_validation_error_is_refused_with_what_is_wrong() {
+        let encrypted = "[dns]\ntls_listen = [\"127.0.0.1:853\"]\n";
+        let cases: Vec<(String, &str)> = vec![
+            (
+                "[upstream]\nservers = [\"tls://192.0.2.53:853\"]\n".into(),
+                "\"tls://192.0.2.53:853\": tls:// upstreams are not supported yet; use udp:// or tcp://",
+            ),
+            (
+                "[upstream]\nservers = [\"https://dns.example/dns-query\"]\n".into(),
+                "https:// upstreams are not supported yet",
+            ),
+            (
+                "[upstream]\nservers = [\"quic://192.0.2.53\"]\n".into(),
+                "unknown scheme quic://",
+            ),
+            (
+                "[upstream]\nservers = [\"192.0.2.53\", \"dns.example\"]\n".into(),
+                "\"dns.example\": expected IP:PORT (names are not resolved, to avoid a loop)",
+            ),
+            (
+                format!("{UPSTREAM}[[identity.static]]\ncidr = \"10.0.0.300/32\"\ndevice = \"x\"\n"),
+                "identity.static: \"10.0.0.300/32\" is not an address or a CIDR network",
+            ),
+            (
+                format!("{UPSTREAM}[identity]\naccept = [\"doh-path\", \"carrier-pigeon\"]\n"),
+                "identity.accept: unknown kind \"carrier-pigeon\" (known: doh-path, sni, source-address, edns-client-subnet, edns-device-id)",
+            ),
+            (
+                format!("{UPSTREAM}[identity]\ntrusted_forwarders = [\"10.0.0.0/33\"]\n"),
+                "identity.trusted_forwarders: \"10.0.0.0/33\" is not an address or a CIDR network",
+            ),
+            (
+                format!("{UPSTREAM}[identity]\nshared_networks = [\"nat-pool\"]\n"),
+                "identity.shared_networks: \"nat-pool\" is not an address or a CIDR network",
+            ),
+            (
+                format!("{UPSTREAM}[identity]\nbinding_lifetime_s = 0\n"),
+                "identity.binding_lifetime_s must be above 0",
+            ),
+            (
+                format!("{UPSTREAM}[identity]\ndevice_id_text_option = 8\n"),
+                "identity.device_id_text_option 8 is taken by a standard option",
+            ),
+            (
+                format!("{UPSTREAM}[identity]\ndevice_id_text_option = 26946\n"),
+                "identity.device_id_text_option 26946 is taken by a standard option",
+            ),
+            (
+                format!("{UPSTREAM}[identity]\ndevice_id_text_option = 20292\n"),
+                "identity.device_id_text_option 20292 is taken by a standard option",
+            ),
+            (
+                format!("{UPSTREAM}[auth]\ntoken_secret = \"too-short\"\n"),
+                "auth.token_secret: the token secret is 9 bytes long; it must be at least 16",
+            ),
+            (
+                format!("{UPSTREAM}[jamf]\nurl = \"ftp://jamf.example\"\nclient_id = \"a\"\nclient_secret = \"b\"\n"),
+                "jamf.url \"ftp://jamf.example\" must start with https://",
+            ),
+            (
+                format!("{UPSTREAM}[jamf]\nurl = \"https://x.jamfcloud.com\"\nclient_id = \"a\"\n"),
+                "jamf.client_id and jamf.client_secret are needed with jamf.url",
+            ),
+            (
+                format!("{UPSTREAM}[jamf]\nurl = \"https://x.jamfcloud.com\"\nclient_secret = \"b\"\n"),
+                "jamf.client_id and jamf.client_secret are needed with jamf.url",
+            ),
+            (
+                format!("{UPSTREAM}[jamf]\nurl = \"https://x.jamfcloud.com\"\nclient_id = \"a\"\nclient_secret = \"b\"\ntimeout_ms = 0\n"),
+                "jamf.timeout_ms must be above 0",
+            ),
+            (
+                "[upstream]\nservers = [\"192.0.2.53\"]\nmode = \"recursive\"\n".into(),
+                "upstream.mode \"recursive\": only \"forward\" is supported yet",
+            ),
+            (
+                "[upstream]\nservers = [\"192.0.2.53\"]\ntimeout_ms = 0\n".into(),
+                "upstream.timeout_ms must be above 0",
+            ),
+            (
+                format!("{UPSTREAM}{encrypted}server_name = \".\"\n"),
+                "dns.server_name must name the DoT/DoQ host (tokens ride in its first label)",
+            ),
+            (
+                format!("{UPSTREAM}[dns]\nquic_listen = [\"127.0.0.1:853\"]\nserver_name = \"\"\n"),
+                "dns.server_name must name the DoT/DoQ host",
+            ),
+            (
+                format!("{UPSTREAM}[http]\nlisten = \"localhost:9153\"\n"),
+                "http.listen \"localhost:9153\" is not IP:PORT",
+            ),
+        ];
+        for (text, wanted) in cases {
+            let message = invalid(&text);
+            assert!(message.contains(wanted), "{text}: {message}");
+        }
+    }
+
+    #[test]
+    fn what_the_checks_allow_loads() {
+        for text in [
+            // no HTTP listener, and no server name without an encrypted listener
+            format!("{UPSTREAM}[http]\nlisten = \"\"\n[dns]\nserver_name = \"\"\n"),
+            // plain http:// for the Jamf Pro API (a local stand-in), and a free EDNS option code
+            format!("{UPSTREAM}[jamf]\nurl = \"http://127.0.0.1:8080\"\nclient_id = \"a\"\nclient_secret = \"b\"\n[identity]\ndevice_id_text_option = 65001\n"),
+            // a 16-byte token secret, every identity kind, addresses and networks
+            format!("{UPSTREAM}[auth]\ntoken_secret = \"0123456789abcdef\"\n[identity]\naccept = [\"doh-path\", \"sni\", \"source-address\", \"edns-client-subnet\", \"edns-device-id\"]\ntrusted_forwarders = [\"10.0.0.1\", \"2001:db8::/32\"]\nshared_networks = [\"100.64.0.0/10\"]\n"),
+            "[upstream]\nservers = [\"udp://192.0.2.53:5300\", \"tcp://[2001:db8::53]:53\", \"192.0.2.54\"]\n".to_string(),
+        ] {
+            let (_, loaded) = load(&text);
+            assert!(loaded.is_ok(), "{text}: {loaded:?}");
+        }
+        let (_, loaded) =
+            load("[http]\nlisten = \"\"\n[upstream]\nservers = [\"tcp://192.0.2.53:5300\"]\n");
+        let c = loaded.unwrap();
+        assert_eq!(c.http_listen(), None, "an empty http.listen turns HTTP off");
+        assert_eq!(
+            c.upstream_servers().unwrap(),
+            vec![ServerAddr {
+                addr: "192.0.2.53:5300".parse().unwrap(),
+                protocol: crate::dns::upstream::Protocol::Tcp,
+            }]
+        );
+    }
+}

@@ -1,117 +1,172 @@
-//! kill -9 of the real binary during a burst of webhooks loses no acknowledged change.
+//! kill -9 of the real binary in the middle of a stream of changes loses no acknowledged one:
+//! webhook adds and removals, and the API's isolations and releases.
 
-use std::net::SocketAddr;
-use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use crate::support::*;
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+/// Each device goes through these in order, each one acknowledged before the next is sent.
+#[derive(Clone, Copy, Debug)]
+enum Step {
+    /// A SmartGroupComputerMembershipChange webhook adds it to group 42.
+    Add,
+    /// POST /v1/devices/{id}/isolation.
+    Isolate,
+    /// A SmartGroupComputerMembershipChange webhook removes it from group 42.
+    Remove,
+    /// DELETE /v1/devices/{id}/isolation.
+    Release,
 }
 
-fn spawn(config: &std::path::Path, log: &std::path::Path) -> Child {
-    Command::new(env!("CARGO_BIN_EXE_cordon"))
-        .args(["run", "--config"])
-        .arg(config)
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(log).unwrap())
-        .spawn()
-        .expect("the cordon binary starts")
+const STEPS: [Step; 4] = [Step::Add, Step::Isolate, Step::Remove, Step::Release];
+
+/// Concurrent senders; each works through its own devices one step at a time.
+const WORKERS: u64 = 6;
+
+/// How many acknowledgements of each step to wait for before the kill.
+const ACKED_BEFORE_KILL: usize = 8;
+
+/// What the API shows of a device: `None` when it is unknown, else (a member of group 42, held).
+type Seen = Option<(bool, bool)>;
+
+/// The state of a device after the first `steps` of [`STEPS`].
+fn after(steps: usize) -> Seen {
+    match steps {
+        0 => None,
+        1 => Some((true, false)),
+        2 => Some((true, true)),
+        3 => Some((false, true)),
+        4 => Some((false, false)),
+        _ => unreachable!(),
+    }
 }
 
-async fn ready(http_addr: SocketAddr) -> bool {
-    eventually(Duration::from_secs(20), || async move {
-        tokio::net::TcpStream::connect(http_addr).await.is_ok()
-            && http(http_addr, "GET", "/readyz", None).await.0 == 200
-    })
-    .await
+/// One device a worker sent steps for.
+#[derive(Debug)]
+struct Sent {
+    jamf_id: u64,
+    /// Steps answered 200.
+    acked: usize,
+    /// The status of the step that got no 200 (the worker's last request), if any.
+    failed: Option<u16>,
+}
+
+async fn send(binary: std::net::SocketAddr, jamf_id: u64, step: Step) -> u16 {
+    let path = format!("/v1/devices/jamf-computer:{jamf_id}/isolation");
+    let ids = format!("[{jamf_id}]");
+    match step {
+        Step::Add => {
+            let body = fixture("smart-group-computer-added.json", &[("[1042]", &ids)]);
+            webhook(binary, &body).await.0
+        }
+        Step::Remove => {
+            let body = fixture("smart-group-computer-removed.json", &[("[1042]", &ids)]);
+            webhook(binary, &body).await.0
+        }
+        Step::Isolate => {
+            let body = format!(r#"{{"reason":"crash test","ticket":"T-{jamf_id}"}}"#);
+            http_json(binary, "POST", &path, Some(RESPONDER), &body)
+                .await
+                .0
+        }
+        Step::Release => {
+            let bearer = format!("Bearer {RESPONDER}");
+            send_http(binary, "DELETE", &path, Some(&bearer), None, "")
+                .await
+                .0
+        }
+    }
+}
+
+/// Sends steps for fresh devices until a request gets no 200 (the kill).
+async fn worker(binary: std::net::SocketAddr, w: u64, acked: Arc<[AtomicUsize; 4]>) -> Vec<Sent> {
+    let mut sent = Vec::new();
+    for n in 0.. {
+        let jamf_id = 100_000 * (w + 1) + n;
+        sent.push(Sent {
+            jamf_id,
+            acked: 0,
+            failed: None,
+        });
+        let device = sent.last_mut().unwrap();
+        for (i, step) in STEPS.iter().enumerate() {
+            let status = send(binary, jamf_id, *step).await;
+            if status != 200 {
+                device.failed = Some(status);
+                return sent;
+            }
+            device.acked += 1;
+            acked[i].fetch_add(1, Ordering::SeqCst);
+        }
+    }
+    unreachable!()
+}
+
+async fn seen(binary: std::net::SocketAddr, jamf_id: u64) -> Seen {
+    let info = device_info(binary, &format!("jamf-computer:{jamf_id}")).await?;
+    let member = info["uem_groups"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|g| g.as_str().unwrap().starts_with("jamf:computer-group:42"));
+    let held = !info["isolation"].is_null();
+    let group = if member || held {
+        "restricted"
+    } else {
+        "standard"
+    };
+    assert_eq!(info["group"], group, "jamf-computer:{jamf_id}: {info}");
+    Some((member, held))
 }
 
 #[tokio::test]
-async fn kill_9_during_a_burst_loses_no_acknowledged_change() {
-    let dir = tempfile::tempdir().unwrap();
-    write_policies(&dir.path().join("policies"));
-    let http_addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
-    let dns_port = free_port();
-    let config = dir.path().join("cordon.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "[dns]\nlisten = [\"127.0.0.1:{dns_port}\"]\n[upstream]\nservers = [\"udp://127.0.0.1:9\"]\n\
-             [http]\nlisten = \"{http_addr}\"\n[store]\npath = \"cordon.db\"\n[policies]\ndir = \"policies\"\n\
-             [auth]\nwebhook_tokens = [\"{WEBHOOK}\"]\n[[auth.admin]]\ntoken = \"{VIEWER}\"\nrole = \"viewer\"\n"
-        ),
-    )
-    .unwrap();
-    let log = dir.path().join("cordon.log");
-    let mut child = spawn(&config, &log);
-    assert!(
-        ready(http_addr).await,
-        "{}",
-        std::fs::read_to_string(&log).unwrap_or_default()
-    );
-
-    let acked = Arc::new(Mutex::new(Vec::new()));
-    let mut tasks = Vec::new();
-    for i in 0..300i64 {
-        let id = 5000 + i;
+async fn kill_9_during_a_stream_of_changes_loses_no_acknowledged_one() {
+    let nowhere = "127.0.0.1:9".parse().unwrap();
+    let mut binary = Binary::start(nowhere, "").await;
+    let acked: Arc<[AtomicUsize; 4]> = Arc::new(Default::default());
+    let workers: Vec<_> = (0..WORKERS)
+        .map(|w| tokio::spawn(worker(binary.http, w, acked.clone())))
+        .collect();
+    // The workers never stop on their own, so the kill lands while changes are in flight,
+    // however fast or slow this machine is.
+    let enough = eventually(Duration::from_secs(120), || {
         let acked = acked.clone();
-        let body = fixture(
-            "smart-group-computer-added.json",
-            &[("[1042]", &format!("[{id}]"))],
-        );
-        tasks.push(tokio::spawn(async move {
-            tokio::time::sleep(Duration::from_millis(i as u64 / 2)).await;
-            let (status, _) = webhook(http_addr, &body).await;
-            if status == 200 {
-                acked.lock().unwrap().push(id);
-            }
-        }));
-    }
-    // kill -9 once some, not all, have been acknowledged
-    let some = eventually(Duration::from_secs(20), || {
-        let acked = acked.clone();
-        async move { acked.lock().unwrap().len() >= 20 }
+        async move {
+            acked
+                .iter()
+                .all(|n| n.load(Ordering::SeqCst) >= ACKED_BEFORE_KILL)
+        }
     })
     .await;
-    child.kill().unwrap();
-    child.wait().unwrap();
-    for t in tasks {
-        let _ = t.await;
+    binary.kill_9();
+    let mut sent = Vec::new();
+    for w in workers {
+        sent.extend(w.await.unwrap());
     }
-    let acked = acked.lock().unwrap().clone();
-    assert!(some && !acked.is_empty());
     assert!(
-        acked.len() < 300,
-        "the kill came after the burst: nothing was tested"
+        enough,
+        "too few acknowledgements: {acked:?}\n{}",
+        binary.log_text()
     );
+    // Every request before the kill was answered 200: each worker's one failure got no answer.
+    let failures: Vec<&Sent> = sent.iter().filter(|s| s.failed.is_some()).collect();
+    assert!(failures.iter().all(|s| s.failed == Some(0)), "{failures:?}");
 
-    let mut child = spawn(&config, &log);
-    assert!(
-        ready(http_addr).await,
-        "{}",
-        std::fs::read_to_string(&log).unwrap_or_default()
-    );
-    for id in &acked {
-        let (status, body) = http(
-            http_addr,
-            "GET",
-            &format!("/v1/devices/jamf-computer:{id}"),
-            Some(VIEWER),
-        )
-        .await;
-        assert_eq!(status, 200, "acknowledged device {id} lost: {body}");
+    binary.spawn().await;
+    for s in &sent {
+        let now = seen(binary.http, s.jamf_id).await;
+        // An acknowledged step is in force; the one step in flight at the kill may or may not be.
+        let mut allowed = vec![after(s.acked)];
+        if s.failed.is_some() {
+            allowed.push(after(s.acked + 1));
+        }
         assert!(
-            body.contains("\"group\":\"restricted\""),
-            "device {id}: {body}"
+            allowed.contains(&now),
+            "jamf-computer:{} after {} acknowledged step(s) of {STEPS:?}: {now:?}, expected one of {allowed:?}",
+            s.jamf_id,
+            s.acked
         );
     }
-    child.kill().unwrap();
-    child.wait().unwrap();
 }

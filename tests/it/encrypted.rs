@@ -105,6 +105,7 @@ async fn rcode_of(mut client: DnsClient<TokioRuntimeProvider>, name: &str) -> Re
     {
         Ok(response) => response.metadata.response_code,
         Err(NetError::Dns(hickory_net::DnsError::NoRecordsFound(no))) => no.response_code,
+        Err(NetError::Dns(hickory_net::DnsError::ResponseCode(code))) => code,
         Err(e) => panic!("{name}: {e}"),
     }
 }
@@ -524,5 +525,162 @@ async fn a_serial_named_in_config_and_reported_by_the_mdm_is_one_device_across_r
     assert!(
         info.contains("\"critical\":true") && info.contains("jamf-computer:1042"),
         "{info}"
+    );
+}
+
+#[tokio::test]
+async fn a_token_naming_an_isolated_device_wins_over_a_free_source_address() {
+    let e = start(|c| {
+        c.identity
+            .static_bindings
+            .push(cordon::config::StaticEntry {
+                cidr: "127.0.0.13/32".into(),
+                device: "C02FREESRC".into(),
+            })
+    })
+    .await;
+    let name = "www.allowed.test.";
+    // config binds 127.0.0.13 to a free device: without a token it resolves
+    let free_address = [127, 0, 0, 13];
+    assert_eq!(
+        rcode_of(doh(&e, free_address, "/dns-query").await, name).await,
+        ResponseCode::NoError
+    );
+    assert_eq!(
+        rcode_of(dot(&e, free_address, "dns.test").await, name).await,
+        ResponseCode::NoError
+    );
+    // the token names C02ISOLATED (in `restricted` by config): plain alias, signed, DoH and DoT
+    let isolated = signed("C02ISOLATED");
+    for path in [
+        "/dns-query/C02ISOLATED".to_string(),
+        format!("/dns-query/{isolated}"),
+    ] {
+        assert_eq!(
+            rcode_of(doh(&e, free_address, &path).await, name).await,
+            ResponseCode::NXDomain,
+            "{path}"
+        );
+    }
+    for server_name in [
+        "c02isolated.dns.test".to_string(),
+        format!("{isolated}.dns.test"),
+    ] {
+        assert_eq!(
+            rcode_of(dot(&e, free_address, &server_name).await, name).await,
+            ResponseCode::NXDomain,
+            "{server_name}"
+        );
+    }
+
+    // the same with the MDM on both sides: a free Mac bound to 127.0.0.14 by its check-in, and
+    // a token naming a Mac that the MDM's group 42 isolates
+    let checkin = fixture(
+        "computer-checkin.json",
+        &[(
+            "\"reportedIpAddress\":\"10.20.30.142\"",
+            "\"reportedIpAddress\":\"127.0.0.14\"",
+        )],
+    );
+    assert_eq!(webhook(e.cordon.http, &checkin).await.0, 200);
+    let (status, body) = http_json(
+        e.cordon.http,
+        "PUT",
+        "/v1/devices/serial:C02MDMISO01/groups",
+        Some(ADMIN),
+        r#"{"groups":["jamf:computer-group:42"]}"#,
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let bound = [127, 0, 0, 14];
+    assert_eq!(
+        rcode_of(doh(&e, bound, "/dns-query").await, name).await,
+        ResponseCode::NoError
+    );
+    assert_eq!(
+        rcode_of(doh(&e, bound, "/dns-query/C02MDMISO01").await, name).await,
+        ResponseCode::NXDomain
+    );
+    assert_eq!(
+        rcode_of(dot(&e, bound, "c02mdmiso01.dns.test").await, name).await,
+        ResponseCode::NXDomain
+    );
+}
+
+#[tokio::test]
+async fn between_a_token_and_a_client_network_the_stricter_group_wins() {
+    let e = start(|c| add_watched_group(&c.policies.dir)).await;
+    // 127.0.0.5 is the `kids` network (priority 10); C02ISOLATED is in `restricted` (100)
+    let kids = [127, 0, 0, 5];
+    let name = "www.allowed.test.";
+    assert_eq!(
+        rcode_of(doh(&e, kids, "/dns-query").await, name).await,
+        ResponseCode::NoError
+    );
+    assert_eq!(
+        rcode_of(doh(&e, kids, "/dns-query/C02ISOLATED").await, name).await,
+        ResponseCode::NXDomain
+    );
+    // the token of a device in `watched` (priority 5, policy standard) or of a free one, from
+    // that network: the network's group, the stricter
+    let (status, body) = http_json(
+        e.cordon.http,
+        "PUT",
+        "/v1/devices/serial:C02WATCHED1/groups",
+        Some(ADMIN),
+        r#"{"groups":["jamf:computer-group:7"]}"#,
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    for device in ["C02WATCHED1", FREE] {
+        let path = format!("/dns-query/{}", signed(device));
+        assert_eq!(
+            rcode_of(doh(&e, kids, &path).await, "social.test.").await,
+            ResponseCode::Refused,
+            "{device}: kids refuses social networks"
+        );
+        assert_eq!(
+            rcode_of(doh(&e, [127, 0, 0, 1], &path).await, "social.test.").await,
+            ResponseCode::NoError,
+            "{device}: elsewhere its own group resolves them"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_mobile_device_isolated_by_its_smart_group_is_isolated_by_its_token() {
+    let e = start(|c| {
+        map_to_restricted(
+            &c.policies.dir,
+            &["jamf:computer-group:42", "jamf:mobile-group:77"],
+        )
+    })
+    .await;
+    let name = "www.allowed.test.";
+    let path = "/dns-query/F9FXK2Q4LQ";
+    assert_eq!(
+        rcode_of(doh(&e, [127, 0, 0, 1], path).await, name).await,
+        ResponseCode::NoError,
+        "nobody has that serial yet"
+    );
+    let (status, body) = webhook(
+        e.cordon.http,
+        &fixture("smart-group-mobile-added.json", &[]),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains("\"result\":\"applied\""), "{body}");
+    assert_eq!(
+        rcode_of(doh(&e, [127, 0, 0, 1], path).await, name).await,
+        ResponseCode::NXDomain
+    );
+    assert_eq!(
+        rcode_of(dot(&e, [127, 0, 0, 1], "f9fxk2q4lq.dns.test").await, name).await,
+        ResponseCode::NXDomain
+    );
+    let udid = "/dns-query/00008101-000A1D2E3F40001E";
+    assert_eq!(
+        rcode_of(doh(&e, [127, 0, 0, 1], udid).await, name).await,
+        ResponseCode::NXDomain
     );
 }

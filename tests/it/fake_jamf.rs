@@ -10,7 +10,9 @@
 //!   asked for (`GENERAL` when none is), `totalCount: 0` for unknown ids.
 //!
 //! Data endpoints want `Authorization: Bearer <token>` with a token issued and not yet expired
-//! (401 otherwise). Groups and computers are independent: set each as the test needs.
+//! (401 otherwise). Groups and computers are independent: set each as the test needs. A path
+//! can be made to fail with a status of the test's choice ([`FakeJamf::fail`]), as a Jamf Pro
+//! that is down or misconfigured does.
 
 #![allow(dead_code)] // each test uses part of it
 
@@ -63,6 +65,8 @@ struct State {
     computer_groups: BTreeMap<i64, Group>,
     mobile_groups: BTreeMap<i64, Group>,
     computers: BTreeMap<i64, Computer>,
+    /// Paths answered with this status instead of what they would answer.
+    failing: HashMap<String, u16>,
 }
 
 type SharedState = Arc<Mutex<State>>;
@@ -85,6 +89,7 @@ impl FakeJamf {
             computer_groups: BTreeMap::new(),
             mobile_groups: BTreeMap::new(),
             computers: BTreeMap::new(),
+            failing: HashMap::new(),
         }));
         let app = Router::new()
             .route("/api/oauth/token", post(token))
@@ -149,6 +154,17 @@ impl FakeJamf {
         lock(&self.state).token_lifetime = seconds;
     }
 
+    /// Answers every request for `path` (exactly, without the query) with `status` and a JSON
+    /// error body, until [`FakeJamf::heal`].
+    pub fn fail(&self, path: &str, status: u16) {
+        lock(&self.state).failing.insert(path.to_string(), status);
+    }
+
+    /// `path` answers as it would again.
+    pub fn heal(&self, path: &str) {
+        lock(&self.state).failing.remove(path);
+    }
+
     /// Forgets every issued token, as Jamf Pro does when the API client's secret is rotated or
     /// its tokens are invalidated: the next data call with an old token gets 401.
     pub fn revoke_tokens(&self) {
@@ -169,7 +185,16 @@ async fn record(Shared(state): Shared<SharedState>, request: Request, next: Next
         line.push('?');
         line.push_str(&percent_decode(query));
     }
-    lock(&state).requests.push(line);
+    let failing = {
+        let mut s = lock(&state);
+        s.requests.push(line);
+        s.failing.get(request.uri().path()).copied()
+    };
+    if let Some(status) = failing {
+        let status = StatusCode::from_u16(status).expect("a valid status");
+        let error = json!({"httpStatus": status.as_u16(), "errors": []});
+        return (status, Json(error)).into_response();
+    }
     next.run(request).await
 }
 

@@ -7,5 +7,6 @@ mod policy;
 mod reload;
 mod resolve;
 mod robustness;
+mod store;
 mod support;
 mod sync;

@@ -109,21 +109,50 @@ async fn a_client_network_puts_queries_in_its_group_with_its_response_mode() {
 }
 
 #[tokio::test]
-async fn a_cname_into_a_blocked_domain_is_blocked() {
+async fn a_cname_into_a_blocked_domain_is_blocked_from_upstream_and_from_the_cache() {
     let upstream = start_upstream().await;
     let cordon = start_cordon(&upstream).await;
-    for _ in 0..2 {
-        // first from upstream, then from the cache: the policy runs on both
-        let answer = ask(cordon.dns, "cname.allowed.test.").await;
-        assert_eq!(rcode(&answer), ResponseCode::NXDomain);
+    let hits = || metric(cordon.http, "cordon_cache_hits_total");
+    let misses = || metric(cordon.http, "cordon_cache_misses_total");
+    let (hits0, misses0) = (hits().await, misses().await);
+    // standard blocks the ads category, which holds the CNAME's target
+    let standard_blocks = |answer: &hickory_proto::op::Message| {
+        assert_eq!(rcode(answer), ResponseCode::NXDomain);
         assert!(
             answer.answers.is_empty(),
             "no record of the blocked chain leaks"
         );
-        let (_, text) = ede(&answer).unwrap();
+        let (_, text) = ede(answer).unwrap();
         assert!(text.contains("CNAME target tracker.ads.test"), "{text}");
         assert!(text.contains("category ads"), "{text}");
-    }
+        assert!(text.contains("group standard"), "{text}");
+    };
+    standard_blocks(&ask(cordon.dns, "cname.allowed.test.").await);
+    assert_eq!(
+        misses().await,
+        misses0 + 1.0,
+        "the first answer came from upstream"
+    );
+    assert_eq!(hits().await, hits0);
+    standard_blocks(&ask(cordon.dns, "cname.allowed.test.").await);
+    assert_eq!(hits().await, hits0 + 1.0, "the second came from the cache");
+
+    // the same cached chain for a client in `kids` (policy limited: ads are not blocked)
+    let kids = ask_from(cordon.dns, [127, 0, 0, 5], "cname.allowed.test.").await;
+    assert_eq!(rcode(&kids), ResponseCode::NoError);
+    assert_eq!(addresses(&kids), vec![Ipv4Addr::new(192, 0, 2, 16)]);
+    assert!(
+        kids.answers
+            .iter()
+            .any(|r| matches!(&r.data, RData::CNAME(c) if c.0.to_string() == "tracker.ads.test.")),
+        "{:?}",
+        kids.answers
+    );
+    assert_eq!(hits().await, hits0 + 2.0, "from the cache too");
+    // and the kids' answer did not change what standard gets
+    standard_blocks(&ask(cordon.dns, "cname.allowed.test.").await);
+    assert_eq!(hits().await, hits0 + 3.0);
+    assert_eq!(misses().await, misses0 + 1.0, "upstream was asked once");
 }
 
 #[tokio::test]

@@ -30,10 +30,15 @@ async fn allowed_answer_equals_the_upstreams_over_udp_and_tcp() {
 async fn the_clients_id_and_question_case_come_back_from_upstream_and_from_cache() {
     let upstream = start_upstream().await;
     let cordon = start_cordon(&upstream).await;
-    for (id, spelling) in [
+    let hits = || metric(cordon.http, "cordon_cache_hits_total");
+    let hits0 = hits().await;
+    for (hit, (id, spelling)) in [
         (0x1111u16, b"\x03www\x07allowed\x04test\x00"),
         (0x2222, b"\x03WwW\x07AlLoWeD\x04TeSt\x00"),
-    ] {
+    ]
+    .into_iter()
+    .enumerate()
+    {
         let mut packet = id.to_be_bytes().to_vec();
         packet.extend_from_slice(&[0x01, 0x00, 0, 1, 0, 0, 0, 0, 0, 0]);
         packet.extend_from_slice(spelling);
@@ -49,6 +54,11 @@ async fn the_clients_id_and_question_case_come_back_from_upstream_and_from_cache
         );
         let answer = hickory_proto::op::Message::from_vec(&raw).unwrap();
         assert_eq!(addresses(&answer), vec![Ipv4Addr::new(192, 0, 2, 1)]);
+        assert_eq!(
+            hits().await,
+            hits0 + hit as f64,
+            "the first answer from upstream, the second from the cache"
+        );
     }
 }
 
@@ -56,16 +66,20 @@ async fn the_clients_id_and_question_case_come_back_from_upstream_and_from_cache
 async fn ttl_is_capped_by_the_policys_max_ttl() {
     let upstream = start_upstream().await;
     let cordon = start_cordon(&upstream).await;
+    let hits = || metric(cordon.http, "cordon_cache_hits_total");
+    let hits0 = hits().await;
     // standard caps at 300 s, the upstream says 3600 s
-    let standard = ask(cordon.dns, "www.allowed.test.").await;
+    let standard = ask(cordon.dns, "x.mdm.test.").await;
     assert_eq!(standard.answers[0].ttl, 300);
-    // isolation caps at 60 s, and the cached answer is capped per asker
+    assert_eq!(hits().await, hits0, "from upstream");
+    // isolation caps at 60 s: the same cached answer is capped per asker
     let isolated = ask_from(cordon.dns, [127, 0, 0, 3], "x.mdm.test.").await;
-    assert!(
-        isolated.answers[0].ttl <= 60 && isolated.answers[0].ttl > 0,
-        "{}",
-        isolated.answers[0].ttl
-    );
+    assert_eq!(addresses(&isolated), vec![Ipv4Addr::new(192, 0, 2, 50)]);
+    assert_eq!(isolated.answers[0].ttl, 60);
+    assert_eq!(hits().await, hits0 + 1.0, "from the cache");
+    let again = ask(cordon.dns, "x.mdm.test.").await;
+    assert_eq!(again.answers[0].ttl, 300);
+    assert_eq!(hits().await, hits0 + 2.0, "from the cache");
 }
 
 #[tokio::test]

@@ -624,3 +624,186 @@ impl Drop for SlowUpstream {
         self.task.abort();
     }
 }
+
+/// The value of one metric series from `/metrics`, e.g. `cordon_cache_hits_total` or
+/// `cordon_config_reload_total{result="success"}` (labels as Prometheus prints them); 0 when the
+/// series has not been written yet.
+pub async fn metric(addr: SocketAddr, series: &str) -> f64 {
+    let (status, text) = http(addr, "GET", "/metrics", None).await;
+    assert_eq!(status, 200, "{text}");
+    text.lines()
+        .find_map(|line| {
+            let value = line.strip_prefix(series)?.strip_prefix(' ')?;
+            Some(value.trim().parse::<f64>().expect("a metric value"))
+        })
+        .unwrap_or(0.0)
+}
+
+/// `GET /v1/devices/{id}` as JSON; `None` when the device is unknown (404).
+pub async fn device_info(addr: SocketAddr, id: &str) -> Option<serde_json::Value> {
+    let (status, body) = http(addr, "GET", &format!("/v1/devices/{id}"), Some(VIEWER)).await;
+    match status {
+        200 => Some(serde_json::from_str(&body).unwrap_or_else(|e| panic!("{e}: {body}"))),
+        404 => None,
+        _ => panic!("GET /v1/devices/{id}: {status} {body}"),
+    }
+}
+
+/// `GET /v1/isolations` as the list of device ids (`device#N`) it names.
+pub async fn isolated_ids(addr: SocketAddr) -> Vec<String> {
+    let (status, body) = http(addr, "GET", "/v1/isolations", Some(VIEWER)).await;
+    assert_eq!(status, 200, "{body}");
+    let list: serde_json::Value =
+        serde_json::from_str(&body).unwrap_or_else(|e| panic!("{e}: {body}"));
+    list.as_array()
+        .unwrap_or_else(|| panic!("a JSON list: {body}"))
+        .iter()
+        .map(|d| {
+            d["id"]
+                .as_str()
+                .unwrap_or_else(|| panic!("an id: {body}"))
+                .to_string()
+        })
+        .collect()
+}
+
+/// Rewrites the test policies' groups.toml so that `restricted` maps these UEM groups (instead
+/// of `jamf:computer-group:42` alone).
+pub fn map_to_restricted(policies: &Path, uem_groups: &[&str]) {
+    let path = policies.join("groups.toml");
+    let text = std::fs::read_to_string(&path).unwrap();
+    let from = "uem_groups = [\"jamf:computer-group:42\"]";
+    assert!(text.contains(from), "{text}");
+    let keys: Vec<String> = uem_groups.iter().map(|k| format!("\"{k}\"")).collect();
+    let text = text.replace(from, &format!("uem_groups = [{}]", keys.join(", ")));
+    std::fs::write(path, text).unwrap();
+}
+
+/// A free TCP port on 127.0.0.1 (for the real binary, which is given fixed ports).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// The real `cordon` binary, run with a config file in a temp dir (the test policies, a store
+/// `cordon.db`, the test's API and webhook tokens). Killed when dropped.
+pub struct Binary {
+    pub dir: tempfile::TempDir,
+    pub http: SocketAddr,
+    pub dns: SocketAddr,
+    config: PathBuf,
+    log: PathBuf,
+    child: Option<std::process::Child>,
+}
+
+impl Binary {
+    /// Starts the binary forwarding to `upstream`, with `extra` TOML appended to its config,
+    /// and waits until it is ready.
+    pub async fn start(upstream: SocketAddr, extra: &str) -> Binary {
+        let dir = tempfile::tempdir().unwrap();
+        write_policies(&dir.path().join("policies"));
+        let http: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+        let dns: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+        let config = dir.path().join("cordon.toml");
+        let mut text = format!(
+            "[dns]\nlisten = [\"{dns}\"]\nudp_sockets = 1\n\
+             [upstream]\nservers = [\"udp://{upstream}\"]\ntimeout_ms = 1000\n\
+             [http]\nlisten = \"{http}\"\n[store]\npath = \"cordon.db\"\n[policies]\ndir = \"policies\"\n\
+             [auth]\nwebhook_tokens = [\"{WEBHOOK}\"]\n"
+        );
+        for (token, role, name) in [
+            (ADMIN, "admin", "admin"),
+            (RESPONDER, "responder", "responder"),
+            (VIEWER, "viewer", "viewer"),
+        ] {
+            text.push_str(&format!(
+                "[[auth.admin]]\ntoken = \"{token}\"\nrole = \"{role}\"\nname = \"{name}\"\n"
+            ));
+        }
+        text.push_str(extra);
+        std::fs::write(&config, text).unwrap();
+        let log = dir.path().join("cordon.log");
+        let mut binary = Binary {
+            dir,
+            http,
+            dns,
+            config,
+            log,
+            child: None,
+        };
+        binary.spawn().await;
+        binary
+    }
+
+    /// Starts the binary again on the same config and store (after [`Binary::kill_9`]).
+    pub async fn spawn(&mut self) {
+        assert!(self.child.is_none(), "already running");
+        let child = std::process::Command::new(env!("CARGO_BIN_EXE_cordon"))
+            .args(["run", "--config"])
+            .arg(&self.config)
+            .stdout(std::process::Stdio::null())
+            .stderr(
+                std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(&self.log)
+                    .unwrap(),
+            )
+            .spawn()
+            .expect("the cordon binary starts");
+        self.child = Some(child);
+        let http = self.http;
+        let ready = eventually(
+            Duration::from_secs(60),
+            || async move { http_ready(http).await },
+        )
+        .await;
+        assert!(ready, "not ready: {}", self.log_text());
+    }
+
+    /// SIGKILL: no shutdown, no flush; waits until the process is gone.
+    pub fn kill_9(&mut self) {
+        let mut child = self.child.take().expect("running");
+        child.kill().unwrap();
+        child.wait().unwrap();
+    }
+
+    /// Sends `signal` (libc::SIGHUP, ...) to the running process.
+    pub fn signal(&self, signal: i32) {
+        let pid = self.child.as_ref().expect("running").id();
+        // SAFETY: kill(2) on the pid of a child this test spawned and has not reaped.
+        let rc = unsafe { libc::kill(pid as libc::pid_t, signal) };
+        assert_eq!(rc, 0, "kill({pid}, {signal})");
+    }
+
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for Binary {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+async fn http_ready(addr: SocketAddr) -> bool {
+    http(addr, "GET", "/readyz", None).await.0 == 200
+}
+
+/// Adds a group to the test policies' groups.toml: `watched`, priority 5 (between `kids` and
+/// `standard`), policy `standard`, for members of `jamf:computer-group:7`.
+pub fn add_watched_group(policies: &Path) {
+    let path = policies.join("groups.toml");
+    let mut text = std::fs::read_to_string(&path).unwrap();
+    text.push_str(
+        "\n[[group]]\nname = \"watched\"\npriority = 5\npolicy = \"standard\"\nuem_groups = [\"jamf:computer-group:7\"]\n",
+    );
+    std::fs::write(path, text).unwrap();
+}

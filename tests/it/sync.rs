@@ -90,43 +90,182 @@ async fn a_webhook_isolates_the_next_query_and_removal_frees_it() {
     );
 }
 
+/// A change's answer as JSON.
+fn json(body: &str) -> serde_json::Value {
+    serde_json::from_str(body).unwrap_or_else(|e| panic!("{e}: {body}"))
+}
+
+/// Asserts a change answered 200 with `changes` changes, and returns the version it reported.
+fn changed(status: u16, body: &str, changes: u64) -> u64 {
+    assert_eq!(status, 200, "{body}");
+    let answer = json(body);
+    assert_eq!(answer["changes"], changes, "{body}");
+    answer["version"]
+        .as_u64()
+        .unwrap_or_else(|| panic!("a version: {body}"))
+}
+
+async fn version(cordon: &Cordon) -> f64 {
+    metric(cordon.http, "cordon_snapshot_version").await
+}
+
+/// How many of a device's timeline events have `action`.
+async fn events(cordon: &Cordon, id: &str, action: &str) -> usize {
+    let (status, timeline) = http(
+        cordon.http,
+        "GET",
+        &format!("/v1/devices/{id}/timeline"),
+        Some(VIEWER),
+    )
+    .await;
+    assert_eq!(status, 200, "{timeline}");
+    json(&timeline)
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["action"] == action)
+        .count()
+}
+
 #[tokio::test]
 async fn the_same_event_twice_is_one_change() {
     let upstream = start_upstream().await;
     let cordon = start_cordon(&upstream).await;
     let added = fixture("smart-group-computer-added.json", &[]);
-    let (_, first) = webhook(cordon.http, &added).await;
+    let (status, first) = webhook(cordon.http, &added).await;
+    let v1 = changed(status, &first, 1);
+    assert_eq!(json(&first)["result"], "applied", "{first}");
     let (status, second) = webhook(cordon.http, &added).await;
-    assert_eq!(status, 200);
-    assert!(first.contains("\"changes\":1"), "{first}");
-    assert!(
-        second.contains("\"result\":\"unchanged\"") && second.contains("\"changes\":0"),
-        "{second}"
+    let v2 = changed(status, &second, 0);
+    assert_eq!(json(&second)["result"], "unchanged", "{second}");
+    assert_eq!(v2, v1, "a replay publishes no new snapshot");
+    assert_eq!(version(&cordon).await, v1 as f64);
+    assert_eq!(
+        events(&cordon, "jamf-computer:1042", "membership_added").await,
+        1
     );
-    let (_, timeline) = http(
+}
+
+#[tokio::test]
+async fn the_same_removal_twice_is_one_change() {
+    let upstream = start_upstream().await;
+    let cordon = start_cordon(&upstream).await;
+    let (status, body) = webhook(cordon.http, &checkin("127.0.0.7")).await;
+    assert_eq!(status, 200, "{body}");
+    let added = fixture("smart-group-computer-added.json", &[]);
+    let (status, body) = webhook(cordon.http, &added).await;
+    changed(status, &body, 1);
+    assert!(blocked_from(&cordon, [127, 0, 0, 7]).await);
+    let removed = fixture("smart-group-computer-removed.json", &[]);
+    let (status, first) = webhook(cordon.http, &removed).await;
+    let v1 = changed(status, &first, 1);
+    let (status, second) = webhook(cordon.http, &removed).await;
+    let v2 = changed(status, &second, 0);
+    assert_eq!(json(&second)["result"], "unchanged", "{second}");
+    assert_eq!(v2, v1, "a replay publishes no new snapshot");
+    assert_eq!(version(&cordon).await, v1 as f64);
+    assert!(!blocked_from(&cordon, [127, 0, 0, 7]).await);
+    assert_eq!(
+        events(&cordon, "jamf-computer:1042", "membership_removed").await,
+        1
+    );
+}
+
+#[tokio::test]
+async fn a_replay_after_a_restart_on_the_same_store_changes_nothing() {
+    let upstream = start_upstream().await;
+    let cordon = start_cordon(&upstream).await;
+    let checkin = checkin("127.0.0.7");
+    let added = fixture("smart-group-computer-added.json", &[]);
+    let (status, body) = webhook(cordon.http, &checkin).await;
+    changed(status, &body, 5);
+    let (status, body) = webhook(cordon.http, &added).await;
+    changed(status, &body, 1);
+    let hold = r#"{"reason":"ransomware alert","ticket":"IR-7"}"#;
+    let path = "/v1/devices/C02ISOLATED/isolation";
+    let (status, body) = http_json(cordon.http, "POST", path, Some(RESPONDER), hold).await;
+    changed(status, &body, 1);
+
+    let cordon = cordon.restart().await;
+    let before = version(&cordon).await;
+    for body in [&added, &checkin] {
+        let (status, answer) = webhook(cordon.http, body).await;
+        let v = changed(status, &answer, 0);
+        assert_eq!(json(&answer)["result"], "unchanged", "{answer}");
+        assert_eq!(v as f64, before, "{answer}");
+    }
+    let (status, body) = http_json(cordon.http, "POST", path, Some(RESPONDER), hold).await;
+    assert_eq!(changed(status, &body, 0) as f64, before, "{body}");
+    assert_eq!(version(&cordon).await, before, "nothing was published");
+    assert!(blocked_from(&cordon, [127, 0, 0, 7]).await);
+    for (id, action) in [
+        ("jamf-computer:1042", "membership_added"),
+        ("jamf-computer:1042", "binding_added"),
+        ("C02ISOLATED", "isolated"),
+    ] {
+        assert_eq!(events(&cordon, id, action).await, 1, "{id} {action}");
+    }
+}
+
+#[tokio::test]
+async fn isolating_a_held_device_again_or_releasing_it_twice_changes_nothing() {
+    let upstream = start_upstream().await;
+    let cordon = start_cordon(&upstream).await;
+    let (status, body) = webhook(cordon.http, &checkin("127.0.0.7")).await;
+    assert_eq!(status, 200, "{body}");
+    assert!(!blocked_from(&cordon, [127, 0, 0, 7]).await);
+    let path = "/v1/devices/C02ZK1ABMD6T/isolation";
+    let (status, first) = http_json(
         cordon.http,
-        "GET",
-        "/v1/devices/jamf-computer:1042/timeline",
-        Some(VIEWER),
+        "POST",
+        path,
+        Some(RESPONDER),
+        r#"{"reason":"first reason","ticket":"IR-1"}"#,
     )
     .await;
-    assert_eq!(
-        timeline.matches("membership_added").count(),
-        1,
-        "{timeline}"
-    );
+    let v1 = changed(status, &first, 1);
+    let (status, second) = http_json(
+        cordon.http,
+        "POST",
+        path,
+        Some(ADMIN),
+        r#"{"reason":"second reason","ticket":"IR-2"}"#,
+    )
+    .await;
+    assert_eq!(changed(status, &second, 0), v1, "no new snapshot");
+    assert_eq!(version(&cordon).await, v1 as f64);
+    let info = device(&cordon, "C02ZK1ABMD6T").await;
+    assert_eq!(info["isolation"]["reason"], "first reason", "{info}");
+    assert_eq!(info["isolation"]["ticket"], "IR-1", "{info}");
+    assert_eq!(info["isolation"]["by"], "responder", "{info}");
+    assert_eq!(events(&cordon, "C02ZK1ABMD6T", "isolated").await, 1);
+    assert!(blocked_from(&cordon, [127, 0, 0, 7]).await);
+
+    let bearer = format!("Bearer {RESPONDER}");
+    let (status, first) = send_http(cordon.http, "DELETE", path, Some(&bearer), None, "").await;
+    let v2 = changed(status, &first, 1);
+    assert!(v2 > v1, "{first}");
+    let (status, second) = send_http(cordon.http, "DELETE", path, Some(&bearer), None, "").await;
+    assert_eq!(changed(status, &second, 0), v2, "no new snapshot");
+    assert_eq!(version(&cordon).await, v2 as f64);
+    assert_eq!(events(&cordon, "C02ZK1ABMD6T", "released").await, 1);
+    assert!(!blocked_from(&cordon, [127, 0, 0, 7]).await);
 }
 
 #[tokio::test]
 async fn a_restart_keeps_every_isolation() {
     let upstream = start_upstream().await;
     let cordon = start_cordon(&upstream).await;
-    webhook(cordon.http, &checkin("127.0.0.7")).await;
-    webhook(
-        cordon.http,
-        &fixture("smart-group-computer-added.json", &[]),
-    )
-    .await;
+    assert_eq!(webhook(cordon.http, &checkin("127.0.0.7")).await.0, 200);
+    assert_eq!(
+        webhook(
+            cordon.http,
+            &fixture("smart-group-computer-added.json", &[]),
+        )
+        .await
+        .0,
+        200
+    );
     let (status, _) = http_json(
         cordon.http,
         "POST",
@@ -295,12 +434,20 @@ async fn a_device_cannot_escape_isolation_through_a_second_identity() {
     let cordon = start_cordon_with(dir, config).await;
     let from = [127, 0, 0, 12];
     assert!(!blocked_from(&cordon, from).await);
-    webhook(cordon.http, &checkin("127.0.0.12")).await;
-    webhook(
-        cordon.http,
-        &fixture("smart-group-computer-added.json", &[]),
-    )
-    .await;
+    assert_eq!(webhook(cordon.http, &checkin("127.0.0.12")).await.0, 200);
+    assert!(
+        !blocked_from(&cordon, from).await,
+        "both identities are free so far"
+    );
+    assert_eq!(
+        webhook(
+            cordon.http,
+            &fixture("smart-group-computer-added.json", &[]),
+        )
+        .await
+        .0,
+        200
+    );
     assert!(
         blocked_from(&cordon, from).await,
         "the stricter of the two identities wins"
@@ -404,10 +551,18 @@ async fn responders_isolate_and_release_by_hand() {
     assert_eq!(status, 200, "{answer}");
     let info = device(&cordon, "serial:c02hand0001").await;
     assert_eq!(info["group"], "restricted");
-    let (_, isolations) = http(cordon.http, "GET", "/v1/isolations", Some(VIEWER)).await;
-    assert!(
-        isolations.contains("C02HAND0001") && isolations.contains("C02ISOLATED"),
-        "{isolations}"
+    let hand = info["id"].as_str().unwrap().to_string();
+    let placed = device(&cordon, "C02ISOLATED").await["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let mut isolated = isolated_ids(cordon.http).await;
+    isolated.sort();
+    let mut expected = vec![hand.clone(), placed.clone()];
+    expected.sort();
+    assert_eq!(
+        isolated, expected,
+        "the held device and the one config places"
     );
     let (status, _) = send_http(
         cordon.http,
@@ -420,6 +575,11 @@ async fn responders_isolate_and_release_by_hand() {
     .await;
     assert_eq!(status, 200);
     assert_eq!(device(&cordon, "C02HAND0001").await["group"], "standard");
+    assert_eq!(
+        isolated_ids(cordon.http).await,
+        vec![placed],
+        "released: gone from the isolations"
+    );
     let (_, timeline) = http(
         cordon.http,
         "GET",
@@ -518,7 +678,7 @@ async fn a_critical_device_needs_a_second_admin() {
         "used once"
     );
     // the MDM's automatic isolation is never held
-    webhook(
+    let (status, body) = webhook(
         cordon.http,
         &fixture(
             "computer-checkin.json",
@@ -532,7 +692,9 @@ async fn a_critical_device_needs_a_second_admin() {
         ),
     )
     .await;
-    http_json(
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains("\"result\":\"applied\""), "{body}");
+    let (status, body) = http_json(
         cordon.http,
         "PUT",
         "/v1/devices/C02CEO00002/critical",
@@ -540,18 +702,39 @@ async fn a_critical_device_needs_a_second_admin() {
         r#"{"critical":true}"#,
     )
     .await;
-    webhook(
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains("\"changes\":1"), "{body}");
+    let info = device(&cordon, "C02CEO00002").await;
+    assert_eq!(info["critical"], true, "{info}");
+    assert_eq!(
+        info["bindings"],
+        serde_json::json!(["127.0.0.21"]),
+        "{info}"
+    );
+    assert!(!blocked_from(&cordon, [127, 0, 0, 21]).await);
+    let (status, body) = webhook(
         cordon.http,
         &fixture("smart-group-computer-added.json", &[]),
     )
     .await;
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains("\"result\":\"applied\""), "{body}");
     assert!(blocked_from(&cordon, [127, 0, 0, 21]).await);
+    let info = device(&cordon, "C02CEO00002").await;
+    assert_eq!(info["group"], "restricted", "{info}");
+    assert!(info["isolation"].is_null(), "not a hold: {info}");
 }
 
 async fn with_jamf(upstream: &Upstream) -> (Cordon, FakeJamf) {
+    with_jamf_mapping(upstream, &["jamf:computer-group:42"]).await
+}
+
+/// A Cordon that reads the fake Jamf Pro API, with `restricted` mapping these UEM groups.
+async fn with_jamf_mapping(upstream: &Upstream, restricted: &[&str]) -> (Cordon, FakeJamf) {
     let jamf = FakeJamf::start("cordon", "s3cret").await;
     let dir = tempfile::tempdir().unwrap();
     let mut config = config(dir.path(), &[upstream.addr]);
+    map_to_restricted(&config.policies.dir, restricted);
     config.jamf.url = jamf.url.clone();
     config.jamf.client_id = "cordon".into();
     config.jamf.client_secret = "s3cret".into();
@@ -742,4 +925,428 @@ async fn bad_admin_requests_are_refused_with_json_errors_and_change_nothing() {
         metrics.contains("cordon_http_responses_total{code=\"415\"} 1"),
         "{metrics}"
     );
+}
+
+#[tokio::test]
+async fn a_release_lifts_only_the_hold_while_the_mdm_still_isolates() {
+    let upstream = start_upstream().await;
+    let cordon = start_cordon(&upstream).await;
+    let mac = [127, 0, 0, 7];
+    assert_eq!(webhook(cordon.http, &checkin("127.0.0.7")).await.0, 200);
+    let added = fixture("smart-group-computer-added.json", &[]);
+    let (status, body) = webhook(cordon.http, &added).await;
+    changed(status, &body, 1);
+    let path = "/v1/devices/C02ZK1ABMD6T/isolation";
+    let (status, body) = http_json(
+        cordon.http,
+        "POST",
+        path,
+        Some(RESPONDER),
+        r#"{"reason":"EDR alert","ticket":"IR-3"}"#,
+    )
+    .await;
+    changed(status, &body, 1);
+    let id = device(&cordon, "C02ZK1ABMD6T").await["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+
+    let bearer = format!("Bearer {RESPONDER}");
+    let (status, body) = send_http(cordon.http, "DELETE", path, Some(&bearer), None, "").await;
+    changed(status, &body, 1);
+    assert!(
+        blocked_from(&cordon, mac).await,
+        "the MDM's group still isolates it"
+    );
+    let info = device(&cordon, "C02ZK1ABMD6T").await;
+    assert_eq!(info["group"], "restricted", "{info}");
+    assert!(info["isolation"].is_null(), "the hold is gone: {info}");
+    assert_eq!(
+        info["uem_groups"],
+        serde_json::json!(["jamf:computer-group:42 (Jamf Protect - High)"]),
+        "{info}"
+    );
+    assert!(isolated_ids(cordon.http).await.contains(&id));
+
+    // free only once the MDM lets go too
+    let removed = fixture("smart-group-computer-removed.json", &[]);
+    let (status, body) = webhook(cordon.http, &removed).await;
+    changed(status, &body, 1);
+    assert!(!blocked_from(&cordon, mac).await);
+    assert_eq!(device(&cordon, "C02ZK1ABMD6T").await["group"], "standard");
+    assert!(!isolated_ids(cordon.http).await.contains(&id));
+}
+
+#[tokio::test]
+async fn between_a_client_network_and_the_device_at_that_address_the_stricter_group_wins() {
+    let upstream = start_upstream().await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = config(dir.path(), &[upstream.addr]);
+    add_watched_group(&config.policies.dir);
+    let cordon = start_cordon_with(dir, config).await;
+    // 127.0.0.5 is the `kids` group's clients network (priority 10, policy limited: social
+    // networks refused); the Mac that reports it is in `standard` (priority 0)
+    let kids = [127, 0, 0, 5];
+    let kids_refuses_social = || async {
+        let social = ask_from(cordon.dns, kids, "social.test.").await;
+        assert_eq!(rcode(&social), ResponseCode::Refused);
+        assert!(
+            ede(&social).unwrap().1.contains("group kids"),
+            "the network is stricter than the device: {:?}",
+            ede(&social)
+        );
+    };
+    assert_eq!(webhook(cordon.http, &checkin("127.0.0.5")).await.0, 200);
+    assert_eq!(device(&cordon, "C02ZK1ABMD6T").await["group"], "standard");
+    kids_refuses_social().await;
+    assert!(!blocked_from(&cordon, kids).await);
+    // in `watched` (priority 5, policy standard) through the MDM: still below the network
+    let watched = fixture(
+        "smart-group-computer-added.json",
+        &[("\"jssid\":42", "\"jssid\":7")],
+    );
+    let (status, body) = webhook(cordon.http, &watched).await;
+    changed(status, &body, 1);
+    assert_eq!(device(&cordon, "C02ZK1ABMD6T").await["group"], "watched");
+    kids_refuses_social().await;
+
+    // the MDM isolates the Mac: now the device is the stricter one
+    let added = fixture("smart-group-computer-added.json", &[]);
+    let (status, body) = webhook(cordon.http, &added).await;
+    changed(status, &body, 1);
+    let answer = ask_from(cordon.dns, kids, "www.allowed.test.").await;
+    assert_eq!(rcode(&answer), ResponseCode::NXDomain);
+    assert!(
+        ede(&answer).unwrap().1.contains("group restricted"),
+        "{:?}",
+        ede(&answer)
+    );
+
+    // released by the MDM: the network's group again
+    let removed = fixture("smart-group-computer-removed.json", &[]);
+    let (status, body) = webhook(cordon.http, &removed).await;
+    changed(status, &body, 1);
+    assert!(!blocked_from(&cordon, kids).await);
+    kids_refuses_social().await;
+}
+
+/// The mobile Smart Group fixture (group 77, iPad 310), reporting `ip` as the iPad's address.
+fn mobile_added(ip: &str) -> String {
+    fixture(
+        "smart-group-mobile-added.json",
+        &[(
+            "\"ipAddress\":\"192.0.2.44\"",
+            &format!("\"ipAddress\":\"{ip}\""),
+        )],
+    )
+}
+
+#[tokio::test]
+async fn a_mobile_smart_group_event_isolates_the_mobile_device() {
+    let upstream = start_upstream().await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = config(dir.path(), &[upstream.addr]);
+    map_to_restricted(
+        &config.policies.dir,
+        &["jamf:computer-group:42", "jamf:mobile-group:77"],
+    );
+    let cordon = start_cordon_with(dir, config).await;
+    let ipad = [127, 0, 0, 44];
+    assert!(!blocked_from(&cordon, ipad).await);
+
+    let (status, body) = webhook(cordon.http, &mobile_added("127.0.0.44")).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(json(&body)["result"], "applied", "{body}");
+    let answer = ask_from(cordon.dns, ipad, "www.allowed.test.").await;
+    assert_eq!(rcode(&answer), ResponseCode::NXDomain);
+    assert!(ede(&answer).unwrap().1.contains("group restricted"));
+    assert!(!blocked_from(&cordon, [127, 0, 0, 1]).await);
+    let info = device(&cordon, "jamf-mobile:310").await;
+    assert_eq!(info["group"], "restricted", "{info}");
+    assert_eq!(info["label"], "Field iPad 7", "{info}");
+    assert_eq!(
+        info["bindings"],
+        serde_json::json!(["127.0.0.44"]),
+        "{info}"
+    );
+    assert_eq!(
+        info["uem_groups"],
+        serde_json::json!(["jamf:mobile-group:77 (iOS - Outdated)"]),
+        "{info}"
+    );
+    for alias in [
+        "serial:f9fxk2q4lq",
+        "udid:00008101-000a1d2e3f40001e",
+        "mac:a4:83:e7:10:22:3a",
+    ] {
+        assert!(
+            info["aliases"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|a| a == alias),
+            "{alias}: {info}"
+        );
+    }
+    // a computer with the same Jamf id is another device
+    assert_eq!(
+        http(
+            cordon.http,
+            "GET",
+            "/v1/devices/jamf-computer:310",
+            Some(VIEWER)
+        )
+        .await
+        .0,
+        404
+    );
+
+    let removed = fixture(
+        "smart-group-mobile-added.json",
+        &[
+            (
+                "\"groupAddedDevices\":[{",
+                "\"groupAddedDevices\":[],\"groupRemovedDevices\":[{",
+            ),
+            ("\"groupRemovedDevices\":[],", ""),
+            (
+                "\"groupAddedDevicesIds\":[310]",
+                "\"groupAddedDevicesIds\":[]",
+            ),
+            (
+                "\"groupRemovedDevicesIds\":[]",
+                "\"groupRemovedDevicesIds\":[310]",
+            ),
+            (
+                "\"ipAddress\":\"192.0.2.44\"",
+                "\"ipAddress\":\"127.0.0.44\"",
+            ),
+        ],
+    );
+    let (status, body) = webhook(cordon.http, &removed).await;
+    changed(status, &body, 1);
+    assert!(!blocked_from(&cordon, ipad).await);
+    assert_eq!(
+        device(&cordon, "jamf-mobile:310").await["group"],
+        "standard"
+    );
+}
+
+/// The status and the JSON answer of `POST /v1/reconcile`.
+async fn reconcile(cordon: &Cordon) -> (u16, serde_json::Value) {
+    let (status, body) = http(cordon.http, "POST", "/v1/reconcile", Some(ADMIN)).await;
+    (status, json(&body))
+}
+
+fn in_group_42(info: &serde_json::Value) -> bool {
+    info["uem_groups"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|g| g.as_str().unwrap().starts_with("jamf:computer-group:42"))
+}
+
+#[tokio::test]
+async fn a_group_that_cannot_be_read_keeps_its_memberships() {
+    let upstream = start_upstream().await;
+    let (cordon, jamf) = with_jamf_mapping(
+        &upstream,
+        &["jamf:computer-group:42", "jamf:computer-group:43"],
+    )
+    .await;
+    let mac = [127, 0, 0, 7];
+    assert_eq!(webhook(cordon.http, &checkin("127.0.0.7")).await.0, 200);
+    let added = fixture("smart-group-computer-added.json", &[]);
+    assert_eq!(webhook(cordon.http, &added).await.0, 200);
+    assert!(blocked_from(&cordon, mac).await);
+    jamf.set_computer_group(43, "Other", &[1043]);
+
+    // Jamf Pro has no group 42 (404): an error, never "the group is empty"
+    let (status, report) = reconcile(&cordon).await;
+    assert_eq!(status, 200, "another group was read: {report}");
+    assert_eq!(report["groups"], 1, "{report}");
+    assert_eq!(report["added"], 1, "{report}");
+    assert_eq!(report["removed"], 0, "{report}");
+    let errors = report["errors"].as_array().unwrap();
+    assert_eq!(errors.len(), 1, "{report}");
+    let error = errors[0].as_str().unwrap();
+    assert!(error.contains("42") && error.contains("404"), "{error}");
+    assert!(blocked_from(&cordon, mac).await, "still isolated");
+    assert!(in_group_42(&device(&cordon, "C02ZK1ABMD6T").await));
+    assert_eq!(
+        device(&cordon, "jamf-computer:1043").await["group"],
+        "restricted"
+    );
+
+    // group 42 exists and is empty now, but Jamf Pro answers 500 for it
+    let path = "/JSSResource/computergroups/id/42";
+    jamf.set_computer_group(42, "Jamf Protect - High", &[]);
+    jamf.fail(path, 500);
+    let (status, report) = reconcile(&cordon).await;
+    assert_eq!(status, 200, "{report}");
+    assert_eq!(report["removed"], 0, "{report}");
+    let error = report["errors"][0].as_str().unwrap();
+    assert!(error.contains("42") && error.contains("500"), "{report}");
+    assert!(blocked_from(&cordon, mac).await, "still isolated");
+    assert!(in_group_42(&device(&cordon, "C02ZK1ABMD6T").await));
+
+    // once it can be read, the empty group releases its member
+    jamf.heal(path);
+    let (status, report) = reconcile(&cordon).await;
+    assert_eq!(status, 200, "{report}");
+    assert_eq!(report["removed"], 1, "{report}");
+    assert_eq!(report["errors"], serde_json::json!([]), "{report}");
+    assert!(!blocked_from(&cordon, mac).await);
+}
+
+#[tokio::test]
+async fn when_no_group_can_be_read_reconciliation_answers_502_and_changes_nothing() {
+    let upstream = start_upstream().await;
+    let (cordon, jamf) = with_jamf(&upstream).await;
+    let mac = [127, 0, 0, 7];
+    assert_eq!(webhook(cordon.http, &checkin("127.0.0.7")).await.0, 200);
+    let added = fixture("smart-group-computer-added.json", &[]);
+    assert_eq!(webhook(cordon.http, &added).await.0, 200);
+    let before = version(&cordon).await;
+
+    // 404: Jamf Pro has no group 42
+    let (status, body) = http(cordon.http, "POST", "/v1/reconcile", Some(ADMIN)).await;
+    assert_json_error(status, &body, 502);
+    assert!(body.contains("404"), "{body}");
+    assert!(blocked_from(&cordon, mac).await);
+
+    // 500, for a group that would read as empty
+    let path = "/JSSResource/computergroups/id/42";
+    jamf.set_computer_group(42, "Jamf Protect - High", &[]);
+    jamf.fail(path, 500);
+    let (status, body) = http(cordon.http, "POST", "/v1/reconcile", Some(ADMIN)).await;
+    assert_json_error(status, &body, 502);
+    assert!(body.contains("500"), "{body}");
+    assert!(blocked_from(&cordon, mac).await);
+
+    // a legacy group event re-reads the group in the background: it fails the same way
+    let errors = "cordon_reconcile_runs_total{result=\"error\"}";
+    let failed = metric(cordon.http, errors).await;
+    let legacy = fixture("smart-group-computer-legacy.json", &[]);
+    let (status, body) = webhook(cordon.http, &legacy).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(json(&body)["reconcile"], true, "{body}");
+    assert!(
+        eventually(Duration::from_secs(10), || async {
+            metric(cordon.http, errors).await > failed
+        })
+        .await,
+        "the re-read ran and failed"
+    );
+    jamf.fail(path, 404);
+    let (status, body) = webhook(cordon.http, &legacy).await;
+    assert_eq!(status, 200, "{body}");
+    assert!(
+        eventually(Duration::from_secs(10), || async {
+            metric(cordon.http, errors).await > failed + 1.0
+        })
+        .await,
+        "the re-read ran and failed"
+    );
+    assert!(blocked_from(&cordon, mac).await);
+    assert!(in_group_42(&device(&cordon, "C02ZK1ABMD6T").await));
+    assert_eq!(version(&cordon).await, before, "nothing was published");
+    assert_eq!(
+        events(&cordon, "C02ZK1ABMD6T", "membership_removed").await,
+        0
+    );
+}
+
+#[tokio::test]
+async fn reconciliation_reads_mobile_groups_too() {
+    let upstream = start_upstream().await;
+    let (cordon, jamf) = with_jamf_mapping(
+        &upstream,
+        &["jamf:computer-group:42", "jamf:mobile-group:77"],
+    )
+    .await;
+    let ipad = [127, 0, 0, 44];
+    // the iPad checks in (binding its address), then Jamf Pro puts it in group 77 without a webhook
+    let checkin = r#"{"webhook":{"id":5,"name":"mobile check-ins","webhookEvent":"MobileDeviceCheckIn"},
+        "event":{"jssID":310,"deviceName":"Field iPad 7","serialNumber":"F9FXK2Q4LQ","udid":"00008101-000A1D2E3F40001E","ipAddress":"127.0.0.44"}}"#;
+    let (status, body) = webhook(cordon.http, checkin).await;
+    assert_eq!(status, 200, "{body}");
+    assert!(!blocked_from(&cordon, ipad).await);
+    jamf.set_computer_group(42, "Jamf Protect - High", &[]);
+    jamf.set_mobile_group(77, "iOS - Outdated", &[310]);
+    let (status, report) = reconcile(&cordon).await;
+    assert_eq!(status, 200, "{report}");
+    assert_eq!(report["groups"], 2, "{report}");
+    assert_eq!(report["added"], 1, "{report}");
+    assert!(blocked_from(&cordon, ipad).await);
+    let info = device(&cordon, "jamf-mobile:310").await;
+    assert_eq!(info["group"], "restricted", "{info}");
+    assert_eq!(
+        info["uem_groups"],
+        serde_json::json!(["jamf:mobile-group:77"]),
+        "{info}"
+    );
+    assert!(
+        jamf.requests()
+            .contains(&"GET /JSSResource/mobiledevicegroups/id/77".to_string()),
+        "{:?}",
+        jamf.requests()
+    );
+    // the mobile id is not a computer id: no computer 310 was created
+    assert_eq!(
+        http(
+            cordon.http,
+            "GET",
+            "/v1/devices/jamf-computer:310",
+            Some(VIEWER)
+        )
+        .await
+        .0,
+        404
+    );
+
+    jamf.set_mobile_group(77, "iOS - Outdated", &[]);
+    let (status, report) = reconcile(&cordon).await;
+    assert_eq!(status, 200, "{report}");
+    assert_eq!(report["removed"], 1, "{report}");
+    assert!(!blocked_from(&cordon, ipad).await);
+}
+
+#[tokio::test]
+async fn the_jamf_client_asks_for_a_new_token_when_its_token_is_refused_or_runs_out() {
+    let upstream = start_upstream().await;
+    let (cordon, jamf) = with_jamf(&upstream).await;
+    jamf.set_computer_group(42, "Jamf Protect - High", &[]);
+    let group = "GET /JSSResource/computergroups/id/42".to_string();
+    let token = "POST /api/oauth/token".to_string();
+    let run = || async {
+        let (status, report) = reconcile(&cordon).await;
+        assert_eq!(status, 200, "{report}");
+        assert_eq!(report["groups"], 1, "{report}");
+    };
+    run().await;
+    assert_eq!(jamf.requests(), vec![token.clone(), group.clone()]);
+
+    // Jamf Pro invalidates the token: the call is refused (401), and retried with a new token
+    jamf.revoke_tokens();
+    let seen = jamf.requests().len();
+    run().await;
+    assert_eq!(
+        jamf.requests()[seen..],
+        [group.clone(), token.clone(), group.clone()]
+    );
+    assert_eq!(jamf.token_requests(), 2);
+
+    // a token that lives 2 s is replaced before it runs out (0.2 s before), without a refused
+    // call first
+    jamf.set_token_lifetime(2);
+    jamf.revoke_tokens();
+    run().await;
+    assert_eq!(jamf.token_requests(), 3);
+    // the passing of time is what is tested here: nothing to poll
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let seen = jamf.requests().len();
+    run().await;
+    assert_eq!(jamf.requests()[seen..], [token.clone(), group.clone()]);
+    assert_eq!(jamf.token_requests(), 4);
 }
