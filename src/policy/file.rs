@@ -13,7 +13,7 @@ use toml::Spanned;
 
 use super::categories::{CategoryDb, CategoryDbBuilder, CategoryId, CategorySet, Taxonomy};
 use super::lists::{self, ListStats};
-use super::names;
+use super::load::names;
 use super::qname::{hash_dotted, QName};
 use super::rules::{RuleKind, RuleSet};
 use super::snapshot::{DefaultAction, Policy, ResponseMode};
