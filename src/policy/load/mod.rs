@@ -1,4 +1,7 @@
 //! Load time: the policy directory and the block lists it names, read and turned into the parts
 //! a snapshot is built from. Nothing here runs on the query path.
 
+mod dir;
 pub mod names;
+
+pub use dir::{FileError, GroupDef, PolicyErrors, PolicySet};

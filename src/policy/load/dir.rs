@@ -11,12 +11,14 @@ use std::sync::Arc;
 use serde::Deserialize;
 use toml::Spanned;
 
-use super::categories::{CategoryDb, CategoryDbBuilder, CategoryId, CategorySet, Taxonomy};
-use super::lists::{self, ListStats};
-use super::load::names;
-use super::qname::{hash_dotted, QName};
-use super::rules::{RuleKind, RuleSet};
-use super::snapshot::{DefaultAction, Policy, ResponseMode};
+use crate::policy::categories::{CategoryDb, CategoryDbBuilder, CategoryId, CategorySet, Taxonomy};
+use crate::policy::cidr;
+use crate::policy::lists::{self, ListStats};
+use crate::policy::qname::{hash_dotted, QName};
+use crate::policy::rules::{RuleKind, RuleSet};
+use crate::policy::snapshot::{DefaultAction, Policy, ResponseMode};
+
+use super::names;
 
 /// One problem in one file.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
@@ -481,7 +483,7 @@ impl Loader {
             let clients = g
                 .clients
                 .iter()
-                .filter_map(|c| match super::cidr::parse_net(c.get_ref()) {
+                .filter_map(|c| match cidr::parse_net(c.get_ref()) {
                     Ok(net) => Some(net),
                     Err(e) => {
                         self.error(&src, Some(c.span()), e);
