@@ -5,7 +5,6 @@ pub mod categories;
 pub mod cidr;
 pub mod decide;
 pub mod layered;
-pub mod lists;
 pub mod load;
 pub mod qname;
 pub mod rules;

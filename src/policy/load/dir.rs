@@ -13,11 +13,11 @@ use toml::Spanned;
 
 use crate::policy::categories::{CategoryDb, CategoryDbBuilder, CategoryId, CategorySet, Taxonomy};
 use crate::policy::cidr;
-use crate::policy::lists::{self, ListStats};
 use crate::policy::qname::{hash_dotted, QName};
 use crate::policy::rules::{RuleKind, RuleSet};
 use crate::policy::snapshot::{DefaultAction, Policy, ResponseMode};
 
+use super::list::{load_ut1_dir, parse_list, ListStats};
 use super::names;
 
 /// One problem in one file.
@@ -364,7 +364,7 @@ impl Loader {
         mut add: impl FnMut(&str, bool),
     ) -> Option<ListStats> {
         match std::fs::read_to_string(path) {
-            Ok(text) => Some(lists::parse_list(&text, |e| add(&e.domain, e.exception))),
+            Ok(text) => Some(parse_list(&text, |e| add(&e.domain, e.exception))),
             Err(e) => {
                 self.error(
                     src,
@@ -398,7 +398,7 @@ impl Loader {
             }
         }
         let root = self.dir.join(ut1.dir.get_ref());
-        let result = lists::load_ut1_dir(&root, &mapping, |&id, e| {
+        let result = load_ut1_dir(&root, &mapping, |&id, e| {
             builder.add(hash_dotted(&e.domain), id, e.exception)
         });
         match result {

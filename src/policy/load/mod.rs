@@ -2,6 +2,8 @@
 //! a snapshot is built from. Nothing here runs on the query path.
 
 mod dir;
+mod list;
 pub mod names;
 
 pub use dir::{FileError, GroupDef, PolicyErrors, PolicySet};
+pub use list::{load_ut1_dir, parse_list, parse_reader, ListEntry, ListStats, SkipReason};

@@ -17,7 +17,7 @@ use std::io::{self, BufRead, BufReader};
 use std::net::{Ipv4Addr, Ipv6Addr};
 use std::path::Path;
 
-use super::load::names::{self, NameError};
+use super::names::{self, NameError};
 
 /// One listed domain: it stands for the domain and every name below it.
 #[derive(Debug, Clone, PartialEq, Eq)]
