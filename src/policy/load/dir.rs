@@ -17,7 +17,8 @@ use crate::policy::qname::{hash_dotted, QName};
 use crate::policy::rules::{RuleKind, RuleSet};
 use crate::policy::snapshot::{DefaultAction, Policy, ResponseMode};
 
-use super::list::{load_ut1_dir, parse_list, ListStats};
+use super::entry::ListStats;
+use super::list::{load_ut1_dir, parse_list};
 use super::names;
 
 /// One problem in one file.

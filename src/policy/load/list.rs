@@ -1,4 +1,5 @@
-//! Block lists in the formats real lists come in, turned into normalised domains.
+//! A list file read line by line: the line reader every list goes through, and the detection of
+//! each line's format, which hands the line to that format's parser.
 //!
 //! Real list files mix formats (a hosts file with AdBlock rules pasted in, an RPZ zone with
 //! comments in three styles), so the format is detected per line. Every line or name that yields
@@ -11,133 +12,14 @@
 //! whole CDN because a list blocks one script on one site would break far more than it protects.
 
 use std::collections::BTreeMap;
-use std::fmt;
 use std::fs::File;
 use std::io::{self, BufRead, BufReader};
 use std::net::{Ipv4Addr, Ipv6Addr};
 use std::path::Path;
 
-use super::names::{self, NameError};
-
-/// One listed domain: it stands for the domain and every name below it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ListEntry {
-    pub domain: String,
-    /// An allow entry (AdBlock `@@||x^`, RPZ `rpz-passthru.`) that punches a hole in the list.
-    pub exception: bool,
-}
-
-/// What a list gave and what it skipped.
-#[derive(Debug, Default, Clone, PartialEq, Eq)]
-pub struct ListStats {
-    pub lines: usize,
-    /// Entries handed to the sink, exceptions included.
-    pub entries: usize,
-    /// Of `entries`, those with `exception: true`.
-    pub exceptions: usize,
-    /// Lines (or, on a line with several names, names) that gave no entry.
-    pub skipped: BTreeMap<SkipReason, usize>,
-}
-
-/// Why a line or a name gave no entry.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub enum SkipReason {
-    Blank,
-    /// Comments, headers and zone boilerplate (`$ORIGIN`, `$TTL`, SOA, NS).
-    Comment,
-    /// `localhost` and the other loopback names hosts files start with.
-    Localhost,
-    CosmeticRule,
-    PathRule,
-    RegexRule,
-    /// A rule that does not mean "block this domain and below": AdBlock options Cordon cannot
-    /// honour and substring rules, non-blocking zone types, forwarding rules, RPZ IP triggers,
-    /// wildcards inside names, and a lone label on a plain line (it would block a whole TLD).
-    UnsupportedRule,
-    IpAddress,
-    InvalidName,
-}
-
-impl SkipReason {
-    /// The snake_case name, for metrics labels and machine-readable output.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            SkipReason::Blank => "blank",
-            SkipReason::Comment => "comment",
-            SkipReason::Localhost => "localhost",
-            SkipReason::CosmeticRule => "cosmetic_rule",
-            SkipReason::PathRule => "path_rule",
-            SkipReason::RegexRule => "regex_rule",
-            SkipReason::UnsupportedRule => "unsupported_rule",
-            SkipReason::IpAddress => "ip_address",
-            SkipReason::InvalidName => "invalid_name",
-        }
-    }
-}
-
-/// Words for people: `cosmetic rule`.
-impl fmt::Display for SkipReason {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        for (i, word) in self.as_str().split('_').enumerate() {
-            if i > 0 {
-                f.write_str(" ")?;
-            }
-            f.write_str(word)?;
-        }
-        Ok(())
-    }
-}
-
-impl ListStats {
-    pub fn skipped_total(&self) -> usize {
-        self.skipped.values().sum()
-    }
-
-    pub fn merge(&mut self, other: &ListStats) {
-        self.lines += other.lines;
-        self.entries += other.entries;
-        self.exceptions += other.exceptions;
-        for (&reason, &count) in &other.skipped {
-            *self.skipped.entry(reason).or_insert(0) += count;
-        }
-    }
-
-    fn skip(&mut self, reason: SkipReason) {
-        *self.skipped.entry(reason).or_insert(0) += 1;
-    }
-}
-
-/// `1234 entries, 2 exceptions, 45 skipped (5 blank, 30 comment, 8 cosmetic rule, 2 invalid name)`
-impl fmt::Display for ListStats {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let entries = if self.entries == 1 {
-            "entry"
-        } else {
-            "entries"
-        };
-        let exceptions = if self.exceptions == 1 {
-            "exception"
-        } else {
-            "exceptions"
-        };
-        write!(
-            f,
-            "{} {entries}, {} {exceptions}, {} skipped",
-            self.entries,
-            self.exceptions,
-            self.skipped_total()
-        )?;
-        let mut counts = self.skipped.iter().filter(|(_, &count)| count > 0);
-        if let Some((reason, count)) = counts.next() {
-            write!(f, " ({count} {reason}")?;
-            for (reason, count) in counts {
-                write!(f, ", {count} {reason}")?;
-            }
-            f.write_str(")")?;
-        }
-        Ok(())
-    }
-}
+use super::entry::{
+    contains_ignore_case, domain_of, ListEntry, ListStats, Out, Parsed, SkipReason,
+};
 
 /// Parses a whole list held in memory, handing each entry to `sink`.
 pub fn parse_list(text: &str, mut sink: impl FnMut(ListEntry)) -> ListStats {
@@ -164,6 +46,125 @@ pub fn parse_reader<R: BufRead>(
         parser.line(&String::from_utf8_lossy(&buf), &mut sink);
     }
 }
+
+#[derive(Default)]
+struct Parser {
+    stats: ListStats,
+    state: State,
+}
+
+/// What the lines read so far say about the lines after them.
+#[derive(Default)]
+struct State {
+    zone: Zone,
+    /// After an `[Adblock Plus 2.0]` header a bare `example.com` is an AdBlock substring rule
+    /// (it also matches `badexample.com/x`), not a domain: EasyList has hundreds such as
+    /// `_chartbeat.js` and `.v4.analytics.` that would otherwise read as names.
+    adblock_header: bool,
+}
+
+impl Parser {
+    fn line(&mut self, raw: &str, sink: &mut impl FnMut(ListEntry)) {
+        let raw = match self.stats.lines {
+            0 => raw.strip_prefix('\u{feff}').unwrap_or(raw),
+            _ => raw,
+        };
+        self.stats.lines += 1;
+        let mut out = Out {
+            stats: &mut self.stats,
+            sink,
+        };
+        if let Err(reason) = self.state.parse_line(raw.trim(), &mut out) {
+            out.skip(reason);
+        }
+    }
+}
+
+impl State {
+    fn parse_line(&mut self, line: &str, out: &mut Out<'_, impl FnMut(ListEntry)>) -> Parsed {
+        if self.zone.in_soa(line) {
+            return Err(SkipReason::Comment);
+        }
+        match line.as_bytes().first() {
+            None => return Err(SkipReason::Blank),
+            Some(b'!' | b';') => return Err(SkipReason::Comment),
+            Some(b'[') if is_adblock_header(line) => {
+                self.adblock_header = true;
+                return Err(SkipReason::Comment);
+            }
+            Some(b'#') if starts_cosmetic(line) => return Err(SkipReason::CosmeticRule),
+            Some(b'#') => return Err(SkipReason::Comment),
+            Some(_) => {}
+        }
+        let body = strip_comment(line);
+        if has_cosmetic_marker(body) {
+            return Err(SkipReason::CosmeticRule);
+        }
+        self.parse_body(body, out)
+    }
+
+    fn parse_body(&mut self, body: &str, out: &mut Out<'_, impl FnMut(ListEntry)>) -> Parsed {
+        if let Some(rest) = body.strip_prefix("address=") {
+            return dnsmasq(out, Dnsmasq::Address, rest);
+        }
+        if let Some(rest) = body.strip_prefix("server=") {
+            return dnsmasq(out, Dnsmasq::Server, rest);
+        }
+        if let Some(rest) = body.strip_prefix("local=") {
+            return dnsmasq(out, Dnsmasq::Local, rest);
+        }
+        if let Some(rest) = body.strip_prefix("local-zone:") {
+            return unbound_zone(out, rest);
+        }
+        if body.starts_with("@@") || body.starts_with('|') {
+            return adblock(out, body);
+        }
+        match body.as_bytes().first() {
+            Some(b'$') => return self.zone.directive(body),
+            Some(b'/') if is_regex(body) => return Err(SkipReason::RegexRule),
+            Some(b'/') => return Err(SkipReason::PathRule),
+            _ => {}
+        }
+        let mut tokens = body.split_ascii_whitespace();
+        let first = tokens.next().ok_or(SkipReason::Blank)?;
+        if is_config_directive(first) {
+            return Err(SkipReason::UnsupportedRule);
+        }
+        let Some(second) = tokens.next() else {
+            return self.single_token(first, out);
+        };
+        if is_hosts_address(first) {
+            return hosts_names(out, std::iter::once(second).chain(tokens));
+        }
+        self.zone
+            .record(out, body, first, std::iter::once(second).chain(tokens))
+    }
+
+    fn single_token(&self, token: &str, out: &mut Out<'_, impl FnMut(ListEntry)>) -> Parsed {
+        if token.contains(['^', '$', '|']) {
+            adblock(out, token)
+        } else if token.contains('/') {
+            Err(SkipReason::PathRule)
+        } else if self.adblock_header {
+            Err(SkipReason::UnsupportedRule)
+        } else {
+            plain_domain(out, token)
+        }
+    }
+}
+
+/// Cuts a trailing `# comment` or `; comment`. A `#` glued to the text before it is not a
+/// comment: it is part of a cosmetic rule or a dnsmasq `/#/`.
+fn strip_comment(line: &str) -> &str {
+    let bytes = line.as_bytes();
+    let cut = (1..bytes.len())
+        .find(|&i| matches!(bytes[i], b'#' | b';') && bytes[i - 1].is_ascii_whitespace())
+        .unwrap_or(bytes.len());
+    // The cut is at an ASCII byte, so it is a char boundary.
+    line[..cut].trim_end()
+}
+
+// ---- UT1 directories ----
 
 /// Loads a UT1-style directory: one folder per category, each holding a `domains` file. Only the
 /// folders named in `mapping` are read, and each entry is handed to `sink` with its folder's
@@ -195,24 +196,40 @@ fn with_path(error: io::Error, path: &Path) -> io::Error {
     io::Error::new(error.kind(), format!("{}: {error}", path.display()))
 }
 
-/// Names hosts files map to loopback for the machine itself; blocking them would be nonsense.
-const LOCAL_NAMES: &[&str] = &[
-    "localhost",
-    "localhost.localdomain",
-    "local",
-    "broadcasthost",
-    "ip6-localhost",
-    "ip6-loopback",
-    "ip6-localnet",
-    "ip6-mcastprefix",
-    "ip6-allnodes",
-    "ip6-allrouters",
-    "ip6-allhosts",
-    "localhost4",
-    "localhost4.localdomain4",
-    "localhost6",
-    "localhost6.localdomain6",
-];
+// ---- plain lists and hosts files ----
+
+/// One label alone (`com`) would block a whole top-level domain, so a plain line must say
+/// so on purpose (`*.com`). In AdBlock-style lists such lines (`advert`) are substring rules.
+fn plain_domain(out: &mut Out<'_, impl FnMut(ListEntry)>, token: &str) -> Parsed {
+    let domain = domain_of(token)?;
+    if !domain.contains('.') && !token.starts_with("*.") {
+        return Err(SkipReason::UnsupportedRule);
+    }
+    out.emit(domain, false);
+    Ok(())
+}
+
+/// The names on a hosts line (`0.0.0.0 a.example b.example`), after its address. Each name that
+/// gives no entry is counted as skipped; the line itself is not.
+fn hosts_names<'a>(
+    out: &mut Out<'_, impl FnMut(ListEntry)>,
+    names: impl Iterator<Item = &'a str>,
+) -> Parsed {
+    for name in names {
+        if let Err(reason) = out.pattern(name, false) {
+            out.skip(reason);
+        }
+    }
+    Ok(())
+}
+
+/// The address column of a hosts line. `0` is what some lists use for 0.0.0.0.
+fn is_hosts_address(token: &str) -> bool {
+    let address = token.split('%').next().unwrap_or(token);
+    token == "0" || address.parse::<Ipv4Addr>().is_ok() || address.parse::<Ipv6Addr>().is_ok()
+}
+
+// ---- AdBlock ----
 
 /// AdBlock options that leave a blocking rule meaning "block this host": the rest narrow it to
 /// some request types or sites, or are AdGuard DNS features (`$dnsrewrite`, `$client`, `$ctag`,
@@ -239,355 +256,45 @@ const HOST_LEVEL_OPTIONS: &[&str] = &[
 /// exception for popups or for first-party loads, widened to the whole host, would unblock it.
 const EXCEPTION_OPTIONS: &[&str] = &["important", "all", "document", "doc", "match-case"];
 
-/// Unbound local-zone types under which the zone's names do not resolve to their real addresses.
-/// `redirect` counts: block lists pair it with a `local-data` sinkhole address.
-const BLOCKING_ZONE_TYPES: &[&str] = &[
-    "deny",
-    "refuse",
-    "static",
-    "redirect",
-    "inform_deny",
-    "inform_redirect",
-    "always_refuse",
-    "always_nxdomain",
-    "always_null",
-    "always_nodata",
-    "always_deny",
-];
-
-/// An SOA spread over lines has at most its five numbers and their comments after the `(`.
-const MAX_SOA_LINES: u8 = 12;
-
-/// RPZ owner-name suffixes that trigger on addresses or name servers, not on the query name.
-const RPZ_TRIGGERS: &[&str] = &["rpz-ip", "rpz-nsip", "rpz-nsdname", "rpz-client-ip"];
-
-#[derive(Clone, Copy)]
-enum Dnsmasq {
-    Address,
-    Server,
-    Local,
-}
-
-#[derive(Default)]
-struct Parser {
-    stats: ListStats,
-    /// The RPZ `$ORIGIN`, lowercase without the trailing dot; absolute names are made relative
-    /// to it. Only a `$ORIGIN` line sets it: a list cannot be assumed to be a zone.
-    origin: Option<String>,
-    /// Lines left of a parenthesised multi-line SOA, which hold numbers, not names. Bounded so
-    /// that a missing `)` cannot swallow the rest of the list.
-    soa_lines_left: u8,
-    /// After an `[Adblock Plus 2.0]` header a bare `example.com` is an AdBlock substring rule
-    /// (it also matches `badexample.com/x`), not a domain: EasyList has hundreds such as
-    /// `_chartbeat.js` and `.v4.analytics.` that would otherwise read as names.
-    adblock_header: bool,
-}
-
-type Parsed = Result<(), SkipReason>;
-
-impl Parser {
-    fn line(&mut self, raw: &str, sink: &mut impl FnMut(ListEntry)) {
-        let raw = match self.stats.lines {
-            0 => raw.strip_prefix('\u{feff}').unwrap_or(raw),
-            _ => raw,
-        };
-        self.stats.lines += 1;
-        if let Err(reason) = self.parse_line(raw.trim(), sink) {
-            self.stats.skip(reason);
-        }
+/// The DNS-relevant part of AdBlock syntax: `||host^`, `@@||host^`, `|host^`, `host^`, each
+/// with optional `$options`.
+fn adblock(out: &mut Out<'_, impl FnMut(ListEntry)>, rule: &str) -> Parsed {
+    let (exception, rule) = match rule.strip_prefix("@@") {
+        Some(rest) => (true, rest),
+        None => (false, rule),
+    };
+    if is_regex(rule) {
+        return Err(SkipReason::RegexRule);
     }
-
-    fn parse_line(&mut self, line: &str, sink: &mut impl FnMut(ListEntry)) -> Parsed {
-        if self.soa_lines_left > 0 {
-            self.soa_lines_left = match line.contains(')') {
-                true => 0,
-                false => self.soa_lines_left - 1,
-            };
-            return Err(SkipReason::Comment);
+    let (domain_anchor, start_anchor, rule) = match rule.strip_prefix("||") {
+        Some(rest) => (true, false, rest),
+        None => match rule.strip_prefix('|') {
+            Some(rest) => (false, true, rest),
+            None => (false, false, rule),
+        },
+    };
+    let pattern = match rule.rsplit_once('$') {
+        Some((pattern, options)) => {
+            check_options(options, exception)?;
+            pattern
         }
-        match line.as_bytes().first() {
-            None => return Err(SkipReason::Blank),
-            Some(b'!' | b';') => return Err(SkipReason::Comment),
-            Some(b'[') if is_adblock_header(line) => {
-                self.adblock_header = true;
-                return Err(SkipReason::Comment);
-            }
-            Some(b'#') if starts_cosmetic(line) => return Err(SkipReason::CosmeticRule),
-            Some(b'#') => return Err(SkipReason::Comment),
-            Some(_) => {}
-        }
-        let body = strip_comment(line);
-        if has_cosmetic_marker(body) {
-            return Err(SkipReason::CosmeticRule);
-        }
-        self.parse_body(body, sink)
+        None => rule,
+    };
+    let pattern = pattern.strip_suffix('|').unwrap_or(pattern);
+    let (host, tail) = pattern.split_at(pattern.find(['^', '/']).unwrap_or(pattern.len()));
+    match tail {
+        "" | "^" => {}
+        // `||example.com/` is the whole host; `-ad-manager/` is a path fragment.
+        "/" if domain_anchor => {}
+        _ if tail.contains('/') => return Err(SkipReason::PathRule),
+        _ => return Err(SkipReason::UnsupportedRule),
     }
-
-    fn parse_body(&mut self, body: &str, sink: &mut impl FnMut(ListEntry)) -> Parsed {
-        if let Some(rest) = body.strip_prefix("address=") {
-            return self.dnsmasq(Dnsmasq::Address, rest, sink);
-        }
-        if let Some(rest) = body.strip_prefix("server=") {
-            return self.dnsmasq(Dnsmasq::Server, rest, sink);
-        }
-        if let Some(rest) = body.strip_prefix("local=") {
-            return self.dnsmasq(Dnsmasq::Local, rest, sink);
-        }
-        if let Some(rest) = body.strip_prefix("local-zone:") {
-            return self.unbound_zone(rest, sink);
-        }
-        if body.starts_with("@@") || body.starts_with('|') {
-            return self.adblock(body, sink);
-        }
-        match body.as_bytes().first() {
-            Some(b'$') => return self.zone_directive(body),
-            Some(b'/') if is_regex(body) => return Err(SkipReason::RegexRule),
-            Some(b'/') => return Err(SkipReason::PathRule),
-            _ => {}
-        }
-        let mut tokens = body.split_ascii_whitespace();
-        let first = tokens.next().ok_or(SkipReason::Blank)?;
-        if is_config_directive(first) {
-            return Err(SkipReason::UnsupportedRule);
-        }
-        let Some(second) = tokens.next() else {
-            return self.single_token(first, sink);
-        };
-        if is_hosts_address(first) {
-            for name in std::iter::once(second).chain(tokens) {
-                if let Err(reason) = self.emit_pattern(name, false, sink) {
-                    self.stats.skip(reason);
-                }
-            }
-            return Ok(());
-        }
-        self.zone_record(body, first, std::iter::once(second).chain(tokens), sink)
-    }
-
-    fn single_token(&mut self, token: &str, sink: &mut impl FnMut(ListEntry)) -> Parsed {
-        if token.contains(['^', '$', '|']) {
-            self.adblock(token, sink)
-        } else if token.contains('/') {
-            Err(SkipReason::PathRule)
-        } else if self.adblock_header {
-            Err(SkipReason::UnsupportedRule)
-        } else {
-            self.plain_domain(token, sink)
-        }
-    }
-
-    /// One label alone (`com`) would block a whole top-level domain, so a plain line must say
-    /// so on purpose (`*.com`). In AdBlock-style lists such lines (`advert`) are substring rules.
-    fn plain_domain(&mut self, token: &str, sink: &mut impl FnMut(ListEntry)) -> Parsed {
-        let domain = domain_of(token)?;
-        if !domain.contains('.') && !token.starts_with("*.") {
-            return Err(SkipReason::UnsupportedRule);
-        }
-        self.emit(domain, false, sink);
-        Ok(())
-    }
-
-    /// The DNS-relevant part of AdBlock syntax: `||host^`, `@@||host^`, `|host^`, `host^`, each
-    /// with optional `$options`.
-    fn adblock(&mut self, rule: &str, sink: &mut impl FnMut(ListEntry)) -> Parsed {
-        let (exception, rule) = match rule.strip_prefix("@@") {
-            Some(rest) => (true, rest),
-            None => (false, rule),
-        };
-        if is_regex(rule) {
-            return Err(SkipReason::RegexRule);
-        }
-        let (domain_anchor, start_anchor, rule) = match rule.strip_prefix("||") {
-            Some(rest) => (true, false, rest),
-            None => match rule.strip_prefix('|') {
-                Some(rest) => (false, true, rest),
-                None => (false, false, rule),
-            },
-        };
-        let pattern = match rule.rsplit_once('$') {
-            Some((pattern, options)) => {
-                check_options(options, exception)?;
-                pattern
-            }
-            None => rule,
-        };
-        let pattern = pattern.strip_suffix('|').unwrap_or(pattern);
-        let (host, tail) = pattern.split_at(pattern.find(['^', '/']).unwrap_or(pattern.len()));
-        match tail {
-            "" | "^" => {}
-            // `||example.com/` is the whole host; `-ad-manager/` is a path fragment.
-            "/" if domain_anchor => {}
-            _ if tail.contains('/') => return Err(SkipReason::PathRule),
-            _ => return Err(SkipReason::UnsupportedRule),
-        }
-        let anchored = domain_anchor || start_anchor || tail == "^";
-        if host.is_empty() || !anchored {
-            // A rule for every host, or a substring (`_reklama_$domain=~youtube.com`).
-            return Err(SkipReason::UnsupportedRule);
-        }
-        self.emit_pattern(host, exception, sink)
-    }
-
-    /// `address=/a.com/b.com/0.0.0.0`, `server=/a.com/`, `local=/a.com/`.
-    fn dnsmasq(&mut self, kind: Dnsmasq, rest: &str, sink: &mut impl FnMut(ListEntry)) -> Parsed {
-        let rest = rest.strip_prefix('/').ok_or(SkipReason::UnsupportedRule)?;
-        let (domains, target) = rest.rsplit_once('/').ok_or(SkipReason::UnsupportedRule)?;
-        let blocks = match kind {
-            Dnsmasq::Address => true,
-            // With an upstream (or `#`, the default servers) the rule forwards, it does not block.
-            Dnsmasq::Server | Dnsmasq::Local => target.trim().is_empty(),
-        };
-        if !blocks || domains.is_empty() {
-            return Err(SkipReason::UnsupportedRule);
-        }
-        for domain in domains.split('/') {
-            // `#` matches every domain: a list that blocks everything is not a block list.
-            let result = match domain {
-                "#" => Err(SkipReason::UnsupportedRule),
-                _ => self.emit_pattern(domain, false, sink),
-            };
-            if let Err(reason) = result {
-                self.stats.skip(reason);
-            }
-        }
-        Ok(())
-    }
-
-    /// `local-zone: "example.com" always_nxdomain` (the `local-zone:` already removed).
-    fn unbound_zone(&mut self, rest: &str, sink: &mut impl FnMut(ListEntry)) -> Parsed {
-        let rest = rest.trim_start();
-        let (name, rest) = match rest.as_bytes().first() {
-            Some(&quote @ (b'"' | b'\'')) => rest[1..]
-                .split_once(char::from(quote))
-                .ok_or(SkipReason::InvalidName)?,
-            _ => rest
-                .split_once(|c: char| c.is_ascii_whitespace())
-                .unwrap_or((rest, "")),
-        };
-        let zone_type = rest
-            .split_ascii_whitespace()
-            .next()
-            .ok_or(SkipReason::UnsupportedRule)?;
-        if !contains_ignore_case(BLOCKING_ZONE_TYPES, zone_type) {
-            return Err(SkipReason::UnsupportedRule);
-        }
-        self.emit_pattern(name, false, sink)
-    }
-
-    /// `$ORIGIN`, `$TTL` and the other master-file directives.
-    fn zone_directive(&mut self, body: &str) -> Parsed {
-        let mut tokens = body.split_ascii_whitespace();
-        let keyword = tokens.next().unwrap_or_default();
-        if keyword.eq_ignore_ascii_case("$ORIGIN") {
-            let origin = tokens.next().unwrap_or_default().trim_end_matches('.');
-            self.origin = (!origin.is_empty()).then(|| origin.to_ascii_lowercase());
-            Err(SkipReason::Comment)
-        } else if keyword.eq_ignore_ascii_case("$TTL") {
-            Err(SkipReason::Comment)
-        } else {
-            // `$INCLUDE`, `$GENERATE`, or an AdBlock rule made only of options.
-            Err(SkipReason::UnsupportedRule)
-        }
-    }
-
-    /// An RPZ record: `name [ttl] [class] type rdata`.
-    fn zone_record<'a>(
-        &mut self,
-        body: &str,
-        name: &str,
-        mut fields: impl Iterator<Item = &'a str>,
-        sink: &mut impl FnMut(ListEntry),
-    ) -> Parsed {
-        let rtype = fields
-            .find(|field| !is_ttl(field) && !is_class(field))
-            .ok_or(SkipReason::UnsupportedRule)?;
-        let exception = if rtype.eq_ignore_ascii_case("CNAME") {
-            cname_policy(fields.next())?
-        } else if rtype.eq_ignore_ascii_case("A") || rtype.eq_ignore_ascii_case("AAAA") {
-            // Local data: the name answers with the list's sinkhole address. Requiring the
-            // address keeps prose (`not a domain`) from reading as an A record.
-            if !fields.next().is_some_and(is_hosts_address) {
-                return Err(SkipReason::UnsupportedRule);
-            }
-            false
-        } else if rtype.eq_ignore_ascii_case("SOA") {
-            if body.contains('(') && !body.contains(')') {
-                self.soa_lines_left = MAX_SOA_LINES;
-            }
-            return Err(SkipReason::Comment);
-        } else if rtype.eq_ignore_ascii_case("NS") {
-            return Err(SkipReason::Comment);
-        } else {
-            return Err(SkipReason::UnsupportedRule);
-        };
-        let name = self.relative_to_origin(name)?;
-        if name
-            .split('.')
-            .any(|label| contains_ignore_case(RPZ_TRIGGERS, label))
-        {
-            return Err(SkipReason::UnsupportedRule);
-        }
-        self.emit_pattern(name, exception, sink)
-    }
-
-    /// A name ending in a dot is absolute, so the origin (if `$ORIGIN` gave one) comes off;
-    /// anything else is already relative to the origin.
-    fn relative_to_origin<'a>(&self, name: &'a str) -> Result<&'a str, SkipReason> {
-        if name == "@" {
-            return Err(SkipReason::UnsupportedRule);
-        }
-        let (Some(absolute), Some(origin)) = (name.strip_suffix('.'), &self.origin) else {
-            return Ok(name);
-        };
-        if absolute.eq_ignore_ascii_case(origin) {
-            // A policy for the zone apex itself: no real name.
-            return Err(SkipReason::UnsupportedRule);
-        }
-        let Some(cut) = absolute.len().checked_sub(origin.len() + 1) else {
-            return Ok(absolute);
-        };
-        let bytes = absolute.as_bytes();
-        if bytes[cut] == b'.' && bytes[cut + 1..].eq_ignore_ascii_case(origin.as_bytes()) {
-            // Cutting at an ASCII '.' always lands on a char boundary.
-            Ok(&absolute[..cut])
-        } else {
-            Ok(absolute)
-        }
-    }
-
-    fn emit_pattern(
-        &mut self,
-        pattern: &str,
-        exception: bool,
-        sink: &mut impl FnMut(ListEntry),
-    ) -> Parsed {
-        let domain = domain_of(pattern)?;
-        self.emit(domain, exception, sink);
-        Ok(())
-    }
-
-    fn emit(&mut self, domain: String, exception: bool, sink: &mut impl FnMut(ListEntry)) {
-        self.stats.entries += 1;
-        self.stats.exceptions += usize::from(exception);
-        sink(ListEntry { domain, exception });
-    }
-}
-
-/// The domain a pattern names, possibly written `*.domain` (which means the same here: the
-/// domain and everything below it).
-fn domain_of(pattern: &str) -> Result<String, SkipReason> {
-    let name = pattern.strip_prefix("*.").unwrap_or(pattern);
-    if name.contains('*') {
+    let anchored = domain_anchor || start_anchor || tail == "^";
+    if host.is_empty() || !anchored {
+        // A rule for every host, or a substring (`_reklama_$domain=~youtube.com`).
         return Err(SkipReason::UnsupportedRule);
     }
-    let domain = names::normalize(name).map_err(|e| match e {
-        NameError::IpAddress => SkipReason::IpAddress,
-        _ => SkipReason::InvalidName,
-    })?;
-    if LOCAL_NAMES.contains(&domain.as_str()) {
-        return Err(SkipReason::Localhost);
-    }
-    Ok(domain)
+    out.pattern(host, exception)
 }
 
 /// `[Adblock Plus 2.0]`, `[uBlock Origin]`: a header, not an IPv6 literal like `[::1]`.
@@ -640,17 +347,6 @@ fn cosmetic_marker_end(bytes: &[u8], at: usize) -> Option<usize> {
     (bytes.get(i) == Some(&b'#')).then_some(i + 1)
 }
 
-/// Cuts a trailing `# comment` or `; comment`. A `#` glued to the text before it is not a
-/// comment: it is part of a cosmetic rule or a dnsmasq `/#/`.
-fn strip_comment(line: &str) -> &str {
-    let bytes = line.as_bytes();
-    let cut = (1..bytes.len())
-        .find(|&i| matches!(bytes[i], b'#' | b';') && bytes[i - 1].is_ascii_whitespace())
-        .unwrap_or(bytes.len());
-    // The cut is at an ASCII byte, so it is a char boundary.
-    line[..cut].trim_end()
-}
-
 /// AdBlock treats a pattern between slashes as a regular expression (options may follow).
 fn is_regex(rule: &str) -> bool {
     let Some(rest) = rule.strip_prefix('/') else {
@@ -689,6 +385,191 @@ fn is_domain_option(name: &str) -> bool {
     name.eq_ignore_ascii_case("domain") || name.eq_ignore_ascii_case("from")
 }
 
+// ---- dnsmasq ----
+
+#[derive(Clone, Copy)]
+enum Dnsmasq {
+    Address,
+    Server,
+    Local,
+}
+
+/// `address=/a.com/b.com/0.0.0.0`, `server=/a.com/`, `local=/a.com/`.
+fn dnsmasq(out: &mut Out<'_, impl FnMut(ListEntry)>, kind: Dnsmasq, rest: &str) -> Parsed {
+    let rest = rest.strip_prefix('/').ok_or(SkipReason::UnsupportedRule)?;
+    let (domains, target) = rest.rsplit_once('/').ok_or(SkipReason::UnsupportedRule)?;
+    let blocks = match kind {
+        Dnsmasq::Address => true,
+        // With an upstream (or `#`, the default servers) the rule forwards, it does not block.
+        Dnsmasq::Server | Dnsmasq::Local => target.trim().is_empty(),
+    };
+    if !blocks || domains.is_empty() {
+        return Err(SkipReason::UnsupportedRule);
+    }
+    for domain in domains.split('/') {
+        // `#` matches every domain: a list that blocks everything is not a block list.
+        let result = match domain {
+            "#" => Err(SkipReason::UnsupportedRule),
+            _ => out.pattern(domain, false),
+        };
+        if let Err(reason) = result {
+            out.skip(reason);
+        }
+    }
+    Ok(())
+}
+
+// ---- zone files: RPZ and Unbound ----
+
+/// Unbound local-zone types under which the zone's names do not resolve to their real addresses.
+/// `redirect` counts: block lists pair it with a `local-data` sinkhole address.
+const BLOCKING_ZONE_TYPES: &[&str] = &[
+    "deny",
+    "refuse",
+    "static",
+    "redirect",
+    "inform_deny",
+    "inform_redirect",
+    "always_refuse",
+    "always_nxdomain",
+    "always_null",
+    "always_nodata",
+    "always_deny",
+];
+
+/// An SOA spread over lines has at most its five numbers and their comments after the `(`.
+const MAX_SOA_LINES: u8 = 12;
+
+/// RPZ owner-name suffixes that trigger on addresses or name servers, not on the query name.
+const RPZ_TRIGGERS: &[&str] = &["rpz-ip", "rpz-nsip", "rpz-nsdname", "rpz-client-ip"];
+
+/// What a zone file's lines so far say about the lines after them.
+#[derive(Default)]
+struct Zone {
+    /// The RPZ `$ORIGIN`, lowercase without the trailing dot; absolute names are made relative
+    /// to it. Only a `$ORIGIN` line sets it: a list cannot be assumed to be a zone.
+    origin: Option<String>,
+    /// Lines left of a parenthesised multi-line SOA, which hold numbers, not names. Bounded so
+    /// that a missing `)` cannot swallow the rest of the list.
+    soa_lines_left: u8,
+}
+
+impl Zone {
+    /// True for a line inside a parenthesised multi-line SOA, which holds numbers, not names.
+    fn in_soa(&mut self, line: &str) -> bool {
+        if self.soa_lines_left == 0 {
+            return false;
+        }
+        self.soa_lines_left = match line.contains(')') {
+            true => 0,
+            false => self.soa_lines_left - 1,
+        };
+        true
+    }
+
+    /// `$ORIGIN`, `$TTL` and the other master-file directives.
+    fn directive(&mut self, body: &str) -> Parsed {
+        let mut tokens = body.split_ascii_whitespace();
+        let keyword = tokens.next().unwrap_or_default();
+        if keyword.eq_ignore_ascii_case("$ORIGIN") {
+            let origin = tokens.next().unwrap_or_default().trim_end_matches('.');
+            self.origin = (!origin.is_empty()).then(|| origin.to_ascii_lowercase());
+            Err(SkipReason::Comment)
+        } else if keyword.eq_ignore_ascii_case("$TTL") {
+            Err(SkipReason::Comment)
+        } else {
+            // `$INCLUDE`, `$GENERATE`, or an AdBlock rule made only of options.
+            Err(SkipReason::UnsupportedRule)
+        }
+    }
+
+    /// An RPZ record: `name [ttl] [class] type rdata`.
+    fn record<'a>(
+        &mut self,
+        out: &mut Out<'_, impl FnMut(ListEntry)>,
+        body: &str,
+        name: &str,
+        mut fields: impl Iterator<Item = &'a str>,
+    ) -> Parsed {
+        let rtype = fields
+            .find(|field| !is_ttl(field) && !is_class(field))
+            .ok_or(SkipReason::UnsupportedRule)?;
+        let exception = if rtype.eq_ignore_ascii_case("CNAME") {
+            cname_policy(fields.next())?
+        } else if rtype.eq_ignore_ascii_case("A") || rtype.eq_ignore_ascii_case("AAAA") {
+            // Local data: the name answers with the list's sinkhole address. Requiring the
+            // address keeps prose (`not a domain`) from reading as an A record.
+            if !fields.next().is_some_and(is_hosts_address) {
+                return Err(SkipReason::UnsupportedRule);
+            }
+            false
+        } else if rtype.eq_ignore_ascii_case("SOA") {
+            if body.contains('(') && !body.contains(')') {
+                self.soa_lines_left = MAX_SOA_LINES;
+            }
+            return Err(SkipReason::Comment);
+        } else if rtype.eq_ignore_ascii_case("NS") {
+            return Err(SkipReason::Comment);
+        } else {
+            return Err(SkipReason::UnsupportedRule);
+        };
+        let name = self.relative_to_origin(name)?;
+        if name
+            .split('.')
+            .any(|label| contains_ignore_case(RPZ_TRIGGERS, label))
+        {
+            return Err(SkipReason::UnsupportedRule);
+        }
+        out.pattern(name, exception)
+    }
+
+    /// A name ending in a dot is absolute, so the origin (if `$ORIGIN` gave one) comes off;
+    /// anything else is already relative to the origin.
+    fn relative_to_origin<'a>(&self, name: &'a str) -> Result<&'a str, SkipReason> {
+        if name == "@" {
+            return Err(SkipReason::UnsupportedRule);
+        }
+        let (Some(absolute), Some(origin)) = (name.strip_suffix('.'), &self.origin) else {
+            return Ok(name);
+        };
+        if absolute.eq_ignore_ascii_case(origin) {
+            // A policy for the zone apex itself: no real name.
+            return Err(SkipReason::UnsupportedRule);
+        }
+        let Some(cut) = absolute.len().checked_sub(origin.len() + 1) else {
+            return Ok(absolute);
+        };
+        let bytes = absolute.as_bytes();
+        if bytes[cut] == b'.' && bytes[cut + 1..].eq_ignore_ascii_case(origin.as_bytes()) {
+            // Cutting at an ASCII '.' always lands on a char boundary.
+            Ok(&absolute[..cut])
+        } else {
+            Ok(absolute)
+        }
+    }
+}
+
+/// `local-zone: "example.com" always_nxdomain` (the `local-zone:` already removed).
+fn unbound_zone(out: &mut Out<'_, impl FnMut(ListEntry)>, rest: &str) -> Parsed {
+    let rest = rest.trim_start();
+    let (name, rest) = match rest.as_bytes().first() {
+        Some(&quote @ (b'"' | b'\'')) => rest[1..]
+            .split_once(char::from(quote))
+            .ok_or(SkipReason::InvalidName)?,
+        _ => rest
+            .split_once(|c: char| c.is_ascii_whitespace())
+            .unwrap_or((rest, "")),
+    };
+    let zone_type = rest
+        .split_ascii_whitespace()
+        .next()
+        .ok_or(SkipReason::UnsupportedRule)?;
+    if !contains_ignore_case(BLOCKING_ZONE_TYPES, zone_type) {
+        return Err(SkipReason::UnsupportedRule);
+    }
+    out.pattern(name, false)
+}
+
 /// The rdata of an RPZ CNAME: `Ok(true)` for an exception, `Ok(false)` for a block.
 fn cname_policy(target: Option<&str>) -> Result<bool, SkipReason> {
     match target {
@@ -699,12 +580,6 @@ fn cname_policy(target: Option<&str>) -> Result<bool, SkipReason> {
         Some(_) => Ok(false),
         None => Err(SkipReason::UnsupportedRule),
     }
-}
-
-/// The address column of a hosts line. `0` is what some lists use for 0.0.0.0.
-fn is_hosts_address(token: &str) -> bool {
-    let address = token.split('%').next().unwrap_or(token);
-    token == "0" || address.parse::<Ipv4Addr>().is_ok() || address.parse::<Ipv6Addr>().is_ok()
 }
 
 /// `server:`, `local-data:` and other Unbound (or YAML-ish) `key:` lines.
@@ -728,12 +603,9 @@ fn is_class(field: &str) -> bool {
     contains_ignore_case(&["IN", "CH", "HS", "CS"], field)
 }
 
-fn contains_ignore_case(set: &[&str], word: &str) -> bool {
-    set.iter().any(|item| item.eq_ignore_ascii_case(word))
-}
-
 #[cfg(test)]
 mod tests {
+    use super::super::names;
     use super::*;
 
     fn parse(text: &str) -> (Vec<ListEntry>, ListStats) {
@@ -1197,13 +1069,6 @@ server:
         );
         let (_, one) = parse("a.example\n");
         assert_eq!(one.to_string(), "1 entry, 0 exceptions, 0 skipped");
-    }
-
-    #[test]
-    fn skip_reason_names() {
-        assert_eq!(SkipReason::CosmeticRule.as_str(), "cosmetic_rule");
-        assert_eq!(SkipReason::IpAddress.as_str(), "ip_address");
-        assert_eq!(SkipReason::InvalidName.to_string(), "invalid name");
     }
 
     fn unique_temp_dir(tag: &str) -> std::path::PathBuf {

@@ -2,8 +2,10 @@
 //! a snapshot is built from. Nothing here runs on the query path.
 
 mod dir;
+mod entry;
 mod list;
 pub mod names;
 
 pub use dir::{FileError, GroupDef, PolicyErrors, PolicySet};
-pub use list::{load_ut1_dir, parse_list, parse_reader, ListEntry, ListStats, SkipReason};
+pub use entry::{ListEntry, ListStats, SkipReason};
+pub use list::{load_ut1_dir, parse_list, parse_reader};
