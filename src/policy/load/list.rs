@@ -14,12 +14,10 @@
 use std::collections::BTreeMap;
 use std::fs::File;
 use std::io::{self, BufRead, BufReader};
-use std::net::{Ipv4Addr, Ipv6Addr};
 use std::path::Path;
 
-use super::entry::{
-    contains_ignore_case, domain_of, ListEntry, ListStats, Out, Parsed, SkipReason,
-};
+use super::entry::{contains_ignore_case, ListEntry, ListStats, Out, Parsed, SkipReason};
+use super::plain;
 
 /// Parses a whole list held in memory, handing each entry to `sink`.
 pub fn parse_list(text: &str, mut sink: impl FnMut(ListEntry)) -> ListStats {
@@ -133,8 +131,8 @@ impl State {
         let Some(second) = tokens.next() else {
             return self.single_token(first, out);
         };
-        if is_hosts_address(first) {
-            return hosts_names(out, std::iter::once(second).chain(tokens));
+        if plain::is_hosts_address(first) {
+            return plain::hosts_names(out, std::iter::once(second).chain(tokens));
         }
         self.zone
             .record(out, body, first, std::iter::once(second).chain(tokens))
@@ -148,7 +146,7 @@ impl State {
         } else if self.adblock_header {
             Err(SkipReason::UnsupportedRule)
         } else {
-            plain_domain(out, token)
+            plain::domain(out, token)
         }
     }
 }
@@ -194,39 +192,6 @@ pub fn load_ut1_dir<T: Copy>(
 
 fn with_path(error: io::Error, path: &Path) -> io::Error {
     io::Error::new(error.kind(), format!("{}: {error}", path.display()))
-}
-
-// ---- plain lists and hosts files ----
-
-/// One label alone (`com`) would block a whole top-level domain, so a plain line must say
-/// so on purpose (`*.com`). In AdBlock-style lists such lines (`advert`) are substring rules.
-fn plain_domain(out: &mut Out<'_, impl FnMut(ListEntry)>, token: &str) -> Parsed {
-    let domain = domain_of(token)?;
-    if !domain.contains('.') && !token.starts_with("*.") {
-        return Err(SkipReason::UnsupportedRule);
-    }
-    out.emit(domain, false);
-    Ok(())
-}
-
-/// The names on a hosts line (`0.0.0.0 a.example b.example`), after its address. Each name that
-/// gives no entry is counted as skipped; the line itself is not.
-fn hosts_names<'a>(
-    out: &mut Out<'_, impl FnMut(ListEntry)>,
-    names: impl Iterator<Item = &'a str>,
-) -> Parsed {
-    for name in names {
-        if let Err(reason) = out.pattern(name, false) {
-            out.skip(reason);
-        }
-    }
-    Ok(())
-}
-
-/// The address column of a hosts line. `0` is what some lists use for 0.0.0.0.
-fn is_hosts_address(token: &str) -> bool {
-    let address = token.split('%').next().unwrap_or(token);
-    token == "0" || address.parse::<Ipv4Addr>().is_ok() || address.parse::<Ipv6Addr>().is_ok()
 }
 
 // ---- AdBlock ----
@@ -499,7 +464,7 @@ impl Zone {
         } else if rtype.eq_ignore_ascii_case("A") || rtype.eq_ignore_ascii_case("AAAA") {
             // Local data: the name answers with the list's sinkhole address. Requiring the
             // address keeps prose (`not a domain`) from reading as an A record.
-            if !fields.next().is_some_and(is_hosts_address) {
+            if !fields.next().is_some_and(plain::is_hosts_address) {
                 return Err(SkipReason::UnsupportedRule);
             }
             false
@@ -606,126 +571,8 @@ fn is_class(field: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::super::names;
+    use super::super::testing::{allowed, assert_accounted, blocked, parse, skipped};
     use super::*;
-
-    fn parse(text: &str) -> (Vec<ListEntry>, ListStats) {
-        let mut entries = Vec::new();
-        let stats = parse_list(text, |entry| entries.push(entry));
-        (entries, stats)
-    }
-
-    fn blocked(entries: &[ListEntry]) -> Vec<&str> {
-        entries
-            .iter()
-            .filter(|e| !e.exception)
-            .map(|e| e.domain.as_str())
-            .collect()
-    }
-
-    fn allowed(entries: &[ListEntry]) -> Vec<&str> {
-        entries
-            .iter()
-            .filter(|e| e.exception)
-            .map(|e| e.domain.as_str())
-            .collect()
-    }
-
-    fn skipped(stats: &ListStats, reason: SkipReason) -> usize {
-        stats.skipped.get(&reason).copied().unwrap_or(0)
-    }
-
-    /// Every line is accounted for: it gave entries, or it (or its names) were counted skipped.
-    fn assert_accounted(stats: &ListStats) {
-        assert!(
-            stats.entries + stats.skipped_total() >= stats.lines,
-            "lines unaccounted for: {stats:?}"
-        );
-    }
-
-    #[test]
-    fn hosts_file() {
-        let text = "\
-# Title: StevenBlack/hosts
-#
-127.0.0.1 localhost
-127.0.0.1 localhost.localdomain
-127.0.0.1 local
-255.255.255.255 broadcasthost
-::1 localhost ip6-localhost ip6-loopback
-fe80::1%lo0 localhost
-ff00::0 ip6-localnet
-0.0.0.0 0.0.0.0
-
-# Start StevenBlack
-0.0.0.0 Ads.Example.com\r
-0.0.0.0\tad.doubleclick.net   # tracking
-127.0.0.1 a.example b.example c.example
-:: ipv6.tracker.example
-0 zero.example
-::1 one.example
-0.0.0.0 bad_label-.example 1.2.3.4
-#0.0.0.0 disabled.example
-";
-        let (entries, stats) = parse(text);
-        assert_eq!(
-            blocked(&entries),
-            [
-                "ads.example.com",
-                "ad.doubleclick.net",
-                "a.example",
-                "b.example",
-                "c.example",
-                "ipv6.tracker.example",
-                "zero.example",
-                "one.example",
-            ]
-        );
-        assert_eq!(stats.lines, 20);
-        assert_eq!(skipped(&stats, SkipReason::Localhost), 9);
-        assert_eq!(skipped(&stats, SkipReason::IpAddress), 2);
-        assert_eq!(skipped(&stats, SkipReason::InvalidName), 1);
-        assert_eq!(skipped(&stats, SkipReason::Comment), 4);
-        assert_eq!(skipped(&stats, SkipReason::Blank), 1);
-        assert_accounted(&stats);
-    }
-
-    #[test]
-    fn plain_domains_and_wildcards() {
-        let text = "\
-example.com
-WWW.Example.ORG.
-*.wild.example
-bücher.de
-ads*.example.com
-*
-1.2.3.4
-_dmarc.example.net
-not a domain
-.dotted.example
-com
-*.zip
-::1
-localhost
-";
-        let (entries, stats) = parse(text);
-        assert_eq!(
-            blocked(&entries),
-            [
-                "example.com",
-                "www.example.org",
-                "wild.example",
-                "xn--bcher-kva.de",
-                "_dmarc.example.net",
-                "zip",
-            ]
-        );
-        // `com` alone would block a whole top-level domain; `*.zip` says so on purpose.
-        assert_eq!(skipped(&stats, SkipReason::UnsupportedRule), 4);
-        assert_eq!(skipped(&stats, SkipReason::IpAddress), 2);
-        assert_eq!(skipped(&stats, SkipReason::InvalidName), 1);
-        assert_eq!(skipped(&stats, SkipReason::Localhost), 1);
-        assert_accounted(&stats);
-    }
 
     #[test]
     fn adblock_dns_rules() {

@@ -5,6 +5,9 @@ mod dir;
 mod entry;
 mod list;
 pub mod names;
+mod plain;
+#[cfg(test)]
+mod testing;
 
 pub use dir::{FileError, GroupDef, PolicyErrors, PolicySet};
 pub use entry::{ListEntry, ListStats, SkipReason};
