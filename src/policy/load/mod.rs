@@ -1,6 +1,7 @@
 //! Load time: the policy directory and the block lists it names, read and turned into the parts
 //! a snapshot is built from. Nothing here runs on the query path.
 
+mod adblock;
 mod dir;
 mod entry;
 mod list;
