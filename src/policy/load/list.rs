@@ -17,6 +17,7 @@ use std::io::{self, BufRead, BufReader};
 use std::path::Path;
 
 use super::adblock;
+use super::dnsmasq::{self, Kind};
 use super::entry::{contains_ignore_case, ListEntry, ListStats, Out, Parsed, SkipReason};
 use super::plain;
 
@@ -104,13 +105,13 @@ impl State {
 
     fn parse_body(&mut self, body: &str, out: &mut Out<'_, impl FnMut(ListEntry)>) -> Parsed {
         if let Some(rest) = body.strip_prefix("address=") {
-            return dnsmasq(out, Dnsmasq::Address, rest);
+            return dnsmasq::rule(out, Kind::Address, rest);
         }
         if let Some(rest) = body.strip_prefix("server=") {
-            return dnsmasq(out, Dnsmasq::Server, rest);
+            return dnsmasq::rule(out, Kind::Server, rest);
         }
         if let Some(rest) = body.strip_prefix("local=") {
-            return dnsmasq(out, Dnsmasq::Local, rest);
+            return dnsmasq::rule(out, Kind::Local, rest);
         }
         if let Some(rest) = body.strip_prefix("local-zone:") {
             return unbound_zone(out, rest);
@@ -193,40 +194,6 @@ pub fn load_ut1_dir<T: Copy>(
 
 fn with_path(error: io::Error, path: &Path) -> io::Error {
     io::Error::new(error.kind(), format!("{}: {error}", path.display()))
-}
-
-// ---- dnsmasq ----
-
-#[derive(Clone, Copy)]
-enum Dnsmasq {
-    Address,
-    Server,
-    Local,
-}
-
-/// `address=/a.com/b.com/0.0.0.0`, `server=/a.com/`, `local=/a.com/`.
-fn dnsmasq(out: &mut Out<'_, impl FnMut(ListEntry)>, kind: Dnsmasq, rest: &str) -> Parsed {
-    let rest = rest.strip_prefix('/').ok_or(SkipReason::UnsupportedRule)?;
-    let (domains, target) = rest.rsplit_once('/').ok_or(SkipReason::UnsupportedRule)?;
-    let blocks = match kind {
-        Dnsmasq::Address => true,
-        // With an upstream (or `#`, the default servers) the rule forwards, it does not block.
-        Dnsmasq::Server | Dnsmasq::Local => target.trim().is_empty(),
-    };
-    if !blocks || domains.is_empty() {
-        return Err(SkipReason::UnsupportedRule);
-    }
-    for domain in domains.split('/') {
-        // `#` matches every domain: a list that blocks everything is not a block list.
-        let result = match domain {
-            "#" => Err(SkipReason::UnsupportedRule),
-            _ => out.pattern(domain, false),
-        };
-        if let Err(reason) = result {
-            out.skip(reason);
-        }
-    }
-    Ok(())
 }
 
 // ---- zone files: RPZ and Unbound ----
@@ -416,48 +383,8 @@ fn is_class(field: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::super::names;
-    use super::super::testing::{allowed, assert_accounted, blocked, parse, skipped};
+    use super::super::testing::{allowed, blocked, parse, skipped};
     use super::*;
-
-    #[test]
-    fn dnsmasq_rules() {
-        let text = "\
-# dnsmasq blocklist
-address=/ads.example.com/0.0.0.0
-address=/tracker.example/::
-address=/multi-a.example/multi-b.example/127.0.0.1
-address=/nx.example/
-address=/hash.example/#
-server=/server.example/
-local=/local.example/
-address=/.leading-dot.example/0.0.0.0
-address=/#/0.0.0.0
-server=/forwarded.example/1.1.1.1
-server=/default.example/#
-server=8.8.8.8
-address=/bad..example/0.0.0.0
-address=/ok.example/localhost/0.0.0.0
-";
-        let (entries, stats) = parse(text);
-        assert_eq!(
-            blocked(&entries),
-            [
-                "ads.example.com",
-                "tracker.example",
-                "multi-a.example",
-                "multi-b.example",
-                "nx.example",
-                "hash.example",
-                "server.example",
-                "local.example",
-                "ok.example",
-            ]
-        );
-        assert_eq!(skipped(&stats, SkipReason::UnsupportedRule), 4);
-        assert_eq!(skipped(&stats, SkipReason::InvalidName), 2);
-        assert_eq!(skipped(&stats, SkipReason::Localhost), 1);
-        assert_accounted(&stats);
-    }
 
     #[test]
     fn rpz_zone_with_origin() {

@@ -3,6 +3,7 @@
 
 mod adblock;
 mod dir;
+mod dnsmasq;
 mod entry;
 mod list;
 pub mod names;
