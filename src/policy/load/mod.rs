@@ -10,6 +10,7 @@ pub mod names;
 mod plain;
 #[cfg(test)]
 mod testing;
+mod zone;
 
 pub use dir::{FileError, GroupDef, PolicyErrors, PolicySet};
 pub use entry::{ListEntry, ListStats, SkipReason};
