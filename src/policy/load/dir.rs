@@ -18,8 +18,9 @@ use crate::policy::rules::{RuleKind, RuleSet};
 use crate::policy::snapshot::{DefaultAction, Policy, ResponseMode};
 
 use super::entry::ListStats;
-use super::list::{load_ut1_dir, parse_list};
+use super::list::parse_list;
 use super::names;
+use super::ut1::load_ut1_dir;
 
 /// One problem in one file.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]

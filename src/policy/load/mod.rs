@@ -10,8 +10,10 @@ pub mod names;
 mod plain;
 #[cfg(test)]
 mod testing;
+mod ut1;
 mod zone;
 
 pub use dir::{FileError, GroupDef, PolicyErrors, PolicySet};
 pub use entry::{ListEntry, ListStats, SkipReason};
-pub use list::{load_ut1_dir, parse_list, parse_reader};
+pub use list::{parse_list, parse_reader};
+pub use ut1::load_ut1_dir;
