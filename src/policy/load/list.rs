@@ -165,7 +165,6 @@ fn strip_comment(line: &str) -> &str {
 #[cfg(test)]
 mod tests {
     use super::super::names;
-    use super::super::testing::{blocked, parse, skipped};
     use super::*;
 
     #[test]
@@ -173,9 +172,13 @@ mod tests {
         let text = "\u{feff}||a.example^\r\n0.0.0.0 b.example\r\nc.example\r\n\
                     address=/d.example/0.0.0.0\r\ne.example CNAME .\r\n\
                     local-zone: \"f.example\" static\r\n";
-        let (entries, stats) = parse(text);
+        let mut domains = Vec::new();
+        let stats = parse_list(text, |e| {
+            assert!(!e.exception, "{e:?}");
+            domains.push(e.domain);
+        });
         assert_eq!(
-            blocked(&entries),
+            domains,
             [
                 "a.example",
                 "b.example",
@@ -205,17 +208,17 @@ mod tests {
     #[test]
     fn reader_survives_invalid_utf8() {
         let bytes = b"# caf\xe9\nok.example\nbad\xff.example\n";
-        let mut entries = Vec::new();
-        let stats = parse_reader(&bytes[..], |e| entries.push(e)).expect("in memory");
-        assert_eq!(blocked(&entries), ["ok.example"]);
-        assert_eq!(skipped(&stats, SkipReason::Comment), 1);
-        assert_eq!(skipped(&stats, SkipReason::InvalidName), 1);
+        let mut domains = Vec::new();
+        let stats = parse_reader(&bytes[..], |e| domains.push(e.domain)).expect("in memory");
+        assert_eq!(domains, ["ok.example"]);
+        assert_eq!(stats.skipped[&SkipReason::Comment], 1);
+        assert_eq!(stats.skipped[&SkipReason::InvalidName], 1);
     }
 
     #[test]
     fn stats_display_and_merge() {
-        let (_, stats) =
-            parse("! c\n! c\n\na.example\n||b.example^\n@@||c.example^\n##.ad\n-x-.example\n");
+        let text = "! c\n! c\n\na.example\n||b.example^\n@@||c.example^\n##.ad\n-x-.example\n";
+        let stats = parse_list(text, |_| {});
         assert_eq!(
             stats.to_string(),
             "3 entries, 1 exception, 5 skipped (1 blank, 2 comment, 1 cosmetic rule, 1 invalid name)"
@@ -231,7 +234,7 @@ mod tests {
             ListStats::default().to_string(),
             "0 entries, 0 exceptions, 0 skipped"
         );
-        let (_, one) = parse("a.example\n");
+        let one = parse_list("a.example\n", |_| {});
         assert_eq!(one.to_string(), "1 entry, 0 exceptions, 0 skipped");
     }
 
@@ -304,7 +307,8 @@ mod tests {
             for _ in 0..next() % 60 {
                 text.push_str(pieces[(next() % pieces.len() as u64) as usize]);
             }
-            let (entries, stats) = parse(&text);
+            let mut entries = Vec::new();
+            let stats = parse_list(&text, |e| entries.push(e));
             assert_eq!(stats.lines, text.lines().count());
             for entry in entries {
                 assert_eq!(names::normalize(&entry.domain), Ok(entry.domain.clone()));
