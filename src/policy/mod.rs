@@ -1,4 +1,7 @@
 //! Policy: categories, rules, groups and the snapshot a decision reads; no I/O on the query path.
+//!
+//! The files here are what a decision reads, and how the snapshot is assembled; reading the
+//! policy directory and parsing its lists is load time, in [`load`].
 
 pub mod build;
 pub mod categories;
