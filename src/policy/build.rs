@@ -6,7 +6,7 @@ use std::sync::Arc;
 use ipnet::IpNet;
 
 use super::cidr::PrefixTable;
-use super::file::PolicySet;
+use super::load::PolicySet;
 use super::snapshot::{DeviceId, Devices, Group, GroupIdx, Snapshot};
 
 /// A source network bound to a device by config (`identity.static`).

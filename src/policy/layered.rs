@@ -9,7 +9,10 @@ use std::sync::Arc;
 
 use rustc_hash::FxHashMap;
 
-use super::snapshot::Map;
+/// A persistent map with the fast non-keyed hasher: its keys are set by the control plane, and a
+/// client can only look them up, not insert them.
+pub type Map<K, V> =
+    imbl::GenericHashMap<K, V, rustc_hash::FxBuildHasher, imbl::shared_ptr::DefaultSharedPtr>;
 
 /// An overlay this small is never folded: folding a tiny map gains nothing.
 const MIN_FOLD: usize = 4096;

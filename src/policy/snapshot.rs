@@ -10,6 +10,7 @@ use std::sync::Arc;
 
 use super::categories::{CategoryDb, CategorySet, Taxonomy};
 use super::cidr::PrefixTable;
+pub use super::layered::Map;
 use super::layered::{AddressMap, LayeredMap};
 use super::rules::RuleSet;
 
@@ -103,11 +104,6 @@ pub struct Group {
     /// UEM groups (`jamf:computer-group:42`, ...) whose members land here.
     pub uem_groups: Vec<String>,
 }
-
-/// A persistent map with the fast non-keyed hasher: its keys are set by the control plane, and a
-/// client can only look them up, not insert them.
-pub type Map<K, V> =
-    imbl::GenericHashMap<K, V, rustc_hash::FxBuildHasher, imbl::shared_ptr::DefaultSharedPtr>;
 
 /// Devices and where each one stands, in persistent maps: a new snapshot shares all but the
 /// path to what changed, so publishing one membership change costs O(log n), not a copy.

@@ -11,12 +11,16 @@ use std::sync::Arc;
 use serde::Deserialize;
 use toml::Spanned;
 
-use super::categories::{CategoryDb, CategoryDbBuilder, CategoryId, CategorySet, Taxonomy};
-use super::lists::{self, ListStats};
+use crate::policy::categories::{CategoryDb, CategoryDbBuilder, CategoryId, CategorySet, Taxonomy};
+use crate::policy::cidr;
+use crate::policy::qname::{hash_dotted, QName};
+use crate::policy::rules::{RuleKind, RuleSet};
+use crate::policy::snapshot::{DefaultAction, Policy, ResponseMode};
+
+use super::entry::ListStats;
+use super::list::parse_list;
 use super::names;
-use super::qname::{hash_dotted, QName};
-use super::rules::{RuleKind, RuleSet};
-use super::snapshot::{DefaultAction, Policy, ResponseMode};
+use super::ut1::load_ut1_dir;
 
 /// One problem in one file.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
@@ -362,7 +366,7 @@ impl Loader {
         mut add: impl FnMut(&str, bool),
     ) -> Option<ListStats> {
         match std::fs::read_to_string(path) {
-            Ok(text) => Some(lists::parse_list(&text, |e| add(&e.domain, e.exception))),
+            Ok(text) => Some(parse_list(&text, |e| add(&e.domain, e.exception))),
             Err(e) => {
                 self.error(
                     src,
@@ -396,7 +400,7 @@ impl Loader {
             }
         }
         let root = self.dir.join(ut1.dir.get_ref());
-        let result = lists::load_ut1_dir(&root, &mapping, |&id, e| {
+        let result = load_ut1_dir(&root, &mapping, |&id, e| {
             builder.add(hash_dotted(&e.domain), id, e.exception)
         });
         match result {
@@ -481,7 +485,7 @@ impl Loader {
             let clients = g
                 .clients
                 .iter()
-                .filter_map(|c| match super::cidr::parse_net(c.get_ref()) {
+                .filter_map(|c| match cidr::parse_net(c.get_ref()) {
                     Ok(net) => Some(net),
                     Err(e) => {
                         self.error(&src, Some(c.span()), e);
