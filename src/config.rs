@@ -9,7 +9,7 @@ use serde::Deserialize;
 use crate::dns::upstream::{ServerAddr, ServerAddrError};
 use crate::identity::IdentityRules;
 use crate::jamf::api::{JamfConfig, JamfConfigError};
-use crate::policy::cidr::{parse_net, PrefixTable};
+use crate::policy::cidr::{parse_net, NotANetwork, PrefixTable};
 use crate::policy::StaticBinding;
 use crate::token::{TokenError, TokenKey};
 
@@ -248,8 +248,11 @@ const IDENTITY_KINDS: [&str; 5] = [
 /// A setting that cannot be used, and which.
 #[derive(Debug, thiserror::Error)]
 pub enum Invalid {
-    #[error("{key}: {message}")]
-    Network { key: &'static str, message: String },
+    #[error("{key}: {error}")]
+    Network {
+        key: &'static str,
+        error: NotANetwork,
+    },
     #[error(transparent)]
     Upstream(#[from] ServerAddrError),
     #[error("no upstream.servers configured and none found in /etc/resolv.conf")]
@@ -274,10 +277,7 @@ pub enum Invalid {
 
 /// `parse_net` for the setting `key`.
 fn network(key: &'static str, text: &str) -> Result<ipnet::IpNet, Invalid> {
-    parse_net(text).map_err(|e| Invalid::Network {
-        key,
-        message: e.to_string(),
-    })
+    parse_net(text).map_err(|error| Invalid::Network { key, error })
 }
 
 /// A config that cannot be used, with where and why.

@@ -95,15 +95,20 @@ fn mask(value: u128, bits: u8, width: u8) -> u128 {
     }
 }
 
+/// Text that is neither an address nor a CIDR network.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("\"{0}\" is not an address or a CIDR network")]
+pub struct NotANetwork(pub String);
+
 /// Parses `10.0.0.0/8`, `2001:db8::/32` or a bare address (a host network).
-pub fn parse_net(text: &str) -> Result<IpNet, String> {
+pub fn parse_net(text: &str) -> Result<IpNet, NotANetwork> {
     let text = text.trim();
     if let Ok(net) = text.parse::<IpNet>() {
         return Ok(net.trunc());
     }
     text.parse::<IpAddr>()
         .map(IpNet::from)
-        .map_err(|_| format!("\"{text}\" is not an address or a CIDR network"))
+        .map_err(|_| NotANetwork(text.to_string()))
 }
 
 #[cfg(test)]

@@ -488,7 +488,7 @@ impl Loader {
                 .filter_map(|c| match cidr::parse_net(c.get_ref()) {
                     Ok(net) => Some(net),
                     Err(e) => {
-                        self.error(&src, Some(c.span()), e);
+                        self.error(&src, Some(c.span()), e.to_string());
                         None
                     }
                 })
