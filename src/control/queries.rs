@@ -84,3 +84,42 @@ impl Writer {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::command::{Query, QueryReply, UemGroup};
+    use super::super::testing::{computer, Harness};
+
+    async fn mapped(h: &Harness) -> Vec<String> {
+        match h.control.query(Query::MappedGroups).await.unwrap() {
+            QueryReply::Groups(keys) => keys,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_group_mapped_by_name_is_named_by_its_key_once_its_name_is_known() {
+        let h = Harness::start().await;
+        let before = mapped(&h).await;
+        assert!(
+            before.contains(&"jamf:computer-group:42".to_string()),
+            "{before:?}"
+        );
+        let by_name = "jamf:computer-group-name:Jamf Protect - High".to_string();
+        assert!(before.contains(&by_name), "{before:?}");
+        let group = UemGroup {
+            key: "jamf:computer-group:77".into(),
+            name: Some("Jamf Protect - High".into()),
+        };
+        h.members(group, vec![computer(1)], vec![]).await;
+        let after = mapped(&h).await;
+        assert!(
+            after.contains(&"jamf:computer-group:77".to_string()),
+            "{after:?}"
+        );
+        assert!(!after.contains(&by_name), "{after:?}");
+        // And its members are in the group it maps to.
+        let device = h.published.get().devices.groups.len();
+        assert_eq!(device, 1);
+    }
+}

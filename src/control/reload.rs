@@ -116,3 +116,64 @@ impl Writer {
         self.view = View::build(&self.parts, &self.state, &self.config.statics);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::testing::Harness;
+    use super::super::Request;
+    use crate::policy::DeviceId;
+
+    #[tokio::test]
+    async fn a_reload_keeps_every_isolation_and_a_broken_file_keeps_the_snapshot() {
+        let h = Harness::start_with_own_policies().await;
+        let isolate = Request::Isolate {
+            device: "C02CRITICAL".into(),
+            reason: "EDR".into(),
+            ticket: "IR-1".into(),
+            actor: "alice".into(),
+        };
+        // Critical: the second admin approves.
+        let Err(super::super::ApplyError::NeedsApproval(id)) = h.control.apply(isolate).await
+        else {
+            panic!("an approval is needed");
+        };
+        let approve = Request::Approve {
+            approval: id,
+            actor: "bob".into(),
+        };
+        h.control.apply(approve).await.unwrap();
+        let device = DeviceId(1);
+        assert_eq!(h.group_of(device), "restricted");
+
+        let report = h.control.reload().await.unwrap();
+        assert_eq!(h.published.get().version, report.version);
+        assert_eq!(
+            h.group_of(device),
+            "restricted",
+            "still isolated after a reload"
+        );
+
+        let groups = h.policies().join("groups.toml");
+        let good = std::fs::read_to_string(&groups).unwrap();
+        std::fs::write(
+            &groups,
+            good.replace("priority = 100", "priority = \"high\""),
+        )
+        .unwrap();
+        let errors = h.control.reload().await.unwrap_err();
+        assert!(errors.0[0].to_string().contains("groups.toml"), "{errors}");
+        assert_eq!(
+            h.published.get().version,
+            report.version,
+            "the snapshot stays"
+        );
+        assert!(!h.control.status().ok);
+        assert_eq!(h.group_of(device), "restricted");
+
+        std::fs::write(&groups, good).unwrap();
+        let fixed = h.control.reload().await.unwrap();
+        assert!(fixed.version > report.version);
+        assert!(h.control.status().ok);
+        assert_eq!(h.group_of(device), "restricted");
+    }
+}

@@ -1,7 +1,7 @@
 //! A writer over a temporary store and the shipped policies, on a clock the test moves: for the
 //! unit tests of each concern.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -21,6 +21,7 @@ pub struct Harness {
     pub control: Control,
     pub published: Arc<Published>,
     pub clock: ManualClock,
+    /// The store (`cordon.db`) and, with [`Harness::start_with_own_policies`], `policies/`.
     pub dir: tempfile::TempDir,
 }
 
@@ -32,14 +33,17 @@ pub fn computer(id: u32) -> DeviceRef {
     }
 }
 
+fn shipped() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("policies")
+}
+
 pub fn policies() -> PolicySet {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("policies");
-    PolicySet::load(&dir).expect("the shipped policies load")
+    PolicySet::load(&shipped()).expect("the shipped policies load")
 }
 
 pub fn config(clock: &ManualClock) -> WriterConfig {
     WriterConfig {
-        policies_dir: Path::new(env!("CARGO_MANIFEST_DIR")).join("policies"),
+        policies_dir: shipped(),
         statics: Vec::new(),
         shared_networks: vec!["192.0.2.0/24".parse().unwrap()],
         binding_lifetime: Duration::from_secs(24 * 3600),
@@ -59,13 +63,26 @@ impl Harness {
         Harness::start_in(dir, ManualClock::at(1_800_000_000)).await
     }
 
-    /// A writer over the store in `dir` (made again after a restart).
+    /// A writer whose policies are a copy in its own dir, for tests that edit them.
+    pub async fn start_with_own_policies() -> Harness {
+        let dir = tempfile::tempdir().unwrap();
+        let copy = dir.path().join("policies");
+        copy_dir(&shipped(), &copy);
+        Harness::start_in(dir, ManualClock::at(1_800_000_000)).await
+    }
+
+    /// A writer over the store in `dir` (made again after a restart), with the policies of
+    /// `dir/policies` if there are, else the shipped ones.
     pub async fn start_in(dir: tempfile::TempDir, clock: ManualClock) -> Harness {
         let store = Store::open(&dir.path().join("cordon.db")).unwrap();
-        let set = policies();
+        let mut config = config(&clock);
+        if dir.path().join("policies").is_dir() {
+            config.policies_dir = dir.path().join("policies");
+        }
+        let set = PolicySet::load(&config.policies_dir).expect("the policies load");
         let published = Arc::new(Published::new(empty(set.clone())));
         let metrics = Arc::new(Metrics::new());
-        let control = Control::start(config(&clock), store, set, published.clone(), metrics)
+        let control = Control::start(config, store, set, published.clone(), metrics)
             .expect("the writer starts");
         Harness {
             control,
@@ -115,6 +132,11 @@ impl Harness {
         found
     }
 
+    /// The policies this writer reads.
+    pub fn policies(&self) -> PathBuf {
+        self.dir.path().join("policies")
+    }
+
     /// The group the published snapshot puts `alias`'s device in, by name.
     pub fn group_of(&self, device: crate::policy::DeviceId) -> String {
         let snapshot = self.published.get();
@@ -125,5 +147,18 @@ impl Harness {
             .copied()
             .unwrap_or(snapshot.default_group);
         snapshot.group(group).name.clone()
+    }
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let path = entry.unwrap().path();
+        let target = to.join(path.file_name().unwrap());
+        if path.is_dir() {
+            copy_dir(&path, &target);
+        } else {
+            std::fs::copy(&path, &target).unwrap();
+        }
     }
 }
