@@ -3,6 +3,7 @@
 mod crash;
 mod encrypted;
 mod fake_jamf;
+mod layout;
 mod policy;
 mod reload;
 mod resolve;
