@@ -12,8 +12,7 @@ use crate::config::{Config, Invalid};
 use crate::control::store::{Store, StoreError};
 use crate::control::Control;
 use crate::control::SystemClock;
-use crate::control::WriterConfig;
-use crate::dns::cache::{Cache, CacheLimits};
+use crate::dns::cache::Cache;
 use crate::dns::handler::Handler;
 use crate::dns::udp::UdpThreads;
 use crate::dns::upstream::Upstreams;
@@ -76,24 +75,15 @@ impl Running {
 pub async fn start(config: Config) -> Result<Running, StartError> {
     let metrics = Arc::new(Metrics::new());
     let dir = config.policies_dir();
-    let set = {
-        let dir = dir.clone();
-        tokio::task::spawn_blocking(move || PolicySet::load(&dir))
-            .await?
-            .map_err(StartError::Policies)?
-    };
+    let set = tokio::task::spawn_blocking(move || PolicySet::load(&dir))
+        .await?
+        .map_err(StartError::Policies)?;
     crate::alloc::release_free_memory();
-    let statics = config.static_bindings()?;
     // Version 0 holds no devices; the writer publishes version 1, with every device in the
     // store, before any listener opens.
     let empty =
         PolicyParts::new(set.clone()).snapshot(Devices::default(), Arc::new(PrefixTable::new()), 0);
-    let cache = Cache::new(CacheLimits {
-        max_entries: config.cache.max_entries,
-        min_ttl: config.cache.min_ttl,
-        max_ttl: config.cache.max_ttl,
-        serve_stale: config.cache.serve_stale,
-    });
+    let cache = Cache::new(config.cache);
     let servers = config.upstream_servers()?;
     let upstreams = Upstreams::new(
         servers,
@@ -110,14 +100,7 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
     ));
     let store_path = config.store_path();
     let store = Store::open(&store_path)?;
-    let writer = WriterConfig {
-        policies_dir: dir,
-        statics,
-        shared_networks: config.shared_networks()?,
-        binding_lifetime: Duration::from_secs(config.identity.binding_lifetime_s),
-        critical: config.devices.critical.clone(),
-        clock: Arc::new(SystemClock),
-    };
+    let writer = config.writer(Arc::new(SystemClock))?;
     let control = Control::start(writer, store, set, published.clone(), metrics.clone())?;
     let snapshot = published.get();
     let jamf = config.jamf.enabled().then(|| {

@@ -3,9 +3,13 @@
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
 
 use serde::Deserialize;
 
+use crate::control::{Clock, WriterConfig};
+use crate::dns::cache::CacheLimits;
 use crate::dns::upstream::{ServerAddr, ServerAddrError};
 use crate::identity::IdentityRules;
 use crate::jamf::api::{JamfConfig, JamfConfigError};
@@ -18,7 +22,7 @@ use crate::token::{TokenError, TokenKey};
 pub struct Config {
     pub dns: DnsConfig,
     pub upstream: UpstreamConfig,
-    pub cache: CacheConfig,
+    pub cache: CacheLimits,
     pub http: HttpConfig,
     pub store: StoreConfig,
     pub auth: AuthConfig,
@@ -52,15 +56,6 @@ pub struct UpstreamConfig {
     pub servers: Vec<String>,
     pub timeout_ms: u64,
     pub mode: String,
-}
-
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct CacheConfig {
-    pub max_entries: usize,
-    pub min_ttl: u32,
-    pub max_ttl: u32,
-    pub serve_stale: bool,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -148,7 +143,7 @@ impl Default for Config {
         Config {
             dns: DnsConfig::default(),
             upstream: UpstreamConfig::default(),
-            cache: CacheConfig::default(),
+            cache: CacheLimits::default(),
             http: HttpConfig::default(),
             store: StoreConfig::default(),
             auth: AuthConfig::default(),
@@ -182,17 +177,6 @@ impl Default for UpstreamConfig {
             servers: Vec::new(),
             timeout_ms: 2000,
             mode: "forward".into(),
-        }
-    }
-}
-
-impl Default for CacheConfig {
-    fn default() -> Self {
-        CacheConfig {
-            max_entries: 200_000,
-            min_ttl: 0,
-            max_ttl: 86_400,
-            serve_stale: true,
         }
     }
 }
@@ -443,6 +427,19 @@ impl Config {
         }
         let parse = |s: &String| ServerAddr::parse(s).map_err(Invalid::from);
         self.upstream.servers.iter().map(parse).collect()
+    }
+
+    /// What the control plane's writer needs: the policies, the devices config names, the
+    /// networks never bound, and how long a binding lives.
+    pub fn writer(&self, clock: Arc<dyn Clock>) -> Result<WriterConfig, Invalid> {
+        Ok(WriterConfig {
+            policies_dir: self.policies_dir(),
+            statics: self.static_bindings()?,
+            shared_networks: self.shared_networks()?,
+            binding_lifetime: Duration::from_secs(self.identity.binding_lifetime_s),
+            critical: self.devices.critical.clone(),
+            clock,
+        })
     }
 
     pub fn static_bindings(&self) -> Result<Vec<StaticBinding>, Invalid> {

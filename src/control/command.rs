@@ -151,6 +151,16 @@ pub struct Outcome {
     pub unrecognised: Vec<Alias>,
 }
 
+impl Outcome {
+    /// Nothing changed yet, about `device`.
+    pub fn of(device: DeviceId) -> Outcome {
+        Outcome {
+            device: Some(device),
+            ..Outcome::default()
+        }
+    }
+}
+
 /// Why a request was not applied.
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum ApplyError {

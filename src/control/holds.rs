@@ -17,10 +17,7 @@ impl Writer {
     ) -> Result<Outcome, ApplyError> {
         let device = self.device(text)?;
         if self.state.devices[&device].hold.is_some() {
-            return Ok(Outcome {
-                device: Some(device),
-                ..Outcome::default()
-            });
+            return Ok(Outcome::of(device));
         }
         let hold = Hold {
             reason,
@@ -61,10 +58,7 @@ impl Writer {
     }
 
     fn hold(&mut self, device: DeviceId, hold: Hold, batch: &mut Batch) -> Outcome {
-        let mut outcome = Outcome {
-            device: Some(device),
-            ..Outcome::default()
-        };
+        let mut outcome = Outcome::of(device);
         if self.state.devices[&device].hold.is_some() {
             return outcome;
         }
@@ -84,10 +78,7 @@ impl Writer {
         batch: &mut Batch,
     ) -> Result<Outcome, ApplyError> {
         let device = self.device(text)?;
-        let mut outcome = Outcome {
-            device: Some(device),
-            ..Outcome::default()
-        };
+        let mut outcome = Outcome::of(device);
         if self.state.devices[&device].hold.is_some() {
             self.emit(batch, Change::HoldReleased { device });
             outcome.changes += 1;
@@ -135,10 +126,7 @@ impl Writer {
         batch: &mut Batch,
     ) -> Result<Outcome, ApplyError> {
         let device = self.device(text)?;
-        let mut outcome = Outcome {
-            device: Some(device),
-            ..Outcome::default()
-        };
+        let mut outcome = Outcome::of(device);
         if self.state.devices[&device].critical != critical {
             self.emit(batch, Change::CriticalSet { device, critical });
             outcome.changes += 1;

@@ -171,8 +171,7 @@ impl Writer {
         }
         Outcome {
             changes: addresses.len(),
-            device: Some(device),
-            ..Outcome::default()
+            ..Outcome::of(device)
         }
     }
 

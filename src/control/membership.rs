@@ -97,10 +97,7 @@ impl Writer {
             Some(d) => d,
             None => self.create(batch, &Alias::parse(text), text),
         };
-        let mut outcome = Outcome {
-            device: Some(device),
-            ..Outcome::default()
-        };
+        let mut outcome = Outcome::of(device);
         let current = self.state.devices[&device].memberships.clone();
         for key in current.iter().filter(|k| !groups.contains(k)) {
             self.set_membership(device, key, false, &source, batch, &mut outcome);

@@ -161,13 +161,25 @@ pub enum Lookup {
     Miss,
 }
 
-/// Cache bounds, from config.
-#[derive(Debug, Clone, Copy)]
+/// `[cache]` in the config: the cache's bounds.
+#[derive(Debug, Clone, Copy, serde::Deserialize)]
+#[serde(deny_unknown_fields, default)]
 pub struct CacheLimits {
     pub max_entries: usize,
     pub min_ttl: u32,
     pub max_ttl: u32,
     pub serve_stale: bool,
+}
+
+impl Default for CacheLimits {
+    fn default() -> Self {
+        CacheLimits {
+            max_entries: 200_000,
+            min_ttl: 0,
+            max_ttl: 86_400,
+            serve_stale: true,
+        }
+    }
 }
 
 pub struct Cache {
