@@ -799,7 +799,10 @@ mod tests {
         let f = files(&g);
         let store = CertStore::load(&f.cert, &f.key).unwrap();
         let server = store.server_config(&[b"dot"]);
-        assert_eq!(server.max_early_data_size, 0, "0-RTT is off for DoT and DoH");
+        assert_eq!(
+            server.max_early_data_size, 0,
+            "0-RTT is off for DoT and DoH"
+        );
         let mut client = (*client_config(&[&g.der], &[&rustls::version::TLS13], &[b"dot"])).clone();
         client.enable_early_data = true;
         let client = Arc::new(client);
