@@ -187,6 +187,10 @@ impl Handler {
             subnet: options
                 .subnet
                 .filter(|_| self.rules.client_subnet)
+                .map(|s| s.client()),
+            sent_subnet: options
+                .subnet
+                .filter(|_| self.rules.client_subnet)
                 .map(|s| s.addr),
             subnet_prefix: options.subnet.map_or(0, |s| s.source_prefix),
             device: options
@@ -230,6 +234,8 @@ impl Handler {
     /// Everything that needs no waiting: malformed packets, blocked names, fresh cache hits.
     pub fn answer_now(&self, packet: &[u8], client: Client, udp: bool, out: &mut Vec<u8>) -> Step {
         let started = Instant::now();
+        // Every listener's peer goes through here: a mapped IPv4 peer is its IPv4 address.
+        let client = client.canonical();
         let snapshot = self.published.load();
         let series = self.series_for(&snapshot);
         let live = Live {
@@ -268,7 +274,7 @@ impl Handler {
             client,
             started,
             udp,
-            subnet: forwarded.subnet.map(|a| (a, forwarded.subnet_prefix)),
+            subnet: forwarded.sent_subnet.map(|a| (a, forwarded.subnet_prefix)),
         };
         if identity.token != TokenOutcome::Absent {
             self.tokens[identity.token as usize].inc();

@@ -164,3 +164,32 @@ async fn blocks_answer_every_query_type() {
         assert_eq!(rcode(&answer), ResponseCode::NXDomain, "{qtype}");
     }
 }
+
+#[tokio::test]
+async fn static_bindings_and_client_networks_written_as_mapped_addresses_match_ipv4_clients() {
+    let upstream = start_upstream().await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = config(dir.path(), &[upstream.addr]);
+    config.identity.static_bindings = vec![cordon::config::StaticEntry {
+        cidr: "::ffff:127.0.0.48".into(),
+        device: "C02ISOLATED".into(),
+    }];
+    let groups = config.policies.dir.join("groups.toml");
+    let text = std::fs::read_to_string(&groups).unwrap().replace(
+        "clients = [\"127.0.0.5/32\"]",
+        "clients = [\"::ffff:127.0.0.48/126\"]",
+    );
+    std::fs::write(&groups, text).unwrap();
+    let cordon = start_cordon_with(dir, config).await;
+    // 127.0.0.48 is C02ISOLATED's, by config: isolated
+    let answer = ask_from(cordon.dns, [127, 0, 0, 48], "www.allowed.test.").await;
+    assert_eq!(rcode(&answer), ResponseCode::NXDomain);
+    assert!(ede(&answer).unwrap().1.contains("group restricted"));
+    // 127.0.0.49 is in kids' network, ::ffff:127.0.0.48/126 (127.0.0.48/30)
+    let social = ask_from(cordon.dns, [127, 0, 0, 49], "social.test.").await;
+    assert_eq!(rcode(&social), ResponseCode::Refused);
+    assert!(ede(&social).unwrap().1.contains("group kids"));
+    // outside both
+    let free = ask_from(cordon.dns, [127, 0, 0, 52], "social.test.").await;
+    assert_eq!(rcode(&free), ResponseCode::NoError);
+}
