@@ -53,7 +53,8 @@ impl Series {
                 let bind =
                     |label: &str| Some(metrics.dns_blocked.with_label_values(&[&g.name, label]));
                 let mut slots: Vec<Option<IntCounter>> = vec![None; DEFAULT_SLOT + 1];
-                for id in g.policy.block_categories.iter() {
+                // target_categories holds block_categories, and what only CNAME targets meet
+                for id in g.policy.target_categories.iter() {
                     slots[id.get() as usize] = bind(snapshot.taxonomy.name(id));
                 }
                 slots[RULE_SLOT] = bind("deny_rule");
