@@ -78,6 +78,9 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
     let set = tokio::task::spawn_blocking(move || PolicySet::load(&dir))
         .await?
         .map_err(StartError::Policies)?;
+    for w in &set.warnings {
+        tracing::warn!("{w}");
+    }
     crate::alloc::release_free_memory();
     // Version 0 holds no devices; the writer publishes version 1, with every device in the
     // store, before any listener opens.

@@ -58,6 +58,19 @@ pub struct Client {
     pub token: Option<Token>,
 }
 
+impl Client {
+    /// The same client with its address normalised: an IPv4-mapped IPv6 peer (`::ffff:10.0.0.1`,
+    /// as a dual-stack socket reports an IPv4 client) is that IPv4 address, as every binding,
+    /// static binding and network is kept. Copies only; no allocation.
+    #[inline]
+    pub fn canonical(self) -> Client {
+        Client {
+            addr: self.addr.to_canonical(),
+            ..self
+        }
+    }
+}
+
 /// A token as a transport presented it: at most 64 ASCII bytes, held inline so that a client
 /// stays `Copy` and cheap to move into an upstream task.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -194,8 +207,11 @@ impl IdentityRules {
 /// What a trusted forwarder said about the client behind it.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct Forwarded {
-    /// EDNS Client Subnet: stands in for the source address.
+    /// EDNS Client Subnet: stands in for the source address. Normalised: an IPv4-mapped
+    /// address is the IPv4 address it maps.
     pub subnet: Option<IpAddr>,
+    /// The subnet's address as the forwarder sent it, for the echo (RFC 7871 §7.2.1).
+    pub sent_subnet: Option<IpAddr>,
     /// The subnet's source prefix length.
     pub subnet_prefix: u8,
     /// A device-id option, as an alias value.
@@ -270,6 +286,8 @@ pub fn resolve(
     by_address: bool,
     named: [Option<DeviceId>; 2],
 ) -> Identity {
+    // Whoever called, the address is looked up in its IPv4 form when it maps one.
+    let addr = addr.to_canonical();
     let devices = &snapshot.devices;
     let configured = if !by_address || snapshot.static_devices.is_empty() {
         None

@@ -160,6 +160,10 @@ fn check(config: Option<PathBuf>) -> anyhow::Result<ExitCode> {
             for (path, stats) in &set.lists {
                 println!("{}: {stats}", path.display());
             }
+            // Warnings leave the exit status at 0: the set loads and works as written.
+            for w in &set.warnings {
+                eprintln!("{w}");
+            }
             println!(
                 "ok: {} groups, {} listed domains in {} lists ({})",
                 set.groups.len(),

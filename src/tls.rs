@@ -236,7 +236,8 @@ impl CertStore {
     ///
     /// It meets quinn 0.11's requirements: TLS 1.3 enabled, the provider
     /// offers `TLS13_AES_128_GCM_SHA256` (QUIC's initial suite) and
-    /// `max_early_data_size` is 0 (0-RTT off, so no replayable queries).
+    /// `max_early_data_size` is 0 (0-RTT off, so no replayable queries), as for every config
+    /// this store makes (DoT and DoH too).
     pub fn quic_server_config(self: &Arc<Self>) -> Arc<ServerConfig> {
         self.build_config(&[&rustls::version::TLS13], &[ALPN_DOQ])
     }
@@ -252,6 +253,7 @@ impl CertStore {
             .with_no_client_auth()
             .with_cert_resolver(Arc::new(Resolver(Arc::clone(self))));
         config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
+        // 0-RTT off on every transport: early data could be a replayed query.
         config.max_early_data_size = 0;
         Arc::new(config)
     }
@@ -776,7 +778,7 @@ mod tests {
         let store = CertStore::load(&f.cert, &f.key).unwrap();
         let quic = store.quic_server_config();
         assert_eq!(quic.alpn_protocols, vec![b"doq".to_vec()]);
-        assert!(quic.max_early_data_size == 0 || quic.max_early_data_size == u32::MAX);
+        assert_eq!(quic.max_early_data_size, 0, "0-RTT is off for DoQ");
         assert!(quic
             .crypto_provider()
             .cipher_suites
@@ -789,6 +791,35 @@ mod tests {
 
         let tls12 = client_config(&[&g.der], &[&rustls::version::TLS12], &[b"doq"]);
         assert!(connect(&quic, &tls12, "dns.example.com").is_err());
+    }
+
+    #[test]
+    fn early_data_is_refused_even_on_a_resumed_session() {
+        let g = generate();
+        let f = files(&g);
+        let store = CertStore::load(&f.cert, &f.key).unwrap();
+        let server = store.server_config(&[b"dot"]);
+        assert_eq!(
+            server.max_early_data_size, 0,
+            "0-RTT is off for DoT and DoH"
+        );
+        let mut client = (*client_config(&[&g.der], &[&rustls::version::TLS13], &[b"dot"])).clone();
+        client.enable_early_data = true;
+        let client = Arc::new(client);
+        // a first session hands the client its tickets
+        let (mut c, mut s) = connect(&server, &client, "dns.example.com").unwrap();
+        echo(&mut c, &mut s, b"first");
+        // the second resumes, yet is given no room for early data
+        let name = rustls::pki_types::ServerName::try_from("dns.example.com").unwrap();
+        let mut c = ClientConnection::new(Arc::clone(&client), name).unwrap();
+        assert!(
+            c.early_data().is_none(),
+            "the ticket allows no early data, so the client may send none"
+        );
+        let mut s = ServerConnection::new(Arc::clone(&server)).unwrap();
+        pump(&mut c, &mut s).unwrap();
+        assert_eq!(c.handshake_kind(), Some(rustls::HandshakeKind::Resumed));
+        assert!(!c.is_early_data_accepted());
     }
 
     #[tokio::test]

@@ -111,6 +111,9 @@ impl Writer {
         batch: &mut Batch,
         outcome: &mut Outcome,
     ) {
+        // Bindings are kept in IPv4 form, as queries are looked up: a mapped address from any
+        // adapter binds the IPv4 client it names.
+        let addr = addr.to_canonical();
         if addr.is_unspecified() || self.shared.longest(addr).is_some() {
             return;
         }

@@ -23,7 +23,12 @@ impl Writer {
                 }]))
             });
         let set = match loaded {
-            Ok(set) => set,
+            Ok(set) => {
+                for w in &set.warnings {
+                    tracing::warn!("{w}");
+                }
+                set
+            }
             Err(errors) => {
                 for e in &errors.0 {
                     tracing::error!(

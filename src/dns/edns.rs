@@ -36,11 +36,20 @@ const UMBRELLA_IDENT_MAGIC: &[u8] = b"ODNS";
 const UMBRELLA_IDENT_VERSION: u8 = 1;
 const UMBRELLA_FIELD_DEVICE: u16 = 0x0040;
 
-/// The client network a forwarder reports, its address padded to a full `IpAddr`.
+/// The client network a forwarder reports, its address padded to a full `IpAddr`, as sent (so
+/// that the echo matches the query, RFC 7871 §7.2.1).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ClientSubnet {
     pub addr: IpAddr,
     pub source_prefix: u8,
+}
+
+impl ClientSubnet {
+    /// The client address for identification: an IPv4-mapped IPv6 address (`::ffff:10.0.0.1`)
+    /// is the IPv4 address it maps, as every binding and network is kept.
+    pub fn client(&self) -> IpAddr {
+        self.addr.to_canonical()
+    }
 }
 
 /// A device id a forwarder attached to the query.

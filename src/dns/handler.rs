@@ -53,7 +53,8 @@ impl Series {
                 let bind =
                     |label: &str| Some(metrics.dns_blocked.with_label_values(&[&g.name, label]));
                 let mut slots: Vec<Option<IntCounter>> = vec![None; DEFAULT_SLOT + 1];
-                for id in g.policy.block_categories.iter() {
+                // target_categories holds block_categories, and what only CNAME targets meet
+                for id in g.policy.target_categories.iter() {
                     slots[id.get() as usize] = bind(snapshot.taxonomy.name(id));
                 }
                 slots[RULE_SLOT] = bind("deny_rule");
@@ -187,6 +188,10 @@ impl Handler {
             subnet: options
                 .subnet
                 .filter(|_| self.rules.client_subnet)
+                .map(|s| s.client()),
+            sent_subnet: options
+                .subnet
+                .filter(|_| self.rules.client_subnet)
                 .map(|s| s.addr),
             subnet_prefix: options.subnet.map_or(0, |s| s.source_prefix),
             device: options
@@ -230,6 +235,8 @@ impl Handler {
     /// Everything that needs no waiting: malformed packets, blocked names, fresh cache hits.
     pub fn answer_now(&self, packet: &[u8], client: Client, udp: bool, out: &mut Vec<u8>) -> Step {
         let started = Instant::now();
+        // Every listener's peer goes through here: a mapped IPv4 peer is its IPv4 address.
+        let client = client.canonical();
         let snapshot = self.published.load();
         let series = self.series_for(&snapshot);
         let live = Live {
@@ -268,7 +275,7 @@ impl Handler {
             client,
             started,
             udp,
-            subnet: forwarded.subnet.map(|a| (a, forwarded.subnet_prefix)),
+            subnet: forwarded.sent_subnet.map(|a| (a, forwarded.subnet_prefix)),
         };
         if identity.token != TokenOutcome::Absent {
             self.tokens[identity.token as usize].inc();
@@ -513,4 +520,64 @@ fn ede_code(d: &Decision) -> u16 {
 
 fn secs(started: Instant) -> f64 {
     started.elapsed().as_secs_f64()
+}
+
+#[cfg(test)]
+mod tests {
+    use std::net::IpAddr;
+    use std::path::Path;
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use super::{Handler, Step};
+    use crate::dns::cache::{Cache, CacheLimits};
+    use crate::dns::upstream::Upstreams;
+    use crate::identity::{Client, IdentityRules, Transport};
+    use crate::metrics::Metrics;
+    use crate::policy::cidr::PrefixTable;
+    use crate::policy::snapshot::Devices;
+    use crate::policy::{DeviceId, GroupIdx, PolicyParts, PolicySet, Published};
+
+    /// An `A` query for example.com, which the shipped isolation policy does not allow.
+    fn query() -> Vec<u8> {
+        let mut packet = vec![0x12, 0x34, 0x01, 0x00, 0, 1, 0, 0, 0, 0, 0, 0];
+        packet.extend_from_slice(b"\x07example\x03com\x00\x00\x01\x00\x01");
+        packet
+    }
+
+    #[test]
+    fn a_mapped_socket_peer_is_the_ipv4_client_its_binding_names() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("policies");
+        let parts = PolicyParts::new(PolicySet::load(&dir).unwrap());
+        let restricted = parts.groups.iter().position(|g| g.name == "restricted");
+        let mut devices = Devices::default();
+        let mac = DeviceId(7);
+        devices
+            .groups
+            .insert(mac, GroupIdx(restricted.unwrap() as u16));
+        devices
+            .bindings
+            .insert("127.0.0.45".parse::<IpAddr>().unwrap(), mac);
+        let snapshot = parts.snapshot(devices, Arc::new(PrefixTable::new()), 1);
+        let metrics = Arc::new(Metrics::new());
+        let handler = Handler::new(
+            Arc::new(Published::new(snapshot)),
+            Cache::new(CacheLimits::default()),
+            Upstreams::new(Vec::new(), Duration::from_secs(1), &metrics),
+            IdentityRules::source_only(),
+            metrics,
+        );
+        // a dual-stack socket reports the IPv4 peer 127.0.0.45 as ::ffff:127.0.0.45
+        for peer in ["127.0.0.45", "::ffff:127.0.0.45"] {
+            let client = Client {
+                addr: peer.parse().unwrap(),
+                transport: Transport::Udp,
+                token: None,
+            };
+            let mut out = Vec::new();
+            let step = handler.answer_now(&query(), client, true, &mut out);
+            assert!(matches!(step, Step::Reply), "{peer}: answered at once");
+            assert_eq!(out[3] & 0x0f, 3, "{peer}: NXDOMAIN, not on the allow-list");
+        }
+    }
 }

@@ -70,7 +70,7 @@ impl Default for JamfConfig {
 /// A `[jamf]` section that cannot be used.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum JamfConfigError {
-    #[error("jamf.url \"{0}\" must start with https://")]
+    #[error("jamf.url \"{0}\" must start with https:// (http:// only for a loopback address: the client secret would cross the network in clear)")]
     Scheme(String),
     #[error("jamf.client_id and jamf.client_secret are needed with jamf.url")]
     Credentials,
@@ -88,7 +88,8 @@ impl JamfConfig {
         if !self.enabled() {
             return Ok(());
         }
-        if !(self.url.starts_with("https://") || self.url.starts_with("http://")) {
+        let in_clear = self.url.strip_prefix("http://");
+        if !(self.url.starts_with("https://") || in_clear.is_some_and(loopback_authority)) {
             return Err(JamfConfigError::Scheme(self.url.clone()));
         }
         if self.client_id.is_empty() || self.client_secret.is_empty() {
@@ -107,6 +108,27 @@ impl JamfConfig {
     pub fn reconcile_interval(&self) -> Duration {
         Duration::from_secs(self.reconcile_interval_s)
     }
+}
+
+/// Whether the authority at the start of `rest` (what follows `http://`) is a loopback host:
+/// 127.0.0.0/8, `[::1]` or `localhost`, with or without a port. Only there may the OAuth client
+/// secret travel without TLS (a fake Jamf Pro in tests, a local TLS-terminating proxy).
+fn loopback_authority(rest: &str) -> bool {
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
+    if authority.contains('@') {
+        return false;
+    }
+    let host = match authority.strip_prefix('[') {
+        Some(v6) => match v6.split_once(']') {
+            Some((host, port)) if port.is_empty() || port.starts_with(':') => host,
+            _ => return false,
+        },
+        None => authority.split(':').next().unwrap_or(""),
+    };
+    host.eq_ignore_ascii_case("localhost")
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.to_canonical().is_loopback())
 }
 
 impl fmt::Debug for JamfConfig {
@@ -469,6 +491,41 @@ fn parse_token(body: &[u8], url: &str) -> Result<(String, Duration), JamfApiErro
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_url_in_clear_is_refused_except_on_loopback() {
+        let with_url = |url: &str| JamfConfig {
+            url: url.into(),
+            client_id: "id".into(),
+            client_secret: "secret".into(),
+            ..JamfConfig::default()
+        };
+        for url in [
+            "http://example.jamfcloud.com",
+            "http://10.0.0.5:8443/",
+            "http://127.0.0.1.example.com/",
+            "http://localhost.example.com",
+            "http://[::2]:8080",
+            "ftp://example.jamfcloud.com",
+            "example.jamfcloud.com",
+        ] {
+            assert_eq!(
+                with_url(url).validate(),
+                Err(JamfConfigError::Scheme(url.into())),
+                "{url}"
+            );
+        }
+        for url in [
+            "https://example.jamfcloud.com",
+            "http://127.0.0.1:8080",
+            "http://127.9.8.7/",
+            "http://[::1]:8080/api",
+            "http://localhost:9000",
+            "http://LOCALHOST",
+        ] {
+            assert_eq!(with_url(url).validate(), Ok(()), "{url}");
+        }
+    }
 
     const URL: &str = "https://example.jamfcloud.com/x";
     const CLASSIC_GROUP: &str =

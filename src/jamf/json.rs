@@ -137,8 +137,10 @@ pub fn ip(object: &Object, keys: &[&str]) -> Option<IpAddr> {
         .strip_prefix('[')
         .and_then(|t| t.strip_suffix(']'))
         .unwrap_or(&text);
-    let ip = bare.parse::<IpAddr>().ok()?;
-    let placeholder = match ip.to_canonical() {
+    // An IPv4-mapped address (`::ffff:10.0.0.1`) is the IPv4 address: that is how the device's
+    // queries arrive, and how every binding is kept.
+    let ip = bare.parse::<IpAddr>().ok()?.to_canonical();
+    let placeholder = match ip {
         IpAddr::V4(v4) => v4.is_unspecified() || v4.is_broadcast() || v4.is_multicast(),
         IpAddr::V6(v6) => v6.is_unspecified() || v6.is_multicast(),
     };
@@ -367,6 +369,13 @@ mod tests {
         ] {
             assert_eq!(ip_of(key), None, "{key}");
         }
+    }
+
+    #[test]
+    fn a_mapped_address_is_its_ipv4_address() {
+        let o = obj(json!({"mapped": "::ffff:127.0.0.45", "bracketed": "[::ffff:10.0.0.7]"}));
+        assert_eq!(ip(&o, &["mapped"]), Some("127.0.0.45".parse().unwrap()));
+        assert_eq!(ip(&o, &["bracketed"]), Some("10.0.0.7".parse().unwrap()));
     }
 
     #[test]

@@ -26,6 +26,12 @@ impl CategoryId {
     pub fn get(self) -> u8 {
         self.0
     }
+
+    /// Ids 0..=15 are the security categories (malware, phishing, command and control, ...):
+    /// what an isolated device must never reach, directly or through a CNAME chain.
+    pub fn is_security(self) -> bool {
+        CategorySet::SECURITY.contains(self)
+    }
 }
 
 /// A set of categories as one bitmask.
@@ -34,6 +40,8 @@ pub struct CategorySet(u64);
 
 impl CategorySet {
     pub const EMPTY: CategorySet = CategorySet(0);
+    /// Every security category id, 0..=15 (`categories.toml`: "security (0-15)").
+    pub const SECURITY: CategorySet = CategorySet(0xffff);
 
     pub fn insert(&mut self, id: CategoryId) {
         self.0 |= 1 << id.0;
@@ -63,11 +71,11 @@ impl CategorySet {
             .map(CategoryId)
     }
 
-    fn without(self, other: CategorySet) -> CategorySet {
+    pub fn without(self, other: CategorySet) -> CategorySet {
         CategorySet(self.0 & !other.0)
     }
 
-    fn union(self, other: CategorySet) -> CategorySet {
+    pub fn union(self, other: CategorySet) -> CategorySet {
         CategorySet(self.0 | other.0)
     }
 }

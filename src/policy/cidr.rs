@@ -100,15 +100,32 @@ fn mask(value: u128, bits: u8, width: u8) -> u128 {
 #[error("\"{0}\" is not an address or a CIDR network")]
 pub struct NotANetwork(pub String);
 
-/// Parses `10.0.0.0/8`, `2001:db8::/32` or a bare address (a host network).
+/// Parses `10.0.0.0/8`, `2001:db8::/32` or a bare address (a host network). A network inside
+/// the IPv4-mapped range (`::ffff:10.0.0.0/104`, `::ffff:10.0.0.1`) is the IPv4 network it maps
+/// (`10.0.0.0/8`, `10.0.0.1/32`): lookups see IPv4 clients in IPv4 form, so a network kept in
+/// mapped form would never match. Every configured network (static bindings, groups' clients,
+/// trusted forwarders, shared networks) is read here.
 pub fn parse_net(text: &str) -> Result<IpNet, NotANetwork> {
     let text = text.trim();
     if let Ok(net) = text.parse::<IpNet>() {
-        return Ok(net.trunc());
+        return Ok(unmapped(net.trunc()));
     }
     text.parse::<IpAddr>()
-        .map(IpNet::from)
+        .map(|a| IpNet::from(a.to_canonical()))
         .map_err(|_| NotANetwork(text.to_string()))
+}
+
+/// `net` in IPv4 form when it lies within `::ffff:0:0/96`.
+fn unmapped(net: IpNet) -> IpNet {
+    match net {
+        IpNet::V6(v6) if v6.prefix_len() >= 96 => match v6.network().to_ipv4_mapped() {
+            Some(v4) => ipnet::Ipv4Net::new(v4, v6.prefix_len() - 96)
+                .map(IpNet::V4)
+                .unwrap_or(net),
+            None => net,
+        },
+        other => other,
+    }
 }
 
 #[cfg(test)]
@@ -153,5 +170,27 @@ mod tests {
         assert_eq!(parse_net("10.1.2.3").unwrap().prefix_len(), 32);
         assert_eq!(parse_net("10.1.2.3/24").unwrap().to_string(), "10.1.2.0/24");
         assert!(parse_net("10.1.2/24").is_err());
+    }
+
+    #[test]
+    fn mapped_networks_are_read_as_ipv4() {
+        assert_eq!(
+            parse_net("::ffff:10.1.2.3").unwrap().to_string(),
+            "10.1.2.3/32"
+        );
+        assert_eq!(
+            parse_net("::ffff:10.1.2.3/120").unwrap().to_string(),
+            "10.1.2.0/24"
+        );
+        assert_eq!(parse_net("::ffff:0:0/96").unwrap().to_string(), "0.0.0.0/0");
+        // wider than the mapped range, or another range: IPv6 as written
+        assert_eq!(parse_net("::/64").unwrap().to_string(), "::/64");
+        assert_eq!(
+            parse_net("2001:db8::1").unwrap().to_string(),
+            "2001:db8::1/128"
+        );
+        let t = table(&[("::ffff:192.0.2.0/120", 1)]);
+        assert_eq!(t.longest("192.0.2.9".parse().unwrap()), Some(&1));
+        assert_eq!(t.longest("::ffff:192.0.2.9".parse().unwrap()), Some(&1));
     }
 }

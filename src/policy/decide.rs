@@ -80,9 +80,11 @@ pub fn decide(snapshot: &Snapshot, group: GroupIdx, name: &QName) -> Decision {
     reason_blocked(Reason::Default, policy.default == DefaultAction::Block)
 }
 
-/// Checks a name met inside an allowed answer (a CNAME target). Only an explicit deny or a
-/// blocked category blocks it: an allow-list policy must not break on the CDN names its allowed
-/// domains point to, but a tracker cloaked behind a first-party name must not get through.
+/// Checks a name met inside an allowed answer (a CNAME target). Only an explicit deny or one of
+/// the policy's target categories ([`Policy::target_categories`]: its blocked categories, and
+/// for a default-block policy every security category unless it opts out) blocks it: an
+/// allow-list policy must not break on the CDN names its allowed domains point to, but a tracker
+/// cloaked behind a first-party name, or malware behind an allowed one, must not get through.
 #[inline]
 pub fn check_target(snapshot: &Snapshot, group: GroupIdx, target: &QName) -> Option<Decision> {
     let policy = &snapshot.group(group).policy;
@@ -96,10 +98,12 @@ pub fn check_target(snapshot: &Snapshot, group: GroupIdx, target: &QName) -> Opt
         Some(_) => return None,
         None => {}
     }
-    match category_reason(policy, &snapshot.categories, target)? {
-        Reason::Uncategorised => None,
-        reason => Some(blocked(reason)),
+    if policy.target_categories.is_empty() {
+        return None;
     }
+    let found = snapshot.categories.lookup(target).categories;
+    let id = found.intersection(policy.target_categories).first()?;
+    Some(blocked(Reason::Category(id)))
 }
 
 /// The category step of contract 7: a blocked category, or block-uncategorised.

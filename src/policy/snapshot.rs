@@ -85,6 +85,9 @@ pub struct Policy {
     /// Names of the allowed service bundles, indexed by [`super::rules::RuleHit::service`].
     pub services: Vec<String>,
     pub block_categories: CategorySet,
+    /// What a CNAME target met in an allowed answer is checked against: `block_categories` and
+    /// `block_cname_categories` (absent from a default-block policy: every security category).
+    pub target_categories: CategorySet,
     pub block_uncategorised: bool,
     pub response: ResponseMode,
     pub sinkhole_v4: Ipv4Addr,

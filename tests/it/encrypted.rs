@@ -684,3 +684,46 @@ async fn a_mobile_device_isolated_by_its_smart_group_is_isolated_by_its_token() 
         ResponseCode::NXDomain
     );
 }
+
+#[tokio::test]
+async fn a_forwarded_client_subnet_in_mapped_form_names_the_ipv4_device() {
+    let e = start(|c| {
+        c.identity.trusted_forwarders = vec!["127.0.0.60/32".into()];
+        c.identity.accept.extend(["edns-client-subnet".to_string()]);
+    })
+    .await;
+    // the Mac checks in from 127.0.0.46 (bound by the MDM, not by config) and is isolated
+    let checkin = fixture(
+        "computer-checkin.json",
+        &[(
+            "\"reportedIpAddress\":\"10.20.30.142\"",
+            "\"reportedIpAddress\":\"127.0.0.46\"",
+        )],
+    );
+    assert_eq!(webhook(e.cordon.http, &checkin).await.0, 200);
+    let added = fixture("smart-group-computer-added.json", &[]);
+    assert_eq!(webhook(e.cordon.http, &added).await.0, 200);
+    let subnet = |addr: &str| {
+        vec![EdnsOption::Subnet(ClientSubnet::new(
+            addr.parse::<IpAddr>().unwrap(),
+            128,
+            0,
+        ))]
+    };
+    let answer = with_options(&e, [127, 0, 0, 60], subnet("::ffff:127.0.0.46")).await;
+    assert_eq!(rcode(&answer), ResponseCode::NXDomain);
+    assert!(ede(&answer).unwrap().1.contains("group restricted"));
+    // the echo is the subnet as the forwarder sent it (RFC 7871 §7.2.1)
+    let Some(EdnsOption::Subnet(echoed)) = answer
+        .edns
+        .as_ref()
+        .and_then(|o| o.option(EdnsCode::Subnet).cloned())
+    else {
+        panic!("echoed: {answer:?}")
+    };
+    assert_eq!(echoed.source_prefix(), 128);
+    assert_eq!(
+        echoed.addr(),
+        "::ffff:127.0.0.46".parse::<IpAddr>().unwrap()
+    );
+}

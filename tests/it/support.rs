@@ -71,6 +71,13 @@ pub fn test_zone() -> Vec<Record> {
         a("edge.cdnprovider.test.", 3600, [192, 0, 2, 52]),
         cname("cname.allowed.test.", "tracker.ads.test."),
         cname("cdn.mdm.test.", "edge.cdnprovider.test."),
+        // allowed names of the isolation policy whose chains reach security categories: one hop
+        // and two hops into malware, one hop into phishing (which only isolation checks)
+        cname("one-hop.mdm.test.", "evil.test."),
+        cname("two-hops.mdm.test.", "relay.cdnprovider.test."),
+        cname("relay.cdnprovider.test.", "sub.evil.test."),
+        cname("lure.mdm.test.", "login.phish.test."),
+        a("login.phish.test.", 3600, [192, 0, 2, 70]),
     ];
     for i in 0..40 {
         let text = format!("record number {i:02} with some padding text");
@@ -129,6 +136,11 @@ name = "malware"
 lists = ["lists/malware.txt"]
 
 [[category]]
+id = 1
+name = "phishing"
+lists = ["lists/phishing.txt"]
+
+[[category]]
 id = 16
 name = "ads"
 lists = ["lists/ads.txt"]
@@ -143,6 +155,7 @@ lists = ["lists/social.txt"]
             "lists/malware.txt",
             "# a hosts file and an adblock line\n0.0.0.0 evil.test\n||c2.test^\n",
         ),
+        ("lists/phishing.txt", "phish.test\n"),
         ("lists/ads.txt", "||ads.test^\n"),
         ("lists/social.txt", "social.test\n"),
         (

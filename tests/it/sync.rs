@@ -1350,3 +1350,20 @@ async fn the_jamf_client_asks_for_a_new_token_when_its_token_is_refused_or_runs_
     assert_eq!(jamf.requests()[seen..], [token.clone(), group.clone()]);
     assert_eq!(jamf.token_requests(), 4);
 }
+
+#[tokio::test]
+async fn a_check_in_reporting_a_mapped_address_binds_the_ipv4_client() {
+    let upstream = start_upstream().await;
+    let cordon = start_cordon(&upstream).await;
+    let mac = [127, 0, 0, 45];
+    let (status, body) = webhook(cordon.http, &checkin("::ffff:127.0.0.45")).await;
+    assert_eq!(status, 200, "{body}");
+    let added = fixture("smart-group-computer-added.json", &[]);
+    let (status, body) = webhook(cordon.http, &added).await;
+    assert_eq!(status, 200, "{body}");
+    let answer = ask_from(cordon.dns, mac, "www.allowed.test.").await;
+    assert_eq!(rcode(&answer), ResponseCode::NXDomain);
+    assert!(ede(&answer).unwrap().1.contains("group restricted"));
+    let info = device(&cordon, "C02ZK1ABMD6T").await;
+    assert_eq!(info["bindings"][0], "127.0.0.45", "{info}");
+}

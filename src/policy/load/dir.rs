@@ -79,6 +79,9 @@ pub struct PolicySet {
     pub groups: Vec<GroupDef>,
     pub default_group: String,
     pub isolation_group: String,
+    /// What is allowed yet weakens a policy (a default-block policy that leaves CNAME targets
+    /// unchecked): `cordon check` prints them; they never stop a load.
+    pub warnings: Vec<FileError>,
 }
 
 impl PolicySet {
@@ -87,6 +90,7 @@ impl PolicySet {
         let mut loader = Loader {
             dir: dir.to_path_buf(),
             errors: Vec::new(),
+            warnings: Vec::new(),
         };
         let set = loader.load_all();
         match set {
@@ -175,6 +179,10 @@ struct PolicyFile {
     allow_services: Vec<Spanned<String>>,
     #[serde(default)]
     block_categories: Vec<Spanned<String>>,
+    /// Categories that block an allowed answer whose CNAME chain reaches them, beside
+    /// `block_categories`. Absent: every security category under `default = "block"`, none
+    /// under `default = "allow"`; `[]` opts out.
+    block_cname_categories: Option<Spanned<Vec<Spanned<String>>>>,
     #[serde(default)]
     block_uncategorised: bool,
     #[serde(default = "default_response")]
@@ -210,6 +218,7 @@ fn default_max_ttl() -> Spanned<i64> {
 struct Loader {
     dir: PathBuf,
     errors: Vec<FileError>,
+    warnings: Vec<FileError>,
 }
 
 /// A file's text, kept to turn byte offsets into line numbers.
@@ -246,6 +255,7 @@ impl Loader {
             groups,
             default_group,
             isolation_group,
+            warnings: std::mem::take(&mut self.warnings),
         })
     }
 
@@ -607,17 +617,9 @@ impl Loader {
                 rules.add(RuleKind::Service, d, true, index);
             }
         }
-        let mut block_categories = CategorySet::EMPTY;
-        for c in &file.block_categories {
-            match taxonomy.id(c.get_ref()) {
-                Some(id) => block_categories.insert(id),
-                None => self.error(
-                    &src,
-                    Some(c.span()),
-                    format!("unknown category \"{}\" (see categories.toml)", c.get_ref()),
-                ),
-            }
-        }
+        let block_categories = self.categories(&src, taxonomy, &file.block_categories);
+        let cname_categories = self.cname_categories(&src, &file, taxonomy, block_categories);
+        let target_categories = block_categories.union(cname_categories);
         let (sinkhole_v4, sinkhole_v6) = self.sinkholes(&src, &file.sinkhole);
         let blocked_ttl = self.ttl(&src, &file.blocked_ttl, "blocked_ttl");
         let max_ttl = self.ttl(&src, &file.max_ttl, "max_ttl");
@@ -627,6 +629,7 @@ impl Loader {
             rules,
             services: service_names,
             block_categories,
+            target_categories,
             block_uncategorised: file.block_uncategorised,
             response: file.response,
             sinkhole_v4,
@@ -634,6 +637,75 @@ impl Loader {
             blocked_ttl,
             max_ttl,
         })
+    }
+
+    fn categories(
+        &mut self,
+        src: &Source,
+        taxonomy: &Taxonomy,
+        names: &[Spanned<String>],
+    ) -> CategorySet {
+        let mut set = CategorySet::EMPTY;
+        for c in names {
+            match taxonomy.id(c.get_ref()) {
+                Some(id) => set.insert(id),
+                None => self.error(
+                    src,
+                    Some(c.span()),
+                    format!("unknown category \"{}\" (see categories.toml)", c.get_ref()),
+                ),
+            }
+        }
+        set
+    }
+
+    /// `block_cname_categories`, or its default: every security category the taxonomy defines
+    /// for a default-block policy, none for a default-allow one (whose `block_categories` apply to
+    /// targets already). A default-block policy whose targets miss a security category is
+    /// warned about: an allowed name whose chain leads there would resolve.
+    fn cname_categories(
+        &mut self,
+        src: &Source,
+        file: &PolicyFile,
+        taxonomy: &Taxonomy,
+        block_categories: CategorySet,
+    ) -> CategorySet {
+        let security = taxonomy
+            .iter()
+            .map(|(id, _)| id)
+            .filter(|id| id.is_security())
+            .fold(CategorySet::EMPTY, |mut set, id| {
+                set.insert(id);
+                set
+            });
+        let listed = file
+            .block_cname_categories
+            .as_ref()
+            .map(|list| self.categories(src, taxonomy, list.get_ref()));
+        let set = match listed {
+            Some(set) => set,
+            None if file.default == DefaultAction::Block => security,
+            None => CategorySet::EMPTY,
+        };
+        let missing = security.without(set.union(block_categories));
+        if file.default == DefaultAction::Block && !missing.is_empty() {
+            let names: Vec<&str> = missing.iter().map(|id| taxonomy.name(id)).collect();
+            let line = file
+                .block_cname_categories
+                .as_ref()
+                .map(|l| src.line_of(l.span().start));
+            self.warnings.push(FileError {
+                file: src.path.clone(),
+                line,
+                message: format!(
+                    "warning: default = \"block\" but CNAME targets in {} are unchecked: an allowed \
+                     name whose CNAME chain reaches them resolves; list them in \
+                     block_cname_categories (or remove the key to check every security category)",
+                    names.join(", ")
+                ),
+            });
+        }
+        set
     }
 
     fn sinkholes(
@@ -802,6 +874,43 @@ mod tests {
             found[0].contains("default_group \"nope\" is not a [[group]]"),
             "{found:?}"
         );
+    }
+
+    #[test]
+    fn the_shipped_isolation_policy_blocks_chains_into_security_categories() {
+        use crate::policy::build::PolicyParts;
+        use crate::policy::check_target;
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("policies");
+        let set = PolicySet::load(&dir).expect("the shipped policies load");
+        assert!(set.warnings.is_empty(), "{:?}", set.warnings);
+        let isolation = set
+            .groups
+            .iter()
+            .find(|g| g.name == "restricted")
+            .map(|g| g.policy.clone())
+            .unwrap();
+        // every security category the taxonomy has, listed in the file rather than defaulted
+        for (id, name) in set.taxonomy.iter().filter(|(id, _)| id.is_security()) {
+            assert!(isolation.target_categories.contains(id), "{name}");
+        }
+        let text = std::fs::read_to_string(dir.join("isolation.toml")).unwrap();
+        assert!(
+            text.contains("\nblock_cname_categories = ["),
+            "listed explicitly"
+        );
+        let parts = PolicyParts::new(set);
+        let snapshot = parts.snapshot(Default::default(), Arc::new(cidr::PrefixTable::new()), 0);
+        let restricted = snapshot
+            .groups
+            .iter()
+            .position(|g| g.name == "restricted")
+            .map(|i| crate::policy::GroupIdx(i as u16))
+            .unwrap();
+        // the stand-in entry of lists/malware.txt, met as a CNAME target of an allowed name
+        let target = QName::from_dotted("cdn.malware.cordon-test.example").unwrap();
+        let block = check_target(&snapshot, restricted, &target).expect("a block");
+        let category = block.category().map(|c| snapshot.taxonomy.name(c));
+        assert_eq!(category, Some("malware"));
     }
 
     #[test]
