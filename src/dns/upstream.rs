@@ -264,6 +264,17 @@ async fn exchange_udp(
     let mut buf = [0u8; OUR_UDP_SIZE as usize + 1];
     loop {
         let n = socket.recv(&mut buf).await?;
+        // A truncated answer may carry no question at all (RFC 2181 §9 lets a server drop
+        // every section): our id, QR and TC are enough to know TCP must follow.
+        if wire::truncated_without_question(&buf[..n], id) {
+            return Ok(Answer {
+                bytes: buf[..n].to_vec(),
+                info: AnswerInfo {
+                    truncated: true,
+                    ..AnswerInfo::default()
+                },
+            });
+        }
         // Anything that is not the answer to our question (late, spoofed) is ignored.
         if let Ok(info) = wire::inspect_answer(&buf[..n], id, question) {
             return Ok(Answer {

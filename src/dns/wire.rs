@@ -253,6 +253,15 @@ pub enum AnswerError {
     Mismatch,
 }
 
+/// Whether `msg` is a truncated answer with our `id` and no question section: only TCP can
+/// tell more.
+pub fn truncated_without_question(msg: &[u8], id: u16) -> bool {
+    msg.len() >= HEADER_LEN
+        && read_u16(msg, 0) == id
+        && read_u16(msg, 2) & (flag::QR | flag::TC) == flag::QR | flag::TC
+        && read_u16(msg, 4) == 0
+}
+
 /// Walks an upstream answer to `question` (our query's question bytes, sent with `id`).
 pub fn inspect_answer(msg: &[u8], id: u16, question: &[u8]) -> Result<AnswerInfo, AnswerError> {
     if msg.len() < HEADER_LEN || msg.len() > u16::MAX as usize {
