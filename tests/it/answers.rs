@@ -43,6 +43,36 @@ async fn a_truncated_udp_answer_without_a_question_is_retried_over_tcp() {
     );
 }
 
+#[tokio::test]
+async fn a_nodata_behind_a_cname_is_cached_for_the_soas_negative_ttl() {
+    // A NODATA behind a CNAME: the CNAME says 3600 s, the SOA's negative TTL is 1 s.
+    let upstream = Scripted::start(Arc::new(|query: &[u8], _| {
+        let chain = cname_record("nodata.test.", 3600, "www.allowed.test.");
+        let mut m = reply_to(query, vec![chain], vec![]);
+        m.authorities.push(soa_record(1, 1));
+        Some(m.to_vec().unwrap())
+    }))
+    .await;
+    let cordon = cordon_for(upstream.addr).await;
+    let first = ask_with(cordon.dns, "nodata.test.", RecordType::TXT, Ask::default()).await;
+    assert_eq!(rcode(&first), ResponseCode::NoError);
+    assert_eq!(first.answers.len(), 1, "the CNAME");
+    assert_eq!(first.answers[0].record_type(), RecordType::CNAME);
+    assert_eq!(first.authorities.len(), 1, "the SOA");
+    assert!(first.authorities[0].ttl <= 1);
+    let misses = || metric(cordon.http, "cordon_cache_misses_total");
+    let misses0 = misses().await;
+    let refetched = eventually(Duration::from_secs(4), || async {
+        ask_with(cordon.dns, "nodata.test.", RecordType::TXT, Ask::default()).await;
+        misses().await > misses0
+    })
+    .await;
+    assert!(
+        refetched,
+        "the NODATA expires with the SOA's negative TTL, not the CNAME's TTL"
+    );
+}
+
 /// A raw query: `flags` as the header's second word, one question, an OPT record when `edns`.
 fn raw_query(id: u16, flags: u16, qname: &[u8], qtype: u16, edns: Option<u16>) -> Vec<u8> {
     let mut p = id.to_be_bytes().to_vec();
