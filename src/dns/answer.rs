@@ -2,7 +2,7 @@
 //! for the client that asked (its id, its question's case, TTLs aged and capped).
 
 use super::cache::CachedAnswer;
-use super::wire::{flag, rcode, rtype, write_u16, Query, HEADER_LEN};
+use super::wire::{flag, rcode, rtype, write_u16, Edns, Query, HEADER_LEN};
 use crate::policy::{Policy, ResponseMode};
 
 /// The UDP payload size we offer in our own OPT records (the DNS flag day 2020 value).
@@ -18,7 +18,8 @@ const SOA_RNAME: &[u8] = b"\x0ahostmaster\x06cordon\x07invalid\x00";
 fn header(out: &mut Vec<u8>, id: u16, query_flags: u16, rcode: u16, counts: [u16; 4]) {
     out.clear();
     out.extend_from_slice(&id.to_be_bytes());
-    let flags = flag::QR | flag::RA | (query_flags & (flag::RD | flag::CD)) | (rcode & 0xF);
+    let kept = query_flags & (flag::OPCODE | flag::RD | flag::CD);
+    let flags = flag::QR | flag::RA | kept | (rcode & 0xF);
     out.extend_from_slice(&flags.to_be_bytes());
     for c in counts {
         out.extend_from_slice(&c.to_be_bytes());
@@ -45,31 +46,35 @@ fn opt(out: &mut Vec<u8>, dnssec_ok: bool, ext_rcode: u16, ede: Option<(u16, &st
     }
 }
 
-/// An answer with no records: FORMERR, NOTIMP, BADVERS, SERVFAIL, REFUSED.
-/// `query` is absent when the packet could not be parsed as far as its question.
+/// An answer with no records: FORMERR, NOTIMP, BADVERS, SERVFAIL, REFUSED, with the query's
+/// opcode and question (empty when it could not be read) and an OPT record when the query had
+/// one (or the rcode needs one).
 pub fn error(
     out: &mut Vec<u8>,
     id: u16,
     query_flags: u16,
     code: u16,
-    query: Option<&Query<'_>>,
+    question: &[u8],
+    edns: Option<Edns>,
     ede: Option<(u16, &str)>,
 ) {
-    let edns = query.and_then(|q| q.edns);
     let needs_opt = edns.is_some() || code > 15;
     header(
         out,
         id,
         query_flags,
         code,
-        [query.is_some() as u16, 0, 0, needs_opt as u16],
+        [!question.is_empty() as u16, 0, 0, needs_opt as u16],
     );
-    if let Some(q) = query {
-        out.extend_from_slice(q.question_bytes());
-    }
+    out.extend_from_slice(question);
     if needs_opt {
         opt(out, edns.is_some_and(|e| e.dnssec_ok), code, ede);
     }
+}
+
+/// [`error`] for a parsed query.
+pub fn error_for(out: &mut Vec<u8>, q: &Query<'_>, code: u16, ede: Option<(u16, &str)>) {
+    error(out, q.id, q.flags, code, q.question_bytes(), q.edns, ede);
 }
 
 /// The answer for a blocked name, as the policy's response mode says.

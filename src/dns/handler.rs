@@ -238,15 +238,13 @@ impl Handler {
         };
         let q = match wire::parse_query(packet) {
             Ok(q) => q,
-            Err(e) => return self.malformed(e, live, client, started, out),
+            Err(e) => return self.malformed(packet, e, live, client, started, out),
         };
         if q.qclass != 1 || matches!(q.qtype, rtype::AXFR | rtype::IXFR) {
-            answer::error(
+            answer::error_for(
                 out,
-                q.id,
-                q.flags,
+                &q,
                 rcode::REFUSED as u16,
-                Some(&q),
                 Some((EDE_NOT_SUPPORTED, "only class IN queries are served")),
             );
             live.counters().count(
@@ -259,7 +257,7 @@ impl Handler {
             return Step::Reply;
         }
         let Ok(forwarded) = self.forwarded(&q, &client) else {
-            answer::error(out, q.id, q.flags, rcode::FORMERR as u16, Some(&q), None);
+            answer::error_for(out, &q, rcode::FORMERR as u16, None);
             self.metrics.dns_malformed.inc();
             return Step::Reply;
         };
@@ -323,12 +321,10 @@ impl Handler {
                     self.write_cached(live, &q, &p.decision, stale, true, out)
                 }
                 None => {
-                    answer::error(
+                    answer::error_for(
                         out,
-                        q.id,
-                        q.flags,
+                        &q,
                         rcode::SERVFAIL as u16,
-                        Some(&q),
                         Some((EDE_NETWORK_ERROR, &e.to_string())),
                     );
                     Outcome::Error
@@ -339,8 +335,10 @@ impl Handler {
         true
     }
 
+    #[allow(clippy::too_many_arguments)]
     fn malformed(
         &self,
+        packet: &[u8],
         e: QueryError,
         live: Live<'_>,
         client: Client,
@@ -348,10 +346,20 @@ impl Handler {
         out: &mut Vec<u8>,
     ) -> Step {
         self.metrics.dns_malformed.inc();
-        let QueryError::Reply { id, flags, rcode } = e else {
+        let QueryError::Reply {
+            id,
+            flags,
+            rcode,
+            question_end,
+            edns,
+        } = e
+        else {
             return Step::Drop;
         };
-        answer::error(out, id, flags, rcode, None, None);
+        let question = packet
+            .get(wire::HEADER_LEN..question_end as usize)
+            .unwrap_or_default();
+        answer::error(out, id, flags, rcode, question, edns, None);
         // No question to read a type from: counted under qtype "other".
         live.counters().count(
             client.transport,

@@ -96,8 +96,17 @@ pub enum QueryError {
     /// Not even a query header: nothing to answer (RFC 1035 leaves it to us; answering junk
     /// would make us a reflector).
     Drop,
-    /// A header we can answer with this rcode (FORMERR, NOTIMP, BADVERS).
-    Reply { id: u16, flags: u16, rcode: u16 },
+    /// A header we can answer with this rcode (FORMERR, NOTIMP, BADVERS). `question_end` is
+    /// where the question ends when it could be read (0 when not: it starts at
+    /// [`HEADER_LEN`]), and `edns` the query's OPT record when it could be read: the answer
+    /// echoes both, as RFC 6891 §7 and RFC 1035 §4.1.1 ask.
+    Reply {
+        id: u16,
+        flags: u16,
+        rcode: u16,
+        question_end: u16,
+        edns: Option<Edns>,
+    },
 }
 
 struct Reader<'a> {
@@ -150,7 +159,8 @@ pub fn write_u16(msg: &mut [u8], at: usize, v: u16) {
     msg[at..at + 2].copy_from_slice(&v.to_be_bytes());
 }
 
-/// Parses a query: one question, no compression in it, at most one OPT record.
+/// Parses a query: one question, no compression in it, at most one OPT record. Another opcode
+/// than QUERY is NOTIMP, an EDNS version other than 0 BADVERS; both keep the question.
 pub fn parse_query(packet: &[u8]) -> Result<Query<'_>, QueryError> {
     if packet.len() < HEADER_LEN {
         return Err(QueryError::Drop);
@@ -160,32 +170,40 @@ pub fn parse_query(packet: &[u8]) -> Result<Query<'_>, QueryError> {
     if flags & flag::QR != 0 {
         return Err(QueryError::Drop);
     }
-    let reply = |rcode: u16| QueryError::Reply { id, flags, rcode };
-    if flags & flag::OPCODE != 0 {
-        return Err(reply(rcode::NOTIMP as u16));
+    let reply = |rcode: u16, q: Option<&Query<'_>>| QueryError::Reply {
+        id,
+        flags,
+        rcode,
+        question_end: q.map_or(0, |q| q.question.end as u16),
+        edns: q.and_then(|q| q.edns),
+    };
+    let opcode_known = flags & flag::OPCODE == 0;
+    match parse_body(packet, id, flags) {
+        Some(q) if !opcode_known => Err(reply(rcode::NOTIMP as u16, Some(&q))),
+        Some(q) if q.edns.is_some_and(|e| e.version != 0) => Err(reply(rcode::BADVERS, Some(&q))),
+        Some(q) => Ok(q),
+        None if !opcode_known => Err(reply(rcode::NOTIMP as u16, None)),
+        None => Err(reply(rcode::FORMERR as u16, None)),
     }
+}
+
+/// The question and OPT record of a query whose header is read; `None` when they are malformed.
+fn parse_body(packet: &[u8], id: u16, flags: u16) -> Option<Query<'_>> {
     let counts = [4, 6, 8, 10].map(|at| read_u16(packet, at));
     if counts[0] != 1 || counts[1] != 0 {
-        return Err(reply(rcode::FORMERR as u16));
+        return None;
     }
     let (name, used) = QName::from_wire(&packet[HEADER_LEN..])
-        .map_err(|_: QNameError| reply(rcode::FORMERR as u16))?;
+        .map_err(|_: QNameError| ())
+        .ok()?;
     let mut r = Reader {
         msg: packet,
         pos: HEADER_LEN + used,
     };
-    let (qtype, qclass) = match (r.u16(), r.u16()) {
-        (Some(t), Some(c)) => (t, c),
-        _ => return Err(reply(rcode::FORMERR as u16)),
-    };
+    let (qtype, qclass) = (r.u16()?, r.u16()?);
     let question = HEADER_LEN..r.pos;
-    let edns = read_edns(&mut r, counts[2], counts[3]).ok_or(reply(rcode::FORMERR as u16))?;
-    if let Some(e) = edns {
-        if e.version != 0 {
-            return Err(reply(rcode::BADVERS));
-        }
-    }
-    Ok(Query {
+    let edns = read_edns(&mut r, counts[2], counts[3])?;
+    Some(Query {
         packet,
         id,
         flags,

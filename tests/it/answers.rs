@@ -90,3 +90,24 @@ fn raw_query(id: u16, flags: u16, qname: &[u8], qtype: u16, edns: Option<u16>) -
 }
 
 const WWW_ALLOWED: &[u8] = b"\x03www\x07allowed\x04test\x00";
+
+#[tokio::test]
+async fn an_unsupported_opcode_gets_notimp_with_its_opcode_question_and_opt() {
+    let upstream = start_upstream().await;
+    let cordon = start_cordon(&upstream).await;
+    // dig +opcode=status: opcode 2, RD, EDNS.
+    let packet = raw_query(0x4242, 0x1100, WWW_ALLOWED, 1, Some(1232));
+    let raw = exchange_raw(cordon.dns, &packet, Ask::default())
+        .await
+        .expect("an answer");
+    let m = hickory_proto::op::Message::from_vec(&raw).expect("a well-formed answer");
+    assert_eq!(m.metadata.id, 0x4242);
+    assert_eq!(rcode(&m), ResponseCode::NotImp);
+    assert_eq!(m.metadata.op_code, hickory_proto::op::OpCode::Status);
+    assert_eq!(m.queries.len(), 1, "the question comes back");
+    assert_eq!(&raw[12..12 + WWW_ALLOWED.len()], WWW_ALLOWED);
+    assert!(
+        m.edns.is_some(),
+        "the query had an OPT record, so has the answer"
+    );
+}
