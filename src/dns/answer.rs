@@ -169,9 +169,20 @@ pub fn cached(
     out.clear();
     out.extend_from_slice(entry.answer());
     write_u16(out, 0, q.id);
-    // Our answer, not the authority's: RD as the client asked, RA set, AA cleared.
+    // Our answer, not the authority's: RD and CD as the client asked, RA set, AA cleared. AD
+    // only when upstream validated the data and the client asked for it with AD or DO
+    // (RFC 6840 §5.7-5.8): the cached answer may have been fetched for someone else.
     let upstream_flags = u16::from_be_bytes([out[2], out[3]]);
-    let flags = (upstream_flags & !(flag::RD | flag::AA)) | (q.flags & flag::RD) | flag::RA;
+    let wants_ad = q.flags & flag::AD != 0 || q.edns.is_some_and(|e| e.dnssec_ok);
+    let ad = if wants_ad {
+        upstream_flags & flag::AD
+    } else {
+        0
+    };
+    let flags = (upstream_flags & !(flag::RD | flag::AA | flag::CD | flag::AD))
+        | (q.flags & (flag::RD | flag::CD))
+        | flag::RA
+        | ad;
     write_u16(out, 2, flags);
     let question = q.question_bytes();
     if let Some(dst) = out.get_mut(HEADER_LEN..HEADER_LEN + question.len()) {

@@ -229,12 +229,14 @@ impl Upstreams {
     }
 }
 
-/// Our query: a new id, RD and the client's CD bit, the client's question, and an OPT record
-/// with our UDP size and the client's DO bit.
+/// Our query: a new id, RD, AD (so that a validating upstream says whether it validated, RFC
+/// 6840 §5.7; the answer's AD reaches a client only when it asked) and the client's CD bit, the
+/// client's question, and an OPT record with our UDP size and the client's DO bit.
 fn build_query(id: u16, question: &[u8], client_flags: u16, dnssec_ok: bool) -> Vec<u8> {
     let mut q = Vec::with_capacity(HEADER_LEN + question.len() + 11);
     q.extend_from_slice(&id.to_be_bytes());
-    q.extend_from_slice(&(flag::RD | (client_flags & flag::CD)).to_be_bytes());
+    let flags = flag::RD | flag::AD | (client_flags & flag::CD);
+    q.extend_from_slice(&flags.to_be_bytes());
     q.extend_from_slice(&[0, 1, 0, 0, 0, 0, 0, 1]);
     q.extend_from_slice(question);
     q.push(0);

@@ -111,3 +111,44 @@ async fn an_unsupported_opcode_gets_notimp_with_its_opcode_question_and_opt() {
         "the query had an OPT record, so has the answer"
     );
 }
+
+#[tokio::test]
+async fn cd_comes_from_the_query_and_ad_only_when_asked_for() {
+    // An upstream that validated: AD set, and CD cleared whatever the query said.
+    let upstream = Scripted::start(Arc::new(|query: &[u8], _| {
+        let name = hickory_proto::op::Message::from_vec(query).unwrap().queries[0]
+            .name()
+            .to_string();
+        let a = a_record(&name, 60, [192, 0, 2, 77]);
+        let mut m = reply_to(query, vec![a], vec![]);
+        m.metadata.authentic_data = true;
+        m.metadata.checking_disabled = false;
+        Some(m.to_vec().unwrap())
+    }))
+    .await;
+    let cordon = cordon_for(upstream.addr).await;
+    let flags = |raw: &[u8]| {
+        let m = hickory_proto::op::Message::from_vec(raw).unwrap();
+        assert_eq!(addresses(&m), vec![Ipv4Addr::new(192, 0, 2, 77)]);
+        (m.metadata.checking_disabled, m.metadata.authentic_data)
+    };
+    let name = b"\x02ad\x07allowed\x04test\x00";
+    // Twice each: from upstream, then from the cache.
+    for _ in 0..2 {
+        let cd = raw_query(1, 0x0110, name, 1, Some(1232));
+        let raw = exchange_raw(cordon.dns, &cd, Ask::default()).await.unwrap();
+        assert_eq!(flags(&raw), (true, false), "CD as asked; no AD unasked");
+        let plain = raw_query(2, 0x0100, name, 1, Some(1232));
+        let raw = exchange_raw(cordon.dns, &plain, Ask::default())
+            .await
+            .unwrap();
+        assert_eq!(flags(&raw), (false, false), "no CD, no AD unasked");
+        let ad = raw_query(3, 0x0120, name, 1, Some(1232));
+        let raw = exchange_raw(cordon.dns, &ad, Ask::default()).await.unwrap();
+        assert_eq!(
+            flags(&raw),
+            (false, true),
+            "AD asked for, upstream validated"
+        );
+    }
+}
