@@ -139,11 +139,28 @@ fn soa(out: &mut Vec<u8>, q: &Query<'_>, ttl: u32, serial: u32) {
     }
 }
 
-/// Shrinks an answer that does not fit the client's UDP limit to a TC=1 header and question
-/// (RFC 2181 §9), so that the client retries over TCP.
+/// Fits an answer into the client's UDP limit as Unbound does: first the additional records
+/// go (the OPT record stays), then the authority records; TC is set only when the answer
+/// section itself does not fit, and then the answer shrinks to a TC=1 header and question
+/// (RFC 2181 §9), so that the client retries over TCP. Returns whether TC was set.
 pub fn truncate_if_needed(out: &mut Vec<u8>, q: &Query<'_>, limit: usize) -> bool {
     if out.len() <= limit {
         return false;
+    }
+    let question_end = HEADER_LEN + q.question_bytes().len();
+    if let Some(s) = super::wire::sections(out, question_end) {
+        for (end, keeps_authority) in [(s.authority_end, true), (s.answer_end, false)] {
+            let opt = s.opt.clone().unwrap_or(end..end);
+            if end + opt.len() <= limit && opt.start >= end {
+                out.copy_within(opt.clone(), end);
+                out.truncate(end + opt.len());
+                if !keeps_authority {
+                    write_u16(out, 8, 0);
+                }
+                write_u16(out, 10, (!opt.is_empty()) as u16);
+                return false;
+            }
+        }
     }
     let rcode = out[3] as u16 & 0xF;
     let edns = q.edns.is_some();

@@ -405,6 +405,37 @@ pub fn min_ttl(msg: &[u8]) -> Option<u32> {
     min
 }
 
+/// Where the sections of a message end, for dropping the ones that do not fit.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Sections {
+    pub answer_end: usize,
+    pub authority_end: usize,
+    /// The OPT record, wherever it stands in the additional section.
+    pub opt: Option<Range<usize>>,
+}
+
+/// The sections of `msg`, whose question section ends at `question_end`.
+pub fn sections(msg: &[u8], question_end: usize) -> Option<Sections> {
+    let mut s = Sections {
+        answer_end: question_end,
+        authority_end: question_end,
+        opt: None,
+    };
+    for_each_record(msg, |rec| {
+        if rec.section == 0 {
+            s.answer_end = rec.end;
+        }
+        if rec.section <= 1 {
+            s.authority_end = rec.end;
+        }
+        if rec.rtype == rtype::OPT && rec.section == 2 {
+            s.opt = Some(rec.start..rec.end);
+        }
+        true
+    })?;
+    Some(s)
+}
+
 /// Where the OPT record of a message keeps its RDLENGTH, and where its RDATA ends.
 pub fn find_opt(msg: &[u8]) -> Option<(usize, usize)> {
     let mut found = None;

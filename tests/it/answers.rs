@@ -152,3 +152,35 @@ async fn cd_comes_from_the_query_and_ad_only_when_asked_for() {
         );
     }
 }
+
+#[tokio::test]
+async fn an_answer_that_fits_without_its_additional_records_is_not_truncated() {
+    // 20 A records (about 340 bytes) and 12 additional records that take it past 512.
+    let upstream = Scripted::start(Arc::new(|query: &[u8], _| {
+        let answers = (0..20)
+            .map(|i| a_record("many.allowed.test.", 60, [192, 0, 2, i]))
+            .collect();
+        let additionals = (0..12)
+            .map(|i| {
+                a_record(
+                    &format!("ns{i}.some-long-name-server.allowed.test."),
+                    60,
+                    [198, 51, 100, i],
+                )
+            })
+            .collect();
+        Some(reply_to(query, answers, additionals).to_vec().unwrap())
+    }))
+    .await;
+    let cordon = cordon_for(upstream.addr).await;
+    let plain = Ask {
+        edns: false,
+        ..Ask::default()
+    };
+    for _ in 0..2 {
+        let m = ask_with(cordon.dns, "many.allowed.test.", RecordType::A, plain).await;
+        assert!(!m.metadata.truncation, "the answer section fits in 512");
+        assert_eq!(m.answers.len(), 20);
+        assert!(m.additionals.is_empty());
+    }
+}
