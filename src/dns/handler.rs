@@ -18,7 +18,7 @@ use super::answer;
 use super::cache::{self, Cache, CachedAnswer, KeyBuf, Lookup};
 use super::edns::read_identity_options;
 use super::upstream::{UpstreamError, Upstreams};
-use super::wire::{self, rcode, rtype, Query, QueryError};
+use super::wire::{self, flag, rcode, rtype, Query, QueryError};
 use crate::identity::{identify, Client, Forwarded, IdentityRules, TokenOutcome};
 use crate::metrics::{Metrics, Outcome, QueryCounters};
 use crate::policy::snapshot::Group;
@@ -27,6 +27,7 @@ use crate::policy::{check_target, decide, Decision, Published, QName, Reason, Sn
 /// RFC 8914 info codes for our own failures.
 const EDE_NETWORK_ERROR: u16 = 23;
 const EDE_NOT_SUPPORTED: u16 = 21;
+const EDE_NOT_AUTHORITATIVE: u16 = 20;
 
 /// The metric series of one set of groups. Bound on the first query after a policy reload and
 /// shared by every snapshot with the same groups, so that a membership change binds nothing.
@@ -256,6 +257,19 @@ impl Handler {
             );
             return Step::Reply;
         }
+        if wire::is_meta_type(q.qtype) {
+            // OPT, TSIG, TKEY, MAILA, MAILB and the rest of the meta range are no question for
+            // a cache or an upstream (RFC 6895 §3.1): FORMERR, as Unbound answers them.
+            answer::error_for(out, &q, rcode::FORMERR as u16, None);
+            live.counters().count(
+                client.transport,
+                q.qtype,
+                Outcome::Error,
+                live.snapshot.default_group.index(),
+                secs(started),
+            );
+            return Step::Reply;
+        }
         let Ok(forwarded) = self.forwarded(&q, &client) else {
             answer::error_for(out, &q, rcode::FORMERR as u16, None);
             self.metrics.dns_malformed.inc();
@@ -291,6 +305,20 @@ impl Handler {
             Lookup::Stale(entry) => Some(entry),
             Lookup::Miss => None,
         };
+        if q.flags & flag::RD == 0 {
+            // No recursion asked: what the cache holds fresh, or nothing (RFC 1035 §4.3.1).
+            answer::error_for(
+                out,
+                &q,
+                rcode::REFUSED as u16,
+                Some((
+                    EDE_NOT_AUTHORITATIVE,
+                    "recursion not desired and not cached",
+                )),
+            );
+            self.finish(live, &q, &asked, Outcome::Error, &decision, out);
+            return Step::Reply;
+        }
         self.metrics.cache_misses.inc();
         Step::Later(Pending {
             packet: packet.to_vec(),

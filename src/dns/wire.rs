@@ -31,6 +31,12 @@ pub mod rtype {
     pub const IXFR: u16 = 251;
 }
 
+/// Whether `qtype` is a meta type no cache or upstream answers: OPT (41), and 128-254 but for
+/// ANY (255); AXFR and IXFR (251, 252) are among them.
+pub fn is_meta_type(qtype: u16) -> bool {
+    qtype == rtype::OPT || (128..=254).contains(&qtype)
+}
+
 /// Header flag bits (the 16-bit word after the id).
 pub mod flag {
     pub const QR: u16 = 0x8000;

@@ -184,3 +184,47 @@ async fn an_answer_that_fits_without_its_additional_records_is_not_truncated() {
         assert!(m.additionals.is_empty());
     }
 }
+
+#[tokio::test]
+async fn meta_query_types_are_refused_and_never_forwarded() {
+    let slow = SlowUpstream::start(Duration::from_millis(0)).await;
+    let cordon = cordon_for(slow.addr).await;
+    for qtype in [41u16, 128, 200, 249, 250, 253, 254] {
+        let packet = raw_query(7, 0x0100, WWW_ALLOWED, qtype, Some(1232));
+        let raw = exchange_raw(cordon.dns, &packet, Ask::default())
+            .await
+            .expect("an answer");
+        let m = hickory_proto::op::Message::from_vec(&raw).unwrap();
+        assert!(
+            matches!(rcode(&m), ResponseCode::FormErr | ResponseCode::NotImp),
+            "qtype {qtype}: {:?}",
+            rcode(&m)
+        );
+        assert_eq!(m.queries.len(), 1, "qtype {qtype}: the question comes back");
+    }
+    assert_eq!(slow.count(), 0, "no meta query went upstream");
+}
+
+#[tokio::test]
+async fn a_query_without_rd_is_answered_from_the_cache_or_refused() {
+    let slow = SlowUpstream::start(Duration::from_millis(0)).await;
+    let cordon = cordon_for(slow.addr).await;
+    let no_rd = raw_query(8, 0x0000, WWW_ALLOWED, 1, Some(1232));
+    let raw = exchange_raw(cordon.dns, &no_rd, Ask::default())
+        .await
+        .unwrap();
+    let m = hickory_proto::op::Message::from_vec(&raw).unwrap();
+    assert_eq!(rcode(&m), ResponseCode::Refused, "not cached: no recursion");
+    assert!(!m.metadata.recursion_desired);
+    assert_eq!(slow.count(), 0);
+    let cached = ask(cordon.dns, "www.allowed.test.").await;
+    assert_eq!(addresses(&cached), vec![Ipv4Addr::new(198, 51, 100, 7)]);
+    assert_eq!(slow.count(), 1);
+    let raw = exchange_raw(cordon.dns, &no_rd, Ask::default())
+        .await
+        .unwrap();
+    let m = hickory_proto::op::Message::from_vec(&raw).unwrap();
+    assert_eq!(rcode(&m), ResponseCode::NoError, "cached: answered");
+    assert_eq!(addresses(&m), vec![Ipv4Addr::new(198, 51, 100, 7)]);
+    assert_eq!(slow.count(), 1);
+}
