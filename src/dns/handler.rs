@@ -501,7 +501,13 @@ impl Handler {
             .upstreams
             .resolve(q.question_bytes(), q.flags, dnssec_ok)
             .await
-            .map(|a| {
+            .map(|mut a| {
+                if wire::scrub_additional(&mut a.bytes, q.question_bytes()) {
+                    let id = wire::read_u16(&a.bytes, 0);
+                    if let Ok(info) = wire::inspect_answer(&a.bytes, id, q.question_bytes()) {
+                        a.info = info;
+                    }
+                }
                 let lifetime = self.cache.lifetime(&a.info);
                 let entry = CachedAnswer::new(key, &a.bytes, a.info, lifetime.unwrap_or(0));
                 if lifetime.is_some() {

@@ -442,6 +442,27 @@ pub fn sections(msg: &[u8], question_end: usize) -> Option<Sections> {
     Some(s)
 }
 
+/// Scrubs an upstream answer to `question` as Unbound does before it is cached: the additional
+/// section loses every record but the OPT record. Its records name other owners than the
+/// question and its chain (glue, "helpful" addresses), which no client needs from a forwarder
+/// and which would hand out, unchecked, addresses of names the policy blocks. Returns whether
+/// anything was dropped.
+pub fn scrub_additional(msg: &mut Vec<u8>, question: &[u8]) -> bool {
+    let Some(s) = sections(msg, HEADER_LEN + question.len()) else {
+        return false;
+    };
+    let arcount = read_u16(msg, 10);
+    if arcount <= s.opt.is_some() as u16 {
+        return false;
+    }
+    let end = s.authority_end;
+    let opt = s.opt.unwrap_or(end..end);
+    msg.copy_within(opt.clone(), end);
+    msg.truncate(end + opt.len());
+    write_u16(msg, 10, (!opt.is_empty()) as u16);
+    true
+}
+
 /// Where the OPT record of a message keeps its RDLENGTH, and where its RDATA ends.
 pub fn find_opt(msg: &[u8]) -> Option<(usize, usize)> {
     let mut found = None;

@@ -155,21 +155,26 @@ async fn cd_comes_from_the_query_and_ad_only_when_asked_for() {
 
 #[tokio::test]
 async fn an_answer_that_fits_without_its_additional_records_is_not_truncated() {
-    // 20 A records (about 340 bytes) and 12 additional records that take it past 512.
+    // 20 A records (about 340 bytes), then 12 NS records in the authority section and 12
+    // additional records that take it past 512.
     let upstream = Scripted::start(Arc::new(|query: &[u8], _| {
         let answers = (0..20)
             .map(|i| a_record("many.allowed.test.", 60, [192, 0, 2, i]))
             .collect();
+        let server = |i| format!("ns{i}.some-long-name-server.allowed.test.");
         let additionals = (0..12)
-            .map(|i| {
-                a_record(
-                    &format!("ns{i}.some-long-name-server.allowed.test."),
-                    60,
-                    [198, 51, 100, i],
-                )
-            })
+            .map(|i| a_record(&server(i), 60, [198, 51, 100, i]))
             .collect();
-        Some(reply_to(query, answers, additionals).to_vec().unwrap())
+        let mut m = reply_to(query, answers, additionals);
+        for i in 0..12 {
+            let ns = hickory_proto::rr::rdata::NS(server(i).parse().unwrap());
+            m.authorities.push(hickory_proto::rr::Record::from_rdata(
+                "allowed.test.".parse().unwrap(),
+                60,
+                hickory_proto::rr::RData::NS(ns),
+            ));
+        }
+        Some(m.to_vec().unwrap())
     }))
     .await;
     let cordon = cordon_for(upstream.addr).await;
@@ -181,6 +186,10 @@ async fn an_answer_that_fits_without_its_additional_records_is_not_truncated() {
         let m = ask_with(cordon.dns, "many.allowed.test.", RecordType::A, plain).await;
         assert!(!m.metadata.truncation, "the answer section fits in 512");
         assert_eq!(m.answers.len(), 20);
+        assert!(
+            m.authorities.is_empty(),
+            "the authority section did not fit"
+        );
         assert!(m.additionals.is_empty());
     }
 }
@@ -227,4 +236,25 @@ async fn a_query_without_rd_is_answered_from_the_cache_or_refused() {
     assert_eq!(rcode(&m), ResponseCode::NoError, "cached: answered");
     assert_eq!(addresses(&m), vec![Ipv4Addr::new(198, 51, 100, 7)]);
     assert_eq!(slow.count(), 1);
+}
+
+#[tokio::test]
+async fn additional_records_for_names_outside_the_answer_are_dropped() {
+    // An allowed answer carrying an A record for a blocked name (evil.test) and an unrelated one.
+    let upstream = Scripted::start(Arc::new(|query: &[u8], _| {
+        let a = a_record("www.allowed.test.", 60, [192, 0, 2, 1]);
+        let extra = vec![
+            a_record("evil.test.", 3600, [192, 0, 2, 66]),
+            a_record("elsewhere.test.", 3600, [192, 0, 2, 99]),
+        ];
+        Some(reply_to(query, vec![a], extra).to_vec().unwrap())
+    }))
+    .await;
+    let cordon = cordon_for(upstream.addr).await;
+    for _ in 0..2 {
+        let m = ask(cordon.dns, "www.allowed.test.").await;
+        assert_eq!(addresses(&m), vec![Ipv4Addr::new(192, 0, 2, 1)]);
+        assert!(m.additionals.is_empty(), "{:?}", m.additionals);
+        assert!(m.edns.is_some(), "the OPT record stays");
+    }
 }
