@@ -163,6 +163,12 @@ pub fn truncate_if_needed(out: &mut Vec<u8>, q: &Query<'_>, limit: usize) -> boo
         }
     }
     let rcode = out[3] as u16 & 0xF;
+    truncated(out, q, rcode);
+    true
+}
+
+/// An empty TC=1 answer with `rcode`: the question, and an OPT record when the query had one.
+pub fn truncated(out: &mut Vec<u8>, q: &Query<'_>, rcode: u16) {
     let edns = q.edns.is_some();
     header(out, q.id, q.flags, rcode, [1, 0, 0, edns as u16]);
     out[2] |= (flag::TC >> 8) as u8;
@@ -170,7 +176,31 @@ pub fn truncate_if_needed(out: &mut Vec<u8>, q: &Query<'_>, limit: usize) -> boo
     if let Some(e) = q.edns {
         opt(out, e.dnssec_ok, 0, None);
     }
-    true
+}
+
+/// RFC 8482 §4.2: the answer to an ANY query, one synthesised HINFO record ("RFC8482", "")
+/// rather than every RRset of the name.
+pub fn any_hinfo(out: &mut Vec<u8>, q: &Query<'_>, ttl: u32) {
+    const RDATA: &[u8] = b"\x07RFC8482\x00";
+    header(
+        out,
+        q.id,
+        q.flags,
+        rcode::NOERROR as u16,
+        [1, 1, 0, q.edns.is_some() as u16],
+    );
+    out.extend_from_slice(q.question_bytes());
+    record_header(
+        out,
+        0xC000 | HEADER_LEN as u16,
+        rtype::HINFO,
+        ttl,
+        RDATA.len() as u16,
+    );
+    out.extend_from_slice(RDATA);
+    if let Some(e) = q.edns {
+        opt(out, e.dnssec_ok, 0, None);
+    }
 }
 
 /// Writes a cached upstream answer for `q`: the client's id, RD bit and question bytes, every

@@ -17,9 +17,10 @@ use tokio::sync::oneshot;
 use super::answer;
 use super::cache::{self, Cache, CachedAnswer, KeyBuf, Lookup};
 use super::edns::read_identity_options;
+use super::guard::{self, Verdict};
 use super::upstream::{UpstreamError, Upstreams};
 use super::wire::{self, flag, rcode, rtype, Query, QueryError};
-use crate::identity::{identify, Client, Forwarded, IdentityRules, TokenOutcome};
+use crate::identity::{identify, Client, Forwarded, IdentityRules, TokenOutcome, Transport};
 use crate::metrics::{Metrics, Outcome, QueryCounters};
 use crate::policy::snapshot::Group;
 use crate::policy::{check_target, decide, Decision, Published, QName, Reason, Snapshot};
@@ -28,6 +29,9 @@ use crate::policy::{check_target, decide, Decision, Published, QName, Reason, Sn
 const EDE_NETWORK_ERROR: u16 = 23;
 const EDE_NOT_SUPPORTED: u16 = 21;
 const EDE_NOT_AUTHORITATIVE: u16 = 20;
+const EDE_PROHIBITED: u16 = 18;
+/// RFC 8482 does not say; an hour, capped by the policy's `max_ttl` like any answer.
+const ANY_TTL: u32 = 3600;
 
 /// The metric series of one set of groups. Bound on the first query after a policy reload and
 /// shared by every snapshot with the same groups, so that a membership change binds nothing.
@@ -152,6 +156,7 @@ pub struct Handler {
     /// `cordon_identity_tokens_total`, by [`TokenOutcome`].
     tokens: [IntCounter; 5],
     metrics: Arc<Metrics>,
+    guard: guard::Guard,
 }
 
 impl Handler {
@@ -161,6 +166,7 @@ impl Handler {
         upstreams: Upstreams,
         rules: IdentityRules,
         metrics: Arc<Metrics>,
+        guard: guard::Guard,
     ) -> Self {
         let tokens =
             TokenOutcome::ALL.map(|t| metrics.identity_tokens.with_label_values(&[t.as_str()]));
@@ -173,6 +179,7 @@ impl Handler {
             rules,
             tokens,
             metrics,
+            guard,
         }
     }
 
@@ -237,10 +244,31 @@ impl Handler {
             snapshot: &snapshot,
             series: &series,
         };
+        // Not an open resolver: plain DNS from outside `dns.allow` is refused (encrypted
+        // transports also serve roaming devices, which a valid token lets in), and UDP answers
+        // are rate-limited per client prefix. Junk from outside gets nothing at all.
+        let plain = matches!(client.transport, Transport::Udp | Transport::Tcp);
+        let allowed = self.guard.allows(client.addr);
+        let verdict = if udp {
+            self.guard.limit(client.addr, cache::now_secs() as u32)
+        } else {
+            Verdict::Pass
+        };
+        if verdict == Verdict::Drop {
+            return Step::Drop;
+        }
         let q = match wire::parse_query(packet) {
             Ok(q) => q,
+            Err(_) if !allowed || verdict == Verdict::Slip => return Step::Drop,
             Err(e) => return self.malformed(packet, e, live, client, started, out),
         };
+        if verdict == Verdict::Slip {
+            answer::truncated(out, &q, rcode::NOERROR as u16);
+            return Step::Reply;
+        }
+        if !allowed && plain {
+            return self.refuse_client(live, &q, &client, started, out);
+        }
         if q.qclass != 1 || matches!(q.qtype, rtype::AXFR | rtype::IXFR) {
             answer::error_for(
                 out,
@@ -285,6 +313,9 @@ impl Handler {
         if identity.token != TokenOutcome::Absent {
             self.tokens[identity.token as usize].inc();
         }
+        if !allowed && identity.token != TokenOutcome::Valid {
+            return self.refuse_client(live, &q, &client, started, out);
+        }
         let mut key: KeyBuf = [0u8; 260];
         let key = cache::key(&q, &mut key);
         let probe = self.cache.probe(key);
@@ -292,6 +323,13 @@ impl Handler {
         if decision.blocked {
             self.write_blocked(live, &q, &decision, None, out);
             self.finish(live, &q, &asked, Outcome::Blocked, &decision, out);
+            return Step::Reply;
+        }
+        if q.qtype == rtype::ANY {
+            // RFC 8482: one synthesised HINFO, never every RRset of the name.
+            let policy = &snapshot.group(decision.group).policy;
+            answer::any_hinfo(out, &q, ANY_TTL.min(policy.max_ttl));
+            self.finish(live, &q, &asked, Outcome::Allowed, &decision, out);
             return Step::Reply;
         }
         let lookup = self.cache.get(probe, key);
@@ -361,6 +399,32 @@ impl Handler {
         };
         self.finish(live, &q, &p.asked, outcome, &p.decision, out);
         true
+    }
+
+    /// REFUSED with EDE 18 for a client outside `dns.allow`.
+    fn refuse_client(
+        &self,
+        live: Live<'_>,
+        q: &Query<'_>,
+        client: &Client,
+        started: Instant,
+        out: &mut Vec<u8>,
+    ) -> Step {
+        self.guard.count_refused();
+        answer::error_for(
+            out,
+            q,
+            rcode::REFUSED as u16,
+            Some((EDE_PROHIBITED, "not allowed to query this resolver")),
+        );
+        live.counters().count(
+            client.transport,
+            q.qtype,
+            Outcome::Error,
+            live.snapshot.default_group.index(),
+            secs(started),
+        );
+        Step::Reply
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -465,7 +529,7 @@ impl Handler {
             answer::echo_client_subnet(out, addr, prefix);
         }
         if asked.udp {
-            answer::truncate_if_needed(out, q, q.udp_limit());
+            answer::truncate_if_needed(out, q, q.udp_limit().min(self.guard.max_udp));
         }
         live.counters().count(
             asked.client.transport,

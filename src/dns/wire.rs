@@ -25,10 +25,12 @@ pub mod rtype {
     pub const NS: u16 = 2;
     pub const CNAME: u16 = 5;
     pub const SOA: u16 = 6;
+    pub const HINFO: u16 = 13;
     pub const AAAA: u16 = 28;
     pub const OPT: u16 = 41;
     pub const AXFR: u16 = 252;
     pub const IXFR: u16 = 251;
+    pub const ANY: u16 = 255;
 }
 
 /// Whether `qtype` is a meta type no cache or upstream answers: OPT (41), and 128-254 but for

@@ -258,3 +258,134 @@ async fn additional_records_for_names_outside_the_answer_are_dropped() {
         assert!(m.edns.is_some(), "the OPT record stays");
     }
 }
+
+#[tokio::test]
+async fn a_client_outside_dns_allow_is_refused_with_ede_and_counted() {
+    let upstream = start_upstream().await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = config(dir.path(), &[upstream.addr]);
+    config.dns.allow = vec!["10.0.0.0/8".into(), "127.0.0.2/32".into()];
+    let cordon = start_cordon_with(dir, config).await;
+    for tcp in [false, true] {
+        let ask = Ask {
+            tcp,
+            ..Ask::default()
+        };
+        let m = ask_with(cordon.dns, "www.allowed.test.", RecordType::A, ask).await;
+        assert_eq!(rcode(&m), ResponseCode::Refused, "tcp: {tcp}");
+        assert!(m.answers.is_empty());
+        assert_eq!(ede(&m).map(|e| e.0), Some(18), "EDE Prohibited");
+    }
+    let inside = ask_from(cordon.dns, [127, 0, 0, 2], "www.allowed.test.").await;
+    assert_eq!(addresses(&inside), vec![Ipv4Addr::new(192, 0, 2, 1)]);
+    assert_eq!(
+        metric(cordon.http, "cordon_dns_refused_clients_total").await,
+        2.0
+    );
+}
+
+#[tokio::test]
+async fn udp_answers_are_capped_at_max_udp_size_whatever_the_clients_edns_size() {
+    let upstream = start_upstream().await;
+    let cordon = start_cordon(&upstream).await;
+    // About 2,100 bytes of TXT records; the client offers 4096, Cordon's cap is 1232.
+    let name = b"\x03big\x07allowed\x04test\x00";
+    let raw = exchange_raw(
+        cordon.dns,
+        &raw_query(9, 0x0100, name, 16, Some(4096)),
+        Ask::default(),
+    )
+    .await
+    .unwrap();
+    let m = hickory_proto::op::Message::from_vec(&raw).unwrap();
+    assert!(raw.len() <= 1232, "{} bytes", raw.len());
+    assert!(m.metadata.truncation, "too big for 1232: TC");
+    let tcp = Ask {
+        tcp: true,
+        ..Ask::default()
+    };
+    let whole = ask_with(cordon.dns, "big.allowed.test.", RecordType::TXT, tcp).await;
+    assert_eq!(whole.answers.len(), 40);
+}
+
+#[tokio::test]
+async fn any_is_answered_with_one_synthesised_hinfo() {
+    let slow = SlowUpstream::start(Duration::from_millis(0)).await;
+    let cordon = cordon_for(slow.addr).await;
+    let m = ask_with(
+        cordon.dns,
+        "www.allowed.test.",
+        RecordType::ANY,
+        Ask::default(),
+    )
+    .await;
+    assert_eq!(rcode(&m), ResponseCode::NoError);
+    assert_eq!(m.answers.len(), 1);
+    match &m.answers[0].data {
+        hickory_proto::rr::RData::HINFO(h) => {
+            assert_eq!(&h.cpu[..], b"RFC8482");
+            assert!(h.os.is_empty());
+        }
+        other => panic!("not a HINFO: {other:?}"),
+    }
+    assert_eq!(m.answers[0].ttl, 300, "capped by the policy's max_ttl");
+    assert_eq!(slow.count(), 0, "ANY is not forwarded");
+    let blocked = ask_with(cordon.dns, "evil.test.", RecordType::ANY, Ask::default()).await;
+    assert_eq!(
+        rcode(&blocked),
+        ResponseCode::NXDomain,
+        "a blocked name stays blocked"
+    );
+}
+
+#[tokio::test]
+async fn answers_over_the_rate_are_dropped_or_slipped_per_client_prefix() {
+    let upstream = start_upstream().await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = config(dir.path(), &[upstream.addr]);
+    config.dns.rrl_responses_per_second = 5;
+    config.dns.rrl_slip = 2;
+    let cordon = start_cordon_with(dir, config).await;
+    let socket = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let name = b"\x04evil\x04test\x00";
+    for id in 0..20u16 {
+        let q = raw_query(id, 0x0100, name, 1, Some(1232));
+        socket.send_to(&q, cordon.dns).await.unwrap();
+    }
+    let (mut full, mut slipped) = (0, 0);
+    let mut buf = vec![0; 2048];
+    while let Ok(Ok((n, _))) =
+        tokio::time::timeout(Duration::from_millis(500), socket.recv_from(&mut buf)).await
+    {
+        let m = hickory_proto::op::Message::from_vec(&buf[..n]).unwrap();
+        if m.metadata.truncation {
+            assert!(m.answers.is_empty() && m.authorities.is_empty());
+            slipped += 1;
+        } else {
+            assert_eq!(rcode(&m), ResponseCode::NXDomain);
+            full += 1;
+        }
+    }
+    // 5 a second; the 20 may straddle a second's end.
+    assert!((5..=10).contains(&full), "{full} full answers");
+    assert!(slipped >= 1, "every second limited answer slips");
+    assert!(full + slipped < 20, "the rest are dropped");
+    let limited = metric(
+        cordon.http,
+        "cordon_dns_rate_limited_total{action=\"dropped\"}",
+    )
+    .await
+        + metric(
+            cordon.http,
+            "cordon_dns_rate_limited_total{action=\"slipped\"}",
+        )
+        .await;
+    assert_eq!(limited as usize, 20 - full);
+    // TCP is not limited: a client that got TC retries there.
+    let tcp = Ask {
+        tcp: true,
+        ..Ask::default()
+    };
+    let m = ask_with(cordon.dns, "evil.test.", RecordType::A, tcp).await;
+    assert_eq!(rcode(&m), ResponseCode::NXDomain);
+}
