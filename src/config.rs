@@ -57,6 +57,8 @@ pub struct DnsConfig {
     pub rrl_responses_per_second: u32,
     /// Every Nth answer over the rate goes out truncated (TC=1); 0: all are dropped.
     pub rrl_slip: u32,
+    /// CIDRs the rate limit spares.
+    pub rrl_exempt: Vec<String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -184,6 +186,10 @@ impl Default for DnsConfig {
             max_udp_size: crate::dns::guard::DEFAULT_MAX_UDP_SIZE,
             rrl_responses_per_second: 1000,
             rrl_slip: 2,
+            rrl_exempt: crate::dns::guard::DEFAULT_RRL_EXEMPT
+                .iter()
+                .map(|n| n.to_string())
+                .collect(),
         }
     }
 }
@@ -448,6 +454,12 @@ impl Config {
             .iter()
             .map(|n| network("dns.allow", n))
             .collect::<Result<_, _>>()?;
+        let rrl_exempt = self
+            .dns
+            .rrl_exempt
+            .iter()
+            .map(|n| network("dns.rrl_exempt", n))
+            .collect::<Result<_, _>>()?;
         if !(512..=4096).contains(&self.dns.max_udp_size) {
             return Err(Invalid::MaxUdpSize(self.dns.max_udp_size));
         }
@@ -456,6 +468,7 @@ impl Config {
             max_udp_size: self.dns.max_udp_size,
             rrl_rate: self.dns.rrl_responses_per_second,
             rrl_slip: self.dns.rrl_slip,
+            rrl_exempt,
         })
     }
 

@@ -37,7 +37,12 @@ pub struct GuardSettings {
     pub rrl_rate: u32,
     /// Every `rrl_slip`-th limited answer goes out truncated (TC=1); 0: all are dropped.
     pub rrl_slip: u32,
+    /// Sources never limited (by default loopback, which no one can spoof from outside).
+    pub rrl_exempt: Vec<IpNet>,
 }
+
+/// Who the rate limit spares by default: loopback.
+pub const DEFAULT_RRL_EXEMPT: &[&str] = &["127.0.0.0/8", "::1/128"];
 
 /// What the rate limiter says of one UDP answer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -54,6 +59,7 @@ const SLOTS: usize = 1 << 16;
 
 pub struct Guard {
     allow: PrefixTable<()>,
+    exempt: PrefixTable<()>,
     pub max_udp: usize,
     rate: u32,
     slip: u32,
@@ -72,9 +78,14 @@ impl Guard {
         for net in &settings.allow {
             allow.insert_with(*net, (), |_, _| {});
         }
+        let mut exempt = PrefixTable::new();
+        for net in &settings.rrl_exempt {
+            exempt.insert_with(*net, (), |_, _| {});
+        }
         let slots = if settings.rrl_rate == 0 { 0 } else { SLOTS };
         Guard {
             allow,
+            exempt,
             max_udp: settings.max_udp_size.max(512) as usize,
             rate: settings.rrl_rate,
             slip: settings.rrl_slip,
@@ -98,7 +109,7 @@ impl Guard {
 
     /// Counts one UDP answer to `addr` at second `now` against its prefix's rate.
     pub fn limit(&self, addr: IpAddr, now: u32) -> Verdict {
-        if self.rate == 0 {
+        if self.rate == 0 || self.exempt.longest(addr).is_some() {
             return Verdict::Pass;
         }
         let slot = &self.slots[self.hasher.hash_one(prefix(addr)) as usize % SLOTS];
@@ -168,6 +179,7 @@ mod tests {
             max_udp_size: DEFAULT_MAX_UDP_SIZE,
             rrl_rate: rate,
             rrl_slip: slip,
+            rrl_exempt: vec!["127.0.0.0/8".parse().unwrap()],
         };
         Guard::new(&settings, &Metrics::new())
     }
@@ -215,5 +227,7 @@ mod tests {
         assert_eq!(v6("2001:db8:0:ff::1"), Slip, "the same /56");
         assert_eq!(v6("2001:db8:0:100::1"), Pass, "another /56");
         assert_eq!(guard(0, 2).limit(a, 100), Pass, "rate 0: no limit");
+        let local = "127.0.0.1".parse().unwrap();
+        assert!((0..10).all(|_| g.limit(local, 103) == Pass), "exempt");
     }
 }
