@@ -25,7 +25,7 @@ bench_start() {
 cordon_start() {
   local dns=$1 http=$2
   {
-    printf '[dns]\nlisten = ["127.0.0.1:%s"]\n' "$dns"
+    printf '[dns]\nlisten = ["127.0.0.1:%s"]\nrrl_responses_per_second = 0\n' "$dns"
     cat
     printf '[upstream]\nservers = ["udp://%s:%s"]\n' "$AUTH_ADDR" "$AUTH_PORT"
     printf '[http]\nlisten = "127.0.0.1:%s"\n[store]\npath = "%s/cordon.db"\n' "$http" "$W"

@@ -37,6 +37,7 @@ echo 'default = "block"' > "$W/policies/isolation.toml"
 cat > "$W/cordon.toml" <<EOF
 [dns]
 listen = ["127.0.0.1:$DNS_PORT"]
+rrl_responses_per_second = 0
 [upstream]
 servers = ["udp://127.0.0.1:9"]
 [http]

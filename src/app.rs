@@ -13,6 +13,7 @@ use crate::control::store::{Store, StoreError};
 use crate::control::Control;
 use crate::control::SystemClock;
 use crate::dns::cache::Cache;
+use crate::dns::guard::Guard;
 use crate::dns::handler::Handler;
 use crate::dns::udp::UdpThreads;
 use crate::dns::upstream::Upstreams;
@@ -94,13 +95,16 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         &metrics,
     );
     let published = Arc::new(Published::new(empty));
+    let guard = Guard::new(&config.guard()?, &metrics);
     let handler = Arc::new(Handler::new(
         published.clone(),
         cache,
         upstreams,
         config.identity_rules()?,
         metrics.clone(),
+        guard,
     ));
+    warn_public_listeners(&config);
     let store_path = config.store_path();
     let store = Store::open(&store_path)?;
     let writer = config.writer(Arc::new(SystemClock))?;
@@ -253,4 +257,23 @@ async fn start_encrypted(
         tasks.spawn(doq::serve_doq(endpoint, name.clone(), handler.clone()));
     }
     Ok(addrs)
+}
+
+/// A listener on a public address is reachable by anyone: say so, and who may query.
+fn warn_public_listeners(config: &Config) {
+    let dns = &config.dns;
+    let listeners = [
+        &dns.listen,
+        &dns.tls_listen,
+        &dns.https_listen,
+        &dns.quic_listen,
+    ];
+    for addr in listeners.into_iter().flatten() {
+        if crate::dns::guard::is_public(addr.ip()) {
+            tracing::warn!(
+                "DNS listener {addr} is on a public address: only dns.allow may query ({})",
+                dns.allow.join(", ")
+            );
+        }
+    }
 }

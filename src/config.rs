@@ -47,6 +47,18 @@ pub struct DnsConfig {
     pub server_name: String,
     /// UDP sockets per listen address (0: one per CPU).
     pub udp_sockets: usize,
+    // Not an open resolver (dns/guard.rs): who may ask, how large a UDP answer may be, and
+    // response rate limiting per client prefix.
+    /// CIDRs allowed to query; everyone else gets REFUSED.
+    pub allow: Vec<String>,
+    /// The largest UDP answer, whatever the client's EDNS size says.
+    pub max_udp_size: u16,
+    /// UDP answers per second per client /24 (IPv4) or /56 (IPv6); 0: no limit.
+    pub rrl_responses_per_second: u32,
+    /// Every Nth answer over the rate goes out truncated (TC=1); 0: all are dropped.
+    pub rrl_slip: u32,
+    /// CIDRs the rate limit spares.
+    pub rrl_exempt: Vec<String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -167,6 +179,17 @@ impl Default for DnsConfig {
             tls_key: "key.pem".into(),
             server_name: "dns.example.com".into(),
             udp_sockets: 0,
+            allow: crate::dns::guard::DEFAULT_ALLOW
+                .iter()
+                .map(|n| n.to_string())
+                .collect(),
+            max_udp_size: crate::dns::guard::DEFAULT_MAX_UDP_SIZE,
+            rrl_responses_per_second: 1000,
+            rrl_slip: 2,
+            rrl_exempt: crate::dns::guard::DEFAULT_RRL_EXEMPT
+                .iter()
+                .map(|n| n.to_string())
+                .collect(),
         }
     }
 }
@@ -253,6 +276,8 @@ pub enum Invalid {
     TakenOption(u16),
     #[error("dns.server_name must name the DoT/DoQ host (tokens ride in its first label)")]
     ServerName,
+    #[error("dns.max_udp_size {0}: must be 512 to 4096")]
+    MaxUdpSize(u16),
     #[error("http.listen \"{0}\" is not IP:PORT")]
     HttpListen(String),
     #[error(transparent)]
@@ -322,6 +347,7 @@ impl Config {
         self.check_identity()?;
         self.jamf.validate()?;
         self.identity_rules()?;
+        self.guard()?;
         if self.upstream.mode != "forward" {
             return Err(Invalid::Mode(self.upstream.mode.clone()));
         }
@@ -418,6 +444,32 @@ impl Config {
 
     pub fn http_listen(&self) -> Option<SocketAddr> {
         self.http.listen.parse().ok()
+    }
+
+    /// `[dns]`'s answers to abuse: who may ask, the UDP size cap, the rate limit.
+    pub fn guard(&self) -> Result<crate::dns::guard::GuardSettings, Invalid> {
+        let allow = self
+            .dns
+            .allow
+            .iter()
+            .map(|n| network("dns.allow", n))
+            .collect::<Result<_, _>>()?;
+        let rrl_exempt = self
+            .dns
+            .rrl_exempt
+            .iter()
+            .map(|n| network("dns.rrl_exempt", n))
+            .collect::<Result<_, _>>()?;
+        if !(512..=4096).contains(&self.dns.max_udp_size) {
+            return Err(Invalid::MaxUdpSize(self.dns.max_udp_size));
+        }
+        Ok(crate::dns::guard::GuardSettings {
+            allow,
+            max_udp_size: self.dns.max_udp_size,
+            rrl_rate: self.dns.rrl_responses_per_second,
+            rrl_slip: self.dns.rrl_slip,
+            rrl_exempt,
+        })
     }
 
     /// The upstream servers, or the system's when none are configured.

@@ -15,6 +15,9 @@ pub struct Metrics {
     pub dns_blocked: IntCounterVec,
     pub dns_duration: HistogramVec,
     pub dns_malformed: IntCounter,
+    // Not an open resolver (dns/guard.rs).
+    pub dns_refused_clients: IntCounter,
+    pub dns_rate_limited: IntCounterVec,
     pub cache_hits: IntCounter,
     pub cache_misses: IntCounter,
     pub cache_stale: IntCounter,
@@ -105,6 +108,17 @@ impl Metrics {
                 &r,
                 "cordon_dns_malformed_total",
                 "Packets that were not a well-formed query.",
+            ),
+            dns_refused_clients: counter(
+                &r,
+                "cordon_dns_refused_clients_total",
+                "Queries refused because their source is not in dns.allow.",
+            ),
+            dns_rate_limited: counter_vec(
+                &r,
+                "cordon_dns_rate_limited_total",
+                "UDP answers over the rate limit of their client prefix, dropped or slipped (TC=1).",
+                &["action"],
             ),
             cache_hits: counter(
                 &r,

@@ -88,6 +88,22 @@ grep -q "status: NOERROR" <<<"$out" && grep -Eq "www.allowed.example.\s+300\s+IN
 out=$(dig +tcp @127.0.0.1 -p $DNS_PORT www.allowed.example)
 grep -q "192.0.2.10" <<<"$out" && pass "allowed name over TCP" || fail "tcp: $out"
 
+# --- answers as exact as Unbound's ---
+out=$(dig +opcode=status @127.0.0.1 -p $DNS_PORT www.allowed.example 2>&1 || true)
+grep -q "opcode: STATUS, status: NOTIMP" <<<"$out" && grep -q "QUERY: 1," <<<"$out" && grep -q "OPT PSEUDOSECTION" <<<"$out" \
+  && pass "+opcode=status: NOTIMP with its opcode, question and OPT" || fail "opcode status: $out"
+out=$(dig @127.0.0.1 -p $DNS_PORT www.allowed.example ANY || true)
+grep -Eq 'www.allowed.example.\s+[0-9]+\s+IN\s+HINFO\s+"RFC8482" ""' <<<"$out" && grep -q "ANSWER: 1," <<<"$out" \
+  && pass "ANY: one synthesised HINFO (RFC 8482)" || fail "ANY: $out"
+out=$(dig @127.0.0.1 -p $DNS_PORT www.allowed.example TYPE250 || true)
+grep -q "status: FORMERR" <<<"$out" && pass "a meta query type (TSIG): FORMERR" || fail "TYPE250: $out"
+out=$(dig +norecurse @127.0.0.1 -p $DNS_PORT ns.allowed.example || true)
+grep -q "status: REFUSED" <<<"$out" && pass "RD=0 and not cached: REFUSED" || fail "norecurse: $out"
+out=$(dig +norecurse @127.0.0.1 -p $DNS_PORT www.allowed.example || true)
+grep -q "192.0.2.10" <<<"$out" && pass "RD=0 and cached: answered" || fail "norecurse cached: $out"
+out=$(dig +cd @127.0.0.1 -p $DNS_PORT www.allowed.example || true)
+grep -Eq "flags: qr rd ra cd;" <<<"$out" && pass "CD comes back as asked, no AD unasked" || fail "cd: $out"
+
 metrics=$(curl -sf 127.0.0.1:$HTTP_PORT/metrics)
 if lint=$(promtool check metrics <<<"$metrics" 2>&1); then pass "promtool check metrics"; else fail "promtool: $lint"; fi
 grep -q 'cordon_dns_blocked_total{category="malware",group="standard"} 1' <<<"$metrics" \

@@ -2,7 +2,7 @@
 //! for the client that asked (its id, its question's case, TTLs aged and capped).
 
 use super::cache::CachedAnswer;
-use super::wire::{flag, rcode, rtype, write_u16, Query, HEADER_LEN};
+use super::wire::{flag, rcode, rtype, write_u16, Edns, Query, HEADER_LEN};
 use crate::policy::{Policy, ResponseMode};
 
 /// The UDP payload size we offer in our own OPT records (the DNS flag day 2020 value).
@@ -18,7 +18,8 @@ const SOA_RNAME: &[u8] = b"\x0ahostmaster\x06cordon\x07invalid\x00";
 fn header(out: &mut Vec<u8>, id: u16, query_flags: u16, rcode: u16, counts: [u16; 4]) {
     out.clear();
     out.extend_from_slice(&id.to_be_bytes());
-    let flags = flag::QR | flag::RA | (query_flags & (flag::RD | flag::CD)) | (rcode & 0xF);
+    let kept = query_flags & (flag::OPCODE | flag::RD | flag::CD);
+    let flags = flag::QR | flag::RA | kept | (rcode & 0xF);
     out.extend_from_slice(&flags.to_be_bytes());
     for c in counts {
         out.extend_from_slice(&c.to_be_bytes());
@@ -45,31 +46,35 @@ fn opt(out: &mut Vec<u8>, dnssec_ok: bool, ext_rcode: u16, ede: Option<(u16, &st
     }
 }
 
-/// An answer with no records: FORMERR, NOTIMP, BADVERS, SERVFAIL, REFUSED.
-/// `query` is absent when the packet could not be parsed as far as its question.
+/// An answer with no records: FORMERR, NOTIMP, BADVERS, SERVFAIL, REFUSED, with the query's
+/// opcode and question (empty when it could not be read) and an OPT record when the query had
+/// one (or the rcode needs one).
 pub fn error(
     out: &mut Vec<u8>,
     id: u16,
     query_flags: u16,
     code: u16,
-    query: Option<&Query<'_>>,
+    question: &[u8],
+    edns: Option<Edns>,
     ede: Option<(u16, &str)>,
 ) {
-    let edns = query.and_then(|q| q.edns);
     let needs_opt = edns.is_some() || code > 15;
     header(
         out,
         id,
         query_flags,
         code,
-        [query.is_some() as u16, 0, 0, needs_opt as u16],
+        [!question.is_empty() as u16, 0, 0, needs_opt as u16],
     );
-    if let Some(q) = query {
-        out.extend_from_slice(q.question_bytes());
-    }
+    out.extend_from_slice(question);
     if needs_opt {
         opt(out, edns.is_some_and(|e| e.dnssec_ok), code, ede);
     }
+}
+
+/// [`error`] for a parsed query.
+pub fn error_for(out: &mut Vec<u8>, q: &Query<'_>, code: u16, ede: Option<(u16, &str)>) {
+    error(out, q.id, q.flags, code, q.question_bytes(), q.edns, ede);
 }
 
 /// The answer for a blocked name, as the policy's response mode says.
@@ -134,13 +139,36 @@ fn soa(out: &mut Vec<u8>, q: &Query<'_>, ttl: u32, serial: u32) {
     }
 }
 
-/// Shrinks an answer that does not fit the client's UDP limit to a TC=1 header and question
-/// (RFC 2181 §9), so that the client retries over TCP.
+/// Fits an answer into the client's UDP limit as Unbound does: first the additional records
+/// go (the OPT record stays), then the authority records; TC is set only when the answer
+/// section itself does not fit, and then the answer shrinks to a TC=1 header and question
+/// (RFC 2181 §9), so that the client retries over TCP. Returns whether TC was set.
 pub fn truncate_if_needed(out: &mut Vec<u8>, q: &Query<'_>, limit: usize) -> bool {
     if out.len() <= limit {
         return false;
     }
+    let question_end = HEADER_LEN + q.question_bytes().len();
+    if let Some(s) = super::wire::sections(out, question_end) {
+        for (end, keeps_authority) in [(s.authority_end, true), (s.answer_end, false)] {
+            let opt = s.opt.clone().unwrap_or(end..end);
+            if end + opt.len() <= limit && opt.start >= end {
+                out.copy_within(opt.clone(), end);
+                out.truncate(end + opt.len());
+                if !keeps_authority {
+                    write_u16(out, 8, 0);
+                }
+                write_u16(out, 10, (!opt.is_empty()) as u16);
+                return false;
+            }
+        }
+    }
     let rcode = out[3] as u16 & 0xF;
+    truncated(out, q, rcode);
+    true
+}
+
+/// An empty TC=1 answer with `rcode`: the question, and an OPT record when the query had one.
+pub fn truncated(out: &mut Vec<u8>, q: &Query<'_>, rcode: u16) {
     let edns = q.edns.is_some();
     header(out, q.id, q.flags, rcode, [1, 0, 0, edns as u16]);
     out[2] |= (flag::TC >> 8) as u8;
@@ -148,7 +176,31 @@ pub fn truncate_if_needed(out: &mut Vec<u8>, q: &Query<'_>, limit: usize) -> boo
     if let Some(e) = q.edns {
         opt(out, e.dnssec_ok, 0, None);
     }
-    true
+}
+
+/// RFC 8482 §4.2: the answer to an ANY query, one synthesised HINFO record ("RFC8482", "")
+/// rather than every RRset of the name.
+pub fn any_hinfo(out: &mut Vec<u8>, q: &Query<'_>, ttl: u32) {
+    const RDATA: &[u8] = b"\x07RFC8482\x00";
+    header(
+        out,
+        q.id,
+        q.flags,
+        rcode::NOERROR as u16,
+        [1, 1, 0, q.edns.is_some() as u16],
+    );
+    out.extend_from_slice(q.question_bytes());
+    record_header(
+        out,
+        0xC000 | HEADER_LEN as u16,
+        rtype::HINFO,
+        ttl,
+        RDATA.len() as u16,
+    );
+    out.extend_from_slice(RDATA);
+    if let Some(e) = q.edns {
+        opt(out, e.dnssec_ok, 0, None);
+    }
 }
 
 /// Writes a cached upstream answer for `q`: the client's id, RD bit and question bytes, every
@@ -164,9 +216,20 @@ pub fn cached(
     out.clear();
     out.extend_from_slice(entry.answer());
     write_u16(out, 0, q.id);
-    // Our answer, not the authority's: RD as the client asked, RA set, AA cleared.
+    // Our answer, not the authority's: RD and CD as the client asked, RA set, AA cleared. AD
+    // only when upstream validated the data and the client asked for it with AD or DO
+    // (RFC 6840 §5.7-5.8): the cached answer may have been fetched for someone else.
     let upstream_flags = u16::from_be_bytes([out[2], out[3]]);
-    let flags = (upstream_flags & !(flag::RD | flag::AA)) | (q.flags & flag::RD) | flag::RA;
+    let wants_ad = q.flags & flag::AD != 0 || q.edns.is_some_and(|e| e.dnssec_ok);
+    let ad = if wants_ad {
+        upstream_flags & flag::AD
+    } else {
+        0
+    };
+    let flags = (upstream_flags & !(flag::RD | flag::AA | flag::CD | flag::AD))
+        | (q.flags & (flag::RD | flag::CD))
+        | flag::RA
+        | ad;
     write_u16(out, 2, flags);
     let question = q.question_bytes();
     if let Some(dst) = out.get_mut(HEADER_LEN..HEADER_LEN + question.len()) {

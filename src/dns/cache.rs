@@ -251,11 +251,15 @@ impl Cache {
     }
 
     /// How long an answer may be cached: the smallest answer TTL, or for a negative answer the
-    /// SOA's negative TTL; nothing for errors or for negative answers without an SOA.
+    /// SOA's negative TTL; nothing for errors or for negative answers without an SOA. A NODATA
+    /// or NXDOMAIN behind a CNAME chain (an answer section and an SOA in the authority section)
+    /// lasts as long as the shorter of the two (RFC 2308 §5): the chain's TTL must not stretch
+    /// the negative answer at its end.
     pub fn lifetime(&self, info: &AnswerInfo) -> Option<u32> {
-        let ttl = match info.rcode {
-            rcode::NOERROR if info.answers > 0 => info.min_answer_ttl?,
-            rcode::NOERROR | rcode::NXDOMAIN => info.negative_ttl?,
+        let ttl = match (info.rcode, info.min_answer_ttl, info.negative_ttl) {
+            (rcode::NOERROR | rcode::NXDOMAIN, Some(chain), Some(negative)) => chain.min(negative),
+            (rcode::NOERROR, Some(ttl), None) if info.answers > 0 => ttl,
+            (rcode::NOERROR | rcode::NXDOMAIN, None, Some(negative)) => negative,
             _ => return None,
         };
         let ttl = ttl.clamp(
@@ -334,6 +338,25 @@ mod tests {
         assert_eq!(e.ttl_offsets().collect::<Vec<_>>(), [40]);
         let targets: Vec<&[u8]> = e.cname_targets().collect();
         assert_eq!(targets, [b"\x03cdn\x04test\x00".as_slice(), b"\x01x\x00"]);
+    }
+
+    #[test]
+    fn a_negative_answer_behind_a_cname_lives_as_long_as_the_soas_negative_ttl() {
+        let c = cache();
+        let info = |rcode: u8, min_answer_ttl: Option<u32>, negative_ttl: Option<u32>| AnswerInfo {
+            rcode,
+            answers: min_answer_ttl.is_some() as u16,
+            min_answer_ttl,
+            negative_ttl,
+            ..AnswerInfo::default()
+        };
+        assert_eq!(c.lifetime(&info(0, Some(3600), Some(30))), Some(30));
+        assert_eq!(c.lifetime(&info(3, Some(3600), Some(30))), Some(30));
+        assert_eq!(c.lifetime(&info(0, Some(20), Some(30))), Some(20));
+        assert_eq!(c.lifetime(&info(0, Some(3600), None)), Some(3600));
+        assert_eq!(c.lifetime(&info(3, None, Some(30))), Some(30));
+        assert_eq!(c.lifetime(&info(3, None, None)), None);
+        assert_eq!(c.lifetime(&info(2, Some(60), None)), None);
     }
 
     #[test]

@@ -17,9 +17,10 @@ use tokio::sync::oneshot;
 use super::answer;
 use super::cache::{self, Cache, CachedAnswer, KeyBuf, Lookup};
 use super::edns::read_identity_options;
+use super::guard::{self, Verdict};
 use super::upstream::{UpstreamError, Upstreams};
-use super::wire::{self, rcode, rtype, Query, QueryError};
-use crate::identity::{identify, Client, Forwarded, IdentityRules, TokenOutcome};
+use super::wire::{self, flag, rcode, rtype, Query, QueryError};
+use crate::identity::{identify, Client, Forwarded, IdentityRules, TokenOutcome, Transport};
 use crate::metrics::{Metrics, Outcome, QueryCounters};
 use crate::policy::snapshot::Group;
 use crate::policy::{check_target, decide, Decision, Published, QName, Reason, Snapshot};
@@ -27,6 +28,10 @@ use crate::policy::{check_target, decide, Decision, Published, QName, Reason, Sn
 /// RFC 8914 info codes for our own failures.
 const EDE_NETWORK_ERROR: u16 = 23;
 const EDE_NOT_SUPPORTED: u16 = 21;
+const EDE_NOT_AUTHORITATIVE: u16 = 20;
+const EDE_PROHIBITED: u16 = 18;
+/// RFC 8482 does not say; an hour, capped by the policy's `max_ttl` like any answer.
+const ANY_TTL: u32 = 3600;
 
 /// The metric series of one set of groups. Bound on the first query after a policy reload and
 /// shared by every snapshot with the same groups, so that a membership change binds nothing.
@@ -152,6 +157,7 @@ pub struct Handler {
     /// `cordon_identity_tokens_total`, by [`TokenOutcome`].
     tokens: [IntCounter; 5],
     metrics: Arc<Metrics>,
+    guard: guard::Guard,
 }
 
 impl Handler {
@@ -161,6 +167,7 @@ impl Handler {
         upstreams: Upstreams,
         rules: IdentityRules,
         metrics: Arc<Metrics>,
+        guard: guard::Guard,
     ) -> Self {
         let tokens =
             TokenOutcome::ALL.map(|t| metrics.identity_tokens.with_label_values(&[t.as_str()]));
@@ -173,6 +180,7 @@ impl Handler {
             rules,
             tokens,
             metrics,
+            guard,
         }
     }
 
@@ -243,17 +251,36 @@ impl Handler {
             snapshot: &snapshot,
             series: &series,
         };
+        // Not an open resolver: plain DNS from outside `dns.allow` is refused (encrypted
+        // transports also serve roaming devices, which a valid token lets in), and UDP answers
+        // are rate-limited per client prefix. Junk from outside gets nothing at all.
+        let plain = matches!(client.transport, Transport::Udp | Transport::Tcp);
+        let allowed = self.guard.allows(client.addr);
+        let verdict = if udp {
+            self.guard.limit(client.addr, cache::now_secs() as u32)
+        } else {
+            Verdict::Pass
+        };
+        if verdict == Verdict::Drop {
+            return Step::Drop;
+        }
         let q = match wire::parse_query(packet) {
             Ok(q) => q,
-            Err(e) => return self.malformed(e, live, client, started, out),
+            Err(_) if !allowed || verdict == Verdict::Slip => return Step::Drop,
+            Err(e) => return self.malformed(packet, e, live, client, started, out),
         };
+        if verdict == Verdict::Slip {
+            answer::truncated(out, &q, rcode::NOERROR as u16);
+            return Step::Reply;
+        }
+        if !allowed && plain {
+            return self.refuse_client(live, &q, &client, started, out);
+        }
         if q.qclass != 1 || matches!(q.qtype, rtype::AXFR | rtype::IXFR) {
-            answer::error(
+            answer::error_for(
                 out,
-                q.id,
-                q.flags,
+                &q,
                 rcode::REFUSED as u16,
-                Some(&q),
                 Some((EDE_NOT_SUPPORTED, "only class IN queries are served")),
             );
             live.counters().count(
@@ -265,8 +292,21 @@ impl Handler {
             );
             return Step::Reply;
         }
+        if wire::is_meta_type(q.qtype) {
+            // OPT, TSIG, TKEY, MAILA, MAILB and the rest of the meta range are no question for
+            // a cache or an upstream (RFC 6895 §3.1): FORMERR, as Unbound answers them.
+            answer::error_for(out, &q, rcode::FORMERR as u16, None);
+            live.counters().count(
+                client.transport,
+                q.qtype,
+                Outcome::Error,
+                live.snapshot.default_group.index(),
+                secs(started),
+            );
+            return Step::Reply;
+        }
         let Ok(forwarded) = self.forwarded(&q, &client) else {
-            answer::error(out, q.id, q.flags, rcode::FORMERR as u16, Some(&q), None);
+            answer::error_for(out, &q, rcode::FORMERR as u16, None);
             self.metrics.dns_malformed.inc();
             return Step::Reply;
         };
@@ -280,6 +320,9 @@ impl Handler {
         if identity.token != TokenOutcome::Absent {
             self.tokens[identity.token as usize].inc();
         }
+        if !allowed && identity.token != TokenOutcome::Valid {
+            return self.refuse_client(live, &q, &client, started, out);
+        }
         let mut key: KeyBuf = [0u8; 260];
         let key = cache::key(&q, &mut key);
         let probe = self.cache.probe(key);
@@ -287,6 +330,13 @@ impl Handler {
         if decision.blocked {
             self.write_blocked(live, &q, &decision, None, out);
             self.finish(live, &q, &asked, Outcome::Blocked, &decision, out);
+            return Step::Reply;
+        }
+        if q.qtype == rtype::ANY {
+            // RFC 8482: one synthesised HINFO, never every RRset of the name.
+            let policy = &snapshot.group(decision.group).policy;
+            answer::any_hinfo(out, &q, ANY_TTL.min(policy.max_ttl));
+            self.finish(live, &q, &asked, Outcome::Allowed, &decision, out);
             return Step::Reply;
         }
         let lookup = self.cache.get(probe, key);
@@ -300,6 +350,20 @@ impl Handler {
             Lookup::Stale(entry) => Some(entry),
             Lookup::Miss => None,
         };
+        if q.flags & flag::RD == 0 {
+            // No recursion asked: what the cache holds fresh, or nothing (RFC 1035 §4.3.1).
+            answer::error_for(
+                out,
+                &q,
+                rcode::REFUSED as u16,
+                Some((
+                    EDE_NOT_AUTHORITATIVE,
+                    "recursion not desired and not cached",
+                )),
+            );
+            self.finish(live, &q, &asked, Outcome::Error, &decision, out);
+            return Step::Reply;
+        }
         self.metrics.cache_misses.inc();
         Step::Later(Pending {
             packet: packet.to_vec(),
@@ -330,12 +394,10 @@ impl Handler {
                     self.write_cached(live, &q, &p.decision, stale, true, out)
                 }
                 None => {
-                    answer::error(
+                    answer::error_for(
                         out,
-                        q.id,
-                        q.flags,
+                        &q,
                         rcode::SERVFAIL as u16,
-                        Some(&q),
                         Some((EDE_NETWORK_ERROR, &e.to_string())),
                     );
                     Outcome::Error
@@ -346,8 +408,36 @@ impl Handler {
         true
     }
 
+    /// REFUSED with EDE 18 for a client outside `dns.allow`.
+    fn refuse_client(
+        &self,
+        live: Live<'_>,
+        q: &Query<'_>,
+        client: &Client,
+        started: Instant,
+        out: &mut Vec<u8>,
+    ) -> Step {
+        self.guard.count_refused();
+        answer::error_for(
+            out,
+            q,
+            rcode::REFUSED as u16,
+            Some((EDE_PROHIBITED, "not allowed to query this resolver")),
+        );
+        live.counters().count(
+            client.transport,
+            q.qtype,
+            Outcome::Error,
+            live.snapshot.default_group.index(),
+            secs(started),
+        );
+        Step::Reply
+    }
+
+    #[allow(clippy::too_many_arguments)]
     fn malformed(
         &self,
+        packet: &[u8],
         e: QueryError,
         live: Live<'_>,
         client: Client,
@@ -355,10 +445,20 @@ impl Handler {
         out: &mut Vec<u8>,
     ) -> Step {
         self.metrics.dns_malformed.inc();
-        let QueryError::Reply { id, flags, rcode } = e else {
+        let QueryError::Reply {
+            id,
+            flags,
+            rcode,
+            question_end,
+            edns,
+        } = e
+        else {
             return Step::Drop;
         };
-        answer::error(out, id, flags, rcode, None, None);
+        let question = packet
+            .get(wire::HEADER_LEN..question_end as usize)
+            .unwrap_or_default();
+        answer::error(out, id, flags, rcode, question, edns, None);
         // No question to read a type from: counted under qtype "other".
         live.counters().count(
             client.transport,
@@ -436,7 +536,7 @@ impl Handler {
             answer::echo_client_subnet(out, addr, prefix);
         }
         if asked.udp {
-            answer::truncate_if_needed(out, q, q.udp_limit());
+            answer::truncate_if_needed(out, q, q.udp_limit().min(self.guard.max_udp));
         }
         live.counters().count(
             asked.client.transport,
@@ -472,7 +572,13 @@ impl Handler {
             .upstreams
             .resolve(q.question_bytes(), q.flags, dnssec_ok)
             .await
-            .map(|a| {
+            .map(|mut a| {
+                if wire::scrub_additional(&mut a.bytes, q.question_bytes()) {
+                    let id = wire::read_u16(&a.bytes, 0);
+                    if let Ok(info) = wire::inspect_answer(&a.bytes, id, q.question_bytes()) {
+                        a.info = info;
+                    }
+                }
                 let lifetime = self.cache.lifetime(&a.info);
                 let entry = CachedAnswer::new(key, &a.bytes, a.info, lifetime.unwrap_or(0));
                 if lifetime.is_some() {

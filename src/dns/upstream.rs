@@ -229,12 +229,14 @@ impl Upstreams {
     }
 }
 
-/// Our query: a new id, RD and the client's CD bit, the client's question, and an OPT record
-/// with our UDP size and the client's DO bit.
+/// Our query: a new id, RD, AD (so that a validating upstream says whether it validated, RFC
+/// 6840 §5.7; the answer's AD reaches a client only when it asked) and the client's CD bit, the
+/// client's question, and an OPT record with our UDP size and the client's DO bit.
 fn build_query(id: u16, question: &[u8], client_flags: u16, dnssec_ok: bool) -> Vec<u8> {
     let mut q = Vec::with_capacity(HEADER_LEN + question.len() + 11);
     q.extend_from_slice(&id.to_be_bytes());
-    q.extend_from_slice(&(flag::RD | (client_flags & flag::CD)).to_be_bytes());
+    let flags = flag::RD | flag::AD | (client_flags & flag::CD);
+    q.extend_from_slice(&flags.to_be_bytes());
     q.extend_from_slice(&[0, 1, 0, 0, 0, 0, 0, 1]);
     q.extend_from_slice(question);
     q.push(0);
@@ -264,6 +266,17 @@ async fn exchange_udp(
     let mut buf = [0u8; OUR_UDP_SIZE as usize + 1];
     loop {
         let n = socket.recv(&mut buf).await?;
+        // A truncated answer may carry no question at all (RFC 2181 §9 lets a server drop
+        // every section): our id, QR and TC are enough to know TCP must follow.
+        if wire::truncated_without_question(&buf[..n], id) {
+            return Ok(Answer {
+                bytes: buf[..n].to_vec(),
+                info: AnswerInfo {
+                    truncated: true,
+                    ..AnswerInfo::default()
+                },
+            });
+        }
         // Anything that is not the answer to our question (late, spoofed) is ignored.
         if let Ok(info) = wire::inspect_answer(&buf[..n], id, question) {
             return Ok(Answer {

@@ -25,10 +25,18 @@ pub mod rtype {
     pub const NS: u16 = 2;
     pub const CNAME: u16 = 5;
     pub const SOA: u16 = 6;
+    pub const HINFO: u16 = 13;
     pub const AAAA: u16 = 28;
     pub const OPT: u16 = 41;
     pub const AXFR: u16 = 252;
     pub const IXFR: u16 = 251;
+    pub const ANY: u16 = 255;
+}
+
+/// Whether `qtype` is a meta type no cache or upstream answers: OPT (41), and 128-254 but for
+/// ANY (255); AXFR and IXFR (251, 252) are among them.
+pub fn is_meta_type(qtype: u16) -> bool {
+    qtype == rtype::OPT || (128..=254).contains(&qtype)
 }
 
 /// Header flag bits (the 16-bit word after the id).
@@ -96,8 +104,17 @@ pub enum QueryError {
     /// Not even a query header: nothing to answer (RFC 1035 leaves it to us; answering junk
     /// would make us a reflector).
     Drop,
-    /// A header we can answer with this rcode (FORMERR, NOTIMP, BADVERS).
-    Reply { id: u16, flags: u16, rcode: u16 },
+    /// A header we can answer with this rcode (FORMERR, NOTIMP, BADVERS). `question_end` is
+    /// where the question ends when it could be read (0 when not: it starts at
+    /// [`HEADER_LEN`]), and `edns` the query's OPT record when it could be read: the answer
+    /// echoes both, as RFC 6891 §7 and RFC 1035 §4.1.1 ask.
+    Reply {
+        id: u16,
+        flags: u16,
+        rcode: u16,
+        question_end: u16,
+        edns: Option<Edns>,
+    },
 }
 
 struct Reader<'a> {
@@ -150,7 +167,8 @@ pub fn write_u16(msg: &mut [u8], at: usize, v: u16) {
     msg[at..at + 2].copy_from_slice(&v.to_be_bytes());
 }
 
-/// Parses a query: one question, no compression in it, at most one OPT record.
+/// Parses a query: one question, no compression in it, at most one OPT record. Another opcode
+/// than QUERY is NOTIMP, an EDNS version other than 0 BADVERS; both keep the question.
 pub fn parse_query(packet: &[u8]) -> Result<Query<'_>, QueryError> {
     if packet.len() < HEADER_LEN {
         return Err(QueryError::Drop);
@@ -160,32 +178,40 @@ pub fn parse_query(packet: &[u8]) -> Result<Query<'_>, QueryError> {
     if flags & flag::QR != 0 {
         return Err(QueryError::Drop);
     }
-    let reply = |rcode: u16| QueryError::Reply { id, flags, rcode };
-    if flags & flag::OPCODE != 0 {
-        return Err(reply(rcode::NOTIMP as u16));
+    let reply = |rcode: u16, q: Option<&Query<'_>>| QueryError::Reply {
+        id,
+        flags,
+        rcode,
+        question_end: q.map_or(0, |q| q.question.end as u16),
+        edns: q.and_then(|q| q.edns),
+    };
+    let opcode_known = flags & flag::OPCODE == 0;
+    match parse_body(packet, id, flags) {
+        Some(q) if !opcode_known => Err(reply(rcode::NOTIMP as u16, Some(&q))),
+        Some(q) if q.edns.is_some_and(|e| e.version != 0) => Err(reply(rcode::BADVERS, Some(&q))),
+        Some(q) => Ok(q),
+        None if !opcode_known => Err(reply(rcode::NOTIMP as u16, None)),
+        None => Err(reply(rcode::FORMERR as u16, None)),
     }
+}
+
+/// The question and OPT record of a query whose header is read; `None` when they are malformed.
+fn parse_body(packet: &[u8], id: u16, flags: u16) -> Option<Query<'_>> {
     let counts = [4, 6, 8, 10].map(|at| read_u16(packet, at));
     if counts[0] != 1 || counts[1] != 0 {
-        return Err(reply(rcode::FORMERR as u16));
+        return None;
     }
     let (name, used) = QName::from_wire(&packet[HEADER_LEN..])
-        .map_err(|_: QNameError| reply(rcode::FORMERR as u16))?;
+        .map_err(|_: QNameError| ())
+        .ok()?;
     let mut r = Reader {
         msg: packet,
         pos: HEADER_LEN + used,
     };
-    let (qtype, qclass) = match (r.u16(), r.u16()) {
-        (Some(t), Some(c)) => (t, c),
-        _ => return Err(reply(rcode::FORMERR as u16)),
-    };
+    let (qtype, qclass) = (r.u16()?, r.u16()?);
     let question = HEADER_LEN..r.pos;
-    let edns = read_edns(&mut r, counts[2], counts[3]).ok_or(reply(rcode::FORMERR as u16))?;
-    if let Some(e) = edns {
-        if e.version != 0 {
-            return Err(reply(rcode::BADVERS));
-        }
-    }
-    Ok(Query {
+    let edns = read_edns(&mut r, counts[2], counts[3])?;
+    Some(Query {
         packet,
         id,
         flags,
@@ -251,6 +277,15 @@ pub enum AnswerError {
     Malformed,
     #[error("answer is for another question")]
     Mismatch,
+}
+
+/// Whether `msg` is a truncated answer with our `id` and no question section: only TCP can
+/// tell more.
+pub fn truncated_without_question(msg: &[u8], id: u16) -> bool {
+    msg.len() >= HEADER_LEN
+        && read_u16(msg, 0) == id
+        && read_u16(msg, 2) & (flag::QR | flag::TC) == flag::QR | flag::TC
+        && read_u16(msg, 4) == 0
 }
 
 /// Walks an upstream answer to `question` (our query's question bytes, sent with `id`).
@@ -376,6 +411,58 @@ pub fn min_ttl(msg: &[u8]) -> Option<u32> {
         true
     })?;
     min
+}
+
+/// Where the sections of a message end, for dropping the ones that do not fit.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Sections {
+    pub answer_end: usize,
+    pub authority_end: usize,
+    /// The OPT record, wherever it stands in the additional section.
+    pub opt: Option<Range<usize>>,
+}
+
+/// The sections of `msg`, whose question section ends at `question_end`.
+pub fn sections(msg: &[u8], question_end: usize) -> Option<Sections> {
+    let mut s = Sections {
+        answer_end: question_end,
+        authority_end: question_end,
+        opt: None,
+    };
+    for_each_record(msg, |rec| {
+        if rec.section == 0 {
+            s.answer_end = rec.end;
+        }
+        if rec.section <= 1 {
+            s.authority_end = rec.end;
+        }
+        if rec.rtype == rtype::OPT && rec.section == 2 {
+            s.opt = Some(rec.start..rec.end);
+        }
+        true
+    })?;
+    Some(s)
+}
+
+/// Scrubs an upstream answer to `question` as Unbound does before it is cached: the additional
+/// section loses every record but the OPT record. Its records name other owners than the
+/// question and its chain (glue, "helpful" addresses), which no client needs from a forwarder
+/// and which would hand out, unchecked, addresses of names the policy blocks. Returns whether
+/// anything was dropped.
+pub fn scrub_additional(msg: &mut Vec<u8>, question: &[u8]) -> bool {
+    let Some(s) = sections(msg, HEADER_LEN + question.len()) else {
+        return false;
+    };
+    let arcount = read_u16(msg, 10);
+    if arcount <= s.opt.is_some() as u16 {
+        return false;
+    }
+    let end = s.authority_end;
+    let opt = s.opt.unwrap_or(end..end);
+    msg.copy_within(opt.clone(), end);
+    msg.truncate(end + opt.len());
+    write_u16(msg, 10, (!opt.is_empty()) as u16);
+    true
 }
 
 /// Where the OPT record of a message keeps its RDLENGTH, and where its RDATA ends.

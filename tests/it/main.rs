@@ -1,5 +1,6 @@
 //! Integration tests: Cordon over real sockets against an authoritative upstream the test starts.
 
+mod answers;
 mod crash;
 mod encrypted;
 mod fake_jamf;

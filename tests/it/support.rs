@@ -91,24 +91,7 @@ pub fn test_zone() -> Vec<Record> {
 }
 
 pub async fn start_upstream() -> Upstream {
-    let mut zone = InMemoryZoneHandler::<TokioRuntimeProvider>::empty(
-        name("test."),
-        ZoneType::Primary,
-        AxfrPolicy::Deny,
-    );
-    for r in test_zone() {
-        zone.upsert_mut(r, 1);
-    }
-    let mut catalog = Catalog::new();
-    catalog.upsert(LowerName::from(name("test.")), vec![Arc::new(zone)]);
-    let (udp, tcp, addr) = udp_and_tcp_on_one_port().await;
-    let mut server = Server::new(catalog);
-    server.register_socket(udp);
-    server.register_listener(tcp, Duration::from_secs(5), 65535);
-    Upstream {
-        addr,
-        _server: server,
-    }
+    start_upstream_with(test_zone()).await
 }
 
 /// A UDP socket and a TCP listener on the same free port. The port the kernel picks for UDP may
@@ -819,4 +802,130 @@ pub fn add_watched_group(policies: &Path) {
         "\n[[group]]\nname = \"watched\"\npriority = 5\npolicy = \"standard\"\nuem_groups = [\"jamf:computer-group:7\"]\n",
     );
     std::fs::write(path, text).unwrap();
+}
+
+/// What a [`Scripted`] upstream answers: the query's bytes and whether it came over TCP, to the
+/// answer's bytes (None: no answer).
+pub type Script = Arc<dyn Fn(&[u8], bool) -> Option<Vec<u8>> + Send + Sync>;
+
+/// An upstream on UDP and TCP (one port) that answers as its script says: for answers
+/// hickory-server will not give (TC with no question, AD set, oversized additional sections).
+pub struct Scripted {
+    pub addr: SocketAddr,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Scripted {
+    pub async fn start(script: Script) -> Scripted {
+        let (udp, tcp, addr) = udp_and_tcp_on_one_port().await;
+        let udp = Arc::new(udp);
+        let s = script.clone();
+        let udp_task = tokio::spawn(async move {
+            let mut buf = vec![0; 65535];
+            loop {
+                let Ok((n, peer)) = udp.recv_from(&mut buf).await else {
+                    return;
+                };
+                if let Some(answer) = s(&buf[..n], false) {
+                    let _ = udp.send_to(&answer, peer).await;
+                }
+            }
+        });
+        let tcp_task = tokio::spawn(async move {
+            loop {
+                let Ok((mut stream, _)) = tcp.accept().await else {
+                    return;
+                };
+                let s = script.clone();
+                tokio::spawn(async move {
+                    let Ok(len) = stream.read_u16().await else {
+                        return;
+                    };
+                    let mut buf = vec![0; len as usize];
+                    if stream.read_exact(&mut buf).await.is_err() {
+                        return;
+                    }
+                    if let Some(answer) = s(&buf, true) {
+                        let mut framed = (answer.len() as u16).to_be_bytes().to_vec();
+                        framed.extend_from_slice(&answer);
+                        let _ = stream.write_all(&framed).await;
+                    }
+                });
+            }
+        });
+        Scripted {
+            addr,
+            tasks: vec![udp_task, tcp_task],
+        }
+    }
+}
+
+impl Drop for Scripted {
+    fn drop(&mut self) {
+        for t in &self.tasks {
+            t.abort();
+        }
+    }
+}
+
+/// The answer to `query` (decoded) with `answers` and `additionals`, as an upstream makes it:
+/// the query's id, question and RD bit, RA set.
+pub fn reply_to(query: &[u8], answers: Vec<Record>, additionals: Vec<Record>) -> Message {
+    let q = Message::from_vec(query).expect("a query");
+    let mut m = Message::new(q.metadata.id, MessageType::Response, OpCode::Query);
+    m.metadata.recursion_desired = q.metadata.recursion_desired;
+    m.metadata.recursion_available = true;
+    m.add_query(q.queries[0].clone());
+    m.answers = answers;
+    m.additionals = additionals;
+    if let Some(e) = q.edns {
+        m.set_edns(e);
+    }
+    m
+}
+
+/// An A record, for scripted answers.
+pub fn a_record(owner: &str, ttl: u32, ip: [u8; 4]) -> Record {
+    a(owner, ttl, ip)
+}
+
+/// A CNAME record, for scripted answers.
+pub fn cname_record(owner: &str, ttl: u32, target: &str) -> Record {
+    Record::from_rdata(name(owner), ttl, RData::CNAME(CNAME(name(target))))
+}
+
+/// The SOA of `test.` with this TTL and MINIMUM, for scripted negative answers.
+pub fn soa_record(ttl: u32, minimum: u32) -> Record {
+    let soa = SOA::new(
+        name("ns.test."),
+        name("hostmaster.test."),
+        1,
+        3600,
+        600,
+        86400,
+        minimum,
+    );
+    Record::from_rdata(name("test."), ttl, RData::SOA(soa))
+}
+
+/// Starts the authoritative upstream with `records` (a zone `test.` whose SOA is among them).
+pub async fn start_upstream_with(records: Vec<Record>) -> Upstream {
+    let mut zone = InMemoryZoneHandler::<TokioRuntimeProvider>::empty(
+        name("test."),
+        ZoneType::Primary,
+        AxfrPolicy::Deny,
+    );
+    for r in records {
+        zone.upsert_mut(r, 1);
+    }
+    let mut catalog = Catalog::new();
+    catalog.upsert(LowerName::from(name("test.")), vec![Arc::new(zone)]);
+    let (udp, tcp, addr) = udp_and_tcp_on_one_port().await;
+    let mut server = Server::new(catalog);
+    server.register_socket(udp);
+    server.register_listener(tcp, Duration::from_secs(5), 65535);
+    Upstream {
+        addr,
+        _server: server,
+    }
 }
