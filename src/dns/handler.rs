@@ -671,7 +671,17 @@ mod tests {
             Cache::new(CacheLimits::default()),
             Upstreams::new(Vec::new(), Duration::from_secs(1), &metrics),
             IdentityRules::source_only(),
-            metrics,
+            metrics.clone(),
+            crate::dns::guard::Guard::new(
+                &crate::dns::guard::GuardSettings {
+                    allow: vec!["127.0.0.0/8".parse().unwrap()],
+                    max_udp_size: 1232,
+                    rrl_rate: 0,
+                    rrl_slip: 2,
+                    rrl_exempt: Vec::new(),
+                },
+                &metrics,
+            ),
         );
         // a dual-stack socket reports the IPv4 peer 127.0.0.45 as ::ffff:127.0.0.45
         for peer in ["127.0.0.45", "::ffff:127.0.0.45"] {
