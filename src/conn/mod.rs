@@ -587,3 +587,98 @@ pub fn raise_fd_limit() -> u64 {
     }
     limit.rlim_cur as u64
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ip(last: u8) -> IpAddr {
+        IpAddr::from([127, 0, 0, last])
+    }
+
+    fn shed(c: &Conn) -> bool {
+        c.state.shed.load(Ordering::Relaxed)
+    }
+
+    #[test]
+    fn a_silent_connection_is_shed_before_an_older_one_that_asked() {
+        let metrics = Metrics::new();
+        let tracker = Tracker::new(2, 10, &metrics);
+        let asked = tracker.admit(Listener::Tcp, ip(1));
+        drop(asked.state.begin());
+        let silent = tracker.admit(Listener::Dot, ip(2));
+        let new = tracker.admit(Listener::Doh, ip(3));
+        assert!(shed(&silent));
+        assert!(!shed(&asked) && !shed(&new));
+        let counted = metrics
+            .connections_shed
+            .with_label_values(&["dot", "global_cap"])
+            .get();
+        assert_eq!(counted, 1);
+        assert_eq!(
+            metrics.connections_open.with_label_values(&["dot"]).get(),
+            1
+        );
+        drop(silent);
+        assert_eq!(
+            metrics.connections_open.with_label_values(&["dot"]).get(),
+            0
+        );
+    }
+
+    #[test]
+    fn a_busy_connection_is_shed_last_and_ties_go_to_the_oldest() {
+        let metrics = Metrics::new();
+        let tracker = Tracker::new(2, 10, &metrics);
+        let busy = tracker.admit(Listener::Tcp, ip(1));
+        let _working = busy.state.begin();
+        let idle = tracker.admit(Listener::Tcp, ip(2));
+        drop(idle.state.begin());
+        let third = tracker.admit(Listener::Tcp, ip(3));
+        assert!(shed(&idle) && !shed(&busy) && !shed(&third));
+        // Then a silent one, before a busy one.
+        let fourth = tracker.admit(Listener::Tcp, ip(4));
+        assert!(shed(&third) && !shed(&busy) && !shed(&fourth));
+        // Silent ones admitted in the same millisecond or not: the older goes first.
+        let tracker = Tracker::new(2, 10, &metrics);
+        let older = tracker.admit(Listener::Tcp, ip(1));
+        let newer = tracker.admit(Listener::Tcp, ip(2));
+        let _new = tracker.admit(Listener::Tcp, ip(3));
+        assert!(shed(&older) && !shed(&newer));
+    }
+
+    #[test]
+    fn the_per_client_cap_sheds_only_that_clients_connections() {
+        let metrics = Metrics::new();
+        let tracker = Tracker::new(10, 2, &metrics);
+        let first = tracker.admit(Listener::Tcp, ip(1));
+        let other = tracker.admit(Listener::Tcp, ip(2));
+        let second = tracker.admit(Listener::Tcp, ip(1));
+        let third = tracker.admit(Listener::Tcp, ip(1));
+        assert!(shed(&first));
+        assert!(!shed(&other) && !shed(&second) && !shed(&third));
+        let counted = metrics
+            .connections_shed
+            .with_label_values(&["tcp", "client_cap"])
+            .get();
+        assert_eq!(counted, 1);
+    }
+
+    #[test]
+    fn the_open_file_limit_is_raised_to_the_hard_limit() {
+        let raised = raise_fd_limit();
+        let mut limit = libc::rlimit {
+            rlim_cur: 0,
+            rlim_max: 0,
+        };
+        // SAFETY: getrlimit writes only the struct we pass.
+        assert_eq!(
+            unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) },
+            0
+        );
+        assert_eq!(limit.rlim_cur, limit.rlim_max);
+        #[allow(clippy::unnecessary_cast)] // rlim_t is not u64 everywhere
+        let current = limit.rlim_cur as u64;
+        assert_eq!(raised, current);
+    }
+}

@@ -209,6 +209,15 @@ async fn a_slow_header_doh_client_is_closed_after_the_header_timeout() {
         }
     }
     assert!(closed, "the slow client is still connected");
+    assert!(
+        metric_sum(
+            e.cordon.http,
+            "cordon_connections_timed_out_total",
+            &["listener=\"doh\"", "reason=\"header\""]
+        )
+        .await
+            >= 1.0
+    );
 }
 
 #[tokio::test]
