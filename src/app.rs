@@ -176,6 +176,7 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
                 limits.http_max_connections_per_client,
                 &state.metrics,
             );
+            let responses = state.metrics.http_responses.clone();
             let app = api::router(state);
             let listener = HttpListener {
                 listener,
@@ -183,7 +184,7 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
                 kind: Listener::Http,
                 tracker,
                 timeouts: limits.http_timeouts(),
-                json_errors: true,
+                json_errors: Some(responses),
             };
             tasks.spawn(crate::conn::http::serve(listener, app));
             Some(bound)

@@ -18,6 +18,7 @@ use hyper::Request;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto::Builder;
 use hyper_util::service::TowerToHyperService;
+use prometheus::IntCounterVec;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
@@ -33,8 +34,8 @@ pub struct HttpListener {
     pub tracker: Arc<Tracker>,
     pub timeouts: Timeouts,
     /// Rewrite hyper's own answers to malformed requests (400, 414, 431, empty bodies) as
-    /// `{"error": "..."}`.
-    pub json_errors: bool,
+    /// `{"error": "..."}`, and count them here by status (`cordon_http_responses_total`).
+    pub json_errors: Option<IntCounterVec>,
 }
 
 /// Serves `router` on every connection of `l` until the task is dropped. Each request carries
@@ -50,7 +51,8 @@ pub async fn serve(l: HttpListener, router: Router) {
             }
         };
         let conn = l.tracker.admit(l.kind, peer.ip());
-        let (router, tls, t, json) = (router.clone(), l.tls.clone(), l.timeouts, l.json_errors);
+        let (router, tls, t) = (router.clone(), l.tls.clone(), l.timeouts);
+        let json = l.json_errors.clone();
         tokio::spawn(async move {
             let _ = tcp.set_nodelay(true);
             let io = conn.track(tcp);
@@ -74,7 +76,7 @@ async fn connection<I>(
     router: Router,
     conn: &Conn,
     t: Timeouts,
-    json: bool,
+    json: Option<IntCounterVec>,
 ) where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
@@ -94,7 +96,8 @@ async fn connection<I>(
         .max_concurrent_streams(100);
     let io = JsonErrors {
         io,
-        active: json,
+        active: json.is_some(),
+        counted: json,
         pending: None,
     };
     let served = builder.serve_connection(TokioIo::new(io), service);
@@ -141,13 +144,14 @@ impl hyper::service::Service<Request<Incoming>> for Service {
 struct JsonErrors<I> {
     io: I,
     active: bool,
+    counted: Option<IntCounterVec>,
     /// The replacement being written, how much of it is written, and the length of hyper's
     /// answer to report once it is.
     pending: Option<(Vec<u8>, usize, usize)>,
 }
 
 /// The JSON answer in place of `written`, if `written` is hyper's answer to a malformed request.
-fn json_in_place_of(written: &[u8]) -> Option<Vec<u8>> {
+fn json_in_place_of(written: &[u8]) -> Option<(&'static str, Vec<u8>)> {
     let head = std::str::from_utf8(written).ok()?;
     let rest = head
         .strip_prefix("HTTP/1.1 ")
@@ -170,13 +174,11 @@ fn json_in_place_of(written: &[u8]) -> Option<Vec<u8>> {
         return None;
     }
     let body = serde_json::json!({ "error": message }).to_string();
-    Some(
-        format!(
-            "HTTP/1.1 {status}\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
-            body.len()
-        )
-        .into_bytes(),
-    )
+    let answer = format!(
+        "HTTP/1.1 {status}\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    Some((&status[..3], answer.into_bytes()))
 }
 
 impl<I: AsyncRead + Unpin> AsyncRead for JsonErrors<I> {
@@ -197,7 +199,10 @@ impl<I: AsyncWrite + Unpin> AsyncWrite for JsonErrors<I> {
     ) -> Poll<std::io::Result<usize>> {
         let this = self.get_mut();
         if this.active && this.pending.is_none() {
-            if let Some(json) = json_in_place_of(buf) {
+            if let Some((code, json)) = json_in_place_of(buf) {
+                if let Some(counted) = &this.counted {
+                    counted.with_label_values(&[code]).inc();
+                }
                 this.pending = Some((json, 0, buf.len()));
             }
         }

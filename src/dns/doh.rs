@@ -54,7 +54,7 @@ pub async fn serve_doh(
         kind: Listener::Doh,
         tracker,
         timeouts,
-        json_errors: false,
+        json_errors: None,
     };
     serve(listener, app).await;
 }

@@ -374,8 +374,16 @@ async fn every_http_error_has_a_json_body() {
             .unwrap_or_else(|| panic!("no answer: {:.40}", String::from_utf8_lossy(&request)));
         assert_json_error(status, &body, expected);
     }
-    // the listener still serves
+    // the listener still serves, and counted every answer, hyper's own included
     assert_eq!(http(cordon.http, "GET", "/healthz", None).await.0, 200);
+    assert_eq!(
+        metric(cordon.http, "cordon_http_responses_total{code=\"414\"}").await,
+        1.0
+    );
+    assert_eq!(
+        metric(cordon.http, "cordon_http_responses_total{code=\"400\"}").await,
+        3.0
+    );
 }
 
 #[tokio::test]
