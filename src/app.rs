@@ -9,6 +9,8 @@ use tokio::task::JoinSet;
 
 use crate::api::{self, AppState};
 use crate::config::{Config, Invalid};
+use crate::conn::http::HttpListener;
+use crate::conn::{Listener, Tracker};
 use crate::control::store::{Store, StoreError};
 use crate::control::Control;
 use crate::control::SystemClock;
@@ -75,6 +77,16 @@ impl Running {
 /// Starts a server for `config`. The first snapshot is in force before any listener opens.
 pub async fn start(config: Config) -> Result<Running, StartError> {
     let metrics = Arc::new(Metrics::new());
+    let limits = &config.limits;
+    let files = crate::conn::raise_fd_limit();
+    let wanted =
+        limits.max_connections + limits.http_max_connections + limits.upstream_max_in_flight + 64;
+    if files < wanted as u64 {
+        tracing::warn!(
+            "the open-file limit ({files}) is below what [limits] allows ({wanted}): \
+             raise it (LimitNOFILE=) or lower the caps"
+        );
+    }
     let dir = config.policies_dir();
     let set = tokio::task::spawn_blocking(move || PolicySet::load(&dir))
         .await?
@@ -93,7 +105,8 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         servers,
         Duration::from_millis(config.upstream.timeout_ms),
         &metrics,
-    );
+    )
+    .with_max_in_flight(limits.upstream_max_in_flight);
     let published = Arc::new(Published::new(empty));
     let guard = Guard::new(&config.guard()?, &metrics);
     let handler = Arc::new(Handler::new(
@@ -122,13 +135,26 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         n => n,
     };
     let udp_threads = UdpThreads::default();
+    // One tracker for every DNS stream listener: one global cap, one per-client cap.
+    let streams = Tracker::new(
+        limits.max_connections,
+        limits.max_connections_per_client,
+        &metrics,
+    );
     let mut dns_addrs = Vec::new();
     for &addr in &config.dns.listen {
-        let bound = server::listen(addr, sockets, handler.clone(), &mut tasks, &udp_threads)
-            .map_err(|error| StartError::Bind { addr, error })?;
+        let bound = server::listen(
+            addr,
+            sockets,
+            handler.clone(),
+            &mut tasks,
+            &udp_threads,
+            (streams.clone(), limits.dns_timeouts()),
+        )
+        .map_err(|error| StartError::Bind { addr, error })?;
         dns_addrs.push(bound);
     }
-    let encrypted = start_encrypted(&config, &handler, &mut tasks).await?;
+    let encrypted = start_encrypted(&config, &handler, &streams, &mut tasks).await?;
     let ready = Arc::new(AtomicBool::new(false));
     let http_addr = match config.http_listen() {
         Some(addr) => {
@@ -147,13 +173,24 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
                 ready: ready.clone(),
                 admins: Arc::new(config.auth.admin.clone()),
                 webhook_tokens: Arc::new(config.auth.webhook_tokens.clone()),
+                body_timeout: Duration::from_millis(limits.http_body_timeout_ms),
             };
+            let tracker = Tracker::new(
+                limits.http_max_connections,
+                limits.http_max_connections_per_client,
+                &state.metrics,
+            );
+            let responses = state.metrics.http_responses.clone();
             let app = api::router(state);
-            tasks.spawn(async move {
-                if let Err(e) = axum::serve(listener, app).await {
-                    tracing::error!("http server stopped: {e}");
-                }
-            });
+            let listener = HttpListener {
+                listener,
+                tls: None,
+                kind: Listener::Http,
+                tracker,
+                timeouts: limits.http_timeouts(),
+                json_errors: Some(responses),
+            };
+            tasks.spawn(crate::conn::http::serve(listener, app));
             Some(bound)
         }
         None => None,
@@ -197,8 +234,10 @@ const CERT_POLL: Duration = Duration::from_secs(5);
 async fn start_encrypted(
     config: &Config,
     handler: &Arc<Handler>,
+    streams: &Arc<Tracker>,
     tasks: &mut JoinSet<()>,
 ) -> Result<EncryptedAddrs, StartError> {
+    let timeouts = config.limits.dns_timeouts();
     let mut addrs = EncryptedAddrs::default();
     if !config.encrypted() {
         return Ok(addrs);
@@ -232,6 +271,8 @@ async fn start_encrypted(
             acceptor,
             name.clone(),
             handler.clone(),
+            streams.clone(),
+            timeouts,
         ));
     }
     for &addr in &config.dns.https_listen {
@@ -242,7 +283,13 @@ async fn start_encrypted(
                 .map_err(|error| StartError::Bind { addr, error })?,
         );
         let acceptor = TlsAcceptor::from(certs.server_config(&[b"h2", b"http/1.1"]));
-        tasks.spawn(doh::serve_doh(listener, acceptor, handler.clone()));
+        tasks.spawn(doh::serve_doh(
+            listener,
+            acceptor,
+            handler.clone(),
+            streams.clone(),
+            timeouts,
+        ));
     }
     for &addr in &config.dns.quic_listen {
         let crypto = QuicServerConfig::try_from(certs.quic_server_config())?;
@@ -254,7 +301,13 @@ async fn start_encrypted(
                 .local_addr()
                 .map_err(|error| StartError::Bind { addr, error })?,
         );
-        tasks.spawn(doq::serve_doq(endpoint, name.clone(), handler.clone()));
+        tasks.spawn(doq::serve_doq(
+            endpoint,
+            name.clone(),
+            handler.clone(),
+            streams.clone(),
+            timeouts,
+        ));
     }
     Ok(addrs)
 }

@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+use crate::conn::Limits;
 use crate::control::{Clock, WriterConfig};
 use crate::dns::cache::CacheLimits;
 use crate::dns::upstream::{ServerAddr, ServerAddrError};
@@ -30,6 +31,8 @@ pub struct Config {
     pub policies: PoliciesConfig,
     pub jamf: JamfConfig,
     pub devices: DevicesConfig,
+    /// Connection caps and timeouts, upstream exchanges in flight.
+    pub limits: Limits,
     /// Where relative paths start: the config file's directory, or the working directory.
     #[serde(skip)]
     pub base_dir: PathBuf,
@@ -163,6 +166,7 @@ impl Default for Config {
             policies: PoliciesConfig::default(),
             jamf: JamfConfig::default(),
             devices: DevicesConfig::default(),
+            limits: Limits::default(),
             base_dir: PathBuf::from("."),
         }
     }
@@ -353,6 +357,9 @@ impl Config {
         }
         if self.upstream.timeout_ms == 0 {
             return Err(Invalid::Zero("upstream.timeout_ms"));
+        }
+        if let Some(key) = self.limits.zero_key() {
+            return Err(Invalid::Zero(key));
         }
         if self.encrypted() && self.dns.server_name.trim_matches('.').is_empty() {
             return Err(Invalid::ServerName);
@@ -748,6 +755,14 @@ mod tests {
     fn each_validation_error_is_refused_with_what_is_wrong() {
         let encrypted = "[dns]\ntls_listen = [\"127.0.0.1:853\"]\n";
         let cases: Vec<(String, &str)> = vec![
+            (
+                format!("{UPSTREAM}[limits]\nmax_connections = 0\n"),
+                "limits.max_connections must be above 0",
+            ),
+            (
+                format!("{UPSTREAM}[limits]\nupstream_max_in_flight = 0\n"),
+                "limits.upstream_max_in_flight must be above 0",
+            ),
             (
                 "[upstream]\nservers = [\"tls://192.0.2.53:853\"]\n".into(),
                 "\"tls://192.0.2.53:853\": tls:// upstreams are not supported yet; use udp:// or tcp://",

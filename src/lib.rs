@@ -8,6 +8,7 @@ pub mod alloc;
 pub mod api;
 pub mod app;
 pub mod config;
+pub mod conn;
 pub mod control;
 pub mod dns;
 pub mod explain;

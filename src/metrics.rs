@@ -38,6 +38,11 @@ pub struct Metrics {
     pub reconcile_drift: IntCounterVec,
     pub http_responses: IntCounterVec,
     pub identity_tokens: IntCounterVec,
+    // Connection and upstream limits (`[limits]`, conn.rs and dns/upstream.rs).
+    pub connections_open: IntGaugeVec,
+    pub connections_shed: IntCounterVec,
+    pub connections_timed_out: IntCounterVec,
+    pub upstream_shed: IntCounter,
 }
 
 fn counter(r: &Registry, name: &str, help: &str) -> IntCounter {
@@ -219,6 +224,29 @@ impl Metrics {
                 "cordon_identity_tokens_total",
                 "Tokens presented over DoH, DoT and DoQ, by what they turned out to be.",
                 &["result"],
+            ),
+            connections_open: gauge_vec(
+                &r,
+                "cordon_connections_open",
+                "Open connections (TCP, DoT, DoH, DoQ, HTTP API), handshaking ones included.",
+                &["listener"],
+            ),
+            connections_shed: counter_vec(
+                &r,
+                "cordon_connections_shed_total",
+                "Connections closed to make room for a new one, by the cap it would have passed.",
+                &["listener", "reason"],
+            ),
+            connections_timed_out: counter_vec(
+                &r,
+                "cordon_connections_timed_out_total",
+                "Connections closed by a timeout: handshake, header, idle, write or body.",
+                &["listener", "reason"],
+            ),
+            upstream_shed: counter(
+                &r,
+                "cordon_upstream_shed_total",
+                "Queries answered SERVFAIL at once because upstream exchanges in flight were at their cap.",
             ),
             registry: r,
         }

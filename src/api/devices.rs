@@ -3,15 +3,14 @@
 
 use std::collections::HashMap;
 
-use axum::body::Bytes;
-use axum::extract::rejection::BytesRejection;
+use axum::body::Body;
 use axum::extract::{Path, Query as QueryParams, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::Json;
 use serde::Deserialize;
 
 use super::auth::require;
-use super::body::json;
+use super::body::{json, parse, read, require_json};
 use super::error::ApiError;
 use super::AppState;
 use crate::config::Role;
@@ -96,10 +95,10 @@ pub async fn isolate(
     State(state): State<AppState>,
     headers: HeaderMap,
     Path(id): Path<String>,
-    body: Result<Bytes, BytesRejection>,
+    body: Body,
 ) -> Reply {
     let caller = require(&headers, &state.admins, Role::Responder)?;
-    let body: Isolation = json(&headers, body)?;
+    let body: Isolation = json(&headers, body, state.body_timeout).await?;
     if body.reason.trim().is_empty() {
         return Err(ApiError::bad_request("reason must say why").with_field("reason"));
     }
@@ -131,14 +130,15 @@ pub async fn release(
     State(state): State<AppState>,
     headers: HeaderMap,
     Path(id): Path<String>,
-    body: Result<Bytes, BytesRejection>,
+    body: Body,
 ) -> Reply {
     let caller = require(&headers, &state.admins, Role::Responder)?;
-    let empty = matches!(&body, Ok(b) if b.is_empty());
-    let body: Release = if empty {
+    let bytes = read(&headers, body, state.body_timeout).await?;
+    let body: Release = if bytes.is_empty() {
         Release::default()
     } else {
-        json(&headers, body)?
+        require_json(&headers)?;
+        parse(&bytes)?
     };
     let reason = if body.reason.is_empty() {
         "released by a responder".to_string()
@@ -168,10 +168,10 @@ pub async fn set_groups(
     State(state): State<AppState>,
     headers: HeaderMap,
     Path(id): Path<String>,
-    body: Result<Bytes, BytesRejection>,
+    body: Body,
 ) -> Reply {
     let caller = require(&headers, &state.admins, Role::Admin)?;
-    let body: Groups = json(&headers, body)?;
+    let body: Groups = json(&headers, body, state.body_timeout).await?;
     if let Some(bad) = body
         .groups
         .iter()
@@ -205,10 +205,10 @@ pub async fn set_critical(
     State(state): State<AppState>,
     headers: HeaderMap,
     Path(id): Path<String>,
-    body: Result<Bytes, BytesRejection>,
+    body: Body,
 ) -> Reply {
     let caller = require(&headers, &state.admins, Role::Admin)?;
-    let body: Critical = json(&headers, body)?;
+    let body: Critical = json(&headers, body, state.body_timeout).await?;
     outcome(
         state
             .control

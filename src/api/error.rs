@@ -1,6 +1,8 @@
 //! API errors as INTERFACE.md shapes them: a status and `{"error": "...", "field": "..."}`.
 
-use axum::http::StatusCode;
+use axum::extract::Request;
+use axum::http::{header, StatusCode};
+use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 
@@ -9,6 +11,8 @@ pub struct ApiError {
     pub status: StatusCode,
     pub message: String,
     pub field: Option<String>,
+    /// A request body that did not arrive in time (counted as a timeout).
+    pub timed_out: bool,
 }
 
 impl ApiError {
@@ -17,7 +21,13 @@ impl ApiError {
             status,
             message: message.into(),
             field: None,
+            timed_out: false,
         }
+    }
+
+    pub fn timed_out(mut self) -> Self {
+        self.timed_out = true;
+        self
     }
 
     pub fn with_field(mut self, field: &str) -> Self {
@@ -36,8 +46,52 @@ impl IntoResponse for ApiError {
         if let Some(field) = self.field {
             body["field"] = field.into();
         }
-        (self.status, Json(body)).into_response()
+        let mut response = (self.status, Json(body)).into_response();
+        if self.timed_out {
+            response.extensions_mut().insert(BodyTimedOut);
+        }
+        response
     }
+}
+
+/// Marks an answer to a body that did not arrive in time.
+#[derive(Clone, Copy)]
+pub struct BodyTimedOut;
+
+/// Marks an error status whose plain body is the interface (`/readyz`'s `starting`).
+#[derive(Clone, Copy)]
+pub struct PlainBody;
+
+/// Makes every error answer the interface's JSON error, whoever produced it: a handler, the
+/// router or an extractor (a path that is not UTF-8, say). hyper's own answers to requests it
+/// cannot parse are rewritten on the connection (`conn::http`).
+pub async fn json_errors(request: Request, next: Next) -> Response {
+    let response = next.run(request).await;
+    let status = response.status();
+    let is_json = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/json"));
+    if !(status.is_client_error() || status.is_server_error())
+        || is_json
+        || response.extensions().get::<PlainBody>().is_some()
+    {
+        return response;
+    }
+    let text = axum::body::to_bytes(response.into_body(), 4096)
+        .await
+        .map(|b| String::from_utf8_lossy(&b).trim().to_string())
+        .unwrap_or_default();
+    let message = if text.is_empty() {
+        status
+            .canonical_reason()
+            .unwrap_or("error")
+            .to_ascii_lowercase()
+    } else {
+        text
+    };
+    ApiError::new(status, message).into_response()
 }
 
 pub async fn not_found() -> ApiError {

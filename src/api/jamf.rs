@@ -1,8 +1,7 @@
 //! POST /webhooks/jamf: Jamf Pro's webhooks, checked for their token and content type here and
 //! handed to the Jamf adapter, which answers once what they say is durable and in force.
 
-use axum::body::Bytes;
-use axum::extract::rejection::BytesRejection;
+use axum::body::Body;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::Json;
@@ -16,10 +15,13 @@ use crate::jamf::webhook::WebhookError;
 pub async fn webhook(
     State(state): State<AppState>,
     headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
+    body: Body,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    let checked =
-        require_webhook(&headers, &state.webhook_tokens).and_then(|_| json_bytes(&headers, body));
+    // The token is checked from the headers before a byte of the body is read.
+    let checked = match require_webhook(&headers, &state.webhook_tokens) {
+        Ok(()) => json_bytes(&headers, body, state.body_timeout).await,
+        Err(e) => Err(e),
+    };
     let bytes = checked.inspect_err(|e| state.jamf.count("unknown", result_label(e.status)))?;
     match state.jamf.receive(&bytes).await {
         Ok(answer) => Ok(Json(answer)),

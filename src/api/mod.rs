@@ -12,6 +12,7 @@ pub mod jamf;
 
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::extract::{DefaultBodyLimit, Request, State};
 use axum::middleware::{self, Next};
@@ -41,6 +42,8 @@ pub struct AppState {
     pub webhook_tokens: Arc<Vec<String>>,
     /// Jamf Pro's webhooks, and its API when configured.
     pub jamf: Webhooks,
+    /// How long a request body may take to arrive (`limits.http_body_timeout_ms`).
+    pub body_timeout: Duration,
 }
 
 pub fn router(state: AppState) -> Router {
@@ -66,6 +69,7 @@ pub fn router(state: AppState) -> Router {
         .fallback(error::not_found)
         .method_not_allowed_fallback(error::method_not_allowed)
         .layer(DefaultBodyLimit::max(body::MAX_BODY))
+        .layer(middleware::from_fn(error::json_errors))
         .layer(middleware::from_fn_with_state(
             state.clone(),
             count_responses,
@@ -81,5 +85,12 @@ async fn count_responses(State(state): State<AppState>, request: Request, next: 
         .http_responses
         .with_label_values(&[response.status().as_str()])
         .inc();
+    if response.extensions().get::<error::BodyTimedOut>().is_some() {
+        state
+            .metrics
+            .connections_timed_out
+            .with_label_values(&["http", "body"])
+            .inc();
+    }
     response
 }

@@ -4,34 +4,36 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
 
 use axum::body::Bytes;
-use axum::extract::connect_info::Connected;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{ConnectInfo, DefaultBodyLimit, Path, Query, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use axum::serve::{IncomingStream, Listener};
 use axum::Router;
 use base64::Engine;
 use tokio::net::TcpListener;
-use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
-use tokio_rustls::server::TlsStream;
 use tokio_rustls::TlsAcceptor;
 
 use super::handler::Handler;
 use super::wire;
+use crate::conn::http::{serve, HttpListener};
+use crate::conn::{Listener, Timeouts, Tracker};
 use crate::identity::{Client, Token, Transport};
 
 const DNS_MESSAGE: &str = "application/dns-message";
 /// A DNS message is at most 65535 bytes; so is a DoH body.
 const MAX_MESSAGE: usize = 65535;
-const HANDSHAKE: Duration = Duration::from_secs(5);
 
-/// Serves DoH on `listener` until the task is dropped.
-pub async fn serve_doh(listener: TcpListener, acceptor: TlsAcceptor, handler: Arc<Handler>) {
+/// Serves DoH on `listener` until the task is dropped, its connections under `tracker`'s caps.
+pub async fn serve_doh(
+    listener: TcpListener,
+    acceptor: TlsAcceptor,
+    handler: Arc<Handler>,
+    tracker: Arc<Tracker>,
+    timeouts: Timeouts,
+) {
     let app = Router::new()
         .route("/dns-query", get(doh_get).post(doh_post))
         .route(
@@ -46,21 +48,19 @@ pub async fn serve_doh(listener: TcpListener, acceptor: TlsAcceptor, handler: Ar
         })
         .layer(DefaultBodyLimit::max(MAX_MESSAGE))
         .with_state(handler);
-    let listener = TlsListener::start(listener, acceptor);
-    if let Err(e) = axum::serve(listener, app.into_make_service_with_connect_info::<Peer>()).await {
-        tracing::error!("DoH listener stopped: {e}");
-    }
+    let listener = HttpListener {
+        listener,
+        tls: Some(acceptor),
+        kind: Listener::Doh,
+        tracker,
+        timeouts,
+        json_errors: None,
+    };
+    serve(listener, app).await;
 }
 
 /// The TLS client's address.
-#[derive(Clone, Copy, Debug)]
-struct Peer(SocketAddr);
-
-impl Connected<IncomingStream<'_, TlsListener>> for Peer {
-    fn connect_info(stream: IncomingStream<'_, TlsListener>) -> Self {
-        Peer(*stream.remote_addr())
-    }
-}
+type Peer = SocketAddr;
 
 async fn doh_get(
     State(h): State<Arc<Handler>>,
@@ -154,7 +154,7 @@ async fn answer_post(
 
 async fn answer(handler: &Handler, peer: Peer, token: Option<String>, query: &[u8]) -> Response {
     let client = Client {
-        addr: peer.0.ip(),
+        addr: peer.ip(),
         transport: Transport::Doh,
         // A token that cannot name a device (too long, not ASCII) is presented as one that names
         // none, so that it is counted as unknown rather than ignored.
@@ -174,122 +174,4 @@ async fn answer(handler: &Handler, peer: Peer, token: Option<String>, query: &[u
 
 fn problem(status: StatusCode, message: &str) -> Response {
     (status, format!("{message}\n")).into_response()
-}
-
-/// TCP connections handed to axum once their TLS handshake is done. Handshakes run in their own
-/// tasks, so a slow client never holds up the others.
-struct TlsListener {
-    ready: mpsc::Receiver<(Permitted, SocketAddr)>,
-    local: SocketAddr,
-}
-
-impl TlsListener {
-    fn start(listener: TcpListener, acceptor: TlsAcceptor) -> TlsListener {
-        let local = listener
-            .local_addr()
-            .unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)));
-        let (tx, ready) = mpsc::channel(256);
-        let permits = Arc::new(Semaphore::new(super::server::MAX_CONNECTIONS));
-        tokio::spawn(async move {
-            loop {
-                // A permit lives as long as its connection: at most this many, handshaking or open.
-                let Ok(permit) = permits.clone().acquire_owned().await else {
-                    return;
-                };
-                let Ok((tcp, peer)) = listener.accept().await else {
-                    tokio::time::sleep(Duration::from_millis(10)).await;
-                    continue;
-                };
-                if tx.is_closed() {
-                    return;
-                }
-                let (acceptor, tx) = (acceptor.clone(), tx.clone());
-                tokio::spawn(async move {
-                    let _ = tcp.set_nodelay(true);
-                    if let Ok(Ok(tls)) = tokio::time::timeout(HANDSHAKE, acceptor.accept(tcp)).await
-                    {
-                        let _ = tx
-                            .send((
-                                Permitted {
-                                    stream: tls,
-                                    _permit: permit,
-                                },
-                                peer,
-                            ))
-                            .await;
-                    }
-                });
-            }
-        });
-        TlsListener { ready, local }
-    }
-}
-
-impl Listener for TlsListener {
-    type Io = Permitted;
-    type Addr = SocketAddr;
-
-    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
-        match self.ready.recv().await {
-            Some(conn) => conn,
-            // The acceptor task is gone: nothing will ever come again.
-            None => std::future::pending().await,
-        }
-    }
-
-    fn local_addr(&self) -> std::io::Result<Self::Addr> {
-        Ok(self.local)
-    }
-}
-
-/// A TLS connection that holds its place under the connection cap until it is dropped.
-pub struct Permitted {
-    stream: TlsStream<tokio::net::TcpStream>,
-    _permit: OwnedSemaphorePermit,
-}
-
-impl tokio::io::AsyncRead for Permitted {
-    fn poll_read(
-        self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-        buf: &mut tokio::io::ReadBuf<'_>,
-    ) -> std::task::Poll<std::io::Result<()>> {
-        std::pin::Pin::new(&mut self.get_mut().stream).poll_read(cx, buf)
-    }
-}
-
-impl tokio::io::AsyncWrite for Permitted {
-    fn poll_write(
-        self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-        buf: &[u8],
-    ) -> std::task::Poll<std::io::Result<usize>> {
-        std::pin::Pin::new(&mut self.get_mut().stream).poll_write(cx, buf)
-    }
-
-    fn poll_flush(
-        self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<std::io::Result<()>> {
-        std::pin::Pin::new(&mut self.get_mut().stream).poll_flush(cx)
-    }
-
-    fn poll_shutdown(
-        self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<std::io::Result<()>> {
-        std::pin::Pin::new(&mut self.get_mut().stream).poll_shutdown(cx)
-    }
-
-    fn poll_write_vectored(
-        self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-        bufs: &[std::io::IoSlice<'_>],
-    ) -> std::task::Poll<std::io::Result<usize>> {
-        std::pin::Pin::new(&mut self.get_mut().stream).poll_write_vectored(cx, bufs)
-    }
-
-    fn is_write_vectored(&self) -> bool {
-        self.stream.is_write_vectored()
-    }
 }

@@ -1,20 +1,37 @@
 //! DNS over QUIC (RFC 9250): one query per bidirectional stream, its message id 0; the device's
-//! token rides in the SNI's first label, as with DoT.
+//! token rides in the SNI's first label, as with DoT. Connections are held to the same tracker
+//! as TCP, DoT and DoH: the caps, the handshake and idle timeouts.
 
 use std::sync::Arc;
 
 use super::handler::Handler;
+use crate::conn::{Listener, Timeouts, Tracker};
 use crate::identity::{Client, Token, Transport};
 use crate::tls::sni_token;
 
-/// RFC 9250 §8.4: DOQ_PROTOCOL_ERROR.
+/// RFC 9250 §8.4: DOQ_NO_ERROR, DOQ_PROTOCOL_ERROR.
+const NO_ERROR: u32 = 0x0;
 const PROTOCOL_ERROR: u32 = 0x2;
 
-pub async fn serve_doq(endpoint: quinn::Endpoint, server_name: Arc<str>, handler: Arc<Handler>) {
+pub async fn serve_doq(
+    endpoint: quinn::Endpoint,
+    server_name: Arc<str>,
+    handler: Arc<Handler>,
+    tracker: Arc<Tracker>,
+    timeouts: Timeouts,
+) {
     while let Some(incoming) = endpoint.accept().await {
         let (handler, server_name) = (handler.clone(), server_name.clone());
+        // Past a cap, the idlest connection is shed: a new one is never refused.
+        let conn = tracker.admit(Listener::Doq, incoming.remote_address().ip());
         tokio::spawn(async move {
-            let Ok(connection) = incoming.await else {
+            let Some(Ok(connection)) = conn
+                .handshake(
+                    timeouts.handshake,
+                    std::future::IntoFuture::into_future(incoming),
+                )
+                .await
+            else {
                 return;
             };
             let sni = connection
@@ -28,13 +45,26 @@ pub async fn serve_doq(endpoint: quinn::Endpoint, server_name: Arc<str>, handler
                     .as_deref()
                     .and_then(Token::new),
             };
-            while let Ok((send, recv)) = connection.accept_bi().await {
-                let (handler, connection) = (handler.clone(), connection.clone());
-                tokio::spawn(async move {
-                    if !answer_stream(send, recv, client, &handler).await {
-                        connection.close(PROTOCOL_ERROR.into(), b"protocol error");
-                    }
-                });
+            let streams = async {
+                while let Ok((send, recv)) = connection.accept_bi().await {
+                    let busy = conn.state.begin();
+                    let (handler, connection) = (handler.clone(), connection.clone());
+                    tokio::spawn(async move {
+                        // A stream that never ends holds the connection busy no longer than
+                        // the idle timeout.
+                        let answered = answer_stream(send, recv, client, &handler);
+                        if let Ok(false) = tokio::time::timeout(timeouts.idle, answered).await {
+                            connection.close(PROTOCOL_ERROR.into(), b"protocol error");
+                        }
+                        drop(busy);
+                    });
+                }
+            };
+            tokio::select! {
+                _ = streams => {}
+                _ = conn.watch(timeouts) => {
+                    connection.close(NO_ERROR.into(), b"");
+                }
             }
         });
     }

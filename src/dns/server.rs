@@ -1,5 +1,6 @@
 //! Plain DNS listeners: UDP (one SO_REUSEPORT socket per core, see udp.rs) and TCP (RFC 7766:
-//! several queries per connection, answered as they are ready, idle timeout).
+//! several queries per connection, answered as they are ready). TCP and DoT connections are held
+//! to the shared tracker's caps and to the idle and write timeouts (`[limits]`, conn.rs).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -13,12 +14,9 @@ use tokio::task::JoinSet;
 
 use super::handler::Handler;
 use super::udp::UdpThreads;
+use crate::conn::{Conn, Listener, Timeouts, Tracker};
 use crate::identity::{Client, Transport};
 
-/// How long a TCP connection may sit idle between queries (RFC 7766 §6.2.3 suggests seconds).
-const TCP_IDLE: Duration = Duration::from_secs(10);
-/// Open connections per stream listener (TCP, DoT, DoH) at most; more wait in the backlog.
-pub const MAX_CONNECTIONS: usize = 4096;
 /// Queries of one connection answered at the same time; more wait to be read.
 const MAX_PIPELINED: usize = 64;
 
@@ -30,6 +28,7 @@ pub fn listen(
     handler: Arc<Handler>,
     tasks: &mut JoinSet<()>,
     udp_threads: &UdpThreads,
+    streams: (Arc<Tracker>, Timeouts),
 ) -> std::io::Result<SocketAddr> {
     let (first, tcp, bound) = bind_pair(addr)?;
     let mut sockets = vec![first];
@@ -40,7 +39,7 @@ pub fn listen(
     for socket in sockets {
         udp_threads.spawn(socket.into(), handler.clone(), runtime.clone())?;
     }
-    tasks.spawn(serve_tcp(tcp, handler));
+    tasks.spawn(serve_tcp(tcp, handler, streams.0, streams.1));
     Ok(bound)
 }
 
@@ -89,14 +88,17 @@ fn tcp_listener(addr: SocketAddr) -> std::io::Result<TcpListener> {
     TcpListener::from_std(socket.into())
 }
 
-async fn serve_tcp(listener: TcpListener, handler: Arc<Handler>) {
-    let permits = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
+async fn serve_tcp(
+    listener: TcpListener,
+    handler: Arc<Handler>,
+    tracker: Arc<Tracker>,
+    timeouts: Timeouts,
+) {
     loop {
-        let Ok(permit) = permits.clone().acquire_owned().await else {
-            return;
-        };
         match listener.accept().await {
             Ok((stream, peer)) => {
+                // Past a cap, the idlest connection is shed: a new one is never refused.
+                let conn = tracker.admit(Listener::Tcp, peer.ip());
                 let handler = handler.clone();
                 let _ = stream.set_nodelay(true);
                 let client = Client {
@@ -105,8 +107,8 @@ async fn serve_tcp(listener: TcpListener, handler: Arc<Handler>) {
                     token: None,
                 };
                 tokio::spawn(async move {
-                    serve_stream(stream, client, handler).await;
-                    drop(permit);
+                    let stream = conn.track(stream);
+                    serve_stream(stream, client, handler, &conn, timeouts).await;
                 });
             }
             Err(e) => {
@@ -118,52 +120,82 @@ async fn serve_tcp(listener: TcpListener, handler: Arc<Handler>) {
 }
 
 /// Serves one stream connection (TCP or DoT): length-prefixed queries, answered concurrently
-/// and written back as each is ready (RFC 7766 §6.2.1.1 allows replies out of order).
-pub async fn serve_stream<S>(stream: S, client: Client, handler: Arc<Handler>)
-where
+/// and written back as each is ready (RFC 7766 §6.2.1.1 allows replies out of order). It ends
+/// when the peer is done, or when `conn` is shed, idle or stuck writing (see [`Conn::watch`]).
+pub async fn serve_stream<S>(
+    stream: S,
+    client: Client,
+    handler: Arc<Handler>,
+    conn: &Conn,
+    timeouts: Timeouts,
+) where
     S: AsyncRead + AsyncWrite + Send + 'static,
 {
     let (mut reader, mut writer) = tokio::io::split(stream);
     let (tx, mut rx) = mpsc::channel::<Vec<u8>>(MAX_PIPELINED);
-    let written = tokio::spawn(async move {
+    // Aborted when the connection ends, so that a writer blocked on a client that does not
+    // read lets go of the socket.
+    let mut written = AbortOnDrop(tokio::spawn(async move {
         while let Some(framed) = rx.recv().await {
             if writer.write_all(&framed).await.is_err() {
                 return;
             }
         }
         let _ = writer.shutdown().await;
-    });
-    let in_flight = Arc::new(Semaphore::new(MAX_PIPELINED));
-    while let Some(query) = read_frame(&mut reader).await {
-        let Ok(permit) = in_flight.clone().acquire_owned().await else {
-            break;
-        };
-        let (handler, tx) = (handler.clone(), tx.clone());
-        tokio::spawn(async move {
-            let mut out = Vec::with_capacity(512);
-            if handler.answer(&query, client, false, &mut out).await {
-                let mut framed = Vec::with_capacity(out.len() + 2);
-                framed.extend_from_slice(&(out.len() as u16).to_be_bytes());
-                framed.extend_from_slice(&out);
-                let _ = tx.send(framed).await;
+    }));
+    let served = async {
+        let in_flight = Arc::new(Semaphore::new(MAX_PIPELINED));
+        while let Some(query) = read_frame(&mut reader).await {
+            let busy = conn.state.begin();
+            let Ok(permit) = in_flight.clone().acquire_owned().await else {
+                break;
+            };
+            let (handler, tx) = (handler.clone(), tx.clone());
+            tokio::spawn(async move {
+                let mut out = Vec::with_capacity(512);
+                if handler.answer(&query, client, false, &mut out).await {
+                    let mut framed = Vec::with_capacity(out.len() + 2);
+                    framed.extend_from_slice(&(out.len() as u16).to_be_bytes());
+                    framed.extend_from_slice(&out);
+                    let _ = tx.send(framed).await;
+                }
+                drop((permit, busy));
+            });
+        }
+        drop(tx);
+    };
+    tokio::select! {
+        _ = served => {
+            // The peer is done asking: the answers still due go out, within the same limits.
+            tokio::select! {
+                _ = written.wait() => {}
+                _ = conn.watch(timeouts) => {}
             }
-            drop(permit);
-        });
+        }
+        _ = conn.watch(timeouts) => {}
     }
-    drop(tx);
-    let _ = written.await;
 }
 
-/// One length-prefixed message, or None when the peer is done, idle too long or broken.
+/// A task aborted when this is dropped.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl AbortOnDrop {
+    async fn wait(&mut self) {
+        let _ = (&mut self.0).await;
+    }
+}
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// One length-prefixed message, or None when the peer is done or broken. Idle connections are
+/// ended by the connection's watch, not here.
 async fn read_frame<R: AsyncRead + Unpin>(reader: &mut R) -> Option<Vec<u8>> {
-    let len = tokio::time::timeout(TCP_IDLE, reader.read_u16())
-        .await
-        .ok()?
-        .ok()? as usize;
+    let len = reader.read_u16().await.ok()? as usize;
     let mut buf = vec![0; len];
-    tokio::time::timeout(TCP_IDLE, reader.read_exact(&mut buf))
-        .await
-        .ok()?
-        .ok()?;
+    reader.read_exact(&mut buf).await.ok()?;
     Some(buf)
 }

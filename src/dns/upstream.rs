@@ -84,6 +84,8 @@ pub enum UpstreamError {
     Timeout,
     #[error("every upstream failed")]
     Failed,
+    #[error("too many upstream exchanges in flight")]
+    Busy,
 }
 
 struct Server {
@@ -101,6 +103,11 @@ pub struct Upstreams {
     timeout: Duration,
     /// The server that answered last: tried first next time.
     preferred: AtomicUsize,
+    /// Exchanges in flight, and at most how many (`limits.upstream_max_in_flight`); a query past
+    /// the cap fails at once and is counted in `shed`.
+    in_flight: AtomicUsize,
+    max_in_flight: usize,
+    shed: IntCounter,
 }
 
 /// A usable upstream answer.
@@ -138,7 +145,16 @@ impl Upstreams {
             servers,
             timeout,
             preferred: AtomicUsize::new(0),
+            in_flight: AtomicUsize::new(0),
+            max_in_flight: usize::MAX,
+            shed: metrics.upstream_shed.clone(),
         }
+    }
+
+    /// At most `max` exchanges in flight.
+    pub fn with_max_in_flight(mut self, max: usize) -> Self {
+        self.max_in_flight = max;
+        self
     }
 
     /// Asks the servers, preferred first, for `question` (name, type, class as the client sent
@@ -149,6 +165,12 @@ impl Upstreams {
         query_flags: u16,
         dnssec_ok: bool,
     ) -> Result<Answer, UpstreamError> {
+        if self.in_flight.fetch_add(1, Ordering::Relaxed) >= self.max_in_flight {
+            self.in_flight.fetch_sub(1, Ordering::Relaxed);
+            self.shed.inc();
+            return Err(UpstreamError::Busy);
+        }
+        let _slot = InFlight(&self.in_flight);
         let deadline = Instant::now() + self.timeout;
         let n = self.servers.len();
         let first = self.preferred.load(Ordering::Relaxed) % n.max(1);
@@ -226,6 +248,15 @@ impl Upstreams {
                 Attempt::Good(answer)
             }
         }
+    }
+}
+
+/// One exchange's place under the in-flight cap, given back when it is dropped.
+struct InFlight<'a>(&'a AtomicUsize);
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
     }
 }
 

@@ -23,25 +23,25 @@ const SECRET: &str = "an-integration-test-token-secret";
 const FREE: &str = "C02FREE0001";
 
 /// A Cordon with DoT, DoH and DoQ on a certificate made for `dns.test` and `*.dns.test`.
-struct Encrypted {
-    cordon: Cordon,
-    ca: CertificateDer<'static>,
+pub struct Encrypted {
+    pub cordon: Cordon,
+    pub ca: CertificateDer<'static>,
     _upstream: Upstream,
 }
 
 impl Encrypted {
-    fn dot(&self) -> SocketAddr {
+    pub fn dot(&self) -> SocketAddr {
         self.cordon._running.encrypted.dot[0]
     }
-    fn doh(&self) -> SocketAddr {
+    pub fn doh(&self) -> SocketAddr {
         self.cordon._running.encrypted.doh[0]
     }
-    fn doq(&self) -> SocketAddr {
+    pub fn doq(&self) -> SocketAddr {
         self.cordon._running.encrypted.doq[0]
     }
 }
 
-async fn start(configure: impl FnOnce(&mut cordon::config::Config)) -> Encrypted {
+pub async fn start(configure: impl FnOnce(&mut cordon::config::Config)) -> Encrypted {
     let upstream = start_upstream().await;
     let dir = tempfile::tempdir().unwrap();
     let key =
@@ -76,7 +76,7 @@ async fn start(configure: impl FnOnce(&mut cordon::config::Config)) -> Encrypted
     }
 }
 
-fn tls_client(ca: &CertificateDer<'static>, alpn: &[u8]) -> rustls::ClientConfig {
+pub fn tls_client(ca: &CertificateDer<'static>, alpn: &[u8]) -> rustls::ClientConfig {
     let mut roots = rustls::RootCertStore::empty();
     roots.add(ca.clone()).unwrap();
     let provider = Arc::new(rustls::crypto::ring::default_provider());
@@ -98,7 +98,7 @@ fn local(from: [u8; 4]) -> SocketAddr {
 }
 
 /// The rcode of an answer, whether hickory hands it back as a response or as "no records".
-async fn rcode_of(mut client: DnsClient<TokioRuntimeProvider>, name: &str) -> ResponseCode {
+pub async fn rcode_of(mut client: DnsClient<TokioRuntimeProvider>, name: &str) -> ResponseCode {
     match client
         .query(Name::from_str(name).unwrap(), DNSClass::IN, RecordType::A)
         .await
@@ -110,7 +110,7 @@ async fn rcode_of(mut client: DnsClient<TokioRuntimeProvider>, name: &str) -> Re
     }
 }
 
-async fn doh(e: &Encrypted, from: [u8; 4], path: &str) -> DnsClient<TokioRuntimeProvider> {
+pub async fn doh(e: &Encrypted, from: [u8; 4], path: &str) -> DnsClient<TokioRuntimeProvider> {
     let mut builder = HttpsClientStream::builder(
         Arc::new(tls_client(&e.ca, b"h2")),
         TokioRuntimeProvider::default(),
@@ -125,7 +125,11 @@ async fn doh(e: &Encrypted, from: [u8; 4], path: &str) -> DnsClient<TokioRuntime
     client
 }
 
-async fn dot(e: &Encrypted, from: [u8; 4], server_name: &str) -> DnsClient<TokioRuntimeProvider> {
+pub async fn dot(
+    e: &Encrypted,
+    from: [u8; 4],
+    server_name: &str,
+) -> DnsClient<TokioRuntimeProvider> {
     let name = ServerName::try_from(server_name.to_string()).unwrap();
     let config = Arc::new(tls_client(&e.ca, b"dot"));
     let (stream, handle) = tls_client_connect_with_bind_addr(
@@ -141,7 +145,7 @@ async fn dot(e: &Encrypted, from: [u8; 4], server_name: &str) -> DnsClient<Tokio
     client
 }
 
-async fn doq(e: &Encrypted, server_name: &str) -> DnsClient<TokioRuntimeProvider> {
+pub async fn doq(e: &Encrypted, server_name: &str) -> DnsClient<TokioRuntimeProvider> {
     let stream = QuicClientStream::builder()
         .crypto_config(tls_client(&e.ca, b"doq"))
         .build(e.doq(), server_name.into())

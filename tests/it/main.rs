@@ -5,6 +5,7 @@ mod crash;
 mod encrypted;
 mod fake_jamf;
 mod layout;
+mod limits;
 mod policy;
 mod reload;
 mod resolve;
