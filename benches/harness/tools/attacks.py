@@ -3,8 +3,9 @@
 
 usage: attacks.py KIND HOST PORT SECONDS [COUNT] [CAFILE]
 
-Attacks hold COUNT connections open for SECONDS, opening a new one whenever the server closes
-one (what an attacker would do), and print how many they opened:
+Attacks hold COUNT connections open for SECONDS from many loopback addresses (127.0.1.x and
+127.0.2.x), opening a new one whenever the server closes one (what an attacker would do), and
+print how many they opened:
   silent-tls      TLS connections that never send a byte (not even a handshake)
   slow-headers    HTTP/1.1 over TLS, one header line every 4 s
   pipeline-noread TCP DNS: queries pipelined, answers never read
@@ -13,7 +14,7 @@ Probes ask one question a second as a legitimate client and print ok/failed coun
   probe-dot       DNS over TLS (CAFILE verifies the server)
   probe-doh       DNS over HTTPS, POST /dns-query (CAFILE verifies the server)
 """
-import json, selectors, socket, ssl, struct, sys, time
+import json, random, selectors, socket, ssl, struct, sys, time
 
 kind, host, port, seconds = sys.argv[1], sys.argv[2], int(sys.argv[3]), float(sys.argv[4])
 count = int(sys.argv[5]) if len(sys.argv) > 5 else 100
@@ -79,7 +80,9 @@ def hold(open_one, feed=None, every=4.0):
 
 
 def tcp():
-    return socket.create_connection((host, port), timeout=2)
+    """A connection from one of 508 loopback addresses, as a botnet would come from many."""
+    source = (f"127.0.{random.randrange(1, 3)}.{random.randrange(1, 255)}", 0) if host.startswith("127.") else None
+    return socket.create_connection((host, port), timeout=2, source_address=source)
 
 
 def tls_raw():
