@@ -114,7 +114,11 @@ fuzz_target!(|data: &[u8]| {
     let mut out = Vec::new();
     answer::cached(&mut out, &q, &entry, age, cap, stale);
     assert_eq!(&out[..2], &packet[..2], "the client's id");
-    assert_eq!(&out[HEADER_LEN..HEADER_LEN + asked.len()], &asked[..], "the client's question");
+    assert_eq!(
+        &out[HEADER_LEN..HEADER_LEN + asked.len()],
+        &asked[..],
+        "the client's question"
+    );
     if opt.is_none() || edns {
         assert_eq!(out.len(), msg.len());
         for at in &offsets {
@@ -128,7 +132,10 @@ fuzz_target!(|data: &[u8]| {
         let (addr, prefix) = match knobs & 3 {
             0 => (IpAddr::V4(Ipv4Addr::new(192, 0, 2, 0)), 24),
             1 => (IpAddr::V4(Ipv4Addr::new(192, 0, 2, 1)), 32),
-            2 => (IpAddr::V6(Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 0)), 56),
+            2 => (
+                IpAddr::V6(Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 0)),
+                56,
+            ),
             _ => (IpAddr::V6(Ipv6Addr::LOCALHOST), 128),
         };
         answer::echo_client_subnet(&mut out, addr, prefix);

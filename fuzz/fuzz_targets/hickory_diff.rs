@@ -25,9 +25,9 @@ use std::net::{Ipv4Addr, Ipv6Addr};
 
 use cordon::dns::answer;
 use cordon::dns::wire::{self, rcode, rtype, QueryError, HEADER_LEN};
-use cordon::policy::{CategorySet, Policy, ResponseMode};
 use cordon::policy::rules::RuleSet;
 use cordon::policy::snapshot::DefaultAction;
+use cordon::policy::{CategorySet, Policy, ResponseMode};
 use hickory_proto::op::{Message, MessageType, OpCode};
 use libfuzzer_sys::fuzz_target;
 
@@ -160,7 +160,11 @@ fn check_answer(out: &[u8], q: &wire::Query<'_>, what: &str) {
     assert_eq!(m.metadata.id, q.id, "{what}");
     assert_eq!(m.queries.len(), 1, "{what}: one question");
     let hq = &m.queries[0];
-    assert_eq!(hickory_wire(hq.name()), q.name.wire(), "{what}: the question's name");
+    assert_eq!(
+        hickory_wire(hq.name()),
+        q.name.wire(),
+        "{what}: the question's name"
+    );
     assert_eq!(u16::from(hq.query_type()), q.qtype, "{what}: qtype");
     assert_eq!(u16::from(hq.query_class()), q.qclass, "{what}: qclass");
     assert_eq!(m.edns.is_some(), q.edns.is_some(), "{what}: EDNS echoed");
@@ -184,7 +188,12 @@ fuzz_target!(|packet: &[u8]| {
     match &ours {
         Ok(q) => {
             assert_eq!(q.id, m.metadata.id);
-            assert_eq!(m.queries.len(), 1, "Cordon parsed a query with {} questions", m.queries.len());
+            assert_eq!(
+                m.queries.len(),
+                1,
+                "Cordon parsed a query with {} questions",
+                m.queries.len()
+            );
             let hq = &m.queries[0];
             assert_eq!(q.qtype, u16::from(hq.query_type()));
             assert_eq!(q.qclass, u16::from(hq.query_class()));
@@ -197,7 +206,9 @@ fuzz_target!(|packet: &[u8]| {
             answers(q);
         }
         Err(QueryError::Drop) => panic!("Cordon drops a query hickory decodes: {m:?}"),
-        Err(QueryError::Reply { id, rcode: code, .. }) => {
+        Err(QueryError::Reply {
+            id, rcode: code, ..
+        }) => {
             assert_eq!(*id, m.metadata.id);
             let why = reasons(packet, &m);
             let allowed = match *code {
@@ -216,7 +227,10 @@ fuzz_target!(|packet: &[u8]| {
                 rcode::BADVERS => why.iter().any(|r| matches!(r, Reason::EdnsVersion)),
                 _ => false,
             };
-            assert!(allowed, "Cordon refuses with rcode {code}, reasons found {why:?}: {m:?}");
+            assert!(
+                allowed,
+                "Cordon refuses with rcode {code}, reasons found {why:?}: {m:?}"
+            );
         }
     }
 });
@@ -247,15 +261,25 @@ fn answers(q: &wire::Query<'_>) {
         u16::from(rcode::REFUSED),
         rcode::BADVERS,
     ] {
-        answer::error(&mut out, q.id, q.flags, code, Some(q), Some((answer::EDE_BLOCKED, EDE_TEXT)));
+        answer::error(
+            &mut out,
+            q.id,
+            q.flags,
+            code,
+            Some(q),
+            Some((answer::EDE_BLOCKED, EDE_TEXT)),
+        );
         let m = Message::from_vec(&out)
             .unwrap_or_else(|e| panic!("error {code}: hickory cannot decode our answer: {e}"));
         assert_eq!(m.metadata.id, q.id);
-        assert_eq!(u16::from(m.metadata.response_code), code, "error {code}: the rcode");
+        assert_eq!(
+            u16::from(m.metadata.response_code),
+            code,
+            "error {code}: the rcode"
+        );
         assert_eq!(m.queries.len(), 1);
         assert_eq!(hickory_wire(m.queries[0].name()), q.name.wire());
         answer::error(&mut out, q.id, q.flags, code, None, None);
-        Message::from_vec(&out)
-            .unwrap_or_else(|e| panic!("error {code} without a question: {e}"));
+        Message::from_vec(&out).unwrap_or_else(|e| panic!("error {code} without a question: {e}"));
     }
 }

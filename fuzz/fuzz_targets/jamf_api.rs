@@ -16,7 +16,10 @@ fuzz_target!(|data: &[u8]| {
         0 => {
             if let Ok(ids) = parse_group_members(body, URL, "computer_group", "computers") {
                 let mut seen = std::collections::HashSet::new();
-                assert!(ids.iter().all(|id| seen.insert(*id)), "ids are deduplicated");
+                assert!(
+                    ids.iter().all(|id| seen.insert(*id)),
+                    "ids are deduplicated"
+                );
             }
         }
         1 => {

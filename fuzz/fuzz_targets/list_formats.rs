@@ -12,7 +12,11 @@ fuzz_target!(|data: &[u8]| {
     let stats = parse_reader(data, |e| streamed.push(e)).expect("reading a slice cannot fail");
     for e in &streamed {
         assert!(!e.domain.is_empty());
-        assert_eq!(e.domain, e.domain.to_ascii_lowercase(), "names are normalised");
+        assert_eq!(
+            e.domain,
+            e.domain.to_ascii_lowercase(),
+            "names are normalised"
+        );
     }
     if let Ok(text) = std::str::from_utf8(data) {
         let mut held: Vec<ListEntry> = Vec::new();

@@ -377,7 +377,11 @@ pub fn parse_group_members(
 }
 
 /// A computers-inventory page → the record whose id is `id`, if any.
-pub fn parse_computer(body: &[u8], url: &str, id: i64) -> Result<Option<ComputerRecord>, JamfApiError> {
+pub fn parse_computer(
+    body: &[u8],
+    url: &str,
+    id: i64,
+) -> Result<Option<ComputerRecord>, JamfApiError> {
     let answer = parse_json(body, url)?;
     let page = answer
         .as_object()
