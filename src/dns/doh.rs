@@ -110,9 +110,7 @@ async fn answer_get(handler: &Handler, peer: Peer, token: Option<String>, q: Dns
             "GET needs the query in ?dns= (base64url, RFC 8484)",
         );
     };
-    let decoded =
-        base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(encoded.trim_end_matches('='));
-    match decoded {
+    match decode_get_param(&encoded) {
         Ok(query) if query.len() <= MAX_MESSAGE => answer(handler, peer, token, &query).await,
         Ok(_) => problem(
             StatusCode::PAYLOAD_TOO_LARGE,
@@ -120,6 +118,12 @@ async fn answer_get(handler: &Handler, peer: Peer, token: Option<String>, q: Dns
         ),
         Err(_) => problem(StatusCode::BAD_REQUEST, "?dns= is not base64url"),
     }
+}
+
+/// The query bytes in a GET's `?dns=`: base64url without padding (RFC 8484 §4.1), padding
+/// tolerated.
+pub fn decode_get_param(encoded: &str) -> Result<Vec<u8>, base64::DecodeError> {
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(encoded.trim_end_matches('='))
 }
 
 async fn answer_post(

@@ -384,7 +384,7 @@ fn dedup(ids: &mut Vec<i64>) {
 
 /// `{root: {list: [{id, ...}, ...]}}` → the ids. `root` must be there; a member without a usable
 /// id is an error rather than left out.
-fn parse_group_members(
+pub fn parse_group_members(
     body: &[u8],
     url: &str,
     root: &str,
@@ -399,7 +399,11 @@ fn parse_group_members(
 }
 
 /// A computers-inventory page → the record whose id is `id`, if any.
-fn parse_computer(body: &[u8], url: &str, id: i64) -> Result<Option<ComputerRecord>, JamfApiError> {
+pub fn parse_computer(
+    body: &[u8],
+    url: &str,
+    id: i64,
+) -> Result<Option<ComputerRecord>, JamfApiError> {
     let answer = parse_json(body, url)?;
     let page = answer
         .as_object()
@@ -462,7 +466,7 @@ fn parse_computer(body: &[u8], url: &str, id: i64) -> Result<Option<ComputerReco
 }
 
 /// The token answer → the access token and its lifetime. Messages never quote the body.
-fn parse_token(body: &[u8], url: &str) -> Result<(String, Duration), JamfApiError> {
+pub fn parse_token(body: &[u8], url: &str) -> Result<(String, Duration), JamfApiError> {
     let answer: Value =
         serde_json::from_slice(body).map_err(|_| decode(url, "the token answer is not JSON"))?;
     let token = answer
