@@ -21,15 +21,17 @@ bench_start() {
 
 # cordon_start DNS_PORT HTTP_PORT < extra-toml: Cordon with the shipped policies on those ports,
 # forwarding to the upstream, with the TOML on stdin appended to its config; waits until it
-# answers (CORDON_BIN: another build). Sets CORDON to its pid.
+# answers (CORDON_BIN: another build). Sets CORDON to its pid. Rate limiting is off unless
+# DNS_EXTRA says otherwise (DNS_EXTRA= keeps the defaults, and works with builds from before it);
+# POLICIES=dir reads another policy directory (an older build's, for an A/B).
 cordon_start() {
   local dns=$1 http=$2
   {
-    printf '[dns]\nlisten = ["127.0.0.1:%s"]\nrrl_responses_per_second = 0\n' "$dns"
+    printf '[dns]\nlisten = ["127.0.0.1:%s"]\n%s\n' "$dns" "${DNS_EXTRA-rrl_responses_per_second = 0}"
     cat
     printf '[upstream]\nservers = ["udp://%s:%s"]\n' "$AUTH_ADDR" "$AUTH_PORT"
     printf '[http]\nlisten = "127.0.0.1:%s"\n[store]\npath = "%s/cordon.db"\n' "$http" "$W"
-    printf '[policies]\ndir = "%s/policies"\n' "$ROOT"
+    printf '[policies]\ndir = "%s"\n' "${POLICIES:-$ROOT/policies}"
   } > "$W/cordon.toml"
   taskset -c 0 "${CORDON_BIN:-target/release/cordon}" run --config "$W/cordon.toml" 2> "$W/cordon.log" &
   CORDON=$!

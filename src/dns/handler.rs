@@ -535,9 +535,14 @@ impl Handler {
         if let Some((addr, prefix)) = asked.subnet {
             answer::echo_client_subnet(out, addr, prefix);
         }
-        if asked.udp {
-            answer::truncate_if_needed(out, q, q.udp_limit().min(self.guard.max_udp));
-        }
+        // A stream frames an answer with a 16-bit length: an upstream answer of nearly 64 KiB
+        // with the client subnet echoed must still fit, losing its extra records if need be.
+        let limit = if asked.udp {
+            q.udp_limit().min(self.guard.max_udp)
+        } else {
+            usize::from(u16::MAX)
+        };
+        answer::truncate_if_needed(out, q, limit);
         live.counters().count(
             asked.client.transport,
             q.qtype,

@@ -390,3 +390,70 @@ async fn answers_over_the_rate_are_dropped_or_slipped_per_client_prefix() {
     let m = ask_with(cordon.dns, "evil.test.", RecordType::A, tcp).await;
     assert_eq!(rcode(&m), ResponseCode::NXDomain);
 }
+
+/// An upstream answer of exactly 65,535 bytes (the most a stream can frame) to any query: the
+/// header, the question and TXT records filling the rest, written by hand (hickory's encoder
+/// stops short of the limit).
+fn answer_of_65535_bytes(query: &[u8]) -> Vec<u8> {
+    let mut m = reply_to(query, vec![], vec![]);
+    m.edns = None;
+    let mut answer = m.to_vec().unwrap();
+    let mut count = 0u16;
+    // One TXT record owned by the question's name (pointer 0xC00C) with `text` bytes of text.
+    let mut push = |answer: &mut Vec<u8>, text: usize| {
+        answer.extend_from_slice(&[0xC0, 0x0C, 0, 16, 0, 1, 0, 0, 0, 60]);
+        answer.extend_from_slice(&((text + 1) as u16).to_be_bytes());
+        answer.push(text as u8);
+        answer.extend(std::iter::repeat_n(b'x', text));
+        count += 1;
+    };
+    while 65_535 - answer.len() >= 268 + 14 {
+        push(&mut answer, 255);
+    }
+    let rest = 65_535 - answer.len() - 13;
+    push(&mut answer, rest);
+    answer[6..8].copy_from_slice(&count.to_be_bytes());
+    assert_eq!(answer.len(), 65_535);
+    answer
+}
+
+#[tokio::test]
+async fn a_stream_answer_that_the_client_subnet_echo_would_push_past_64_kib_still_frames() {
+    // Upstream: a TC header over UDP, the biggest possible answer over TCP.
+    let upstream = Scripted::start(Arc::new(|query: &[u8], tcp| {
+        if tcp {
+            return Some(answer_of_65535_bytes(query));
+        }
+        let mut header = query[..12].to_vec();
+        header[2] = 0x80 | 0x02 | (query[2] & 0x01);
+        header[3] = 0x80;
+        header[4..12].fill(0);
+        Some(header)
+    }))
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = config(dir.path(), &[upstream.addr]);
+    config.identity.trusted_forwarders = vec!["127.0.0.0/8".into()];
+    config.identity.accept.push("edns-client-subnet".into());
+    let cordon = start_cordon_with(dir, config).await;
+    // A trusted forwarder asks over TCP with a client subnet, which the answer must echo.
+    use hickory_proto::op::{Edns, Message};
+    use hickory_proto::rr::rdata::opt::{ClientSubnet, EdnsOption};
+    let mut q = query_message("big.allowed.test.", RecordType::TXT, false);
+    let mut edns = Edns::new();
+    edns.set_max_payload(1232);
+    let subnet = ClientSubnet::new(std::net::IpAddr::V4(Ipv4Addr::new(10, 9, 8, 0)), 24, 0);
+    edns.options_mut().insert(EdnsOption::Subnet(subnet));
+    q.set_edns(edns);
+    let tcp = Ask {
+        tcp: true,
+        ..Ask::default()
+    };
+    let raw = exchange_raw(cordon.dns, &q.to_vec().unwrap(), tcp)
+        .await
+        .expect("an answer over TCP");
+    assert!(raw.len() <= 65_535, "{} bytes", raw.len());
+    let answer = Message::from_vec(&raw).expect("a whole DNS message, framed right");
+    assert_eq!(answer.metadata.id, q.metadata.id);
+    assert_eq!(answer.queries, q.queries);
+}
