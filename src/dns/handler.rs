@@ -277,33 +277,13 @@ impl Handler {
             return self.refuse_client(live, &q, &client, started, out);
         }
         if q.qclass != 1 || matches!(q.qtype, rtype::AXFR | rtype::IXFR) {
-            answer::error_for(
-                out,
-                &q,
-                rcode::REFUSED as u16,
-                Some((EDE_NOT_SUPPORTED, "only class IN queries are served")),
-            );
-            live.counters().count(
-                client.transport,
-                q.qtype,
-                Outcome::Error,
-                live.snapshot.default_group.index(),
-                secs(started),
-            );
-            return Step::Reply;
+            let why = Some((EDE_NOT_SUPPORTED, "only class IN queries are served"));
+            return self.error_reply(live, &q, &client, started, (rcode::REFUSED, why), out);
         }
         if wire::is_meta_type(q.qtype) {
             // OPT, TSIG, TKEY, MAILA, MAILB and the rest of the meta range are no question for
             // a cache or an upstream (RFC 6895 §3.1): FORMERR, as Unbound answers them.
-            answer::error_for(out, &q, rcode::FORMERR as u16, None);
-            live.counters().count(
-                client.transport,
-                q.qtype,
-                Outcome::Error,
-                live.snapshot.default_group.index(),
-                secs(started),
-            );
-            return Step::Reply;
+            return self.error_reply(live, &q, &client, started, (rcode::FORMERR, None), out);
         }
         let Ok(forwarded) = self.forwarded(&q, &client) else {
             answer::error_for(out, &q, rcode::FORMERR as u16, None);
@@ -418,12 +398,21 @@ impl Handler {
         out: &mut Vec<u8>,
     ) -> Step {
         self.guard.count_refused();
-        answer::error_for(
-            out,
-            q,
-            rcode::REFUSED as u16,
-            Some((EDE_PROHIBITED, "not allowed to query this resolver")),
-        );
+        let why = Some((EDE_PROHIBITED, "not allowed to query this resolver"));
+        self.error_reply(live, q, client, started, (rcode::REFUSED, why), out)
+    }
+
+    /// An error answer to a question that goes no further, counted as an error.
+    fn error_reply(
+        &self,
+        live: Live<'_>,
+        q: &Query<'_>,
+        client: &Client,
+        started: Instant,
+        (code, ede): (u8, Option<(u16, &str)>),
+        out: &mut Vec<u8>,
+    ) -> Step {
+        answer::error_for(out, q, u16::from(code), ede);
         live.counters().count(
             client.transport,
             q.qtype,
