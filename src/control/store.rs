@@ -197,7 +197,10 @@ impl Store {
             ))
         })? {
             let (addr, device, seen) = row?;
-            if let (Ok(addr), Some(device)) = (addr.parse::<IpAddr>(), known(&state, device)) {
+            // A binding stored in IPv4-mapped form (before addresses were normalised where
+            // they enter) is the IPv4 address it maps.
+            let addr = addr.parse::<IpAddr>().map(|a| a.to_canonical());
+            if let (Ok(addr), Some(device)) = (addr, known(&state, device)) {
                 state.apply(&Change::BindingSeen {
                     addr,
                     device,
@@ -530,6 +533,22 @@ mod tests {
         assert!(!state.devices[&DeviceId(1)]
             .aliases
             .contains(serial.as_ref()));
+    }
+
+    #[test]
+    fn a_binding_stored_in_mapped_form_loads_as_its_ipv4_address() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("c.db")).unwrap();
+        store
+            .conn
+            .execute_batch(
+                "INSERT INTO devices (id, label) VALUES (1, 'mac');
+                 INSERT INTO bindings (addr, device, seen) VALUES ('::ffff:10.0.0.45', 1, 5);",
+            )
+            .unwrap();
+        let state = store.load().unwrap();
+        let v4: IpAddr = "10.0.0.45".parse().unwrap();
+        assert_eq!(state.bindings.get(&v4).map(|b| b.device), Some(DeviceId(1)));
     }
 
     #[test]
