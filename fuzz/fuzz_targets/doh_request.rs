@@ -12,7 +12,7 @@ fn body(query: &[u8]) {
     if let Ok(q) = wire::parse_query(query) {
         let _ = q.edns_options();
         let mut out = Vec::new();
-        cordon::dns::answer::error(&mut out, q.id, q.flags, 2, Some(&q), None);
+        cordon::dns::answer::error_for(&mut out, &q, 2, None);
         assert_eq!(wire::min_ttl(&out), None);
     }
     let _ = wire::min_ttl(query);

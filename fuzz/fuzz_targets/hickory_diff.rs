@@ -143,6 +143,7 @@ fn policy(response: ResponseMode, blocked_ttl: u32) -> Policy {
         rules: RuleSet::default(),
         services: Vec::new(),
         block_categories: CategorySet::default(),
+        target_categories: CategorySet::default(),
         block_uncategorised: false,
         response,
         sinkhole_v4: Ipv4Addr::new(0, 0, 0, 0),
@@ -261,14 +262,7 @@ fn answers(q: &wire::Query<'_>) {
         u16::from(rcode::REFUSED),
         rcode::BADVERS,
     ] {
-        answer::error(
-            &mut out,
-            q.id,
-            q.flags,
-            code,
-            Some(q),
-            Some((answer::EDE_BLOCKED, EDE_TEXT)),
-        );
+        answer::error_for(&mut out, q, code, Some((answer::EDE_BLOCKED, EDE_TEXT)));
         let m = Message::from_vec(&out)
             .unwrap_or_else(|e| panic!("error {code}: hickory cannot decode our answer: {e}"));
         assert_eq!(m.metadata.id, q.id);
@@ -279,7 +273,7 @@ fn answers(q: &wire::Query<'_>) {
         );
         assert_eq!(m.queries.len(), 1);
         assert_eq!(hickory_wire(m.queries[0].name()), q.name.wire());
-        answer::error(&mut out, q.id, q.flags, code, None, None);
+        answer::error(&mut out, q.id, q.flags, code, &[], None, None);
         Message::from_vec(&out).unwrap_or_else(|e| panic!("error {code} without a question: {e}"));
     }
 }
