@@ -46,17 +46,8 @@ fn cname(owner: &str, target: &str) -> Record {
 
 /// The zone every test resolves against.
 pub fn test_zone() -> Vec<Record> {
-    let soa = SOA::new(
-        name("ns.test."),
-        name("hostmaster.test."),
-        1,
-        3600,
-        600,
-        86400,
-        60,
-    );
     let mut records = vec![
-        Record::from_rdata(name("test."), 60, RData::SOA(soa)),
+        soa_record(60, 60),
         a("www.allowed.test.", 3600, [192, 0, 2, 1]),
         a("short.allowed.test.", 1, [192, 0, 2, 2]),
         a("evil.test.", 3600, [192, 0, 2, 66]),
@@ -894,7 +885,7 @@ pub fn cname_record(owner: &str, ttl: u32, target: &str) -> Record {
     Record::from_rdata(name(owner), ttl, RData::CNAME(CNAME(name(target))))
 }
 
-/// The SOA of `test.` with this TTL and MINIMUM, for scripted negative answers.
+/// The SOA of `test.` with this TTL and MINIMUM: the test zone's, and scripted negative answers'.
 pub fn soa_record(ttl: u32, minimum: u32) -> Record {
     let soa = SOA::new(
         name("ns.test."),
