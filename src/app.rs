@@ -40,7 +40,7 @@ pub enum StartError {
     Loader(#[from] tokio::task::JoinError),
     #[error("policies rejected:\n{0}")]
     Policies(PolicyErrors),
-    #[error("cannot open the store: {0}")]
+    #[error("cannot open the store")]
     Store(#[from] StoreError),
     #[error(transparent)]
     Tls(#[from] TlsError),
@@ -118,10 +118,11 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         guard,
     ));
     warn_public_listeners(&config);
-    let store_path = config.store_path();
-    let store = Store::open(&store_path)?;
+    let store = Store::open(&config.store_target()?).await?;
     let writer = config.writer(Arc::new(SystemClock))?;
-    let control = Control::start(writer, store, set, published.clone(), metrics.clone())?;
+    let node = config.node_name();
+    let control =
+        Control::start(writer, store, set, published.clone(), metrics.clone(), node).await?;
     let snapshot = published.get();
     let jamf = config.jamf.enabled().then(|| {
         let sync = JamfSync::new(config.jamf.clone(), control.clone(), metrics.clone());

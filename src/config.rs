@@ -9,6 +9,8 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use crate::conn::Limits;
+use crate::control::store::postgres::BadUrl;
+use crate::control::store::{PgSettings, StoreTarget};
 use crate::control::{Clock, WriterConfig};
 use crate::dns::cache::CacheLimits;
 use crate::dns::upstream::{ServerAddr, ServerAddrError};
@@ -80,11 +82,25 @@ pub struct HttpConfig {
     pub listen: String,
 }
 
+/// The environment variable that holds the database URL (a secret, kept out of files).
+pub const STORE_URL_ENV: &str = "CORDON_STORE_URL";
+
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct StoreConfig {
+    /// The embedded SQLite file (one node), used when no database URL is set.
     pub path: PathBuf,
-    pub redis_url: String,
+    /// `postgres://…`: several nodes share one state. `CORDON_STORE_URL` in the environment
+    /// takes precedence, then the file `url_file`, then this.
+    pub url: String,
+    pub url_file: PathBuf,
+    /// CA bundle (PEM) for TLS to the database (`sslmode=require`); the system's by default.
+    pub ca_file: PathBuf,
+    /// How long one call to the database may take before the write answers 503.
+    pub timeout_ms: u64,
+    /// This node's name among the others (the `nodes` table); host name and process id when
+    /// empty.
+    pub node: String,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -220,7 +236,11 @@ impl Default for StoreConfig {
     fn default() -> Self {
         StoreConfig {
             path: "cordon.db".into(),
-            redis_url: String::new(),
+            url: String::new(),
+            url_file: PathBuf::new(),
+            ca_file: PathBuf::new(),
+            timeout_ms: 5000,
+            node: String::new(),
         }
     }
 }
@@ -286,6 +306,13 @@ pub enum Invalid {
     HttpListen(String),
     #[error(transparent)]
     Jamf(#[from] JamfConfigError),
+    #[error("store: {0}")]
+    StoreUrl(#[from] BadUrl),
+    #[error("store.url_file {path}: {error}")]
+    StoreUrlFile {
+        path: PathBuf,
+        error: std::io::Error,
+    },
 }
 
 /// `parse_net` for the setting `key`.
@@ -358,6 +385,10 @@ impl Config {
         if self.upstream.timeout_ms == 0 {
             return Err(Invalid::Zero("upstream.timeout_ms"));
         }
+        if self.store.timeout_ms == 0 {
+            return Err(Invalid::Zero("store.timeout_ms"));
+        }
+        self.store_target()?;
         if let Some(key) = self.limits.zero_key() {
             return Err(Invalid::Zero(key));
         }
@@ -434,6 +465,47 @@ impl Config {
 
     pub fn store_path(&self) -> PathBuf {
         self.resolve(&self.store.path)
+    }
+
+    /// Where the state lives: the database URL from the environment, `store.url_file` or
+    /// `store.url`, else the embedded file.
+    pub fn store_target(&self) -> Result<StoreTarget, Invalid> {
+        let store = &self.store;
+        let url = match std::env::var(STORE_URL_ENV) {
+            Ok(url) if !url.trim().is_empty() => url,
+            _ if !store.url_file.as_os_str().is_empty() => {
+                let path = self.resolve(&store.url_file);
+                std::fs::read_to_string(&path)
+                    .map_err(|error| Invalid::StoreUrlFile { path, error })?
+            }
+            _ => store.url.clone(),
+        };
+        let url = url.trim();
+        if url.is_empty() {
+            return Ok(StoreTarget::Sqlite(self.store_path()));
+        }
+        let ca_file = (!store.ca_file.as_os_str().is_empty()).then(|| self.resolve(&store.ca_file));
+        let timeout = Duration::from_millis(store.timeout_ms);
+        let settings = PgSettings::new(url, ca_file, timeout)?;
+        Ok(StoreTarget::Postgres(Box::new(settings)))
+    }
+
+    /// This node's name among the others.
+    pub fn node_name(&self) -> String {
+        if !self.store.node.is_empty() {
+            return self.store.node.clone();
+        }
+        let mut buf = [0u8; 256];
+        // SAFETY: the buffer is valid for its length; gethostname NUL-terminates within it or
+        // truncates, and we stop at the first NUL or the end.
+        let ok = unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) } == 0;
+        let end = buf.iter().position(|&b| b == 0).unwrap_or(buf.len());
+        let host = if ok {
+            String::from_utf8_lossy(&buf[..end]).into_owned()
+        } else {
+            "cordon".into()
+        };
+        format!("{host}/{}", std::process::id())
     }
 
     /// A path from the config, made absolute against the config's directory.
@@ -587,7 +659,7 @@ mod tests {
         assert_eq!(c.http.listen, "127.0.0.1:9153");
         assert_eq!(c.http_listen(), Some("127.0.0.1:9153".parse().unwrap()));
         assert_eq!(c.store.path, PathBuf::from("cordon.db"));
-        assert_eq!(c.store.redis_url, "");
+        assert_eq!(c.store.url, "");
         assert!(c.auth.webhook_tokens.is_empty());
         assert_eq!(c.auth.token_secret, "");
         assert!(c.auth.admin.is_empty());

@@ -9,7 +9,7 @@ use clap::{Parser, Subcommand};
 
 use cordon::config::Config;
 use cordon::control::state::State;
-use cordon::control::store::Store;
+use cordon::control::store::{Store, StoreTarget};
 use cordon::control::view::offline_snapshot;
 use cordon::policy::PolicySet;
 
@@ -195,11 +195,18 @@ fn explain(
         .map_err(|e| anyhow::anyhow!("policies rejected:\n{e}"))?;
     let statics = config.static_bindings().map_err(anyhow::Error::msg)?;
     // The store as it is now, read-only in effect: explain changes nothing.
-    let path = config.store_path();
-    let state = if path.exists() {
-        Store::open(&path)?.load()?
-    } else {
-        State::default()
+    let target = config.store_target()?;
+    let state = match &target {
+        StoreTarget::Sqlite(path) if !path.exists() => State::default(),
+        _ => {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .context("cannot start the runtime")?;
+            runtime
+                .block_on(async { Store::open(&target).await?.load().await })?
+                .state
+        }
     };
     let snapshot = offline_snapshot(set, state, &statics, &config.devices.critical);
     let trace = cordon::explain::explain(&snapshot, client, device.as_deref(), name, qtype)?;

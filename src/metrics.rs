@@ -3,7 +3,7 @@
 //! The query path never looks a label up: it uses [`QueryCounters`], bound once per snapshot.
 
 use prometheus::{
-    exponential_buckets, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec,
+    exponential_buckets, Gauge, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec,
     IntGauge, IntGaugeVec, Opts, Registry,
 };
 
@@ -43,6 +43,11 @@ pub struct Metrics {
     pub connections_shed: IntCounterVec,
     pub connections_timed_out: IntCounterVec,
     pub upstream_shed: IntCounter,
+    // Replicas (control/replica.rs): the shared store and this node's place in its log.
+    pub store_up: IntGauge,
+    pub replication_lag: Gauge,
+    pub replication_delay: Histogram,
+    pub leader: IntGauge,
 }
 
 fn counter(r: &Registry, name: &str, help: &str) -> IntCounter {
@@ -77,9 +82,29 @@ fn histogram_vec(r: &Registry, name: &str, help: &str, labels: &[&str]) -> Histo
     h
 }
 
+fn histogram(r: &Registry, name: &str, help: &str, buckets: Vec<f64>) -> Histogram {
+    let h = Histogram::with_opts(HistogramOpts::new(name, help).buckets(buckets))
+        .expect("valid metric");
+    r.register(Box::new(h.clone())).expect("registered once");
+    h
+}
+
 impl Metrics {
     pub fn new() -> Self {
         let r = Registry::new();
+        let store_up = gauge(
+            &r,
+            "cordon_store_up",
+            "1 while the store answers, 0 while it does not (DNS goes on from the last snapshot).",
+        );
+        store_up.set(1);
+        let replication_lag = Gauge::new(
+            "cordon_replication_lag_seconds",
+            "Seconds since this node last knew it had applied every change in the shared store.",
+        )
+        .expect("valid metric");
+        r.register(Box::new(replication_lag.clone()))
+            .expect("registered once");
         let publish = Histogram::with_opts(
             HistogramOpts::new(
                 "cordon_snapshot_publish_duration_seconds",
@@ -247,6 +272,19 @@ impl Metrics {
                 &r,
                 "cordon_upstream_shed_total",
                 "Queries answered SERVFAIL at once because upstream exchanges in flight were at their cap.",
+            ),
+            store_up,
+            replication_lag,
+            replication_delay: histogram(
+                &r,
+                "cordon_replication_delay_seconds",
+                "Time from a change's commit on another node to its snapshot in force on this one.",
+                exponential_buckets(0.001, 2.0, 14).expect("valid buckets"),
+            ),
+            leader: gauge(
+                &r,
+                "cordon_leader",
+                "1 on the node that runs the fleet-wide jobs (reconciliation, binding lapses).",
             ),
             registry: r,
         }

@@ -229,4 +229,6 @@ pub(super) enum Command {
     },
     /// The periodic duties: lapse stale bindings. Answered once done.
     Tick { reply: Option<oneshot::Sender<()>> },
+    /// Apply what other nodes committed to the shared store since this node's position.
+    Sync,
 }

@@ -10,6 +10,7 @@ use tokio::sync::{mpsc, oneshot};
 use super::command::{
     ApplyError, Command, Outcome, Query, QueryReply, ReloadReport, ReloadStatus, Request,
 };
+use super::replica::{self, Replica};
 use super::store::{Store, StoreError};
 use super::writer::{Writer, WriterConfig};
 use crate::metrics::Metrics;
@@ -20,38 +21,86 @@ use crate::policy::{FileError, PolicyErrors, PolicySet, Published};
 pub struct Control {
     tx: mpsc::Sender<Command>,
     status: Arc<Mutex<ReloadStatus>>,
+    replica: Arc<Replica>,
 }
 
 impl Control {
     /// Starts the writer with the state loaded from `store`; the snapshot built from them is
-    /// published in `published` before this returns.
-    pub fn start(
+    /// published in `published` before this returns. With a shared store, the node also
+    /// follows what other nodes commit (`replica.rs`); `node` names it there.
+    pub async fn start(
         config: WriterConfig,
         store: Store,
         set: PolicySet,
         published: Arc<Published>,
         metrics: Arc<Metrics>,
+        node: String,
     ) -> Result<Control, StoreError> {
-        let writer = Writer::new(config, store, set, published, metrics)?;
+        let shared = store.shared().cloned();
+        // The one node of an embedded store leads; shared nodes wait for the lock.
+        let replica = Replica::new(shared.is_none());
+        metrics.leader.set(i64::from(shared.is_none()));
+        let writer = Writer::new(
+            config,
+            store,
+            set,
+            published,
+            metrics.clone(),
+            replica.clone(),
+        )
+        .await?;
         let status = writer.status();
         let (tx, rx) = mpsc::channel(1024);
         tokio::spawn(writer.run(rx));
-        let control = Control { tx, status };
+        let control = Control {
+            tx,
+            status,
+            replica,
+        };
         control.spawn_ticker();
+        if let Some(settings) = shared {
+            let waker = control.clone();
+            let wake = move || waker.sync_soon();
+            replica::spawn(settings, control.replica.clone(), metrics, node, wake);
+        }
         Ok(control)
     }
 
     fn spawn_ticker(&self) {
         let tx = self.tx.clone();
+        let replica = self.replica.clone();
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(Duration::from_secs(60));
             loop {
                 tick.tick().await;
+                // Fleet-wide: one node runs it.
+                if !replica.is_leader() {
+                    continue;
+                }
                 if tx.send(Command::Tick { reply: None }).await.is_err() {
                     return;
                 }
             }
         });
+    }
+
+    /// Asks the writer to apply what other nodes committed; a no-op while one such request
+    /// is already queued.
+    pub(super) fn sync_soon(&self) {
+        if self.replica.queue_sync() && self.tx.try_send(Command::Sync).is_err() {
+            // The queue is full of work; that work syncs when it writes. Try next time.
+            self.replica.sync_taken();
+        }
+    }
+
+    /// True on the node that runs fleet-wide jobs (always, with an embedded store).
+    pub fn is_leader(&self) -> bool {
+        self.replica.is_leader()
+    }
+
+    /// The id of the last logged change this node has applied.
+    pub fn position(&self) -> i64 {
+        self.replica.position()
     }
 
     /// Runs the periodic duties now (the writer runs them every minute by itself).

@@ -15,6 +15,7 @@ mod inventory;
 mod membership;
 mod queries;
 mod reload;
+mod replica;
 pub mod state;
 pub mod store;
 #[cfg(test)]
@@ -29,5 +30,6 @@ pub use command::{
     ReloadStatus, Request, Source, UemGroup,
 };
 pub use handle::Control;
+pub use replica::Replica;
 pub use state::{Alias, AliasKind};
 pub use writer::WriterConfig;

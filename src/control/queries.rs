@@ -10,7 +10,9 @@ use crate::policy::build::names_group;
 use crate::policy::DeviceId;
 
 impl Writer {
-    pub(super) fn answer(&self, query: Query) -> Result<QueryReply, ApplyError> {
+    pub(super) async fn answer(&mut self, query: Query) -> Result<QueryReply, ApplyError> {
+        // A state that may hold what failed to commit answers nothing.
+        self.recover().await?;
         match query {
             Query::Device(text) => Ok(QueryReply::Device(Box::new(self.info(self.device(&text)?)))),
             Query::Timeline(text, limit) => {
@@ -18,7 +20,8 @@ impl Writer {
                 let events = self
                     .store
                     .timeline(device, limit)
-                    .map_err(|e| ApplyError::Store(e.to_string()))?;
+                    .await
+                    .map_err(|e| self.store_failed(&e))?;
                 Ok(QueryReply::Timeline(events))
             }
             Query::Isolations => {

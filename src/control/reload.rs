@@ -47,7 +47,7 @@ impl Writer {
         };
         self.parts = PolicyParts::new(set);
         self.view = View::build(&self.parts, &self.state, &self.config.statics);
-        self.ensure_config_devices();
+        self.ensure_config_devices().await;
         self.publish();
         // The old snapshot's lists are gone now that the new one is in force.
         crate::alloc::release_free_memory();
@@ -92,8 +92,12 @@ impl Writer {
 
     /// Devices that config names (groups.toml placements, identity.static, critical) exist in
     /// the store, so that they have ids, bindings and a timeline like any other.
-    pub(super) fn ensure_config_devices(&mut self) {
+    pub(super) async fn ensure_config_devices(&mut self) {
         let mut batch = Batch::default();
+        if let Err(e) = self.open(&mut batch).await {
+            tracing::error!("cannot record the devices config names: {e}");
+            return;
+        }
         let names = config_device_names(&self.parts, &self.config.statics, &self.config.critical);
         batch.changes = self.state.create_named(names.iter().map(String::as_str));
         let critical: Vec<_> = self
@@ -107,15 +111,8 @@ impl Writer {
             let critical = true;
             self.emit(&mut batch, Change::CriticalSet { device, critical });
         }
-        if batch.changes.is_empty() {
-            return;
-        }
-        let committed = self
-            .store
-            .commit(&batch.changes, &batch.audit, &*self.config.clock);
-        if let Err(e) = committed {
+        if let Err(e) = self.write(&batch).await {
             tracing::error!("cannot record the devices config names: {e}");
-            self.restore();
             return;
         }
         self.view = View::build(&self.parts, &self.state, &self.config.statics);

@@ -9,7 +9,7 @@ use super::clock::ManualClock;
 use super::command::{DeviceRef, Outcome, Query, QueryReply, Request, Source, UemGroup};
 use super::handle::Control;
 use super::state::{Alias, AliasKind};
-use super::store::Store;
+use super::store::{Store, StoreTarget};
 use super::writer::WriterConfig;
 use crate::metrics::Metrics;
 use crate::policy::build::PolicyParts;
@@ -74,7 +74,8 @@ impl Harness {
     /// A writer over the store in `dir` (made again after a restart), with the policies of
     /// `dir/policies` if there are, else the shipped ones.
     pub async fn start_in(dir: tempfile::TempDir, clock: ManualClock) -> Harness {
-        let store = Store::open(&dir.path().join("cordon.db")).unwrap();
+        let target = StoreTarget::Sqlite(dir.path().join("cordon.db"));
+        let store = Store::open(&target).await.unwrap();
         let mut config = config(&clock);
         if dir.path().join("policies").is_dir() {
             config.policies_dir = dir.path().join("policies");
@@ -82,8 +83,16 @@ impl Harness {
         let set = PolicySet::load(&config.policies_dir).expect("the policies load");
         let published = Arc::new(Published::new(empty(set.clone())));
         let metrics = Arc::new(Metrics::new());
-        let control = Control::start(config, store, set, published.clone(), metrics)
-            .expect("the writer starts");
+        let control = Control::start(
+            config,
+            store,
+            set,
+            published.clone(),
+            metrics,
+            "test".into(),
+        )
+        .await
+        .expect("the writer starts");
         Harness {
             control,
             published,

@@ -4,6 +4,11 @@
 //!
 //! What each request turns into lives beside this file, one concern each: `membership.rs`,
 //! `inventory.rs`, `holds.rs`, `reload.rs`; reads are in `queries.rs`.
+//!
+//! With a shared store, a batch's write starts by applying what other nodes committed since
+//! this node's position (under the log's lock, so no one commits in between): requests are
+//! decided on the latest state, and new ids follow everyone's. Between writes, `Sync` commands
+//! (from `replica.rs`) bring those changes in and publish them.
 
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
@@ -13,8 +18,9 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::clock::Clock;
 use super::command::{ApplyError, Command, Outcome, ReloadStatus, Request};
+use super::replica::Replica;
 use super::state::{AuditEvent, Change, State};
-use super::store::{Store, StoreError};
+use super::store::{Logged, Store, StoreError};
 use super::view::{group_of, View};
 use crate::metrics::Metrics;
 use crate::policy::build::{PolicyParts, StaticBinding};
@@ -45,6 +51,14 @@ pub(super) struct Writer {
     pub(super) metrics: Arc<Metrics>,
     pub(super) status: Arc<Mutex<ReloadStatus>>,
     pub(super) shared: PrefixTable<()>,
+    /// The id of the last logged change applied to `state`.
+    pub(super) position: i64,
+    /// The state may hold changes that failed to commit, and the store could not be read to
+    /// undo them: no write or read is served until it can.
+    pub(super) stale: bool,
+    pub(super) replica: Arc<Replica>,
+    /// When the oldest change absorbed from another node and not yet published was committed.
+    absorbed_at_ms: Option<i64>,
 }
 
 /// How many queued commands one transaction takes at most.
@@ -55,20 +69,26 @@ const BATCH: usize = 256;
 pub(super) struct Batch {
     pub(super) changes: Vec<Change>,
     pub(super) audit: Vec<AuditEvent>,
+    /// The store's write is started (and other nodes' changes applied).
+    open: bool,
+    /// Other nodes' changes were applied on opening: publish even if this batch adds none.
+    absorbed: bool,
 }
 
 type Reply = oneshot::Sender<Result<Outcome, ApplyError>>;
 
 impl Writer {
     /// The writer over what `store` holds, with its first snapshot published.
-    pub(super) fn new(
+    pub(super) async fn new(
         config: WriterConfig,
-        store: Store,
+        mut store: Store,
         set: PolicySet,
         published: Arc<Published>,
         metrics: Arc<Metrics>,
+        replica: Arc<Replica>,
     ) -> Result<Writer, StoreError> {
-        let state = store.load()?;
+        let loaded = store.load().await?;
+        let state = loaded.state;
         let mut shared = PrefixTable::new();
         for net in &config.shared_networks {
             shared.insert_with(*net, (), |_, _| {});
@@ -91,8 +111,13 @@ impl Writer {
             metrics,
             status,
             shared,
+            position: loaded.position,
+            stale: false,
+            replica,
+            absorbed_at_ms: None,
         };
-        writer.ensure_config_devices();
+        writer.replica.synced(loaded.position);
+        writer.ensure_config_devices().await;
         writer.publish();
         writer.report_policies();
         // Reading the store allocates far more than the state it leaves.
@@ -126,39 +151,132 @@ impl Writer {
         let mut replies: Vec<(Reply, Result<Outcome, ApplyError>)> = Vec::new();
         let mut queries = Vec::new();
         let mut ticks = Vec::new();
+        let mut sync = false;
         for command in commands {
             match command {
                 Command::Reload { reply } => {
                     // A reload is its own step: finish what came before it first.
-                    self.commit(&mut batch, &mut replies);
+                    self.commit(&mut batch, &mut replies).await;
                     let _ = reply.send(self.reload().await);
                 }
                 Command::Apply { request, reply } => {
-                    let result = self.apply_guarded(*request, &mut batch);
+                    let result = match self.open(&mut batch).await {
+                        Ok(()) => self.apply_guarded(*request, &mut batch).await,
+                        Err(e) => Err(e),
+                    };
                     replies.push((reply, result));
                 }
                 Command::Query { query, reply } => queries.push((query, reply)),
                 Command::Tick { reply } => {
-                    let mark = batch.changes.len();
-                    self.lapse_bindings(&mut batch);
-                    self.follow(&batch.changes[mark..]);
+                    if self.open(&mut batch).await.is_ok() {
+                        let mark = batch.changes.len();
+                        self.lapse_bindings(&mut batch);
+                        self.follow(&batch.changes[mark..]);
+                    }
                     ticks.extend(reply);
                 }
+                Command::Sync => sync = true,
             }
         }
-        self.commit(&mut batch, &mut replies);
+        // A write brings in other nodes' changes by itself.
+        let synced = batch.open;
+        self.commit(&mut batch, &mut replies).await;
+        if sync {
+            self.replica.sync_taken();
+            if !synced {
+                self.sync().await;
+            }
+        }
         for (query, reply) in queries {
-            let _ = reply.send(self.answer(query));
+            let _ = reply.send(self.answer(query).await);
         }
         for reply in ticks {
             let _ = reply.send(());
         }
     }
 
+    /// Starts the batch's write, once: applies what other nodes committed since this node's
+    /// position first, so that the batch decides on the latest state.
+    pub(super) async fn open(&mut self, batch: &mut Batch) -> Result<(), ApplyError> {
+        if batch.open {
+            return Ok(());
+        }
+        self.recover().await?;
+        let begun = match self.store.begin(self.position).await {
+            Err(e) if e.is_behind() => {
+                self.restore().await;
+                self.recover().await?;
+                self.store.begin(self.position).await
+            }
+            begun => begun,
+        };
+        let logged = begun.map_err(|e| self.store_failed(&e))?;
+        batch.absorbed |= self.absorb(&logged);
+        batch.open = true;
+        Ok(())
+    }
+
+    /// Applies changes another node committed; true if there were any.
+    fn absorb(&mut self, logged: &[Logged]) -> bool {
+        for l in logged {
+            self.state.apply(&l.change);
+            self.view.apply(&self.parts, &self.state, &l.change);
+            self.position = l.id;
+            if let Some(at) = l.committed_ms {
+                self.absorbed_at_ms = Some(self.absorbed_at_ms.map_or(at, |a| a.min(at)));
+            }
+        }
+        !logged.is_empty()
+    }
+
+    /// Brings this node up to what the store holds, between writes.
+    async fn sync(&mut self) {
+        if self.recover().await.is_err() {
+            return;
+        }
+        match self.store.changes_after(self.position).await {
+            Ok(logged) => {
+                self.store_ok();
+                if self.absorb(&logged) {
+                    self.publish();
+                }
+            }
+            Err(e) if e.is_behind() => {
+                tracing::warn!("{e}: loading the state tables");
+                self.restore().await;
+            }
+            Err(e) => {
+                self.store_failed(&e);
+            }
+        }
+    }
+
+    /// After a failed commit the state was reloaded; if that failed too, try again now.
+    pub(super) async fn recover(&mut self) -> Result<(), ApplyError> {
+        if self.stale {
+            self.restore().await;
+        }
+        if self.stale {
+            return Err(ApplyError::Store("the store cannot be read".into()));
+        }
+        Ok(())
+    }
+
+    fn store_ok(&self) {
+        self.metrics.store_up.set(1);
+        self.replica.synced(self.position);
+    }
+
+    pub(super) fn store_failed(&self, e: &StoreError) -> ApplyError {
+        tracing::error!("{e}");
+        self.metrics.store_up.set(0);
+        ApplyError::Store(e.to_string())
+    }
+
     /// Turns one request into changes in `batch`, already applied to the state and the view so
     /// that later requests in the batch see them. A bug in one request must not take the control
     /// plane down: a panic drops what that request added and fails only its caller.
-    fn apply_guarded(
+    async fn apply_guarded(
         &mut self,
         request: Request,
         batch: &mut Batch,
@@ -171,11 +289,7 @@ impl Writer {
             tracing::error!("a control-plane request panicked; its changes are dropped");
             batch.changes.truncate(mark);
             batch.audit.truncate(audit_mark);
-            self.restore();
-            for c in &batch.changes {
-                self.state.apply(c);
-            }
-            self.view = View::build(&self.parts, &self.state, &self.config.statics);
+            self.reread(&batch.changes).await;
             return Err(ApplyError::Internal);
         };
         self.follow(&batch.changes[mark..]);
@@ -261,29 +375,23 @@ impl Writer {
     }
 
     /// Makes the batch durable and in force, then answers its callers.
-    fn commit(
+    async fn commit(
         &mut self,
         batch: &mut Batch,
         replies: &mut Vec<(Reply, Result<Outcome, ApplyError>)>,
     ) {
-        let changed = !batch.changes.is_empty();
-        let committed = if changed || !batch.audit.is_empty() {
-            self.store
-                .commit(&batch.changes, &batch.audit, &*self.config.clock)
-        } else {
-            Ok(())
-        };
-        if let Err(e) = committed {
-            tracing::error!("store commit failed, nothing of this batch applies: {e}");
-            self.restore();
+        let batch = std::mem::take(batch);
+        let written = self.write(&batch).await;
+        if let Err(e) = &written {
             for (reply, _) in replies.drain(..) {
-                let _ = reply.send(Err(ApplyError::Store(e.to_string())));
+                let _ = reply.send(Err(e.clone()));
             }
-            *batch = Batch::default();
             return;
         }
-        if changed {
+        if !batch.changes.is_empty() {
             self.count_changes(&batch.changes);
+        }
+        if !batch.changes.is_empty() || batch.absorbed {
             self.publish();
         }
         for (reply, mut result) in replies.drain(..) {
@@ -292,16 +400,62 @@ impl Writer {
             }
             let _ = reply.send(result);
         }
-        *batch = Batch::default();
     }
 
-    /// After a failed commit: back to exactly what the store holds.
-    pub(super) fn restore(&mut self) {
-        match self.store.load() {
-            Ok(state) => self.state = state,
-            Err(e) => tracing::error!("cannot re-read the store: {e}"),
+    /// Commits the batch's write; if it fails, nothing of it applies: back to what the store
+    /// holds.
+    pub(super) async fn write(&mut self, batch: &Batch) -> Result<(), ApplyError> {
+        if !batch.open {
+            return Ok(());
+        }
+        let committed = self
+            .store
+            .commit(self.position, &batch.changes, &batch.audit, self.now())
+            .await;
+        match committed {
+            Ok(position) => {
+                self.position = position;
+                self.store_ok();
+                Ok(())
+            }
+            Err(e) => {
+                let error = self.store_failed(&e);
+                tracing::error!("nothing of this batch applies");
+                self.restore().await;
+                Err(error)
+            }
+        }
+    }
+
+    /// Back to exactly what the store holds (after a failed commit, or when this node fell
+    /// too far behind the log); published if that differs from what is in force.
+    pub(super) async fn restore(&mut self) {
+        let before = self.position;
+        if self.reread(&[]).await && self.position != before {
+            self.publish();
+        }
+    }
+
+    /// The state as the store holds it, then `pending` (changes not committed yet) applied;
+    /// if the store cannot be read, the state is stale until it can. True when it was read.
+    async fn reread(&mut self, pending: &[Change]) -> bool {
+        match self.store.load().await {
+            Ok(loaded) => {
+                self.state = loaded.state;
+                self.position = loaded.position;
+                for c in pending {
+                    self.state.apply(c);
+                }
+                self.stale = false;
+                self.store_ok();
+            }
+            Err(e) => {
+                self.store_failed(&e);
+                self.stale = true;
+            }
         }
         self.view = View::build(&self.parts, &self.state, &self.config.statics);
+        !self.stale
     }
 
     pub(super) fn publish(&mut self) {
@@ -314,6 +468,10 @@ impl Writer {
         );
         self.published.publish(Arc::new(snapshot));
         let m = &self.metrics;
+        if let Some(at) = self.absorbed_at_ms.take() {
+            let delay = crate::control::clock::now_ms() - at;
+            m.replication_delay.observe(delay.max(0) as f64 / 1000.0);
+        }
         m.snapshot_publish_duration
             .observe(started.elapsed().as_secs_f64());
         m.snapshot_version.set(self.version as i64);
@@ -463,12 +621,13 @@ mod tests {
         let h = Harness::start().await;
         a_day(&h).await;
         let live = h.published.get();
-        let store = Store::open(&h.dir.path().join("cordon.db")).unwrap();
+        let target = super::super::store::StoreTarget::Sqlite(h.dir.path().join("cordon.db"));
+        let mut store = Store::open(&target).await.unwrap();
         let mut state = State::default();
-        let log = store.changes_after(0).unwrap();
+        let log = store.changes_after(0).await.unwrap();
         assert!(log.len() > 20, "the day left {} changes", log.len());
-        for (_, change) in &log {
-            state.apply(change);
+        for logged in &log {
+            state.apply(&logged.change);
         }
         let config = config(&h.clock);
         let parts = PolicyParts::new(policies());

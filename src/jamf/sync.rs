@@ -62,6 +62,10 @@ impl JamfSync {
             let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
             loop {
                 tick.tick().await;
+                // A fleet-wide job: of several nodes sharing a store, only the leader runs it.
+                if !sync.control.is_leader() {
+                    continue;
+                }
                 match sync.reconcile_all().await {
                     Ok(r) if r.added + r.removed > 0 => tracing::warn!(
                         added = r.added,

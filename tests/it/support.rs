@@ -690,6 +690,11 @@ impl Binary {
     /// Starts the binary forwarding to `upstream`, with `extra` TOML appended to its config,
     /// and waits until it is ready.
     pub async fn start(upstream: SocketAddr, extra: &str) -> Binary {
+        Binary::start_on(upstream, "path = \"cordon.db\"", extra).await
+    }
+
+    /// As [`Binary::start`], with `store` as the body of its `[store]` section.
+    pub async fn start_on(upstream: SocketAddr, store: &str, extra: &str) -> Binary {
         let dir = tempfile::tempdir().unwrap();
         write_policies(&dir.path().join("policies"));
         let http: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
@@ -698,11 +703,12 @@ impl Binary {
         let mut text = format!(
             "[dns]\nlisten = [\"{dns}\"]\nudp_sockets = 1\n\
              [upstream]\nservers = [\"udp://{upstream}\"]\ntimeout_ms = 1000\n\
-             [http]\nlisten = \"{http}\"\n[store]\npath = \"cordon.db\"\n[policies]\ndir = \"policies\"\n\
+             [http]\nlisten = \"{http}\"\n[store]\n{store}\n[policies]\ndir = \"policies\"\n\
              [auth]\nwebhook_tokens = [\"{WEBHOOK}\"]\n"
         );
         for (token, role, name) in [
             (ADMIN, "admin", "admin"),
+            (ADMIN2, "admin", "second-admin"),
             (RESPONDER, "responder", "responder"),
             (VIEWER, "viewer", "viewer"),
         ] {

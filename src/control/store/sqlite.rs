@@ -3,251 +3,84 @@
 //! batch of changes is one transaction, which writes the state tables and appends each change,
 //! as the neutral value it is, to the `changes` log.
 
-use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 
 use rusqlite::{params, Connection, Transaction};
 
-use super::state::{Alias, AliasKind, AuditEvent, Change, Hold, State};
-use super::Clock;
+use super::{continues, hold_of, Fault, Loaded, Logged, Rows, StoreError, CHANGE_LOG_KEEP};
+use crate::control::state::{AuditEvent, Change};
 use crate::policy::DeviceId;
 
-/// A store that cannot be opened, read or written.
-#[derive(Debug, thiserror::Error)]
-#[error("store {path}: {error}")]
-pub struct StoreError {
-    pub path: PathBuf,
-    pub error: rusqlite::Error,
+mod embedded {
+    refinery::embed_migrations!("migrations/sqlite");
 }
 
-pub struct Store {
+/// The SQLite file and its one connection.
+pub struct SqliteStore {
     conn: Connection,
     path: PathBuf,
 }
 
-const SCHEMA: &str = "
-CREATE TABLE IF NOT EXISTS devices (
-    id INTEGER PRIMARY KEY,
-    label TEXT NOT NULL,
-    critical INTEGER NOT NULL DEFAULT 0,
-    hold_reason TEXT, hold_ticket TEXT, hold_by TEXT, hold_at INTEGER
-);
-CREATE TABLE IF NOT EXISTS aliases (
-    kind TEXT NOT NULL, value TEXT NOT NULL,
-    device INTEGER NOT NULL REFERENCES devices(id),
-    PRIMARY KEY (kind, value)
-);
-CREATE TABLE IF NOT EXISTS memberships (
-    device INTEGER NOT NULL REFERENCES devices(id),
-    uem_group TEXT NOT NULL,
-    PRIMARY KEY (device, uem_group)
-);
-CREATE TABLE IF NOT EXISTS uem_groups (key TEXT PRIMARY KEY, name TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS bindings (
-    addr TEXT PRIMARY KEY,
-    device INTEGER NOT NULL REFERENCES devices(id),
-    seen INTEGER NOT NULL
-);
-CREATE TABLE IF NOT EXISTS audit (
-    id INTEGER PRIMARY KEY,
-    at INTEGER NOT NULL,
-    device INTEGER,
-    actor TEXT NOT NULL,
-    action TEXT NOT NULL,
-    detail TEXT NOT NULL,
-    reason TEXT NOT NULL
-);
-CREATE INDEX IF NOT EXISTS audit_device ON audit (device, id);
-CREATE TABLE IF NOT EXISTS approvals (
-    id INTEGER PRIMARY KEY,
-    device INTEGER NOT NULL REFERENCES devices(id),
-    reason TEXT NOT NULL, ticket TEXT NOT NULL, by TEXT NOT NULL, at INTEGER NOT NULL
-);
-CREATE TABLE IF NOT EXISTS changes (
-    id INTEGER PRIMARY KEY,
-    at INTEGER NOT NULL,
-    change TEXT NOT NULL
-);
-";
-
-/// How many changes the log keeps: enough to replay any recent stretch, bounded so that hourly
-/// binding refreshes of a large fleet do not grow the file without end.
-const CHANGE_LOG_KEEP: i64 = 1_000_000;
-
-impl Store {
-    /// Opens (creating if need be) the store at `path`.
-    pub fn open(path: &Path) -> Result<Store, StoreError> {
-        let err = |error| StoreError {
-            path: path.to_path_buf(),
-            error,
+impl SqliteStore {
+    /// Opens (creating if need be) the store at `path` and brings its tables to the current
+    /// schema version.
+    pub fn open(path: &Path) -> Result<SqliteStore, StoreError> {
+        let err = |fault: Fault| StoreError {
+            store: path.display().to_string(),
+            fault,
         };
-        let conn = Connection::open(path).map_err(err)?;
+        let mut conn = Connection::open(path).map_err(|e| err(e.into()))?;
         // WAL: readers never block the writer; FULL: a commit survives power loss, not only a
         // crash of this process, before the caller hears 2xx (contract 2).
-        conn.pragma_update(None, "journal_mode", "WAL")
-            .map_err(err)?;
-        conn.pragma_update(None, "synchronous", "FULL")
-            .map_err(err)?;
-        conn.pragma_update(None, "foreign_keys", "ON")
-            .map_err(err)?;
-        conn.execute_batch(SCHEMA).map_err(err)?;
-        Ok(Store {
+        let pragmas = [
+            ("journal_mode", "WAL"),
+            ("synchronous", "FULL"),
+            ("foreign_keys", "ON"),
+        ];
+        for (pragma, value) in pragmas {
+            conn.pragma_update(None, pragma, value)
+                .map_err(|e| err(e.into()))?;
+        }
+        embedded::migrations::runner()
+            .run(&mut conn)
+            .map_err(|e| err(e.into()))?;
+        Ok(SqliteStore {
             conn,
             path: path.to_path_buf(),
         })
     }
 
-    fn err(&self, error: rusqlite::Error) -> StoreError {
+    fn err(&self, fault: impl Into<Fault>) -> StoreError {
         StoreError {
-            path: self.path.clone(),
-            error,
+            store: self.path.display().to_string(),
+            fault: fault.into(),
         }
     }
 
     /// Reads the whole store into memory.
-    pub fn load(&self) -> Result<State, StoreError> {
-        self.load_inner().map_err(|e| self.err(e))
+    pub fn load(&self) -> Result<Loaded, StoreError> {
+        let tx = self.conn.unchecked_transaction().map_err(|e| self.err(e))?;
+        let loaded = load_from(&tx).map_err(|e| self.err(e))?;
+        tx.commit().map_err(|e| self.err(e))?;
+        Ok(loaded)
     }
 
-    fn load_inner(&self) -> rusqlite::Result<State> {
-        let mut state = State::default();
-        // Ids are allocated from 1 up and index the writer's device table.
-        let (low, high): (Option<i64>, Option<i64>) =
-            self.conn
-                .query_row("SELECT MIN(id), MAX(id) FROM devices", [], |r| {
-                    Ok((r.get(0)?, r.get(1)?))
-                })?;
-        for id in [low, high].into_iter().flatten() {
-            if !(1..=i64::from(u32::MAX)).contains(&id) {
-                return Err(rusqlite::Error::IntegralValueOutOfRange(0, id));
-            }
-        }
-        if let Some(high) = high {
-            state.devices.reserve_ids(DeviceId(high as u64));
-        }
-        let mut stmt = self.conn.prepare(
-            "SELECT id, label, critical, hold_reason, hold_ticket, hold_by, hold_at FROM devices",
-        )?;
-        let rows = stmt.query_map([], |r| {
-            let id = DeviceId(r.get::<_, i64>(0)? as u64);
-            let hold = match r.get::<_, Option<String>>(3)? {
-                Some(reason) => Some(Hold {
-                    reason,
-                    ticket: r.get::<_, Option<String>>(4)?.unwrap_or_default(),
-                    by: r.get::<_, Option<String>>(5)?.unwrap_or_default(),
-                    at: r.get::<_, Option<i64>>(6)?.unwrap_or_default(),
-                }),
-                None => None,
-            };
-            Ok((id, r.get::<_, String>(1)?, r.get::<_, bool>(2)?, hold))
-        })?;
-        for row in rows {
-            let (id, label, critical, hold) = row?;
-            state.apply(&Change::DeviceAdded { device: id, label });
-            state.apply(&Change::CriticalSet {
-                device: id,
-                critical,
-            });
-            if let Some(hold) = hold {
-                state.apply(&Change::HoldPlaced { device: id, hold });
-            }
-        }
-        let mut stmt = self
-            .conn
-            .prepare("SELECT kind, value, device FROM aliases")?;
-        for row in stmt.query_map([], |r| {
-            Ok((
-                r.get::<_, String>(0)?,
-                r.get::<_, String>(1)?,
-                r.get::<_, i64>(2)?,
-            ))
-        })? {
-            let (kind, value, device) = row?;
-            let Some(device) = known(&state, device) else {
-                continue;
-            };
-            let kind = AliasKind::parse(&kind).unwrap_or(AliasKind::Name);
-            state.apply(&Change::AliasSeen {
-                alias: Alias::new(kind, &value),
-                device,
-            });
-        }
-        let mut stmt = self
-            .conn
-            .prepare("SELECT device, uem_group FROM memberships")?;
-        for row in stmt.query_map([], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?)))? {
-            let (device, group) = row?;
-            if let Some(device) = known(&state, device) {
-                state.apply(&Change::MembershipSet { device, group });
-            }
-        }
-        let mut stmt = self.conn.prepare("SELECT key, name FROM uem_groups")?;
-        for row in stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))? {
-            let (group, name) = row?;
-            state.apply(&Change::GroupNamed { group, name });
-        }
-        let mut stmt = self
-            .conn
-            .prepare("SELECT addr, device, seen FROM bindings")?;
-        for row in stmt.query_map([], |r| {
-            Ok((
-                r.get::<_, String>(0)?,
-                r.get::<_, i64>(1)?,
-                r.get::<_, i64>(2)?,
-            ))
-        })? {
-            let (addr, device, seen) = row?;
-            // A binding stored in IPv4-mapped form (before addresses were normalised where
-            // they enter) is the IPv4 address it maps.
-            let addr = addr.parse::<IpAddr>().map(|a| a.to_canonical());
-            if let (Ok(addr), Some(device)) = (addr, known(&state, device)) {
-                state.apply(&Change::BindingSeen {
-                    addr,
-                    device,
-                    at: seen,
-                });
-            }
-        }
-        let mut stmt = self
-            .conn
-            .prepare("SELECT id, device, reason, ticket, by, at FROM approvals ORDER BY at")?;
-        for row in stmt.query_map([], |r| {
-            let hold = Hold {
-                reason: r.get(2)?,
-                ticket: r.get(3)?,
-                by: r.get(4)?,
-                at: r.get(5)?,
-            };
-            Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?, hold))
-        })? {
-            let (approval, device, hold) = row?;
-            if let Some(device) = known(&state, device) {
-                state.apply(&Change::ApprovalRequested {
-                    approval: approval as u64,
-                    device,
-                    hold,
-                });
-            }
-        }
-        Ok(state)
-    }
-
-    /// Commits `changes` and `audit` as one transaction, the changes also to the change log.
+    /// Commits `changes` and `audit` as one transaction, the changes also to the change log;
+    /// returns the id of the last change logged.
     pub fn commit(
         &mut self,
         changes: &[Change],
         audit: &[AuditEvent],
-        clock: &dyn Clock,
-    ) -> Result<(), StoreError> {
-        let result = (|| {
+        now: i64,
+    ) -> Result<i64, StoreError> {
+        let result = (|| -> Result<i64, Fault> {
             let tx = self.conn.transaction()?;
             for c in changes {
                 write_change(&tx, c)?;
-                let text = serde_json::to_string(c)
-                    .map_err(|e| rusqlite::Error::ToSqlConversionFailure(Box::new(e)))?;
+                let text = serde_json::to_string(c)?;
                 tx.execute(
                     "INSERT INTO changes (at, change) VALUES (?1, ?2)",
-                    params![clock.now(), text],
+                    params![now, text],
                 )?;
             }
             if !changes.is_empty() {
@@ -263,29 +96,30 @@ impl Store {
                     params![a.at, a.device.map(|d| d.0 as i64), a.actor, a.action, a.detail, a.reason],
                 )?;
             }
-            tx.commit()
+            let position = position(&tx)?;
+            tx.commit()?;
+            Ok(position)
         })();
         result.map_err(|e| self.err(e))
     }
 
-    /// The logged changes after `after`, oldest first, with their log ids.
-    pub fn changes_after(&self, after: i64) -> Result<Vec<(i64, Change)>, StoreError> {
-        let read = || -> rusqlite::Result<Vec<(i64, Change)>> {
+    /// The logged changes after `after`, oldest first.
+    pub fn changes_after(&self, after: i64) -> Result<Vec<Logged>, StoreError> {
+        let read = || -> Result<Vec<Logged>, Fault> {
             let mut stmt = self
                 .conn
-                .prepare("SELECT id, change FROM changes WHERE id > ?1 ORDER BY id")?;
-            let rows = stmt.query_map([after], |r| {
+                .prepare_cached("SELECT id, change FROM changes WHERE id > ?1 ORDER BY id")?;
+            let mut rows = stmt.query([after])?;
+            let mut logged = Vec::new();
+            while let Some(r) = rows.next()? {
                 let text: String = r.get(1)?;
-                let change = serde_json::from_str(&text).map_err(|e| {
-                    rusqlite::Error::FromSqlConversionFailure(
-                        1,
-                        rusqlite::types::Type::Text,
-                        Box::new(e),
-                    )
-                })?;
-                Ok((r.get(0)?, change))
-            })?;
-            rows.collect()
+                logged.push(Logged {
+                    id: r.get(0)?,
+                    change: serde_json::from_str(&text)?,
+                    committed_ms: None,
+                });
+            }
+            continues(after, logged)
         };
         read().map_err(|e| self.err(e))
     }
@@ -310,6 +144,59 @@ impl Store {
         };
         read().map_err(|e| self.err(e))
     }
+}
+
+/// The id of the last logged change (0 for none).
+fn position(conn: &Connection) -> rusqlite::Result<i64> {
+    conn.query_row("SELECT COALESCE(MAX(id), 0) FROM changes", [], |r| r.get(0))
+}
+
+fn load_from(conn: &Connection) -> Result<Loaded, Fault> {
+    let mut rows = Rows::default();
+    let (low, high) = conn.query_row("SELECT MIN(id), MAX(id) FROM devices", [], |r| {
+        Ok((r.get(0)?, r.get(1)?))
+    })?;
+    rows.id_range(low, high)?;
+    let mut stmt = conn.prepare(
+        "SELECT id, label, critical, hold_reason, hold_ticket, hold_by, hold_at FROM devices",
+    )?;
+    let mut it = stmt.query([])?;
+    while let Some(r) = it.next()? {
+        let hold = hold_of(r.get(3)?, r.get(4)?, r.get(5)?, r.get(6)?);
+        rows.device(r.get(0)?, r.get(1)?, r.get(2)?, hold);
+    }
+    let mut stmt = conn.prepare("SELECT kind, value, device FROM aliases")?;
+    let mut it = stmt.query([])?;
+    while let Some(r) = it.next()? {
+        rows.alias(&r.get::<_, String>(0)?, &r.get::<_, String>(1)?, r.get(2)?);
+    }
+    let mut stmt = conn.prepare("SELECT device, uem_group FROM memberships")?;
+    let mut it = stmt.query([])?;
+    while let Some(r) = it.next()? {
+        rows.membership(r.get(0)?, r.get(1)?);
+    }
+    let mut stmt = conn.prepare("SELECT key, name FROM uem_groups")?;
+    let mut it = stmt.query([])?;
+    while let Some(r) = it.next()? {
+        rows.group(r.get(0)?, r.get(1)?);
+    }
+    let mut stmt = conn.prepare("SELECT addr, device, seen FROM bindings")?;
+    let mut it = stmt.query([])?;
+    while let Some(r) = it.next()? {
+        rows.binding(&r.get::<_, String>(0)?, r.get(1)?, r.get(2)?);
+    }
+    let mut stmt =
+        conn.prepare("SELECT id, device, reason, ticket, by, at FROM approvals ORDER BY at")?;
+    let mut it = stmt.query([])?;
+    while let Some(r) = it.next()? {
+        if let Some(hold) = hold_of(r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?) {
+            rows.approval(r.get(0)?, r.get(1)?, hold);
+        }
+    }
+    Ok(Loaded {
+        state: rows.state,
+        position: position(conn)?,
+    })
 }
 
 fn write_change(tx: &Transaction<'_>, change: &Change) -> rusqlite::Result<()> {
@@ -389,7 +276,7 @@ fn write_change(tx: &Transaction<'_>, change: &Change) -> rusqlite::Result<()> {
             // Lapsed ones go as a new one comes, as in the state.
             tx.execute(
                 "DELETE FROM approvals WHERE at <= ?1",
-                [h.at - super::state::APPROVAL_LIFETIME],
+                [h.at - crate::control::state::APPROVAL_LIFETIME],
             )?;
             tx.execute(
                 "INSERT OR REPLACE INTO approvals (id, device, reason, ticket, by, at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
@@ -403,22 +290,10 @@ fn write_change(tx: &Transaction<'_>, change: &Change) -> rusqlite::Result<()> {
     Ok(())
 }
 
-/// A row's device, if the devices table has it: the foreign keys make every row's device
-/// exist, but a row that slipped past them must not invent a device.
-fn known(state: &State, device: i64) -> Option<DeviceId> {
-    let id = DeviceId(u64::try_from(device).ok()?);
-    if state.devices.contains_key(&id) {
-        Some(id)
-    } else {
-        tracing::warn!("store: a row names {id}, which the devices table lacks; ignored");
-        None
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::control::SystemClock;
+    use crate::control::state::{Alias, AliasKind, Hold, State};
 
     #[test]
     fn committed_changes_come_back_on_load() {
@@ -476,11 +351,11 @@ mod tests {
             reason: "why".into(),
         }];
         {
-            let mut store = Store::open(&path).unwrap();
-            store.commit(&changes, &audit, &SystemClock).unwrap();
+            let mut store = SqliteStore::open(&path).unwrap();
+            store.commit(&changes, &audit, 1).unwrap();
         }
-        let store = Store::open(&path).unwrap();
-        let state = store.load().unwrap();
+        let store = SqliteStore::open(&path).unwrap();
+        let state = store.load().unwrap().state;
         let mut expected = State::default();
         for c in &changes {
             expected.apply(c);
@@ -497,7 +372,7 @@ mod tests {
             .changes_after(0)
             .unwrap()
             .into_iter()
-            .map(|(_, c)| c)
+            .map(|l| l.change)
             .collect();
         assert_eq!(logged, changes);
         assert_eq!(state.next_id, 1);
@@ -507,7 +382,7 @@ mod tests {
     #[test]
     fn an_alias_moves_to_the_device_that_reports_it_last() {
         let dir = tempfile::tempdir().unwrap();
-        let mut store = Store::open(&dir.path().join("c.db")).unwrap();
+        let mut store = SqliteStore::open(&dir.path().join("c.db")).unwrap();
         let serial = Alias::new(AliasKind::Serial, "X1");
         let changes = vec![
             Change::DeviceAdded {
@@ -527,8 +402,8 @@ mod tests {
                 device: DeviceId(2),
             },
         ];
-        store.commit(&changes, &[], &SystemClock).unwrap();
-        let state = store.load().unwrap();
+        store.commit(&changes, &[], 1).unwrap();
+        let state = store.load().unwrap().state;
         assert_eq!(state.device_by_alias(&serial), Some(DeviceId(2)));
         assert!(!state.devices[&DeviceId(1)]
             .aliases
@@ -538,7 +413,7 @@ mod tests {
     #[test]
     fn a_binding_stored_in_mapped_form_loads_as_its_ipv4_address() {
         let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(&dir.path().join("c.db")).unwrap();
+        let store = SqliteStore::open(&dir.path().join("c.db")).unwrap();
         store
             .conn
             .execute_batch(
@@ -546,15 +421,15 @@ mod tests {
                  INSERT INTO bindings (addr, device, seen) VALUES ('::ffff:10.0.0.45', 1, 5);",
             )
             .unwrap();
-        let state = store.load().unwrap();
-        let v4: IpAddr = "10.0.0.45".parse().unwrap();
+        let state = store.load().unwrap().state;
+        let v4: std::net::IpAddr = "10.0.0.45".parse().unwrap();
         assert_eq!(state.bindings.get(&v4).map(|b| b.device), Some(DeviceId(1)));
     }
 
     #[test]
     fn a_device_id_beyond_the_table_is_an_error_not_a_crash() {
         let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(&dir.path().join("c.db")).unwrap();
+        let store = SqliteStore::open(&dir.path().join("c.db")).unwrap();
         store
             .conn
             .execute(
