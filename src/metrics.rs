@@ -43,6 +43,9 @@ pub struct Metrics {
     pub connections_shed: IntCounterVec,
     pub connections_timed_out: IntCounterVec,
     pub upstream_shed: IntCounter,
+    // The DoT/DoH/DoQ certificate in force (tls.rs): a vector without labels, so that the
+    // metric is absent, not 0, until encrypted listeners load a certificate.
+    pub tls_cert_expiry: IntGaugeVec,
 }
 
 fn counter(r: &Registry, name: &str, help: &str) -> IntCounter {
@@ -247,6 +250,12 @@ impl Metrics {
                 &r,
                 "cordon_upstream_shed_total",
                 "Queries answered SERVFAIL at once because upstream exchanges in flight were at their cap.",
+            ),
+            tls_cert_expiry: gauge_vec(
+                &r,
+                "cordon_tls_cert_expiry_timestamp_seconds",
+                "Unix time of the notAfter of the DoT/DoH/DoQ certificate in force.",
+                &[],
             ),
             registry: r,
         }
