@@ -214,6 +214,22 @@ def check_cordon(docs, name):
     if not main:
         fail("Deployment cordon: no container cordon")
         return
+    mounts = {m["mountPath"]: m["name"] for m in main.get("volumeMounts", [])}
+    vols = {v["name"]: v for v in spec.get("volumes", [])}
+    # The image's entrypoint is `cordon run --config /etc/cordon/cordon.toml`: `args` would be
+    # appended to it, so the container must set `command`, with the config the init container
+    # writes into the shared emptyDir.
+    cmd = main.get("command", [])
+    init = " ".join(" ".join(c.get("command", []) + c.get("args", [])) for c in spec.get("initContainers", []))
+    if "--config" not in cmd[:-1]:
+        fail("Deployment cordon: container cordon sets no `command` with --config (args alone would follow the image's entrypoint)")
+    else:
+        config_path = cmd[cmd.index("--config") + 1]
+        run_vol = vols.get(mounts.get(os.path.dirname(config_path), ""), {})
+        if "emptyDir" not in run_vol:
+            fail(f"Deployment cordon: --config {config_path} is not on an emptyDir shared with the init container")
+        if f"> {config_path}" not in init:
+            fail(f"Deployment cordon: no init container writes {config_path}")
     if main.get("readinessProbe", {}).get("httpGet", {}).get("path") != "/readyz":
         fail("Deployment cordon: readinessProbe is not HTTP /readyz")
     if main.get("livenessProbe", {}).get("httpGet", {}).get("path") != "/healthz":
@@ -233,9 +249,6 @@ def check_cordon(docs, name):
     except tomllib.TOMLDecodeError as e:
         fail(f"cordon.toml in ConfigMap cordon-config: {e}")
         return
-    mounts = {m["mountPath"]: m["name"] for m in main.get("volumeMounts", [])}
-    vols = {v["name"]: v for v in spec.get("volumes", [])}
-
     def volume_at(path):
         d = os.path.dirname(path)
         return vols.get(mounts.get(d, ""), {})
@@ -269,7 +282,7 @@ def check_cordon(docs, name):
             fail(f"cordon.toml in the ConfigMap holds [{table}]: its secrets belong in the Secret cordon-auth")
     secrets = secret_data(docs, "cordon-auth").get("secrets.toml", "")
     try:
-        tomllib.loads(conf_text + "\n" + secrets)
+        tomllib.loads(conf_text + secrets)  # as `cat` joins them
     except tomllib.TOMLDecodeError as e:
         fail(f"cordon.toml + secrets.toml, as the init container joins them: {e}")
 
@@ -326,7 +339,7 @@ def cmd_config(path, out):
     for key, text in policies.items():
         with open(os.path.join(out, "policies", key), "w") as f:
             f.write(text)
-    text = conf + "\n" + secrets
+    text = conf + secrets  # as the init container's `cat` joins them
     text = re.sub(r'(?m)^dir = "/etc/cordon/policies"', f'dir = "{out}/policies"', text)
     text = re.sub(r'(?m)^tls_cert = .*', f'tls_cert = "{out}/tls.crt"', text)
     text = re.sub(r'(?m)^tls_key = .*', f'tls_key = "{out}/tls.key"', text)
