@@ -41,7 +41,10 @@ if ! "$cordon" check --config "$work/pod/cordon.toml" >"$work/check.out" 2>&1; t
 fi
 echo "  cordon check: the ConfigMaps' config and policies pass ($(grep -c . "$work/check.out") lines of report)"
 
-python3 tests/deploy/check.py dashboard deploy/grafana/cordon.json
+python3 tests/deploy/check.py dashboard deploy/grafana/cordon.json "$work/dashboard-queries.yml"
+promtool check rules "$work/dashboard-queries.yml" >/dev/null \
+  || { promtool check rules "$work/dashboard-queries.yml" >&2; echo "deploy-check: FAIL: a dashboard query is not PromQL" >&2; exit 1; }
+echo "  dashboard: every query parses as PromQL (promtool)"
 python3 tests/deploy/check.py rule-metrics deploy/prometheus/alerts.yml
 promtool check rules deploy/prometheus/alerts.yml
 promtool test rules deploy/prometheus/alerts-test.yml

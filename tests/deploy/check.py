@@ -3,7 +3,7 @@
 
   check.py manifests NAME RENDERED.yaml     every object of a `kubectl kustomize` rendering
   check.py config RENDERED.yaml OUTDIR      cordon.toml + secrets.toml + policies, ready for `cordon check`
-  check.py dashboard deploy/grafana/cordon.json
+  check.py dashboard deploy/grafana/cordon.json RULES.yml   (RULES.yml: its queries, for promtool)
   check.py rule-metrics deploy/prometheus/alerts.yml
 
 Each prints what it checked and exits 1 with every problem it found.
@@ -364,7 +364,11 @@ def unknown_names(expr, known):
     return bad
 
 
-def cmd_dashboard(path):
+# Grafana's variables, replaced by plain values so that promtool can parse each query.
+GRAFANA_VARS = {"$__rate_interval": "5m", "$__interval": "1m", "$instance": ".*", "$isolation_group": "restricted"}
+
+
+def cmd_dashboard(path, rules_out):
     try:
         dash = json.load(open(path))
     except json.JSONDecodeError as e:
@@ -393,12 +397,24 @@ def cmd_dashboard(path):
                 fail(f"panel {p.get('title')!r} query {t.get('refId')}: no cordon_ metric in {t.get('expr')!r}")
             for bad in unknown_names(t.get("expr", ""), known):
                 fail(f"panel {p.get('title')!r}: metric {bad} is neither in src/metrics.rs nor one of {sorted(NEW_METRICS)}")
+    # Every query as a recording rule: `promtool check rules` then parses it as PromQL.
+    rules = []
+    for p in panels:
+        for t in p.get("targets", []):
+            expr = t.get("expr", "")
+            for var, value in GRAFANA_VARS.items():
+                expr = expr.replace(var, value)
+            if "$" in expr:
+                fail(f"panel {p.get('title')!r}: a Grafana variable the check does not know in {expr!r}")
+            rules.append({"record": f"dashboard:panel{p.get('id')}:{t.get('refId')}", "expr": expr})
+    with open(rules_out, "w") as f:
+        yaml.safe_dump({"groups": [{"name": "dashboard-queries", "rules": rules}]}, f)
     for v in variables.values():
         q = v.get("definition") or (v.get("query") if isinstance(v.get("query"), str) else "")
         for bad in unknown_names(q or "", known):
             fail(f"variable {v.get('name')}: metric {bad} is unknown")
     finish("dashboard")
-    print(f"  dashboard: JSON, {len([p for p in panels if p.get('type') != 'row'])} panels, {exprs} queries on ${{DS_PROMETHEUS}}, every metric known")
+    print(f"  dashboard: JSON, {len([p for p in panels if p.get('type') != 'row'])} panels, {exprs} queries on ${{DS_PROMETHEUS}}, every metric known (promtool parses them next)")
 
 
 def cmd_rule_metrics(path):
