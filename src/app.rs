@@ -155,7 +155,7 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         .map_err(|error| StartError::Bind { addr, error })?;
         dns_addrs.push(bound);
     }
-    let encrypted = start_encrypted(&config, &handler, &streams, &mut tasks).await?;
+    let encrypted = start_encrypted(&config, &handler, &streams, &metrics, &mut tasks).await?;
     let ready = Arc::new(AtomicBool::new(false));
     let http_addr = match config.http_listen() {
         Some(addr) => {
@@ -236,6 +236,7 @@ async fn start_encrypted(
     config: &Config,
     handler: &Arc<Handler>,
     streams: &Arc<Tracker>,
+    metrics: &Metrics,
     tasks: &mut JoinSet<()>,
 ) -> Result<EncryptedAddrs, StartError> {
     let timeouts = config.limits.dns_timeouts();
@@ -247,6 +248,7 @@ async fn start_encrypted(
         &config.resolve(&config.dns.tls_cert),
         &config.resolve(&config.dns.tls_key),
     )?;
+    certs.export_expiry(metrics.tls_cert_expiry.with_label_values::<&str>(&[]));
     certs.watch(CERT_POLL);
     let name: Arc<str> = config
         .dns

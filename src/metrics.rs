@@ -48,6 +48,9 @@ pub struct Metrics {
     pub replication_lag: Gauge,
     pub replication_delay: Histogram,
     pub leader: IntGauge,
+    // The DoT/DoH/DoQ certificate in force (tls.rs): a vector without labels, so that the
+    // metric is absent, not 0, until encrypted listeners load a certificate.
+    pub tls_cert_expiry: IntGaugeVec,
 }
 
 fn counter(r: &Registry, name: &str, help: &str) -> IntCounter {
@@ -285,6 +288,12 @@ impl Metrics {
                 &r,
                 "cordon_leader",
                 "1 on the node that runs the fleet-wide jobs (reconciliation, binding lapses).",
+            ),
+            tls_cert_expiry: gauge_vec(
+                &r,
+                "cordon_tls_cert_expiry_timestamp_seconds",
+                "Unix time of the notAfter of the DoT/DoH/DoQ certificate in force.",
+                &[],
             ),
             registry: r,
         }

@@ -18,10 +18,11 @@ use std::fmt;
 use std::fs::File;
 use std::io::{self, Read};
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::time::{Duration, SystemTime};
 
 use arc_swap::ArcSwap;
+use prometheus::IntGauge;
 use rustls::crypto::CryptoProvider;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
@@ -109,6 +110,8 @@ pub struct CertStore {
     /// serialises concurrent reloads.
     seen: Mutex<[Option<Stamp>; 2]>,
     provider: Arc<CryptoProvider>,
+    /// `cordon_tls_cert_expiry_timestamp_seconds`, once [`CertStore::export_expiry`] set it.
+    expiry: OnceLock<IntGauge>,
 }
 
 impl fmt::Debug for CertStore {
@@ -141,7 +144,37 @@ impl CertStore {
             key_path: key.to_path_buf(),
             seen: Mutex::new(seen),
             provider,
+            expiry: OnceLock::new(),
         }))
+    }
+
+    /// Sets `gauge` to the leaf certificate's notAfter (Unix seconds) now, and again on every
+    /// reload that puts a new certificate in force. A notAfter that cannot be read sets it to
+    /// 0, which an expiry alert reads as expired: better looked at than silently trusted.
+    pub fn export_expiry(&self, gauge: IntGauge) {
+        let _ = self.expiry.set(gauge);
+        self.update_expiry(&self.current.load());
+    }
+
+    /// The notAfter of the leaf certificate in force, in Unix seconds.
+    pub fn not_after(&self) -> Option<i64> {
+        self.current.load().cert.first().and_then(|c| not_after(c))
+    }
+
+    fn update_expiry(&self, certified: &CertifiedKey) {
+        let Some(gauge) = self.expiry.get() else {
+            return;
+        };
+        match certified.cert.first().and_then(|c| not_after(c)) {
+            Some(seconds) => gauge.set(seconds),
+            None => {
+                tracing::warn!(
+                    cert = %self.cert_path.display(),
+                    "cannot read the certificate's notAfter; its expiry metric is 0"
+                );
+                gauge.set(0);
+            }
+        }
     }
 
     /// The certificate chain and key that new handshakes get.
@@ -178,6 +211,7 @@ impl CertStore {
                     return Ok(false);
                 }
                 let chain_len = certified.cert.len();
+                self.update_expiry(&certified);
                 self.current.store(Arc::new(certified));
                 tracing::info!(
                     cert = %self.cert_path.display(),
@@ -346,6 +380,106 @@ fn read_pair(
             message: e.to_string(),
         }),
     }
+}
+
+/// The notAfter of an X.509 certificate (DER), in Unix seconds: the few steps of DER that
+/// lead to `tbsCertificate.validity.notAfter` (RFC 5280 §4.1), and nothing more. `None` when
+/// the bytes do not have that shape.
+pub fn not_after(der: &[u8]) -> Option<i64> {
+    let (0x30, cert, _) = der_tlv(der)? else {
+        return None;
+    };
+    let (0x30, tbs, _) = der_tlv(cert)? else {
+        return None;
+    };
+    let (mut tag, _, mut rest) = der_tlv(tbs)?;
+    if tag == 0xa0 {
+        // [0] EXPLICIT version, then the serial number.
+        (tag, _, rest) = der_tlv(rest)?;
+    }
+    if tag != 0x02 {
+        return None;
+    }
+    let (0x30, _, rest) = der_tlv(rest)? else {
+        return None; // signature AlgorithmIdentifier
+    };
+    let (0x30, _, rest) = der_tlv(rest)? else {
+        return None; // issuer Name
+    };
+    let (0x30, validity, _) = der_tlv(rest)? else {
+        return None;
+    };
+    let (_, _, after) = der_tlv(validity)?; // notBefore
+    let (tag, time, _) = der_tlv(after)?;
+    der_time(tag, time)
+}
+
+/// One DER TLV with a one-byte tag at the start of `der`: (tag, contents, what follows).
+fn der_tlv(der: &[u8]) -> Option<(u8, &[u8], &[u8])> {
+    let (&tag, rest) = der.split_first()?;
+    if tag & 0x1f == 0x1f {
+        return None; // multi-byte tags never occur on this path
+    }
+    let (&first, rest) = rest.split_first()?;
+    let (len, rest) = if first < 0x80 {
+        (first as usize, rest)
+    } else {
+        let n = (first & 0x7f) as usize;
+        if n == 0 || n > 4 || rest.len() < n {
+            return None;
+        }
+        let len = rest[..n]
+            .iter()
+            .fold(0usize, |acc, b| (acc << 8) | *b as usize);
+        (len, &rest[n..])
+    };
+    (rest.len() >= len).then(|| (tag, &rest[..len], &rest[len..]))
+}
+
+/// A UTCTime (tag 0x17, `YYMMDDHHMMSSZ`, years 1950-2049) or GeneralizedTime (tag 0x18,
+/// `YYYYMMDDHHMMSSZ`), the two forms RFC 5280 §4.1.2.5 allows, as Unix seconds.
+fn der_time(tag: u8, text: &[u8]) -> Option<i64> {
+    let digits = match (tag, text.split_last()) {
+        (0x17, Some((b'Z', d))) if d.len() == 12 => d,
+        (0x18, Some((b'Z', d))) if d.len() == 14 => d,
+        _ => return None,
+    };
+    if !digits.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    let num = |i: usize, n: usize| {
+        digits[i..i + n]
+            .iter()
+            .fold(0i64, |acc, d| acc * 10 + i64::from(d - b'0'))
+    };
+    let (year, at) = if tag == 0x17 {
+        let yy = num(0, 2);
+        (if yy >= 50 { 1900 + yy } else { 2000 + yy }, 2)
+    } else {
+        (num(0, 4), 4)
+    };
+    let (month, day) = (num(at, 2), num(at + 2, 2));
+    let (hour, minute, second) = (num(at + 4, 2), num(at + 6, 2), num(at + 8, 2));
+    if !(1..=12).contains(&month)
+        || !(1..=31).contains(&day)
+        || hour > 23
+        || minute > 59
+        || second > 60
+    {
+        return None;
+    }
+    Some(days_from_civil(year, month, day) * 86_400 + hour * 3600 + minute * 60 + second)
+}
+
+/// Days from 1970-01-01 to a date of the proleptic Gregorian calendar (H. Hinnant's algorithm).
+fn days_from_civil(year: i64, month: i64, day: i64) -> i64 {
+    let y = if month <= 2 { year - 1 } else { year };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let mp = (month + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + day - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
 }
 
 /// The token a client put in its SNI, for listeners: when `sni` (the server
@@ -839,6 +973,83 @@ mod tests {
             );
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
+    }
+
+    /// A self-signed certificate for the test names, valid until `year-month-day` 00:00 UTC.
+    fn generate_until(year: i32, month: u8, day: u8) -> Generated {
+        let sans: Vec<String> = SANS.iter().map(|s| s.to_string()).collect();
+        let mut params = rcgen::CertificateParams::new(sans).expect("rcgen params");
+        params.not_after = rcgen::date_time_ymd(year, month, day);
+        let key = rcgen::KeyPair::generate().expect("rcgen key");
+        let cert = params.self_signed(&key).expect("rcgen");
+        Generated {
+            cert_pem: cert.pem(),
+            key_pem: key.serialize_pem(),
+            der: cert.der().clone(),
+        }
+    }
+
+    #[test]
+    fn not_after_of_rcgen_certificates() {
+        // 2031-05-17T00:00:00Z is a UTCTime in the certificate; 2051-01-02, past 2049, a
+        // GeneralizedTime (RFC 5280 4.1.2.5). The numbers are from Python's calendar.timegm.
+        assert_eq!(
+            not_after(&generate_until(2031, 5, 17).der),
+            Some(1_936_742_400)
+        );
+        assert_eq!(
+            not_after(&generate_until(2051, 1, 2).der),
+            Some(2_556_230_400)
+        );
+        // rcgen's own default (4096-01-01) is read too.
+        let g = generate();
+        let expected = rcgen::CertificateParams::default()
+            .not_after
+            .unix_timestamp();
+        assert_eq!(not_after(&g.der), Some(expected));
+        assert_eq!(not_after(b"not a certificate"), None);
+        assert_eq!(not_after(&g.der[..g.der.len() / 2]), None);
+    }
+
+    #[test]
+    fn der_times() {
+        assert_eq!(der_time(0x17, b"310517123456Z"), Some(1_936_787_696));
+        assert_eq!(der_time(0x18, b"20310517123456Z"), Some(1_936_787_696));
+        assert_eq!(der_time(0x17, b"991231235959Z"), Some(946_684_799));
+        assert_eq!(der_time(0x17, b"700101000000Z"), Some(0));
+        // Local times, fractions, bad digits and bad fields are refused.
+        assert_eq!(der_time(0x17, b"3105171234Z"), None);
+        assert_eq!(der_time(0x17, b"310517123456+0100"), None);
+        assert_eq!(der_time(0x18, b"20310517123456.5Z"), None);
+        assert_eq!(der_time(0x17, b"31x517123456Z"), None);
+        assert_eq!(der_time(0x17, b"311317123456Z"), None);
+        assert_eq!(der_time(0x04, b"310517123456Z"), None);
+    }
+
+    #[test]
+    fn expiry_gauge_follows_reloads() {
+        let a = generate_until(2031, 5, 17);
+        let b = generate_until(2051, 1, 2);
+        let f = files(&a);
+        let store = CertStore::load(&f.cert, &f.key).unwrap();
+        assert_eq!(store.not_after(), Some(1_936_742_400));
+        let metrics = crate::metrics::Metrics::new();
+        let name = "cordon_tls_cert_expiry_timestamp_seconds";
+        assert!(!metrics.render().contains(name), "absent until exported");
+        let gauge = metrics.tls_cert_expiry.with_label_values::<&str>(&[]);
+        store.export_expiry(gauge.clone());
+        assert_eq!(gauge.get(), 1_936_742_400);
+        assert!(metrics.render().contains(&format!("{name} 1936742400")));
+
+        replace(&f.cert, &b.cert_pem);
+        replace(&f.key, &b.key_pem);
+        assert!(store.reload_if_changed().unwrap());
+        assert_eq!(gauge.get(), 2_556_230_400);
+
+        // A broken renewal keeps the certificate in force, and its expiry.
+        replace(&f.cert, &a.cert_pem);
+        assert!(store.reload_if_changed().is_err());
+        assert_eq!(gauge.get(), 2_556_230_400);
     }
 
     #[test]

@@ -108,6 +108,10 @@ metrics=$(curl -sf 127.0.0.1:$HTTP_PORT/metrics)
 if lint=$(promtool check metrics <<<"$metrics" 2>&1); then pass "promtool check metrics"; else fail "promtool: $lint"; fi
 grep -q 'cordon_dns_blocked_total{category="malware",group="standard"} 1' <<<"$metrics" \
   && pass "blocked query counted" || fail "blocked counter missing"
+not_after=$(date -u -d "$(openssl x509 -noout -enddate -in "$WORK/cert.pem" | cut -d= -f2)" +%s)
+grep -qx "cordon_tls_cert_expiry_timestamp_seconds $not_after" <<<"$metrics" \
+  && pass "certificate expiry exported: $not_after, openssl's notAfter" \
+  || fail "cert expiry: want $not_after, got $(grep '^cordon_tls_cert_expiry' <<<"$metrics")"
 
 out=$("$BIN" explain --config "$WORK/cordon.toml" --client 10.0.0.1 malware.cordon-test.example)
 grep -q "decision:   block: category malware" <<<"$out" && pass "cordon explain" || fail "explain: $out"
