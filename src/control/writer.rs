@@ -73,6 +73,9 @@ pub(super) struct Batch {
     open: bool,
     /// Other nodes' changes were applied on opening: publish even if this batch adds none.
     absorbed: bool,
+    /// Why the store's write could not start: the rest of the batch fails the same way at
+    /// once, rather than each request waiting out the store's timeout again.
+    refused: Option<ApplyError>,
 }
 
 type Reply = oneshot::Sender<Result<Outcome, ApplyError>>;
@@ -201,6 +204,19 @@ impl Writer {
         if batch.open {
             return Ok(());
         }
+        if let Some(e) = &batch.refused {
+            return Err(e.clone());
+        }
+        let opened = self.start_write(batch).await;
+        if let Err(e) = &opened {
+            batch.refused = Some(e.clone());
+        }
+        opened
+    }
+
+    /// Begins the store's write and absorbs what it reports; a node that fell behind the log's
+    /// trim line loads the tables first.
+    async fn start_write(&mut self, batch: &mut Batch) -> Result<(), ApplyError> {
         self.recover().await?;
         let begun = match self.store.begin(self.position).await {
             Err(e) if e.is_behind() => {

@@ -344,6 +344,15 @@ async fn a_sqlite_file_from_before_versioned_migrations_keeps_every_row() {
     assert_eq!(store.timeline(device, 10).await.unwrap().len(), 1);
 }
 
+/// The newest migration the database has run.
+async fn schema_version(client: &tokio_postgres::Client) -> i32 {
+    client
+        .query_one("SELECT MAX(version) FROM refinery_schema_history", &[])
+        .await
+        .unwrap()
+        .get(0)
+}
+
 #[tokio::test]
 async fn a_postgres_schema_of_an_older_version_is_upgraded_keeping_every_row() {
     let pg = PgServer::start().await;
@@ -368,21 +377,12 @@ async fn a_postgres_schema_of_an_older_version_is_upgraded_keeping_every_row() {
         )
         .await
         .unwrap();
-    let version: i32 = client
-        .query_one("SELECT MAX(version) FROM refinery_schema_history", &[])
-        .await
-        .unwrap()
-        .get(0);
-    assert_eq!(version, 1);
+    assert_eq!(schema_version(&client).await, 1);
 
     let mut store = Store::open(&StoreTarget::Postgres(Box::new(settings(&url))))
         .await
         .unwrap();
-    let version: i32 = client
-        .query_one("SELECT MAX(version) FROM refinery_schema_history", &[])
-        .await
-        .unwrap()
-        .get(0);
+    let version = schema_version(&client).await;
     assert!(version >= 2, "upgraded to {version}");
     let loaded = store.load().await.unwrap();
     assert_eq!(loaded.position, 1);
