@@ -42,11 +42,17 @@ pub async fn status(
     require(&headers, &state.admins, Role::Viewer)?;
     let snapshot = state.published.get();
     let reload = state.control.status();
+    let replica = state.control.replica();
     Ok(Json(serde_json::json!({
         "snapshot_version": snapshot.version,
         "groups": snapshot.groups.iter().map(|g| &g.name).collect::<Vec<_>>(),
         "listed_domains": snapshot.categories.len(),
         "last_reload": reload,
+        "store": {
+            "shared": replica.is_shared(),
+            "leader": replica.is_leader(),
+            "position": replica.position(),
+        },
     })))
 }
 

@@ -38,7 +38,7 @@ impl Control {
     ) -> Result<Control, StoreError> {
         let shared = store.shared().cloned();
         // The one node of an embedded store leads; shared nodes wait for the lock.
-        let replica = Replica::new(shared.is_none());
+        let replica = Replica::new(shared.is_some());
         metrics.leader.set(i64::from(shared.is_none()));
         let writer = Writer::new(
             config,
@@ -98,9 +98,9 @@ impl Control {
         self.replica.is_leader()
     }
 
-    /// The id of the last logged change this node has applied.
-    pub fn position(&self) -> i64 {
-        self.replica.position()
+    /// This node's place among others: shared store or not, leader or not, log position.
+    pub fn replica(&self) -> &Replica {
+        &self.replica
     }
 
     /// Runs the periodic duties now (the writer runs them every minute by itself).

@@ -28,6 +28,8 @@ const HEARTBEAT: Duration = Duration::from_secs(1);
 /// What the writer, the API and the periodic jobs share about this node's place.
 #[derive(Debug)]
 pub struct Replica {
+    /// Other nodes share the store.
+    shared: bool,
     leader: AtomicBool,
     /// When the writer last knew it had applied every logged change (ms since the epoch).
     synced_ms: AtomicI64,
@@ -36,14 +38,21 @@ pub struct Replica {
 }
 
 impl Replica {
-    /// A node that starts as leader (the one node of an embedded store) or not.
-    pub fn new(leader: bool) -> Arc<Replica> {
+    /// The node of a store `shared` with others or not; the one node of an embedded store
+    /// leads from the start, shared ones when they win the lock.
+    pub fn new(shared: bool) -> Arc<Replica> {
         Arc::new(Replica {
-            leader: AtomicBool::new(leader),
+            shared,
+            leader: AtomicBool::new(!shared),
             synced_ms: AtomicI64::new(now_ms()),
             position: AtomicI64::new(0),
             sync_queued: AtomicBool::new(false),
         })
+    }
+
+    /// True when other nodes share the store.
+    pub fn is_shared(&self) -> bool {
+        self.shared
     }
 
     /// True on the node that runs the fleet-wide jobs.

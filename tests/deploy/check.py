@@ -343,11 +343,13 @@ def cmd_config(path, out):
     text = re.sub(r'(?m)^dir = "/etc/cordon/policies"', f'dir = "{out}/policies"', text)
     text = re.sub(r'(?m)^tls_cert = .*', f'tls_cert = "{out}/tls.crt"', text)
     text = re.sub(r'(?m)^tls_key = .*', f'tls_key = "{out}/tls.key"', text)
-    # `cordon check` on this branch knows [store] path only; the replicas add url and url_file.
-    text = re.sub(r'(?m)^url_file = .*', f'path = "{out}/cordon.db"', text)
+    # The Secret's database URL, where the pod would find it: `cordon check` parses it.
+    with open(os.path.join(out, "store-url"), "w") as f:
+        f.write(secret_data(docs, "cordon-store").get("store-url", ""))
+    text = re.sub(r'(?m)^url_file = .*', f'url_file = "{out}/store-url"', text)
     with open(os.path.join(out, "cordon.toml"), "w") as f:
         f.write(text)
-    print(f"  config: cordon.toml + secrets.toml and {len(policies)} policy files written to {out} ([store] url_file replaced by a SQLite path, TLS by a throwaway certificate)")
+    print(f"  config: cordon.toml + secrets.toml, the store URL and {len(policies)} policy files written to {out} (TLS by a throwaway certificate)")
 
 
 def known_metrics():

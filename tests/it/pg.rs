@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use crate::support::{eventually, free_port};
+use crate::support::free_port;
 
 pub struct PgServer {
     pub port: u16,
@@ -16,6 +16,8 @@ pub struct PgServer {
     child: Option<Child>,
     /// Extra `-c name=value` settings.
     settings: Vec<String>,
+    /// It has run: clients know its port, which must not change.
+    ran: bool,
 }
 
 /// The newest installed PostgreSQL's programs (Debian: /usr/lib/postgresql/NN/bin).
@@ -100,6 +102,7 @@ impl PgServer {
             bin,
             child: None,
             settings: Vec::new(),
+            ran: false,
         }
     }
 
@@ -120,9 +123,39 @@ impl PgServer {
         path
     }
 
-    /// Starts the server process (again) on the same data and port.
+    /// Starts the server process (again) on the same data and port; on a first start, a port
+    /// another test took in the meantime is traded for another free one.
     pub async fn run(&mut self) {
         assert!(self.child.is_none(), "already running");
+        for _ in 0..3 {
+            self.spawn();
+            let url = self.url("postgres");
+            let child = self.child.as_mut().expect("spawned");
+            let deadline = std::time::Instant::now() + Duration::from_secs(30);
+            while std::time::Instant::now() < deadline {
+                if tokio_postgres::connect(&url, tokio_postgres::NoTls)
+                    .await
+                    .is_ok()
+                {
+                    self.ran = true;
+                    return;
+                }
+                if child.try_wait().ok().flatten().is_some() {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            self.child = None;
+            let taken = self.log().contains("could not create any TCP/IP sockets");
+            if !taken || self.ran {
+                break;
+            }
+            self.port = free_port();
+        }
+        panic!("postgres did not start: {}", self.log());
+    }
+
+    fn spawn(&mut self) {
         let log = std::fs::File::create(self.dir.path().join("postgres.log")).unwrap();
         let mut c = command(&self.bin.join("postgres"));
         c.arg("-D")
@@ -146,17 +179,6 @@ impl PgServer {
             .spawn()
             .expect("postgres starts");
         self.child = Some(child);
-        let url = self.url("postgres");
-        let up = eventually(Duration::from_secs(30), || {
-            let url = url.clone();
-            async move {
-                tokio_postgres::connect(&url, tokio_postgres::NoTls)
-                    .await
-                    .is_ok()
-            }
-        })
-        .await;
-        assert!(up, "postgres did not start: {}", self.log());
     }
 
     pub fn log(&self) -> String {

@@ -153,6 +153,25 @@ async fn a_change_taken_by_any_node_is_enforced_and_shown_by_every_node() {
     for node in all {
         assert_eq!(metric(node.http, "cordon_store_up").await, 1.0);
     }
+
+    // /v1/status tells each node's place: a shared store, the same log position everywhere
+    let same_position = eventually(Duration::from_secs(10), || async {
+        let mut positions = Vec::new();
+        for node in all {
+            let store = node_status(node).await["store"].clone();
+            assert_eq!(store["shared"], true, "{store}");
+            positions.push(store["position"].as_i64().unwrap());
+        }
+        positions.iter().all(|p| *p == positions[0] && *p > 0)
+    })
+    .await;
+    assert!(same_position);
+}
+
+async fn node_status(node: &Binary) -> serde_json::Value {
+    let (code, body) = http(node.http, "GET", "/v1/status", Some(VIEWER)).await;
+    assert_eq!(code, 200, "{body}");
+    serde_json::from_str(&body).unwrap()
 }
 
 #[tokio::test]

@@ -731,30 +731,70 @@ impl Binary {
         binary
     }
 
-    /// Starts the binary again on the same config and store (after [`Binary::kill_9`]).
+    /// Starts the binary again on the same config and store (after [`Binary::kill_9`]). A port
+    /// picked free may be taken by another test before the binary binds it: then it moves to
+    /// other free ports and tries again.
     pub async fn spawn(&mut self) {
         assert!(self.child.is_none(), "already running");
-        let child = std::process::Command::new(env!("CARGO_BIN_EXE_cordon"))
-            .args(["run", "--config"])
-            .arg(&self.config)
-            .stdout(std::process::Stdio::null())
-            .stderr(
-                std::fs::OpenOptions::new()
-                    .create(true)
-                    .append(true)
-                    .open(&self.log)
-                    .unwrap(),
-            )
-            .spawn()
-            .expect("the cordon binary starts");
-        self.child = Some(child);
-        let http = self.http;
-        let ready = eventually(
-            Duration::from_secs(60),
-            || async move { http_ready(http).await },
-        )
-        .await;
-        assert!(ready, "not ready: {}", self.log_text());
+        for _ in 0..3 {
+            let logged = self.log_text().len();
+            let child = std::process::Command::new(env!("CARGO_BIN_EXE_cordon"))
+                .args(["run", "--config"])
+                .arg(&self.config)
+                .stdout(std::process::Stdio::null())
+                .stderr(
+                    std::fs::OpenOptions::new()
+                        .create(true)
+                        .append(true)
+                        .open(&self.log)
+                        .unwrap(),
+                )
+                .spawn()
+                .expect("the cordon binary starts");
+            self.child = Some(child);
+            if self.ready().await {
+                return;
+            }
+            let exited = self
+                .child
+                .as_mut()
+                .and_then(|c| c.try_wait().ok().flatten());
+            let log = self.log_text();
+            if exited.is_none() || !log[logged..].contains("Address already in use") {
+                break;
+            }
+            self.child = None;
+            self.move_ports();
+        }
+        panic!("not ready: {}", self.log_text());
+    }
+
+    /// Waits until it answers /readyz, or stops.
+    async fn ready(&mut self) -> bool {
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        while std::time::Instant::now() < deadline {
+            if http_ready(self.http).await {
+                return true;
+            }
+            let child = self.child.as_mut().expect("spawned");
+            if child.try_wait().ok().flatten().is_some() {
+                return false;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        false
+    }
+
+    /// New free ports for DNS and HTTP, written into the config.
+    fn move_ports(&mut self) {
+        let text = std::fs::read_to_string(&self.config).unwrap();
+        let http: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+        let dns: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+        let text = text
+            .replace(&format!("\"{}\"", self.http), &format!("\"{http}\""))
+            .replace(&format!("\"{}\"", self.dns), &format!("\"{dns}\""));
+        std::fs::write(&self.config, text).unwrap();
+        (self.http, self.dns) = (http, dns);
     }
 
     /// SIGKILL: no shutdown, no flush; waits until the process is gone.
