@@ -101,12 +101,17 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         PolicyParts::new(set.clone()).snapshot(Devices::default(), Arc::new(PrefixTable::new()), 0);
     let cache = Cache::new(config.cache);
     let servers = config.upstream_servers()?;
-    let upstreams = Upstreams::new(
+    let mut upstreams = Upstreams::new(
         servers,
         Duration::from_millis(config.upstream.timeout_ms),
         &metrics,
     )
     .with_max_in_flight(limits.upstream_max_in_flight);
+    if upstreams.any_encrypted() {
+        let ca_file = config.upstream_ca_file();
+        let tls = crate::tls::upstream_client_config(ca_file.as_deref())?;
+        upstreams = upstreams.with_tls(Arc::new(tls));
+    }
     let published = Arc::new(Published::new(empty));
     let guard = Guard::new(&config.guard()?, &metrics);
     let handler = Arc::new(Handler::new(

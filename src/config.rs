@@ -73,6 +73,9 @@ pub struct UpstreamConfig {
     pub servers: Vec<String>,
     pub timeout_ms: u64,
     pub mode: String,
+    /// PEM CA bundle that DoT and DoH servers' certificates are verified against; the system's
+    /// roots when empty.
+    pub ca_file: PathBuf,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -220,6 +223,7 @@ impl Default for UpstreamConfig {
             servers: Vec::new(),
             timeout_ms: 2000,
             mode: "forward".into(),
+            ca_file: PathBuf::new(),
         }
     }
 }
@@ -560,6 +564,12 @@ impl Config {
         self.upstream.servers.iter().map(parse).collect()
     }
 
+    /// `upstream.ca_file`, resolved, when set.
+    pub fn upstream_ca_file(&self) -> Option<PathBuf> {
+        let path = &self.upstream.ca_file;
+        (!path.as_os_str().is_empty()).then(|| self.resolve(path))
+    }
+
     /// What the control plane's writer needs: the policies, the devices config names, the
     /// networks never bound, and how long a binding lives.
     pub fn writer(&self, clock: Arc<dyn Clock>) -> Result<WriterConfig, Invalid> {
@@ -836,16 +846,32 @@ mod tests {
                 "limits.upstream_max_in_flight must be above 0",
             ),
             (
-                "[upstream]\nservers = [\"tls://192.0.2.53:853\"]\n".into(),
-                "\"tls://192.0.2.53:853\": tls:// upstreams are not supported yet; use udp:// or tcp://",
+                "[upstream]\nservers = [\"tls://dns.quad9.net:853\"]\n".into(),
+                "\"tls://dns.quad9.net:853\": expected an IP address (names are not resolved, to avoid a loop) and the certificate's name after #, as in tls://9.9.9.9:853#dns.quad9.net",
             ),
             (
                 "[upstream]\nservers = [\"https://dns.example/dns-query\"]\n".into(),
-                "https:// upstreams are not supported yet",
+                "as in https://9.9.9.9/dns-query#dns.quad9.net",
+            ),
+            (
+                "[upstream]\nservers = [\"tls://192.0.2.53#bad name\"]\n".into(),
+                "\"tls://192.0.2.53#bad name\": \"bad name\" is not a valid TLS server name",
+            ),
+            (
+                "[upstream]\nservers = [\"tls://192.0.2.53#\"]\n".into(),
+                "\"\" is not a valid TLS server name",
+            ),
+            (
+                "[upstream]\nservers = [\"udp://192.0.2.53#dns.example\"]\n".into(),
+                "\"udp://192.0.2.53#dns.example\": only tls:// and https:// servers take a name after #",
+            ),
+            (
+                "[upstream]\nservers = [\"https://192.0.2.53/dns-query?dns=x#dns.example\"]\n".into(),
+                "a DoH path starts with / and has no query string",
             ),
             (
                 "[upstream]\nservers = [\"quic://192.0.2.53\"]\n".into(),
-                "unknown scheme quic://",
+                "unknown scheme quic:// (use udp://, tcp://, tls:// or https://)",
             ),
             (
                 "[upstream]\nservers = [\"192.0.2.53\", \"dns.example\"]\n".into(),
@@ -940,6 +966,7 @@ mod tests {
             // a 16-byte token secret, every identity kind, addresses and networks
             format!("{UPSTREAM}[auth]\ntoken_secret = \"0123456789abcdef\"\n[identity]\naccept = [\"doh-path\", \"sni\", \"source-address\", \"edns-client-subnet\", \"edns-device-id\"]\ntrusted_forwarders = [\"10.0.0.1\", \"2001:db8::/32\"]\nshared_networks = [\"100.64.0.0/10\"]\n"),
             "[upstream]\nservers = [\"udp://192.0.2.53:5300\", \"tcp://[2001:db8::53]:53\", \"192.0.2.54\"]\n".to_string(),
+            "[upstream]\nservers = [\"tls://192.0.2.53#dns.example\", \"https://[2001:db8::53]/q#dns.example\"]\nca_file = \"ca.pem\"\n".to_string(),
         ] {
             let (_, loaded) = load(&text);
             assert!(loaded.is_ok(), "{text}: {loaded:?}");
@@ -953,6 +980,8 @@ mod tests {
             vec![ServerAddr {
                 addr: "192.0.2.53:5300".parse().unwrap(),
                 protocol: crate::dns::upstream::Protocol::Tcp,
+                tls_name: String::new(),
+                path: String::new(),
             }]
         );
     }

@@ -502,6 +502,50 @@ pub fn sni_token(sni: Option<&str>, suffix: &str) -> Option<String> {
     valid.then(|| label.to_ascii_lowercase())
 }
 
+/// The TLS client config of DoT and DoH upstreams: their certificates verified against the PEM
+/// bundle `ca_file` (`upstream.ca_file`), or the system's roots when `None`.
+pub fn upstream_client_config(ca_file: Option<&Path>) -> Result<rustls::ClientConfig, TlsError> {
+    let mut roots = rustls::RootCertStore::empty();
+    match ca_file {
+        Some(path) => {
+            let pem = read_file(path)?;
+            for cert in CertificateDer::pem_slice_iter(&pem) {
+                let cert = cert.map_err(|e| bad_pem(path, e))?;
+                roots.add(cert).map_err(|e| TlsError::BadCertificate {
+                    path: path.to_path_buf(),
+                    message: e.to_string(),
+                })?;
+            }
+            if roots.is_empty() {
+                return Err(TlsError::NoCertificate {
+                    path: path.to_path_buf(),
+                });
+            }
+        }
+        None => roots = system_roots(),
+    }
+    Ok(upstream_client_config_with(roots))
+}
+
+/// The system's trusted roots (those that do not parse are left out).
+pub fn system_roots() -> rustls::RootCertStore {
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in rustls_native_certs::load_native_certs().certs {
+        let _ = roots.add(cert);
+    }
+    roots
+}
+
+/// [`upstream_client_config`] with these roots.
+pub fn upstream_client_config_with(roots: rustls::RootCertStore) -> rustls::ClientConfig {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .expect("ring supports the default protocol versions")
+        .with_root_certificates(roots)
+        .with_no_client_auth()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

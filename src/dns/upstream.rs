@@ -1,14 +1,28 @@
 //! Forwarding: our own query for the client's question to the configured servers, UDP with TCP
-//! on truncation, failover between servers, and one deadline that always ends in an answer.
+//! on truncation, DoT or DoH, failover between servers, and one deadline that always ends in an
+//! answer.
 //!
 //! Each UDP exchange uses a fresh socket on a random port with a random id, and an answer must
 //! repeat our question: an off-path attacker has to guess both to poison the cache.
+//!
+//! A DoT or DoH server (`tls://`, `https://`) is reached through hickory-net's client streams
+//! over one long-lived connection per server ([`Link`]), made on the first query and made again
+//! after it fails. Our query bytes become hickory's `Message` only there, and the answer comes
+//! back as the bytes the server sent.
 
-use std::net::SocketAddr;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
+use arc_swap::ArcSwapOption;
+use futures_util::StreamExt;
+use hickory_net::runtime::TokioRuntimeProvider;
+use hickory_net::xfer::{DnsExchange, DnsHandle};
+use hickory_net::NetError;
+use hickory_proto::op::{DnsRequest, DnsRequestOptions, Message};
 use prometheus::{Histogram, IntCounter};
+use rustls::pki_types::ServerName;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpStream, UdpSocket};
 
@@ -21,59 +35,138 @@ use crate::metrics::Metrics;
 pub enum Protocol {
     Udp,
     Tcp,
+    /// DNS over TLS (RFC 7858).
+    Tls,
+    /// DNS over HTTPS (RFC 8484), HTTP/2.
+    Https,
 }
+
+/// The DoH path when an `https://` server names none.
+pub const DEFAULT_DOH_PATH: &str = "/dns-query";
 
 /// One configured upstream server.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ServerAddr {
     pub addr: SocketAddr,
     pub protocol: Protocol,
+    /// `tls://`, `https://`: the name the server's certificate must be valid for (what follows
+    /// `#`, else the address). Empty for UDP and TCP.
+    pub tls_name: String,
+    /// `https://`: the DoH path. Empty for the others.
+    pub path: String,
 }
 
 /// An upstream server address that cannot be used.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ServerAddrError {
-    #[error("\"{text}\": {scheme}:// upstreams are not supported yet; use udp:// or tcp://")]
-    NotYet { text: String, scheme: String },
-    #[error("\"{text}\": unknown scheme {scheme}://")]
+    #[error("\"{text}\": unknown scheme {scheme}:// (use udp://, tcp://, tls:// or https://)")]
     Scheme { text: String, scheme: String },
     #[error("\"{0}\": expected IP:PORT (names are not resolved, to avoid a loop)")]
     Address(String),
+    #[error(
+        "\"{0}\": expected an IP address (names are not resolved, to avoid a loop) and the \
+         certificate's name after #, as in {1}"
+    )]
+    EncryptedAddress(String, &'static str),
+    #[error("\"{text}\": \"{name}\" is not a valid TLS server name")]
+    Name { text: String, name: String },
+    #[error("\"{0}\": only tls:// and https:// servers take a name after #")]
+    NameNotUsed(String),
+    #[error(
+        "\"{0}\": a DoH path starts with / and has no query string (https://IP/dns-query#NAME)"
+    )]
+    Path(String),
 }
 
 impl ServerAddr {
-    /// Parses `udp://1.2.3.4:53`, `tcp://[::1]:53` or a bare `1.2.3.4[:53]`.
+    /// Parses `udp://1.2.3.4:53`, `tcp://[::1]:53`, a bare `1.2.3.4[:53]`,
+    /// `tls://1.2.3.4[:853][#name]` or `https://1.2.3.4[:443][/dns-query][#name]`.
     pub fn parse(text: &str) -> Result<ServerAddr, ServerAddrError> {
-        let (text, scheme) = (text.to_string(), |s: &str| s.to_string());
         let (protocol, rest) = match text.split_once("://") {
             Some(("udp", rest)) => (Protocol::Udp, rest),
             Some(("tcp", rest)) => (Protocol::Tcp, rest),
-            Some((s @ ("tls" | "https"), _)) => {
-                let scheme = scheme(s);
-                return Err(ServerAddrError::NotYet { text, scheme });
-            }
+            Some(("tls", rest)) => (Protocol::Tls, rest),
+            Some(("https", rest)) => (Protocol::Https, rest),
             Some((s, _)) => {
-                let scheme = scheme(s);
-                return Err(ServerAddrError::Scheme { text, scheme });
+                return Err(ServerAddrError::Scheme {
+                    text: text.to_string(),
+                    scheme: s.to_string(),
+                });
             }
-            None => (Protocol::Udp, text.as_str()),
+            None => (Protocol::Udp, text),
         };
-        let addr = rest
+        let (rest, name) = match rest.split_once('#') {
+            Some((rest, name)) => (rest, Some(name)),
+            None => (rest, None),
+        };
+        let (host, path) = match (protocol, rest.find('/')) {
+            (Protocol::Https, Some(at)) => (&rest[..at], &rest[at..]),
+            (Protocol::Https, None) => (rest, DEFAULT_DOH_PATH),
+            _ => (rest, ""),
+        };
+        let (port, example) = match protocol {
+            Protocol::Udp | Protocol::Tcp => (53, ""),
+            Protocol::Tls => (853, "tls://9.9.9.9:853#dns.quad9.net"),
+            Protocol::Https => (443, "https://9.9.9.9/dns-query#dns.quad9.net"),
+        };
+        let encrypted = !example.is_empty();
+        if name.is_some() && !encrypted {
+            return Err(ServerAddrError::NameNotUsed(text.to_string()));
+        }
+        if path.contains(['?', ' ', '#']) {
+            return Err(ServerAddrError::Path(text.to_string()));
+        }
+        let addr = host
             .parse::<SocketAddr>()
-            .or_else(|_| {
-                rest.parse::<std::net::IpAddr>()
-                    .map(|ip| SocketAddr::new(ip, 53))
+            .ok()
+            .or_else(|| {
+                let ip = host.strip_prefix('[').and_then(|h| h.strip_suffix(']'));
+                let ip = ip.unwrap_or(host).parse::<IpAddr>().ok()?;
+                Some(SocketAddr::new(ip, port))
             })
-            .map_err(|_| ServerAddrError::Address(text.clone()))?;
-        Ok(ServerAddr { addr, protocol })
+            .ok_or_else(|| {
+                if encrypted {
+                    ServerAddrError::EncryptedAddress(text.to_string(), example)
+                } else {
+                    ServerAddrError::Address(text.to_string())
+                }
+            })?;
+        let tls_name = match name {
+            Some(name) => {
+                let name = name.trim_end_matches('.').to_ascii_lowercase();
+                if name.is_empty() || ServerName::try_from(name.as_str()).is_err() {
+                    return Err(ServerAddrError::Name {
+                        text: text.to_string(),
+                        name,
+                    });
+                }
+                name
+            }
+            None if encrypted => addr.ip().to_string(),
+            None => String::new(),
+        };
+        Ok(ServerAddr {
+            addr,
+            protocol,
+            tls_name,
+            path: path.to_string(),
+        })
     }
 
-    fn label(&self) -> String {
-        let scheme = match self.protocol {
-            Protocol::Udp => "udp",
-            Protocol::Tcp => "tcp",
-        };
-        format!("{scheme}://{}", self.addr)
+    /// How metrics and logs name the server: `udp://1.2.3.4:53`, `tls://1.2.3.4:853#name`,
+    /// `https://1.2.3.4:443/dns-query#name`.
+    pub fn label(&self) -> String {
+        match self.protocol {
+            Protocol::Udp => format!("udp://{}", self.addr),
+            Protocol::Tcp => format!("tcp://{}", self.addr),
+            Protocol::Tls => format!("tls://{}#{}", self.addr, self.tls_name),
+            Protocol::Https => format!("https://{}{}#{}", self.addr, self.path, self.tls_name),
+        }
+    }
+
+    /// Whether the server is reached over TLS (DoT, DoH).
+    pub fn encrypted(&self) -> bool {
+        matches!(self.protocol, Protocol::Tls | Protocol::Https)
     }
 }
 
@@ -90,11 +183,15 @@ pub enum UpstreamError {
 
 struct Server {
     addr: ServerAddr,
+    /// `addr.label()`, for logs.
+    label: String,
     ok: IntCounter,
     rcode_error: IntCounter,
     timeout: IntCounter,
     error: IntCounter,
     duration: Histogram,
+    /// DoT and DoH: the connection, kept between queries.
+    link: Option<Link>,
 }
 
 /// The configured upstream servers.
@@ -108,6 +205,9 @@ pub struct Upstreams {
     in_flight: AtomicUsize,
     max_in_flight: usize,
     shed: IntCounter,
+    /// What DoT and DoH servers' certificates are verified against ([`Upstreams::with_tls`]);
+    /// the system's roots when unset.
+    tls: OnceLock<Arc<rustls::ClientConfig>>,
 }
 
 /// A usable upstream answer.
@@ -137,6 +237,8 @@ impl Upstreams {
                     timeout: result("timeout"),
                     error: result("error"),
                     duration: metrics.upstream_duration.with_label_values(&[&label]),
+                    link: addr.encrypted().then(Link::default),
+                    label,
                     addr,
                 }
             })
@@ -148,7 +250,19 @@ impl Upstreams {
             in_flight: AtomicUsize::new(0),
             max_in_flight: usize::MAX,
             shed: metrics.upstream_shed.clone(),
+            tls: OnceLock::new(),
         }
+    }
+
+    /// Verifies DoT and DoH servers' certificates with `config` (its roots; ALPN is set here).
+    pub fn with_tls(self, config: Arc<rustls::ClientConfig>) -> Self {
+        let _ = self.tls.set(config);
+        self
+    }
+
+    /// Whether any server is reached over TLS.
+    pub fn any_encrypted(&self) -> bool {
+        self.servers.iter().any(|s| s.link.is_some())
     }
 
     /// At most `max` exchanges in flight.
@@ -216,6 +330,11 @@ impl Upstreams {
         let started = Instant::now();
         let id = rand::random::<u16>();
         let query = build_query(id, question, flags, dnssec_ok);
+        if let Some(link) = &server.link {
+            return self
+                .attempt_encrypted(server, link, &query, question, budget)
+                .await;
+        }
         let exchange = async {
             match server.addr.protocol {
                 Protocol::Udp => match exchange_udp(server.addr.addr, &query, id, question).await {
@@ -224,18 +343,29 @@ impl Upstreams {
                     }
                     other => other,
                 },
-                Protocol::Tcp => exchange_tcp(server.addr.addr, &query, id, question).await,
+                // (DoT and DoH went through their link above)
+                Protocol::Tcp | Protocol::Tls | Protocol::Https => {
+                    exchange_tcp(server.addr.addr, &query, id, question).await
+                }
             }
         };
         let result = tokio::time::timeout(budget, exchange).await;
         server.duration.observe(started.elapsed().as_secs_f64());
+        Self::judge(server, result)
+    }
+
+    /// Counts an exchange's outcome and says what it is worth.
+    fn judge(
+        server: &Server,
+        result: Result<std::io::Result<Answer>, tokio::time::error::Elapsed>,
+    ) -> Attempt {
         match result {
             Err(_) => {
                 server.timeout.inc();
                 Attempt::TimedOut
             }
             Ok(Err(e)) => {
-                tracing::debug!(upstream = %server.addr.label(), "upstream exchange failed: {e}");
+                tracing::debug!(upstream = %server.label, "upstream exchange failed: {e}");
                 server.error.inc();
                 Attempt::Failed
             }
@@ -249,6 +379,202 @@ impl Upstreams {
             }
         }
     }
+}
+
+impl Upstreams {
+    /// One DoT or DoH exchange within `budget`, over the server's connection (made now if
+    /// there is none). A connection that was already open and fails is made again once within
+    /// the budget: servers close idle connections.
+    async fn attempt_encrypted(
+        &self,
+        server: &Server,
+        link: &Link,
+        query: &[u8],
+        question: &[u8],
+        budget: Duration,
+    ) -> Attempt {
+        let started = Instant::now();
+        let sent_at = millis();
+        let exchange = async {
+            for again in [false, true] {
+                let (conn, fresh) = self.connection(server, link).await?;
+                match conn.exchange(query, question).await {
+                    Ok(answer) => return Ok(answer),
+                    Err(e) => {
+                        link.forget(&conn);
+                        if fresh || again {
+                            return Err(e);
+                        }
+                        tracing::debug!(upstream = %server.label, "connection failed, making it again: {e}");
+                    }
+                }
+            }
+            unreachable!("the second try returns")
+        };
+        let result = tokio::time::timeout(budget, exchange).await;
+        server.duration.observe(started.elapsed().as_secs_f64());
+        if result.is_err() {
+            link.forget_if_silent(sent_at);
+        }
+        Self::judge(server, result)
+    }
+
+    /// The server's connection, and whether it was made for this query. Queries that find none
+    /// wait for one connection attempt; after a failed attempt the server is skipped (an error
+    /// at once) for [`RECONNECT_BACKOFF`], so a server that is down or whose certificate is
+    /// wrong costs one handshake and one log line a second, not one per query.
+    async fn connection(&self, server: &Server, link: &Link) -> std::io::Result<(Arc<Conn>, bool)> {
+        if let Some(conn) = link.conn.load_full() {
+            return Ok((conn, false));
+        }
+        let _turn = link.connecting.lock().await;
+        if let Some(conn) = link.conn.load_full() {
+            return Ok((conn, false));
+        }
+        if millis() < link.retry_at.load(Ordering::Relaxed) {
+            return Err(std::io::Error::other(
+                "connection failed less than a second ago",
+            ));
+        }
+        match self.connect(&server.addr).await {
+            Ok((exchange, runtime)) => {
+                let conn = Arc::new(Conn {
+                    exchange,
+                    _runtime: runtime,
+                    answered_at: AtomicU64::new(millis()),
+                });
+                link.conn.store(Some(conn.clone()));
+                tracing::debug!(upstream = %server.label, "connected");
+                Ok((conn, true))
+            }
+            Err(e) => {
+                link.retry_at.store(
+                    millis() + RECONNECT_BACKOFF.as_millis() as u64,
+                    Ordering::Relaxed,
+                );
+                tracing::warn!(upstream = %server.label, "cannot connect to upstream: {e}");
+                Err(std::io::Error::other(e.to_string()))
+            }
+        }
+    }
+
+    /// A new TLS connection (and for DoH, HTTP/2 on it) to `addr`, its certificate verified for
+    /// `addr.tls_name`, and the runtime handle whose tasks drive it (they end when it is
+    /// dropped).
+    async fn connect(
+        &self,
+        addr: &ServerAddr,
+    ) -> Result<(DnsExchange<TokioRuntimeProvider>, TokioRuntimeProvider), NetError> {
+        let roots = self.tls.get_or_init(|| {
+            let roots = crate::tls::system_roots();
+            Arc::new(crate::tls::upstream_client_config_with(roots))
+        });
+        let mut config = rustls::ClientConfig::clone(roots);
+        let provider = TokioRuntimeProvider::default();
+        let runtime = provider.clone();
+        match addr.protocol {
+            Protocol::Https => {
+                config.alpn_protocols = vec![b"h2".to_vec()];
+                hickory_net::h2::HttpsClientStream::builder(Arc::new(config), provider)
+                    .exchange(
+                        addr.addr,
+                        addr.tls_name.as_str().into(),
+                        addr.path.as_str().into(),
+                    )
+                    .await
+                    .map(|exchange| (exchange, runtime))
+            }
+            _ => {
+                config.alpn_protocols = vec![b"dot".to_vec()];
+                let name = ServerName::try_from(addr.tls_name.clone())
+                    .map_err(|e| NetError::from(e.to_string()))?;
+                // Past the in-flight cap a query never gets here, so the multiplexer's own
+                // cap (32 by default) must not be lower.
+                let max = self.max_in_flight.clamp(32, 4096);
+                hickory_net::tls::tls_exchange(
+                    addr.addr,
+                    name,
+                    config,
+                    self.timeout,
+                    Some(max),
+                    provider,
+                )
+                .await
+                .map(|exchange| (exchange, runtime))
+            }
+        }
+    }
+}
+
+/// How long a DoT or DoH server is skipped after a connection attempt failed.
+const RECONNECT_BACKOFF: Duration = Duration::from_secs(1);
+
+/// A DoT or DoH server's connection, kept between queries.
+#[derive(Default)]
+struct Link {
+    conn: ArcSwapOption<Conn>,
+    /// Held while a connection is being made, so that queries arriving meanwhile wait for it.
+    connecting: tokio::sync::Mutex<()>,
+    /// [`millis`] before which no new connection is attempted.
+    retry_at: AtomicU64,
+}
+
+impl Link {
+    /// Drops `conn` unless another query has replaced it already. Exchanges in flight on it
+    /// finish; the next query makes a new connection.
+    fn forget(&self, conn: &Arc<Conn>) {
+        let current = self.conn.load();
+        if current.as_ref().is_some_and(|c| Arc::ptr_eq(c, conn)) {
+            self.conn.compare_and_swap(&*current, None);
+        }
+    }
+
+    /// After a timeout: drops the connection if it has answered nothing since `sent_at` (a
+    /// server gone silent); a server that is only slow to answer one question keeps it.
+    fn forget_if_silent(&self, sent_at: u64) {
+        if let Some(conn) = self.conn.load_full() {
+            if conn.answered_at.load(Ordering::Relaxed) < sent_at {
+                self.forget(&conn);
+            }
+        }
+    }
+}
+
+/// One open DoT or DoH connection: hickory's exchange, which multiplexes queries on it.
+struct Conn {
+    exchange: DnsExchange<TokioRuntimeProvider>,
+    /// Holds the tasks that drive the connection: dropping it ends them.
+    _runtime: TokioRuntimeProvider,
+    /// [`millis`] of the last answer (or of the connection).
+    answered_at: AtomicU64,
+}
+
+impl Conn {
+    /// Sends our query and reads the answer's bytes as the server sent them. DoH's id is 0
+    /// (RFC 8484 §4.1) and hickory's DoT multiplexer sets its own and matches the answer to it,
+    /// so the answer is checked against its own id and our question.
+    async fn exchange(&self, query: &[u8], question: &[u8]) -> std::io::Result<Answer> {
+        let invalid = |e: String| std::io::Error::new(std::io::ErrorKind::InvalidData, e);
+        let message = Message::from_vec(query).map_err(|e| invalid(e.to_string()))?;
+        let request = DnsRequest::new(message, DnsRequestOptions::default());
+        let response = match self.exchange.send(request).next().await {
+            Some(Ok(response)) => response,
+            Some(Err(e)) => return Err(std::io::Error::other(e.to_string())),
+            None => return Err(std::io::Error::other("the connection gave no answer")),
+        };
+        self.answered_at.store(millis(), Ordering::Relaxed);
+        let bytes = response.into_buffer();
+        let id = wire::read_u16(&bytes, 0);
+        let info =
+            wire::inspect_answer(&bytes, id, question).map_err(|e| invalid(e.to_string()))?;
+        Ok(Answer { bytes, info })
+    }
+}
+
+/// Milliseconds since the first call: the clock of [`Link`] and [`Conn`].
+fn millis() -> u64 {
+    static START: OnceLock<Instant> = OnceLock::new();
+    START.get_or_init(Instant::now).elapsed().as_millis() as u64 + 1
 }
 
 /// One exchange's place under the in-flight cap, given back when it is dropped.
@@ -336,4 +662,69 @@ async fn exchange_tcp(
     let info = wire::inspect_answer(&buf, id, question)
         .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))?;
     Ok(Answer { bytes: buf, info })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{Protocol, ServerAddr, ServerAddrError};
+
+    fn parse(text: &str) -> ServerAddr {
+        ServerAddr::parse(text).unwrap_or_else(|e| panic!("{text}: {e}"))
+    }
+
+    #[test]
+    fn encrypted_servers_parse_with_their_defaults_and_labels() {
+        let dot = parse("tls://192.0.2.53#DNS.Example.");
+        assert_eq!(dot.protocol, Protocol::Tls);
+        assert_eq!(dot.addr, "192.0.2.53:853".parse().unwrap());
+        assert_eq!(dot.tls_name, "dns.example");
+        assert_eq!(dot.label(), "tls://192.0.2.53:853#dns.example");
+        // no name: the certificate must be valid for the address
+        let dot = parse("tls://[2001:db8::53]:8853");
+        assert_eq!(dot.addr, "[2001:db8::53]:8853".parse().unwrap());
+        assert_eq!(dot.tls_name, "2001:db8::53");
+        let doh = parse("https://192.0.2.53#dns.example");
+        assert_eq!(doh.protocol, Protocol::Https);
+        assert_eq!(doh.addr, "192.0.2.53:443".parse().unwrap());
+        assert_eq!(doh.path, "/dns-query");
+        assert_eq!(doh.label(), "https://192.0.2.53:443/dns-query#dns.example");
+        let doh = parse("https://[::1]:8443/resolve#dns.example");
+        assert_eq!(doh.addr, "[::1]:8443".parse().unwrap());
+        assert_eq!(doh.path, "/resolve");
+        assert!(doh.encrypted() && !parse("192.0.2.53").encrypted());
+        assert_eq!(parse("tcp://[::1]").addr, "[::1]:53".parse().unwrap());
+    }
+
+    #[test]
+    fn malformed_encrypted_servers_say_what_is_wrong() {
+        let err = |text: &str| ServerAddr::parse(text).unwrap_err();
+        assert!(matches!(
+            err("tls://dns.example:853"),
+            ServerAddrError::EncryptedAddress(..)
+        ));
+        assert!(matches!(
+            err("https://dns.example/dns-query"),
+            ServerAddrError::EncryptedAddress(..)
+        ));
+        assert!(matches!(
+            err("https://192.0.2.1/dns-query{?dns}#x.example"),
+            ServerAddrError::Path(_)
+        ));
+        assert!(matches!(
+            err("https://192.0.2.1/q?dns=1#x.example"),
+            ServerAddrError::Path(_)
+        ));
+        assert!(matches!(
+            err("tcp://192.0.2.1#x.example"),
+            ServerAddrError::NameNotUsed(_)
+        ));
+        assert!(matches!(
+            err("tls://192.0.2.1#a..b"),
+            ServerAddrError::Name { .. }
+        ));
+        assert!(matches!(
+            err("doq://192.0.2.1"),
+            ServerAddrError::Scheme { .. }
+        ));
+    }
 }

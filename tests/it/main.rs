@@ -16,3 +16,4 @@ mod store;
 mod store_suite;
 mod support;
 mod sync;
+mod upstreams;
