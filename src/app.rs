@@ -161,6 +161,11 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         dns_addrs.push(bound);
     }
     let encrypted = start_encrypted(&config, &handler, &streams, &metrics, &mut tasks).await?;
+    let ports = |addrs: &[SocketAddr]| addrs.iter().map(SocketAddr::port).collect::<Vec<_>>();
+    let (doh, dot) = (ports(&encrypted.doh), ports(&encrypted.dot));
+    if let Some(ddr) = crate::dns::answer::Ddr::new(&config.dns.server_name, &doh, &dot) {
+        handler.set_ddr(ddr);
+    }
     let ready = Arc::new(AtomicBool::new(false));
     let http_addr = match config.http_listen() {
         Some(addr) => {

@@ -3,7 +3,7 @@
 
 use super::cache::CachedAnswer;
 use super::wire::{flag, rcode, rtype, write_u16, Edns, Query, HEADER_LEN};
-use crate::policy::{Policy, ResponseMode};
+use crate::policy::{Policy, QName, ResponseMode};
 
 /// The UDP payload size we offer in our own OPT records (the DNS flag day 2020 value).
 pub const OUR_UDP_SIZE: u16 = 1232;
@@ -203,6 +203,87 @@ pub fn any_hinfo(out: &mut Vec<u8>, q: &Query<'_>, ttl: u32) {
     }
 }
 
+/// `_dns.resolver.arpa`, the name DDR clients ask (RFC 9462 §4), in wire form.
+pub const DDR_NAME: &[u8] = b"\x04_dns\x08resolver\x04arpa\x00";
+/// How long a client may keep the designations, capped by the policy's `max_ttl`.
+const DDR_TTL: u32 = 300;
+/// DoH's URI template (RFC 9461 §5): Cordon answers `/dns-query`, by POST or GET `?dns=`.
+const DOH_PATH_TEMPLATE: &[u8] = b"/dns-query{?dns}";
+
+/// Discovery of Designated Resolvers (RFC 9462): the SVCB records that designate Cordon's DoH
+/// and DoT listeners, written once per config. Each is owned by the question's name (a
+/// pointer to it), so an answer is the header, the question and these bytes.
+pub struct Ddr {
+    records: Vec<u8>,
+    count: u16,
+    /// Where each record's TTL stands in `records`.
+    ttl_at: Vec<usize>,
+}
+
+impl Ddr {
+    /// SVCB records for `server_name` (the certificate's name) with DoH on `doh_ports` (alpn
+    /// h2, dohpath) first, then DoT on `dot_ports` (alpn dot). `None` when there is neither, or
+    /// `server_name` is not a name.
+    pub fn new(server_name: &str, doh_ports: &[u16], dot_ports: &[u16]) -> Option<Ddr> {
+        let target = QName::from_dotted(server_name.trim_end_matches('.')).ok()?;
+        let mut ddr = Ddr {
+            records: Vec::new(),
+            count: 0,
+            ttl_at: Vec::new(),
+        };
+        let doh = doh_ports.iter().map(|&port| (port, true));
+        let mut seen = Vec::new();
+        for (port, is_doh) in doh.chain(dot_ports.iter().map(|&port| (port, false))) {
+            if seen.contains(&(port, is_doh)) {
+                continue;
+            }
+            seen.push((port, is_doh));
+            ddr.count += 1;
+            let mut rdata = ddr.count.to_be_bytes().to_vec(); // SvcPriority 1, 2, ...
+            rdata.extend_from_slice(target.wire());
+            let alpn: &[u8] = if is_doh { b"h2" } else { b"dot" };
+            svc_param(&mut rdata, 1, &[&[alpn.len() as u8], alpn]);
+            svc_param(&mut rdata, 3, &[&port.to_be_bytes()]);
+            if is_doh {
+                svc_param(&mut rdata, 7, &[DOH_PATH_TEMPLATE]);
+            }
+            ddr.ttl_at.push(ddr.records.len() + 6);
+            let owner = 0xC000 | HEADER_LEN as u16;
+            let rdlen = rdata.len() as u16;
+            record_header(&mut ddr.records, owner, rtype::SVCB, DDR_TTL, rdlen);
+            ddr.records.extend_from_slice(&rdata);
+        }
+        (ddr.count > 0).then_some(ddr)
+    }
+}
+
+/// One SvcParam: its key, its value's length, the value (RFC 9460 §2.2).
+fn svc_param(out: &mut Vec<u8>, key: u16, value: &[&[u8]]) {
+    out.extend_from_slice(&key.to_be_bytes());
+    let len: usize = value.iter().map(|v| v.len()).sum();
+    out.extend_from_slice(&(len as u16).to_be_bytes());
+    for v in value {
+        out.extend_from_slice(v);
+    }
+}
+
+/// The answer to `_dns.resolver.arpa` SVCB: the designations, their TTL capped at `cap`.
+pub fn ddr(out: &mut Vec<u8>, q: &Query<'_>, ddr: &Ddr, cap: u32) {
+    let counts = [1, ddr.count, 0, q.edns.is_some() as u16];
+    header(out, q.id, q.flags, rcode::NOERROR as u16, counts);
+    out.extend_from_slice(q.question_bytes());
+    let start = out.len();
+    out.extend_from_slice(&ddr.records);
+    if cap < DDR_TTL {
+        for at in &ddr.ttl_at {
+            out[start + at..start + at + 4].copy_from_slice(&cap.to_be_bytes());
+        }
+    }
+    if let Some(e) = q.edns {
+        opt(out, e.dnssec_ok, 0, None);
+    }
+}
+
 /// Writes a cached upstream answer for `q`: the client's id, RD bit and question bytes, every
 /// TTL aged by `age` seconds and capped at `cap` (a stale answer gets 30 s, RFC 8767).
 pub fn cached(
@@ -283,5 +364,32 @@ pub fn echo_client_subnet(out: &mut Vec<u8>, addr: std::net::IpAddr, prefix: u8)
             write_u16(out, rdlen_at, option.len() as u16);
             out.extend_from_slice(&option);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Ddr;
+
+    #[test]
+    fn ddr_records_are_svcb_for_doh_then_dot_and_none_without_listeners() {
+        assert!(Ddr::new("dns.example.com", &[], &[]).is_none());
+        let ddr = Ddr::new("dns.example.com.", &[443, 443], &[853]).unwrap();
+        assert_eq!(ddr.count, 2, "a port listed twice is designated once");
+        let target = b"\x03dns\x07example\x03com\x00";
+        let mut doh = vec![0, 1];
+        doh.extend_from_slice(target);
+        doh.extend_from_slice(b"\x00\x01\x00\x03\x02h2\x00\x03\x00\x02\x01\xbb");
+        doh.extend_from_slice(b"\x00\x07\x00\x10/dns-query{?dns}");
+        let mut dot = vec![0, 2];
+        dot.extend_from_slice(target);
+        dot.extend_from_slice(b"\x00\x01\x00\x04\x03dot\x00\x03\x00\x02\x03\x55");
+        let mut expected = Vec::new();
+        for rdata in [doh, dot] {
+            expected.extend_from_slice(&[0xC0, 12, 0, 64, 0, 1, 0, 0, 1, 44]);
+            expected.extend_from_slice(&(rdata.len() as u16).to_be_bytes());
+            expected.extend_from_slice(&rdata);
+        }
+        assert_eq!(ddr.records, expected);
     }
 }

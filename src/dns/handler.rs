@@ -158,6 +158,8 @@ pub struct Handler {
     tokens: [IntCounter; 5],
     metrics: Arc<Metrics>,
     guard: guard::Guard,
+    /// DDR's answer (RFC 9462), set once the DoH and DoT listeners are bound.
+    ddr: std::sync::OnceLock<answer::Ddr>,
 }
 
 impl Handler {
@@ -181,7 +183,14 @@ impl Handler {
             tokens,
             metrics,
             guard,
+            ddr: std::sync::OnceLock::new(),
         }
+    }
+
+    /// Answers `_dns.resolver.arpa` SVCB with `ddr` from now on (set once; later calls are
+    /// ignored).
+    pub fn set_ddr(&self, ddr: answer::Ddr) {
+        let _ = self.ddr.set(ddr);
     }
 
     /// What a trusted forwarder says about the client behind it; an error is a malformed
@@ -318,6 +327,15 @@ impl Handler {
             answer::any_hinfo(out, &q, ANY_TTL.min(policy.max_ttl));
             self.finish(live, &q, &asked, Outcome::Allowed, &decision, out);
             return Step::Reply;
+        }
+        if q.qtype == rtype::SVCB && q.name.wire() == answer::DDR_NAME {
+            if let Some(ddr) = self.ddr.get() {
+                // RFC 9462: Cordon designates its own DoH and DoT listeners.
+                let policy = &snapshot.group(decision.group).policy;
+                answer::ddr(out, &q, ddr, policy.max_ttl);
+                self.finish(live, &q, &asked, Outcome::Allowed, &decision, out);
+                return Step::Reply;
+            }
         }
         let lookup = self.cache.get(probe, key);
         let stale = match lookup {

@@ -26,6 +26,7 @@ pub mod rtype {
     pub const CNAME: u16 = 5;
     pub const SOA: u16 = 6;
     pub const HINFO: u16 = 13;
+    pub const SVCB: u16 = 64;
     pub const AAAA: u16 = 28;
     pub const OPT: u16 = 41;
     pub const AXFR: u16 = 252;

@@ -731,3 +731,96 @@ async fn a_forwarded_client_subnet_in_mapped_form_names_the_ipv4_device() {
         "::ffff:127.0.0.46".parse::<IpAddr>().unwrap()
     );
 }
+
+/// `_dns.resolver.arpa` SVCB over plain DNS, as a DDR client asks it: the answer, and its bytes.
+async fn ddr_answer(dns: SocketAddr) -> (Message, Vec<u8>) {
+    let query = query_message("_dns.resolver.arpa.", RecordType::SVCB, true);
+    let raw = exchange_raw(dns, &query.to_vec().unwrap(), Ask::default())
+        .await
+        .expect("an answer");
+    (Message::from_vec(&raw).unwrap(), raw)
+}
+
+#[tokio::test]
+async fn ddr_designates_the_doh_and_dot_listeners_when_they_are_on() {
+    use hickory_proto::rr::rdata::svcb::SvcParamValue;
+    use hickory_proto::rr::RData;
+    let e = start(|_| {}).await;
+    let (answer, raw) = ddr_answer(e.cordon.dns).await;
+    assert_eq!(answer.metadata.response_code, ResponseCode::NoError);
+    let designated: Vec<(u16, String, Vec<String>, Option<u16>)> = answer
+        .answers
+        .iter()
+        .map(|r| {
+            let RData::SVCB(svcb) = &r.data else {
+                panic!("not SVCB: {r:?}");
+            };
+            let alpn = svcb.svc_params.iter().find_map(|(_, v)| match v {
+                SvcParamValue::Alpn(a) => Some(a.0.clone()),
+                _ => None,
+            });
+            let port = svcb.svc_params.iter().find_map(|(_, v)| match v {
+                SvcParamValue::Port(p) => Some(*p),
+                _ => None,
+            });
+            let target = svcb.target_name.to_string();
+            (svcb.svc_priority, target, alpn.unwrap_or_default(), port)
+        })
+        .collect();
+    assert_eq!(
+        designated,
+        vec![
+            (
+                1,
+                "dns.test.".into(),
+                vec!["h2".into()],
+                Some(e.doh().port())
+            ),
+            (
+                2,
+                "dns.test.".into(),
+                vec!["dot".into()],
+                Some(e.dot().port())
+            ),
+        ]
+    );
+    let dohpath = b"/dns-query{?dns}";
+    let paths = raw.windows(dohpath.len()).filter(|w| w == dohpath).count();
+    assert_eq!(paths, 1, "the DoH record carries the dohpath");
+    // the same over TCP, in any case the client writes the name
+    let query = query_message("_DNS.Resolver.ARPA.", RecordType::SVCB, false);
+    let tcp = Ask {
+        tcp: true,
+        ..Ask::default()
+    };
+    let packet = query.to_vec().unwrap();
+    let raw = exchange_raw(e.cordon.dns, &packet, tcp)
+        .await
+        .expect("an answer");
+    let answer = Message::from_vec(&raw).unwrap();
+    assert_eq!(answer.answers.len(), 2);
+    assert!(
+        answer.edns.is_none(),
+        "no OPT record for a query without one"
+    );
+    let question = 12..12 + "_DNS.Resolver.ARPA.".len() + 1 + 4;
+    assert_eq!(
+        raw[question.clone()],
+        packet[question],
+        "the question as asked"
+    );
+}
+
+#[tokio::test]
+async fn ddr_is_not_answered_without_encrypted_listeners() {
+    let upstream = start_upstream().await;
+    let cordon = start_cordon(&upstream).await;
+    let (answer, _) = ddr_answer(cordon.dns).await;
+    assert!(
+        answer
+            .answers
+            .iter()
+            .all(|r| r.record_type() != RecordType::SVCB),
+        "{answer:?}"
+    );
+}
