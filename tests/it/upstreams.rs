@@ -29,6 +29,11 @@ pub struct Unbound {
 
 impl Unbound {
     pub async fn start() -> Unbound {
+        Unbound::start_with("").await
+    }
+
+    /// With `extra` lines in its `server:` section.
+    pub async fn start_with(extra: &str) -> Unbound {
         let dir = tempfile::tempdir().unwrap();
         let key = rcgen::generate_simple_self_signed(vec![NAME.into()]).unwrap();
         let cert = dir.path().join("cert.pem");
@@ -38,7 +43,7 @@ impl Unbound {
         for _ in 0..3 {
             let (dot, doh) = (free_port(), free_port());
             let conf = dir.path().join("unbound.conf");
-            std::fs::write(&conf, unbound_conf(dir.path(), dot, doh)).unwrap();
+            std::fs::write(&conf, unbound_conf(dir.path(), dot, doh, extra)).unwrap();
             let log = std::fs::File::create(dir.path().join("stderr.log")).unwrap();
             let mut child = Command::new(unbound_binary())
                 .arg("-d")
@@ -124,7 +129,7 @@ fn unbound_binary() -> &'static str {
 
 /// DoT on `dot` and DoH on `doh` (`/dns-query`), no plain port, no recursion: the answers come
 /// from local data, so no network is needed.
-fn unbound_conf(dir: &Path, dot: u16, doh: u16) -> String {
+fn unbound_conf(dir: &Path, dot: u16, doh: u16, extra: &str) -> String {
     let dir = dir.display();
     format!(
         r#"server:
@@ -150,6 +155,7 @@ fn unbound_conf(dir: &Path, dot: u16, doh: u16) -> String {
     local-data: "www.allowed.test. 3600 IN A 192.0.2.1"
     local-data: "doh.allowed.test. 3600 IN A 192.0.2.2"
     local-data: "dot.allowed.test. 3600 IN A 192.0.2.3"
+{extra}
 remote-control:
     control-enable: no
 "#
@@ -271,6 +277,34 @@ async fn upstreams_twenty_queries_at_once_share_one_connection() {
     let text = logs.text();
     let connected = |l: &&str| l.contains("connected upstream=") && l.contains(&upstream);
     assert_eq!(text.lines().filter(connected).count(), 1, "{text}");
+}
+
+#[tokio::test]
+async fn upstreams_a_connection_the_server_closed_is_made_again_within_the_query() {
+    // Unbound closes a connection idle for 200 ms
+    let unbound = Unbound::start_with("    tcp-idle-timeout: 200").await;
+    let logs = Logs::capture();
+    for upstream in [unbound.tls(NAME), unbound.https(NAME)] {
+        let cordon = cordon_with(vec![upstream.clone()], Some(&unbound.cert)).await;
+        for name in [
+            "www.allowed.test.",
+            "dot.allowed.test.",
+            "doh.allowed.test.",
+        ] {
+            let answer = ask(cordon.dns, name).await;
+            assert_eq!(rcode(&answer), ResponseCode::NoError, "{upstream} {name}");
+            tokio::time::sleep(Duration::from_millis(600)).await;
+        }
+        assert_eq!(upstream_requests(&cordon, &upstream, "ok").await, 3.0);
+        assert_eq!(upstream_requests(&cordon, &upstream, "error").await, 0.0);
+        let text = logs.text();
+        let connected = |l: &&str| l.contains("connected upstream=") && l.contains(&upstream);
+        assert_eq!(
+            text.lines().filter(connected).count(),
+            3,
+            "{upstream}: {text}"
+        );
+    }
 }
 
 #[tokio::test]
