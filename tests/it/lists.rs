@@ -23,10 +23,27 @@ struct Served {
     content_type: &'static str,
     body: Vec<u8>,
     etag: Option<String>,
+    last_modified: Option<String>,
+    /// Whether Content-Length is sent (else the body ends with the connection).
+    length: bool,
 }
 
-/// One request the server saw: the path, its If-None-Match, the status answered.
-type Seen = (String, Option<String>, u16);
+impl Served {
+    fn new(status: u16, content_type: &'static str, body: &[u8]) -> Served {
+        Served {
+            status,
+            content_type,
+            body: body.to_vec(),
+            etag: None,
+            last_modified: None,
+            length: true,
+        }
+    }
+}
+
+/// One request the server saw: the path, its If-None-Match and If-Modified-Since, the status
+/// answered.
+type Seen = (String, Option<String>, Option<String>, u16);
 
 /// An HTTPS server on 127.0.0.1 for list files; stops when dropped.
 struct ListServer {
@@ -83,12 +100,12 @@ impl ListServer {
     }
 
     fn serve(&self, path: &str, status: u16, content_type: &'static str, body: &[u8], etag: &str) {
-        let served = Served {
-            status,
-            content_type,
-            body: body.to_vec(),
-            etag: Some(format!("\"{etag}\"")),
-        };
+        let mut served = Served::new(status, content_type, body);
+        served.etag = Some(format!("\"{etag}\""));
+        self.route(path, served);
+    }
+
+    fn route(&self, path: &str, served: Served) {
         self.routes.lock().unwrap().insert(path.into(), served);
     }
 
@@ -107,9 +124,25 @@ impl ListServer {
     fn requests(&self, path: &str) -> Vec<(Option<String>, u16)> {
         let seen = self.seen.lock().unwrap();
         seen.iter()
-            .filter(|(p, _, _)| p == path)
-            .map(|(_, inm, status)| (inm.clone(), *status))
+            .filter(|(p, _, _, _)| p == path)
+            .map(|(_, inm, _, status)| (inm.clone(), *status))
             .collect()
+    }
+
+    /// Waits until `path` was asked for with If-Modified-Since `date` and answered 304.
+    async fn saw_304_since(&self, path: &str, date: &str) -> bool {
+        let until = tokio::time::Instant::now() + WAIT;
+        while tokio::time::Instant::now() < until {
+            let seen = self.seen.lock().unwrap().clone();
+            let found = seen.iter().any(|(p, _, since, status)| {
+                p == path && since.as_deref() == Some(date) && *status == 304
+            });
+            if found {
+                return true;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        false
     }
 }
 
@@ -119,7 +152,8 @@ impl Drop for ListServer {
     }
 }
 
-/// Reads one request and answers it as the routes say (304 when If-None-Match is the ETag).
+/// Reads one request and answers it as the routes say (304 when If-None-Match is the ETag, or
+/// If-Modified-Since the Last-Modified date).
 async fn answer(
     mut tls: tokio_rustls::server::TlsStream<tokio::net::TcpStream>,
     routes: &Mutex<HashMap<String, Served>>,
@@ -138,32 +172,40 @@ async fn answer(
     }
     let text = String::from_utf8_lossy(&head).into_owned();
     let path = text.split_whitespace().nth(1).unwrap_or("/").to_string();
-    let if_none_match = text.lines().find_map(|line| {
-        let (name, value) = line.split_once(':')?;
-        name.trim()
-            .eq_ignore_ascii_case("if-none-match")
-            .then(|| value.trim().to_string())
-    });
+    let header = |wanted: &str| {
+        text.lines().find_map(|line| {
+            let (name, value) = line.split_once(':')?;
+            name.trim()
+                .eq_ignore_ascii_case(wanted)
+                .then(|| value.trim().to_string())
+        })
+    };
+    let if_none_match = header("if-none-match");
+    let if_modified_since = header("if-modified-since");
     let served = routes.lock().unwrap().get(&path).cloned();
-    let served = served.unwrap_or(Served {
-        status: 404,
-        content_type: "text/plain",
-        body: b"not found\n".to_vec(),
-        etag: None,
-    });
-    let not_modified =
-        served.status == 200 && served.etag.is_some() && if_none_match == served.etag;
+    let served = served.unwrap_or(Served::new(404, "text/plain", b"not found\n"));
+    let same_etag = served.etag.is_some() && if_none_match == served.etag;
+    let same_date = served.last_modified.is_some() && if_modified_since == served.last_modified;
+    let not_modified = served.status == 200 && (same_etag || same_date);
     let status = if not_modified { 304 } else { served.status };
-    seen.lock().unwrap().push((path, if_none_match, status));
+    seen.lock()
+        .unwrap()
+        .push((path, if_none_match, if_modified_since, status));
     let mut response = format!("HTTP/1.1 {status} X\r\nConnection: close\r\n");
     if let Some(etag) = &served.etag {
         response.push_str(&format!("ETag: {etag}\r\n"));
+    }
+    if let Some(date) = &served.last_modified {
+        response.push_str(&format!("Last-Modified: {date}\r\n"));
     }
     let body: &[u8] = if not_modified { b"" } else { &served.body };
     if !not_modified {
         response.push_str(&format!("Content-Type: {}\r\n", served.content_type));
     }
-    response.push_str(&format!("Content-Length: {}\r\n\r\n", body.len()));
+    if served.length || not_modified {
+        response.push_str(&format!("Content-Length: {}\r\n", body.len()));
+    }
+    response.push_str("\r\n");
     let _ = tls.write_all(response.as_bytes()).await;
     let _ = tls.write_all(body).await;
     let _ = tls.shutdown().await;
@@ -247,8 +289,14 @@ async fn lists_by_url_are_fetched_kept_on_304_and_a_change_is_enforced_without_r
     let server = ListServer::start().await;
     server.list("/feed.txt", "# a feed\n0.0.0.0 x.mdm.test\n", "v1");
     let url = server.url("/feed.txt");
+    // a server that gives Last-Modified and no ETag
+    const DATE: &str = "Sun, 29 Nov 2026 20:00:00 GMT";
+    let mut dated = Served::new(200, "text/plain", b"edge.cdnprovider.test\n");
+    dated.last_modified = Some(DATE.into());
+    server.route("/dated.txt", dated);
+    let urls = [url.clone(), server.url("/dated.txt")];
     let dir = tempfile::tempdir().unwrap();
-    let config = config_with_lists(dir.path(), &upstream, &server, std::slice::from_ref(&url));
+    let config = config_with_lists(dir.path(), &upstream, &server, &urls);
     let cordon = start_cordon_with(dir, config).await;
 
     // first fetch: the listed name is blocked, the file list still applies
@@ -265,6 +313,10 @@ async fn lists_by_url_are_fetched_kept_on_304_and_a_change_is_enforced_without_r
         .contains(&(Some("\"v1\"".into()), 304)));
     assert!(blocked(cordon.dns, "x.mdm.test.").await);
     assert_eq!(metric(cordon.http, &fetches(&url, "updated")).await, 1.0);
+    // If-Modified-Since, from a server that gives Last-Modified and no ETag
+    assert!(eventually(WAIT, || blocked(cordon.dns, "edge.cdnprovider.test.")).await);
+    assert!(server.saw_304_since("/dated.txt", DATE).await);
+    assert!(blocked(cordon.dns, "edge.cdnprovider.test.").await);
     let age = format!("cordon_list_age_seconds{{list=\"{url}\"}}");
     assert!(
         has_series(cordon.http, &age).await,
@@ -289,7 +341,7 @@ async fn lists_by_url_are_fetched_kept_on_304_and_a_change_is_enforced_without_r
     let cached = std::fs::read_dir(cache_dir(cordon.dir.path()))
         .unwrap()
         .count();
-    assert_eq!(cached, 2, "one list and its record");
+    assert_eq!(cached, 4, "two lists and their records");
 }
 
 #[tokio::test]
@@ -300,9 +352,17 @@ async fn a_failed_or_malformed_fetch_keeps_the_copy_in_force() {
     server.list("/big.txt", "api.vendor.test\n", "v1");
     server.list("/html.txt", "edge.cdnprovider.test\n", "v1");
     server.list("/empty.txt", "login.phish.test\n", "v1");
+    server.list("/stream.txt", "www.allowed.test\n", "v1");
     // nothing listens there
     let unreachable = format!("https://127.0.0.1:{}/feed.txt", free_port());
-    let urls: Vec<String> = ["/gone.txt", "/big.txt", "/html.txt", "/empty.txt"]
+    let paths = [
+        "/gone.txt",
+        "/big.txt",
+        "/html.txt",
+        "/empty.txt",
+        "/stream.txt",
+    ];
+    let urls: Vec<String> = paths
         .iter()
         .map(|p| server.url(p))
         .chain([unreachable.clone()])
@@ -315,6 +375,7 @@ async fn a_failed_or_malformed_fetch_keeps_the_copy_in_force() {
         "api.vendor.test.",
         "edge.cdnprovider.test.",
         "login.phish.test.",
+        "www.allowed.test.",
     ];
     for name in names {
         assert!(
@@ -334,7 +395,13 @@ async fn a_failed_or_malformed_fetch_keeps_the_copy_in_force() {
     let page = b"<!DOCTYPE html>\n<html><body><h1>Service unavailable</h1></body></html>\n";
     server.serve("/html.txt", 200, "text/html; charset=utf-8", page, "v2");
     server.list("/empty.txt", "# nothing here today\n", "v2");
+    // over the cap with no Content-Length: the body is cut at the cap as it streams
+    let mut streamed = Served::new(200, "text/plain", big.as_bytes());
+    streamed.etag = Some("\"v2\"".into());
+    streamed.length = false;
+    server.route("/stream.txt", streamed);
     for (path, result) in [
+        ("/stream.txt", "too_large"),
         ("/gone.txt", "http_error"),
         ("/big.txt", "too_large"),
         ("/html.txt", "malformed"),
@@ -347,7 +414,7 @@ async fn a_failed_or_malformed_fetch_keeps_the_copy_in_force() {
     for name in names {
         assert!(blocked(cordon.dns, name).await, "{name}");
     }
-    for path in ["/gone.txt", "/big.txt", "/html.txt", "/empty.txt"] {
+    for path in paths {
         let age = format!("cordon_list_age_seconds{{list=\"{}\"}}", server.url(path));
         assert!(has_series(cordon.http, &age).await, "{age}");
     }
