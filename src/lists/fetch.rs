@@ -337,6 +337,32 @@ mod tests {
     }
 
     #[test]
+    fn a_ca_file_that_cannot_be_used_is_refused_with_its_path() {
+        let dir = tempfile::tempdir().unwrap();
+        let settings = |ca_file: Option<std::path::PathBuf>| Settings {
+            cache_dir: dir.path().join("cache"),
+            ca_file,
+            refresh: std::time::Duration::from_secs(3600),
+            retry: std::time::Duration::from_secs(30),
+            timeout: std::time::Duration::from_secs(30),
+            max_bytes: 1 << 20,
+        };
+        assert!(Fetcher::new(&settings(None)).is_ok(), "the system's roots");
+        let missing = dir.path().join("missing.pem");
+        let error = Fetcher::new(&settings(Some(missing.clone())))
+            .err()
+            .unwrap();
+        assert!(
+            error.starts_with(&format!("lists.ca_file {}:", missing.display())),
+            "{error}"
+        );
+        let empty = dir.path().join("empty.pem");
+        std::fs::write(&empty, "not a certificate\n").unwrap();
+        let error = Fetcher::new(&settings(Some(empty))).err().unwrap();
+        assert!(error.ends_with("no certificate in the file"), "{error}");
+    }
+
+    #[test]
     fn each_failure_has_its_result_label() {
         assert_eq!(FetchError::Unreachable("x".into()).result(), "unreachable");
         assert_eq!(FetchError::Status(404).result(), "http_error");
