@@ -25,12 +25,15 @@ use super::view::{group_of, View};
 use crate::metrics::Metrics;
 use crate::policy::build::{PolicyParts, StaticBinding};
 use crate::policy::cidr::PrefixTable;
+use crate::policy::load::ListCache;
 use crate::policy::{DeviceId, PolicySet, Published};
 
 /// What the writer needs from config.
 #[derive(Clone)]
 pub struct WriterConfig {
     pub policies_dir: PathBuf,
+    /// Where the copies of lists named by URL are read from (`[lists] cache_dir`).
+    pub lists_cache: Option<ListCache>,
     pub statics: Vec<StaticBinding>,
     /// Networks shared by design (NATs, forwarders): never bound to a device.
     pub shared_networks: Vec<ipnet::IpNet>,
