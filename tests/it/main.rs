@@ -6,6 +6,7 @@ mod encrypted;
 mod fake_jamf;
 mod layout;
 mod limits;
+mod lists;
 mod pg;
 mod policy;
 mod reload;
