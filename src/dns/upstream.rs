@@ -17,8 +17,10 @@ use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwapOption;
 use futures_util::StreamExt;
-use hickory_net::runtime::TokioRuntimeProvider;
-use hickory_net::xfer::{DnsExchange, DnsHandle};
+use hickory_net::runtime::iocompat::{AsyncIoStdAsTokio, AsyncIoTokioAsStd};
+use hickory_net::runtime::{RuntimeProvider, Spawn, TokioRuntimeProvider};
+use hickory_net::tcp::TcpClientStream;
+use hickory_net::xfer::{BufDnsStreamHandle, DnsExchange, DnsHandle, DnsMultiplexer};
 use hickory_net::NetError;
 use hickory_proto::op::{DnsRequest, DnsRequestOptions, Message};
 use prometheus::{Histogram, IntCounter};
@@ -488,19 +490,27 @@ impl Upstreams {
                 config.alpn_protocols = vec![b"dot".to_vec()];
                 let name = ServerName::try_from(addr.tls_name.clone())
                     .map_err(|e| NetError::from(e.to_string()))?;
-                // Past the in-flight cap a query never gets here, so the multiplexer's own
-                // cap (32 by default) must not be lower.
-                let max = self.max_in_flight.clamp(32, 4096);
-                hickory_net::tls::tls_exchange(
+                // hickory's tls_exchange, with queues as deep as our in-flight cap: its own
+                // (32) overflow under load, and a write that does not fit fails the query.
+                let depth = self.max_in_flight.clamp(32, 16_384);
+                let tcp = provider
+                    .connect_tcp(addr.addr, None, Some(self.timeout))
+                    .await?;
+                let tls = tokio_rustls::TlsConnector::from(Arc::new(config))
+                    .connect(name, AsyncIoStdAsTokio(tcp))
+                    .await?;
+                let (handle, outbound) = BufDnsStreamHandle::with_buffer_size(addr.addr, depth);
+                let stream = hickory_net::tcp::TcpStream::from_stream_with_receiver(
+                    AsyncIoTokioAsStd(tls),
                     addr.addr,
-                    name,
-                    config,
-                    self.timeout,
-                    Some(max),
-                    provider,
-                )
-                .await
-                .map(|exchange| (exchange, runtime))
+                    outbound,
+                );
+                let multiplexer = DnsMultiplexer::new(TcpClientStream::from_stream(stream), handle)
+                    .with_timeout(self.timeout)
+                    .with_max_active_requests(depth);
+                let (exchange, background) = DnsExchange::from_stream(multiplexer);
+                provider.create_handle().spawn_bg(background);
+                Ok((exchange, runtime))
             }
         }
     }

@@ -261,22 +261,25 @@ async fn upstreams_a_name_resolves_through_unbound_over_dot_and_over_doh() {
 }
 
 #[tokio::test]
-async fn upstreams_twenty_queries_at_once_share_one_connection() {
+async fn upstreams_three_hundred_queries_at_once_share_one_connection() {
     let unbound = Unbound::start().await;
-    let upstream = unbound.https(NAME);
-    let cordon = cordon_with(vec![upstream.clone()], Some(&unbound.cert)).await;
     let logs = Logs::capture();
-    let asks = (0..20).map(|i| {
-        let dns = cordon.dns;
-        async move { ask(dns, &format!("n{i}.allowed.test.")).await }
-    });
-    for answer in futures_util::future::join_all(asks).await {
-        assert_eq!(rcode(&answer), ResponseCode::NXDomain);
+    for upstream in [unbound.tls(NAME), unbound.https(NAME)] {
+        let cordon = cordon_with(vec![upstream.clone()], Some(&unbound.cert)).await;
+        // more at once than hickory's queues hold by default (32)
+        let asks = (0..300).map(|i| {
+            let dns = cordon.dns;
+            async move { ask(dns, &format!("n{i}.allowed.test.")).await }
+        });
+        for answer in futures_util::future::join_all(asks).await {
+            assert_eq!(rcode(&answer), ResponseCode::NXDomain, "{upstream}");
+        }
+        assert_eq!(upstream_requests(&cordon, &upstream, "ok").await, 300.0);
+        assert_eq!(upstream_requests(&cordon, &upstream, "error").await, 0.0);
+        let text = logs.text();
+        let connected = |l: &&str| l.contains("connected upstream=") && l.contains(&upstream);
+        assert_eq!(text.lines().filter(connected).count(), 1, "{upstream}");
     }
-    assert_eq!(upstream_requests(&cordon, &upstream, "ok").await, 20.0);
-    let text = logs.text();
-    let connected = |l: &&str| l.contains("connected upstream=") && l.contains(&upstream);
-    assert_eq!(text.lines().filter(connected).count(), 1, "{text}");
 }
 
 #[tokio::test]
