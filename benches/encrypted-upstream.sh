@@ -100,6 +100,8 @@ printf 'front -> upstream\tqps\tlost_pct\n'
 for upstream in "tls://127.0.0.1:$MID_DOT#dns.test" "https://127.0.0.1:$MID_DOH/dns-query#dns.test"; do
   cordon_run "$upstream"
   run "cordon -> ${upstream%%:*}" $DNS_PORT
+  # with RUST_LOG=cordon::dns::upstream=debug: how many connections the run took
+  [ -z "${RUST_LOG:-}" ] || echo "connections made: $(grep -c ' connected ' "$W/cordon.log")" >&2
   stop_pid "$CORDON" cordon
 done
 
