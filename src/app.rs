@@ -23,6 +23,7 @@ use crate::dns::upstream::Upstreams;
 use crate::dns::{doh, doq, dot, server};
 use crate::jamf::sync::JamfSync;
 use crate::jamf::webhook::Webhooks;
+use crate::lists::ListTask;
 use crate::metrics::Metrics;
 use crate::policy::build::PolicyParts;
 use crate::policy::cidr::PrefixTable;
@@ -45,6 +46,8 @@ pub enum StartError {
     Store(#[from] StoreError),
     #[error(transparent)]
     Tls(#[from] TlsError),
+    #[error("{0}")]
+    Lists(String),
     #[error("DoQ: {0}")]
     Quic(#[from] quinn::crypto::rustls::NoInitialCipherSuite),
     #[error("cannot listen on {addr}: {error}")]
@@ -66,6 +69,8 @@ pub struct Running {
     pub handler: Arc<Handler>,
     pub published: Arc<Published>,
     tasks: JoinSet<()>,
+    /// Fetches the lists named by URL; stopped when this is dropped.
+    _lists: ListTask,
 }
 
 impl Running {
@@ -89,7 +94,8 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         );
     }
     let dir = config.policies_dir();
-    let set = tokio::task::spawn_blocking(move || PolicySet::load(&dir))
+    let cache = config.lists_cache();
+    let set = tokio::task::spawn_blocking(move || PolicySet::load_with(&dir, Some(&cache)))
         .await?
         .map_err(StartError::Policies)?;
     for w in &set.warnings {
@@ -134,6 +140,15 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
     let control =
         Control::start(writer, store, set, published.clone(), metrics.clone(), node).await?;
     let snapshot = published.get();
+    // Lists named by URL start from their cached copies (in the snapshot already); the task
+    // fetches those due and reloads when one changes.
+    let lists = crate::lists::spawn(
+        config.lists(),
+        config.policies_dir(),
+        control.clone(),
+        metrics.clone(),
+    )
+    .map_err(StartError::Lists)?;
     let jamf = config.jamf.enabled().then(|| {
         let sync = JamfSync::new(config.jamf.clone(), control.clone(), metrics.clone());
         sync.spawn_periodic(config.jamf.reconcile_interval());
@@ -227,6 +242,7 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         handler,
         published,
         tasks,
+        _lists: lists,
     })
 }
 

@@ -36,6 +36,8 @@ pub struct Config {
     pub devices: DevicesConfig,
     /// Connection caps and timeouts, upstream exchanges in flight.
     pub limits: Limits,
+    /// Lists named by URL in categories.toml: how they are fetched and where their copies live.
+    pub lists: ListsConfig,
     /// Where relative paths start: the config file's directory, or the working directory.
     #[serde(skip)]
     pub base_dir: PathBuf,
@@ -184,6 +186,37 @@ pub struct PoliciesConfig {
     pub dir: PathBuf,
 }
 
+/// `[lists]`: the fetching of lists categories.toml names by URL.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ListsConfig {
+    /// The last good copy of each list, with its validators.
+    pub cache_dir: PathBuf,
+    /// CA bundle (PEM) for the list servers; the system's roots when empty.
+    pub ca_file: PathBuf,
+    /// How often a list is fetched, unless categories.toml gives it its own `refresh_s`.
+    pub refresh_s: u64,
+    /// The wait after a failed fetch, doubled with each failure up to the refresh interval.
+    pub retry_s: u64,
+    /// The whole of one fetch.
+    pub timeout_ms: u64,
+    /// The largest list accepted, in bytes.
+    pub max_bytes: u64,
+}
+
+impl Default for ListsConfig {
+    fn default() -> Self {
+        ListsConfig {
+            cache_dir: "lists-cache".into(),
+            ca_file: PathBuf::new(),
+            refresh_s: 3600,
+            retry_s: 30,
+            timeout_ms: 30_000,
+            max_bytes: 64 << 20,
+        }
+    }
+}
+
 impl Default for Config {
     fn default() -> Self {
         Config {
@@ -198,6 +231,7 @@ impl Default for Config {
             jamf: JamfConfig::default(),
             devices: DevicesConfig::default(),
             limits: Limits::default(),
+            lists: ListsConfig::default(),
             base_dir: PathBuf::from("."),
         }
     }
@@ -420,6 +454,7 @@ impl Config {
         if let Some(key) = self.limits.zero_key() {
             return Err(Invalid::Zero(key));
         }
+        self.check_lists()?;
         if self.encrypted() && self.dns.server_name.trim_matches('.').is_empty() {
             return Err(Invalid::ServerName);
         }
@@ -427,6 +462,39 @@ impl Config {
             return Err(Invalid::HttpListen(self.http.listen.clone()));
         }
         Ok(())
+    }
+
+    fn check_lists(&self) -> Result<(), Invalid> {
+        let l = &self.lists;
+        for (value, key) in [
+            (l.refresh_s, "lists.refresh_s"),
+            (l.retry_s, "lists.retry_s"),
+            (l.timeout_ms, "lists.timeout_ms"),
+            (l.max_bytes, "lists.max_bytes"),
+        ] {
+            if value == 0 {
+                return Err(Invalid::Zero(key));
+            }
+        }
+        Ok(())
+    }
+
+    /// Where the copies of lists named by URL are kept.
+    pub fn lists_cache(&self) -> crate::policy::load::ListCache {
+        crate::policy::load::ListCache::new(self.resolve(&self.lists.cache_dir))
+    }
+
+    /// `[lists]`, its paths resolved.
+    pub fn lists(&self) -> crate::lists::Settings {
+        let l = &self.lists;
+        crate::lists::Settings {
+            cache_dir: self.resolve(&l.cache_dir),
+            ca_file: (!l.ca_file.as_os_str().is_empty()).then(|| self.resolve(&l.ca_file)),
+            refresh: Duration::from_secs(l.refresh_s),
+            retry: Duration::from_secs(l.retry_s),
+            timeout: Duration::from_millis(l.timeout_ms),
+            max_bytes: l.max_bytes,
+        }
     }
 
     /// Identity kinds and trusted networks must be ones Cordon knows, so that a typo is not
@@ -654,6 +722,7 @@ impl Config {
     pub fn writer(&self, clock: Arc<dyn Clock>) -> Result<WriterConfig, Invalid> {
         Ok(WriterConfig {
             policies_dir: self.policies_dir(),
+            lists_cache: Some(self.lists_cache()),
             statics: self.static_bindings()?,
             shared_networks: self.shared_networks()?,
             binding_lifetime: Duration::from_secs(self.identity.binding_lifetime_s),
@@ -812,6 +881,42 @@ mod tests {
         assert_eq!(c.store_path(), dir.path().join("cordon.db"));
         assert_eq!(c.policies_dir(), dir.path().join("policies"));
         assert_eq!(c.resolve(&c.dns.tls_cert), dir.path().join("cert.pem"));
+    }
+
+    #[test]
+    fn the_lists_section_has_defaults_and_relative_paths() {
+        let (dir, loaded) = load(UPSTREAM);
+        let c = loaded.unwrap();
+        assert_eq!(c.lists, ListsConfig::default());
+        let s = c.lists();
+        assert_eq!(s.cache_dir, dir.path().join("lists-cache"));
+        assert_eq!(s.ca_file, None);
+        assert_eq!(s.refresh, Duration::from_secs(3600));
+        assert_eq!(s.retry, Duration::from_secs(30));
+        assert_eq!(s.timeout, Duration::from_secs(30));
+        assert_eq!(s.max_bytes, 64 * 1024 * 1024);
+        assert_eq!(c.lists_cache().dir(), dir.path().join("lists-cache"));
+
+        let text = format!(
+            "{UPSTREAM}[lists]\ncache_dir = \"/var/cache/cordon\"\nca_file = \"ca.pem\"\n\
+             refresh_s = 900\nretry_s = 5\ntimeout_ms = 2000\nmax_bytes = 1048576\n"
+        );
+        let (dir, loaded) = load(&text);
+        let s = loaded.unwrap().lists();
+        assert_eq!(s.cache_dir, PathBuf::from("/var/cache/cordon"));
+        assert_eq!(s.ca_file, Some(dir.path().join("ca.pem")));
+        assert_eq!(s.refresh, Duration::from_secs(900));
+        assert_eq!(s.retry, Duration::from_secs(5));
+        assert_eq!(s.timeout, Duration::from_secs(2));
+        assert_eq!(s.max_bytes, 1 << 20);
+
+        for key in ["refresh_s", "retry_s", "timeout_ms", "max_bytes"] {
+            let message = invalid(&format!("{UPSTREAM}[lists]\n{key} = 0\n"));
+            assert_eq!(message, format!("lists.{key} must be above 0"));
+        }
+        let (line, message) = parse_error("[lists]\nrefresh = 3\n");
+        assert_eq!(line, 2);
+        assert!(message.contains("unknown field `refresh`"), "{message}");
     }
 
     #[test]

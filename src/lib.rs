@@ -14,6 +14,7 @@ pub mod dns;
 pub mod explain;
 pub mod identity;
 pub mod jamf;
+pub mod lists;
 pub mod metrics;
 pub mod policy;
 pub mod tls;

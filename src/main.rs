@@ -32,9 +32,14 @@ enum Command {
         config: Option<PathBuf>,
     },
     /// Validate config, policies and lists; errors as FILE:LINE: message; exit 1 on any.
+    /// Lists named by URL are read from their cached copies unless --fetch is given.
     Check {
         #[arg(long)]
         config: Option<PathBuf>,
+        /// Fetch every list named by URL now (into the cache) before checking; a failed
+        /// fetch is an error.
+        #[arg(long)]
+        fetch: bool,
     },
     /// Print the decision trace for NAME asked from ADDR (and by DEVICE).
     Explain {
@@ -68,7 +73,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Run { config } => run(config),
-        Command::Check { config } => check(config),
+        Command::Check { config, fetch } => check(config, fetch),
         Command::Token { config, device } => token(config, &device),
         Command::Explain {
             config,
@@ -135,7 +140,7 @@ async fn shutdown_signal() {
     }
 }
 
-fn check(config: Option<PathBuf>) -> anyhow::Result<ExitCode> {
+fn check(config: Option<PathBuf>, fetch: bool) -> anyhow::Result<ExitCode> {
     let config = match Config::load(config.as_deref()) {
         Ok(c) => c,
         Err(e) => {
@@ -155,22 +160,32 @@ fn check(config: Option<PathBuf>) -> anyhow::Result<ExitCode> {
         println!("{}: certificate and key match", cert.display());
     }
     let dir = config.policies_dir();
-    match PolicySet::load(&dir) {
+    let failed_fetches = if fetch { fetch_lists(&config, &dir) } else { 0 };
+    match PolicySet::load_with(&dir, Some(&config.lists_cache())) {
         Ok(set) => {
             for (path, stats) in &set.lists {
                 println!("{}: {stats}", path.display());
+            }
+            let now = cordon::lists::unix_now();
+            for list in &set.urls {
+                println!("{}", describe_url_list(list, fetch, now));
             }
             // Warnings leave the exit status at 0: the set loads and works as written.
             for w in &set.warnings {
                 eprintln!("{w}");
             }
+            let copies = set.urls.iter().filter(|u| u.stats.is_some()).count();
             println!(
                 "ok: {} groups, {} listed domains in {} lists ({})",
                 set.groups.len(),
                 set.categories.len(),
-                set.lists.len(),
+                set.lists.len() + copies,
                 dir.display()
             );
+            if failed_fetches > 0 {
+                eprintln!("{failed_fetches} list fetch(es) failed");
+                return Ok(ExitCode::FAILURE);
+            }
             Ok(ExitCode::SUCCESS)
         }
         Err(errors) => {
@@ -183,6 +198,76 @@ fn check(config: Option<PathBuf>) -> anyhow::Result<ExitCode> {
     }
 }
 
+/// `check --fetch`: fetches every list named by URL into the cache, says how each went, and
+/// returns how many failed.
+fn fetch_lists(config: &Config, dir: &std::path::Path) -> usize {
+    match cordon::lists::fetch_all(&config.lists(), dir) {
+        Ok(results) => {
+            let mut failed = 0;
+            for (url, result) in results {
+                let list = cordon::lists::label(&url);
+                match result {
+                    Ok(cordon::lists::Outcome::Updated(_)) => {
+                        println!("{list}: fetched a new copy")
+                    }
+                    Ok(cordon::lists::Outcome::NotModified) => {
+                        println!("{list}: fetched: not modified since the cached copy")
+                    }
+                    Err(e) => {
+                        eprintln!("{list}: fetch failed: {e}");
+                        failed += 1;
+                    }
+                }
+            }
+            failed
+        }
+        Err(e) => {
+            eprintln!("{e}");
+            1
+        }
+    }
+}
+
+/// A list named by URL as `check` shows it: what its cached copy holds and how old it is, or
+/// that there is none, and the last failed fetch if it came after the copy.
+fn describe_url_list(
+    list: &cordon::policy::load::UrlListReport,
+    fetched: bool,
+    now: u64,
+) -> String {
+    let label = cordon::lists::label(&list.url);
+    let ago = |at: u64| cordon::lists::ago(now.saturating_sub(at));
+    let meta = list.meta.clone().unwrap_or_default();
+    let mut text = match (&list.stats, meta.fetched_at) {
+        (Some(stats), Some(fetched_at)) => {
+            let confirmed = meta.checked_at.unwrap_or(fetched_at);
+            let source = if fetched {
+                "fetched"
+            } else {
+                "not fetched: cached copy"
+            };
+            format!(
+                "{label}: {stats} ({source}; downloaded {} ago, confirmed {} ago)",
+                ago(fetched_at),
+                ago(confirmed)
+            )
+        }
+        _ => format!(
+            "{label}: no cached copy (run `cordon check --fetch`, or start the server, to fetch it)"
+        ),
+    };
+    let failed_after_copy = meta
+        .failed_at
+        .is_some_and(|f| meta.checked_at.is_none_or(|c| f >= c));
+    if let (Some(error), Some(at), true) = (&meta.last_error, meta.failed_at, failed_after_copy) {
+        text.push_str(&format!(
+            "; the last fetch, {} ago, failed: {error}",
+            ago(at)
+        ));
+    }
+    text
+}
+
 fn explain(
     config: Option<PathBuf>,
     client: IpAddr,
@@ -191,7 +276,7 @@ fn explain(
     qtype: &str,
 ) -> anyhow::Result<ExitCode> {
     let config = Config::load(config.as_deref())?;
-    let set = PolicySet::load(&config.policies_dir())
+    let set = PolicySet::load_with(&config.policies_dir(), Some(&config.lists_cache()))
         .map_err(|e| anyhow::anyhow!("policies rejected:\n{e}"))?;
     let statics = config.static_bindings().map_err(anyhow::Error::msg)?;
     // The store as it is now, read-only in effect: explain changes nothing.

@@ -51,6 +51,9 @@ pub struct Metrics {
     // The DoT/DoH/DoQ certificate in force (tls.rs): a vector without labels, so that the
     // metric is absent, not 0, until encrypted listeners load a certificate.
     pub tls_cert_expiry: IntGaugeVec,
+    // Lists by URL (lists/): each fetch's result, and the age of each copy in force.
+    pub list_fetch: IntCounterVec,
+    pub list_age: IntGaugeVec,
 }
 
 fn counter(r: &Registry, name: &str, help: &str) -> IntCounter {
@@ -294,6 +297,18 @@ impl Metrics {
                 "cordon_tls_cert_expiry_timestamp_seconds",
                 "Unix time of the notAfter of the DoT/DoH/DoQ certificate in force.",
                 &[],
+            ),
+            list_fetch: counter_vec(
+                &r,
+                "cordon_list_fetch_total",
+                "Fetches of lists named by URL, by list and result (updated, not_modified, unreachable, http_error, too_large, malformed, cache_error).",
+                &["list", "result"],
+            ),
+            list_age: gauge_vec(
+                &r,
+                "cordon_list_age_seconds",
+                "Seconds since the server last confirmed the copy in force of a list named by URL (absent while there is no copy).",
+                &["list"],
             ),
             registry: r,
         }

@@ -13,15 +13,17 @@ use crate::policy::{FileError, PolicyErrors, PolicySet};
 impl Writer {
     pub(super) async fn reload(&mut self) -> Result<ReloadReport, PolicyErrors> {
         let dir = self.config.policies_dir.clone();
-        let loaded = tokio::task::spawn_blocking(move || PolicySet::load(&dir))
-            .await
-            .unwrap_or_else(|e| {
-                Err(PolicyErrors(vec![FileError {
-                    file: PathBuf::new(),
-                    line: None,
-                    message: format!("loader failed: {e}"),
-                }]))
-            });
+        let cache = self.config.lists_cache.clone();
+        let loaded =
+            tokio::task::spawn_blocking(move || PolicySet::load_with(&dir, cache.as_ref()))
+                .await
+                .unwrap_or_else(|e| {
+                    Err(PolicyErrors(vec![FileError {
+                        file: PathBuf::new(),
+                        line: None,
+                        message: format!("loader failed: {e}"),
+                    }]))
+                });
         let set = match loaded {
             Ok(set) => {
                 for w in &set.warnings {
@@ -63,7 +65,14 @@ impl Writer {
             version: self.version,
             groups: self.parts.groups.len(),
             listed_domains: self.parts.set.categories.len(),
-            lists: self.parts.set.lists.len(),
+            lists: self.parts.set.lists.len()
+                + self
+                    .parts
+                    .set
+                    .urls
+                    .iter()
+                    .filter(|u| u.stats.is_some())
+                    .count(),
         })
     }
 

@@ -44,6 +44,7 @@ pub fn policies() -> PolicySet {
 pub fn config(clock: &ManualClock) -> WriterConfig {
     WriterConfig {
         policies_dir: shipped(),
+        lists_cache: None,
         statics: Vec::new(),
         shared_networks: vec!["192.0.2.0/24".parse().unwrap()],
         binding_lifetime: Duration::from_secs(24 * 3600),

@@ -20,17 +20,20 @@ use super::clock::Clock;
 use super::command::{ApplyError, Command, Outcome, ReloadStatus, Request};
 use super::replica::Replica;
 use super::state::{AuditEvent, Change, State};
-use super::store::{Logged, Store, StoreError};
+use super::store::{Logged, Store, StoreError, PAGE};
 use super::view::{group_of, View};
 use crate::metrics::Metrics;
 use crate::policy::build::{PolicyParts, StaticBinding};
 use crate::policy::cidr::PrefixTable;
+use crate::policy::load::ListCache;
 use crate::policy::{DeviceId, PolicySet, Published};
 
 /// What the writer needs from config.
 #[derive(Clone)]
 pub struct WriterConfig {
     pub policies_dir: PathBuf,
+    /// Where the copies of lists named by URL are read from (`[lists] cache_dir`).
+    pub lists_cache: Option<ListCache>,
     pub statics: Vec<StaticBinding>,
     /// Networks shared by design (NATs, forwarders): never bound to a device.
     pub shared_networks: Vec<ipnet::IpNet>,
@@ -218,18 +221,25 @@ impl Writer {
     /// trim line loads the tables first.
     async fn start_write(&mut self, batch: &mut Batch) -> Result<(), ApplyError> {
         self.recover().await?;
-        let begun = match self.store.begin(self.position).await {
-            Err(e) if e.is_behind() => {
-                self.restore().await;
-                self.recover().await?;
-                self.store.begin(self.position).await
+        loop {
+            let begun = match self.store.begin(self.position).await {
+                Err(e) if e.is_behind() => {
+                    self.restore().await;
+                    self.recover().await?;
+                    self.store.begin(self.position).await
+                }
+                begun => begun,
+            };
+            let logged = begun.map_err(|e| self.store_failed(&e))?;
+            batch.absorbed |= self.absorb(&logged);
+            if logged.len() < PAGE {
+                batch.open = true;
+                return Ok(());
             }
-            begun => begun,
-        };
-        let logged = begun.map_err(|e| self.store_failed(&e))?;
-        batch.absorbed |= self.absorb(&logged);
-        batch.open = true;
-        Ok(())
+            // Far behind: give the lock back while catching up page by page, then begin again.
+            self.store.abort().await;
+            batch.absorbed |= self.catch_up().await.map_err(|e| self.store_failed(&e))?;
+        }
     }
 
     /// Applies changes another node committed; true if there were any.
@@ -250,19 +260,30 @@ impl Writer {
         if self.recover().await.is_err() {
             return;
         }
-        match self.store.changes_after(self.position).await {
-            Ok(logged) => {
-                self.store_ok();
-                if self.absorb(&logged) {
-                    self.publish();
-                }
-            }
+        match self.catch_up().await {
+            Ok(true) => self.publish(),
+            Ok(false) => {}
             Err(e) if e.is_behind() => {
                 tracing::warn!("{e}: loading the state tables");
                 self.restore().await;
             }
             Err(e) => {
                 self.store_failed(&e);
+            }
+        }
+    }
+
+    /// Applies the log's pages after this node's position until a page is not full; true if
+    /// there were any changes. Each page is one read within the store's deadline, however far
+    /// behind the node is.
+    async fn catch_up(&mut self) -> Result<bool, StoreError> {
+        let mut absorbed = false;
+        loop {
+            let page = self.store.changes_after(self.position).await?;
+            absorbed |= self.absorb(&page);
+            if page.len() < PAGE {
+                self.store_ok();
+                return Ok(absorbed);
             }
         }
     }

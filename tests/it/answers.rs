@@ -3,7 +3,7 @@
 
 use std::net::Ipv4Addr;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use hickory_proto::op::ResponseCode;
 use hickory_proto::rr::RecordType;
@@ -32,15 +32,15 @@ async fn a_truncated_udp_answer_without_a_question_is_retried_over_tcp() {
         Some(header)
     }))
     .await;
-    let cordon = cordon_for(upstream.addr).await;
-    let started = Instant::now();
+    // Retried over TCP at once, not when the upstream deadline ends: with a deadline far past
+    // the client's patience (2 s), only an immediate retry answers the client at all.
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = config(dir.path(), &[upstream.addr]);
+    config.upstream.timeout_ms = 30_000;
+    let cordon = start_cordon_with(dir, config).await;
     let answer = ask(cordon.dns, "trunc.allowed.test.").await;
     assert_eq!(rcode(&answer), ResponseCode::NoError);
     assert_eq!(addresses(&answer), vec![Ipv4Addr::new(192, 0, 2, 9)]);
-    assert!(
-        started.elapsed() < Duration::from_millis(900),
-        "retried over TCP at once, not after the timeout"
-    );
 }
 
 #[tokio::test]

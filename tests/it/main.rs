@@ -7,6 +7,7 @@ mod fake_jamf;
 mod hierarchy;
 mod layout;
 mod limits;
+mod lists;
 mod pg;
 mod policy;
 mod recursive;

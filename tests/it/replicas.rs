@@ -412,3 +412,28 @@ async fn a_wrong_database_url_stops_the_start_with_a_clear_message() {
         );
     }
 }
+
+#[tokio::test]
+async fn a_node_paused_while_others_commit_more_than_a_page_catches_up_by_itself() {
+    let fleet = fleet(2, 5000, "").await;
+    let [one, two] = [&fleet.nodes[0], &fleet.nodes[1]];
+    two.signal(libc::SIGSTOP);
+    // 4,000 new Macs in the isolation group: three logged changes each, more than one page
+    let ids: Vec<String> = (20_000..24_000).map(|i| i.to_string()).collect();
+    let (status, body) = webhook(one.http, &added(&format!("[{}]", ids.join(",")))).await;
+    assert_eq!(status, 200, "{body}");
+    let head = node_status(one).await["store"]["position"]
+        .as_i64()
+        .unwrap();
+    assert!(head > 10_000, "{head} changes logged");
+    two.signal(libc::SIGCONT);
+    let caught_up = eventually(Duration::from_secs(30), || async {
+        node_status(two).await["store"]["position"].as_i64() == Some(head)
+    })
+    .await;
+    assert!(caught_up, "{}", two.log_text());
+    for id in ["jamf-computer:20000", "jamf-computer:23999"] {
+        let info = device_info(two.http, id).await.unwrap();
+        assert_eq!(info["group"], "restricted", "{info}");
+    }
+}

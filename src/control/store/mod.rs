@@ -115,11 +115,19 @@ impl Store {
     }
 
     /// Starts a write: from here until [`Store::commit`], no other node commits. Returns the
-    /// changes other nodes committed after `position`, which the caller must apply first.
+    /// changes other nodes committed after `position` (at most a [`PAGE`]: a full page means
+    /// more follow), which the caller must apply first.
     pub async fn begin(&mut self, position: i64) -> Result<Vec<Logged>, StoreError> {
         match self {
             Store::Sqlite(s) => s.changes_after(position),
             Store::Postgres(s) => s.begin(position).await,
+        }
+    }
+
+    /// Ends a write begun with [`Store::begin`] without committing anything.
+    pub async fn abort(&mut self) {
+        if let Store::Postgres(s) = self {
+            s.abort().await;
         }
     }
 
@@ -138,7 +146,7 @@ impl Store {
         }
     }
 
-    /// The logged changes after `position`, oldest first.
+    /// The logged changes after `position`, oldest first, at most a [`PAGE`] of them.
     pub async fn changes_after(&mut self, position: i64) -> Result<Vec<Logged>, StoreError> {
         match self {
             Store::Sqlite(s) => s.changes_after(position),
@@ -249,6 +257,10 @@ impl Rows {
         }
     }
 }
+
+/// How many log rows one read returns at most: a node far behind catches up page by page, each
+/// page well within the store's deadline.
+pub const PAGE: usize = 10_000;
 
 /// How many changes the log keeps: enough for any node that was away a while to catch up
 /// from it, bounded so that hourly binding refreshes of a large fleet do not grow it without

@@ -26,7 +26,7 @@ use tokio_postgres::types::ToSql;
 use tokio_postgres::{AsyncMessage, Client, Statement};
 use tokio_postgres_rustls::MakeRustlsConnect;
 
-use super::{continues, hold_of, Fault, Loaded, Logged, Rows, StoreError, CHANGE_LOG_KEEP};
+use super::{continues, hold_of, Fault, Loaded, Logged, Rows, StoreError, CHANGE_LOG_KEEP, PAGE};
 use crate::control::state::{AuditEvent, Change, APPROVAL_LIFETIME};
 use crate::policy::DeviceId;
 
@@ -289,6 +289,24 @@ impl PgStore {
         .await
     }
 
+    /// Rolls back the open write, if any; a connection that cannot is dropped (which rolls
+    /// it back too).
+    pub async fn abort(&mut self) {
+        let timeout = self.settings.timeout;
+        let _ = self
+            .run(timeout, |c| {
+                async move {
+                    if c.in_tx {
+                        c.client.batch_execute("ROLLBACK").await?;
+                        c.in_tx = false;
+                    }
+                    Ok(())
+                }
+                .boxed()
+            })
+            .await;
+    }
+
     pub async fn commit(
         &mut self,
         position: i64,
@@ -447,7 +465,7 @@ impl Conn {
             "INSERT INTO audit (at, device, actor, action, detail, reason)
              SELECT * FROM UNNEST($1::BIGINT[], $2::BIGINT[], $3::TEXT[], $4::TEXT[], $5::TEXT[], $6::TEXT[])",
             "SELECT id, change, (EXTRACT(EPOCH FROM committed) * 1000)::BIGINT
-             FROM changes WHERE id > $1 ORDER BY id",
+             FROM changes WHERE id > $1 ORDER BY id LIMIT $2",
             "SELECT at, device, actor, action, detail, reason FROM audit WHERE device = $1
              ORDER BY id DESC LIMIT $2",
         ];
@@ -623,7 +641,10 @@ async fn write(
 
 /// The logged changes after `position`, checked to continue it.
 async fn read_after(c: &Conn, position: i64) -> Result<Vec<Logged>, Fault> {
-    let rows = c.client.query(&c.st.after, &[&position]).await?;
+    let rows = c
+        .client
+        .query(&c.st.after, &[&position, &(PAGE as i64)])
+        .await?;
     let mut logged = Vec::with_capacity(rows.len());
     for r in &rows {
         logged.push(Logged {

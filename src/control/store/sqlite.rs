@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 
 use rusqlite::{params, Connection, Transaction};
 
-use super::{continues, hold_of, Fault, Loaded, Logged, Rows, StoreError, CHANGE_LOG_KEEP};
+use super::{continues, hold_of, Fault, Loaded, Logged, Rows, StoreError, CHANGE_LOG_KEEP, PAGE};
 use crate::control::state::{AuditEvent, Change};
 use crate::policy::DeviceId;
 
@@ -106,10 +106,10 @@ impl SqliteStore {
     /// The logged changes after `after`, oldest first.
     pub fn changes_after(&self, after: i64) -> Result<Vec<Logged>, StoreError> {
         let read = || -> Result<Vec<Logged>, Fault> {
-            let mut stmt = self
-                .conn
-                .prepare_cached("SELECT id, change FROM changes WHERE id > ?1 ORDER BY id")?;
-            let mut rows = stmt.query([after])?;
+            let mut stmt = self.conn.prepare_cached(
+                "SELECT id, change FROM changes WHERE id > ?1 ORDER BY id LIMIT ?2",
+            )?;
+            let mut rows = stmt.query([after, PAGE as i64])?;
             let mut logged = Vec::new();
             while let Some(r) = rows.next()? {
                 let text: String = r.get(1)?;

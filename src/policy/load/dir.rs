@@ -7,6 +7,7 @@ use std::fmt;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::Duration;
 
 use serde::Deserialize;
 use toml::Spanned;
@@ -17,9 +18,11 @@ use crate::policy::qname::{hash_dotted, QName};
 use crate::policy::rules::{RuleKind, RuleSet};
 use crate::policy::snapshot::{DefaultAction, Policy, ResponseMode};
 
+use super::cache::{CacheMeta, ListCache};
 use super::entry::ListStats;
-use super::list::parse_list;
+use super::list::{parse_list, parse_reader};
 use super::names;
+use super::source::{fetchable, ListSource};
 use super::ut1::load_ut1_dir;
 
 /// One problem in one file.
@@ -75,6 +78,8 @@ pub struct PolicySet {
     pub categories: Arc<CategoryDb>,
     /// Each list file that was read, with what it held and skipped.
     pub lists: Vec<(PathBuf, ListStats)>,
+    /// Each list named by URL, read from its cached copy if there is one.
+    pub urls: Vec<UrlListReport>,
     /// Ordered by priority, highest first.
     pub groups: Vec<GroupDef>,
     pub default_group: String,
@@ -84,11 +89,30 @@ pub struct PolicySet {
     pub warnings: Vec<FileError>,
 }
 
+/// A list named by URL, as the load found it.
+#[derive(Debug, Clone)]
+pub struct UrlListReport {
+    pub url: String,
+    /// Its own refresh interval (`refresh_s` in categories.toml); the default when `None`.
+    pub refresh: Option<Duration>,
+    /// What the cache knows of it (the last fetch's failure too), if anything.
+    pub meta: Option<CacheMeta>,
+    /// What its cached copy held; `None` when there is no copy (the category gets nothing
+    /// from this list until a fetch succeeds).
+    pub stats: Option<ListStats>,
+}
+
 impl PolicySet {
-    /// Reads and checks `dir`.
+    /// Reads and checks `dir`; lists named by URL are read from no cache (so have no copy).
     pub fn load(dir: &Path) -> Result<PolicySet, PolicyErrors> {
+        PolicySet::load_with(dir, None)
+    }
+
+    /// Reads and checks `dir`, lists named by URL from their copies in `cache`.
+    pub fn load_with(dir: &Path, cache: Option<&ListCache>) -> Result<PolicySet, PolicyErrors> {
         let mut loader = Loader {
             dir: dir.to_path_buf(),
+            cache: cache.cloned(),
             errors: Vec::new(),
             warnings: Vec::new(),
         };
@@ -117,7 +141,7 @@ struct CategoryEntry {
     id: Spanned<i64>,
     name: Spanned<String>,
     #[serde(default)]
-    lists: Vec<Spanned<String>>,
+    lists: Vec<Spanned<ListSource>>,
 }
 
 #[derive(Deserialize)]
@@ -217,6 +241,7 @@ fn default_max_ttl() -> Spanned<i64> {
 
 struct Loader {
     dir: PathBuf,
+    cache: Option<ListCache>,
     errors: Vec<FileError>,
     warnings: Vec<FileError>,
 }
@@ -241,10 +266,12 @@ impl Source {
 type Services = BTreeMap<String, Vec<QName>>;
 /// Each list file read, with what it held and skipped.
 type ListReport = Vec<(PathBuf, ListStats)>;
+/// What `categories.toml` gave: the taxonomy, the category DB, the lists files and URLs read.
+type Categories = (Taxonomy, CategoryDb, ListReport, Vec<UrlListReport>);
 
 impl Loader {
     fn load_all(&mut self) -> Option<PolicySet> {
-        let (taxonomy, categories, lists) = self.load_categories()?;
+        let (taxonomy, categories, lists, urls) = self.load_categories()?;
         let services = self.load_services();
         let (groups, default_group, isolation_group) = self.load_groups(&taxonomy, &services)?;
         Some(PolicySet {
@@ -252,6 +279,7 @@ impl Loader {
             taxonomy: Arc::new(taxonomy),
             categories: Arc::new(categories),
             lists,
+            urls,
             groups,
             default_group,
             isolation_group,
@@ -304,7 +332,7 @@ impl Loader {
         }
     }
 
-    fn load_categories(&mut self) -> Option<(Taxonomy, CategoryDb, ListReport)> {
+    fn load_categories(&mut self) -> Option<Categories> {
         let (src, file) = self.parse::<CategoriesFile>("categories.toml", true)?;
         let mut taxonomy = Taxonomy::new();
         let mut ids = Vec::new();
@@ -335,14 +363,21 @@ impl Loader {
         }
         let mut builder = CategoryDbBuilder::new();
         let mut stats = Vec::new();
+        let mut urls = Vec::new();
         for (c, id) in file.category.iter().zip(ids) {
             for list in &c.lists {
-                if let Some(path) = self.list_path(&src, list) {
-                    let read = self.read_list(&src, list, &path, |domain, exception| {
-                        builder.add(hash_dotted(domain), id, exception)
-                    });
-                    if let Some(s) = read {
-                        stats.push((path, s));
+                let mut add =
+                    |domain: &str, exception| builder.add(hash_dotted(domain), id, exception);
+                match list.get_ref() {
+                    ListSource::File(name) => {
+                        let path = self.dir.join(name);
+                        if let Some(s) = self.read_list(&src, list.span(), &path, add) {
+                            stats.push((path, s));
+                        }
+                    }
+                    ListSource::Url { url, refresh_s } => {
+                        let read = self.read_url(&src, list.span(), url, *refresh_s, &mut add);
+                        urls.extend(read);
                     }
                 }
             }
@@ -351,7 +386,7 @@ impl Loader {
             self.read_ut1(&src, ut1, &taxonomy, &mut builder, &mut stats);
         }
         match builder.build() {
-            Ok(db) => Some((taxonomy, db, stats)),
+            Ok(db) => Some((taxonomy, db, stats, urls)),
             Err(e) => {
                 self.error(&src, None, e.to_string());
                 None
@@ -359,30 +394,80 @@ impl Loader {
         }
     }
 
-    fn list_path(&mut self, src: &Source, list: &Spanned<String>) -> Option<PathBuf> {
-        let name = list.get_ref();
-        if name.contains("://") {
-            self.error(src, Some(list.span()), format!("list \"{name}\": URLs are not supported yet; download the list and name the file"));
-            return None;
-        }
-        Some(self.dir.join(name))
-    }
-
     fn read_list(
         &mut self,
         src: &Source,
-        list: &Spanned<String>,
+        span: std::ops::Range<usize>,
         path: &Path,
         mut add: impl FnMut(&str, bool),
     ) -> Option<ListStats> {
         match std::fs::read_to_string(path) {
             Ok(text) => Some(parse_list(&text, |e| add(&e.domain, e.exception))),
             Err(e) => {
-                self.error(
-                    src,
-                    Some(list.span()),
-                    format!("list \"{}\": {e}", path.display()),
-                );
+                self.error(src, Some(span), format!("list \"{}\": {e}", path.display()));
+                None
+            }
+        }
+    }
+
+    /// A list named by URL: its cached copy, if the fetcher has made one. No copy is a warning,
+    /// not an error: the server starts (or reloads) and the fetcher fills the category when it
+    /// can; an unreadable copy is an error, as an unreadable file is.
+    fn read_url(
+        &mut self,
+        src: &Source,
+        span: std::ops::Range<usize>,
+        url: &str,
+        refresh_s: Option<u64>,
+        add: &mut impl FnMut(&str, bool),
+    ) -> Option<UrlListReport> {
+        if !fetchable(url) {
+            let message = format!("list \"{url}\": only https:// and http:// URLs are fetched");
+            self.error(src, Some(span), message);
+            return None;
+        }
+        if refresh_s == Some(0) {
+            let message = format!("list \"{url}\": refresh_s must be above 0");
+            self.error(src, Some(span), message);
+            return None;
+        }
+        let mut report = UrlListReport {
+            url: url.to_string(),
+            refresh: refresh_s.map(Duration::from_secs),
+            meta: None,
+            stats: None,
+        };
+        let cache = self.cache.clone();
+        let Some(meta) = cache.as_ref().and_then(|c| c.copy(url)) else {
+            report.meta = cache.as_ref().and_then(|c| c.meta(url));
+            let place = cache.map_or("no cache".to_string(), |c| {
+                format!("nothing in {}", c.dir().display())
+            });
+            self.warnings.push(FileError {
+                file: src.path.clone(),
+                line: Some(src.line_of(span.start)),
+                message: format!(
+                    "warning: list \"{url}\" has no copy yet ({place}): its category gets \
+                     nothing from it until a fetch succeeds"
+                ),
+            });
+            return Some(report);
+        };
+        let path = cache.as_ref().map(|c| c.list_path(url)).unwrap_or_default();
+        let read = std::fs::File::open(&path).and_then(|file| {
+            parse_reader(std::io::BufReader::new(file), |e| {
+                add(&e.domain, e.exception)
+            })
+        });
+        match read {
+            Ok(stats) => {
+                report.meta = Some(meta);
+                report.stats = Some(stats);
+                Some(report)
+            }
+            Err(e) => {
+                let message = format!("list \"{url}\": its copy {}: {e}", path.display());
+                self.error(src, Some(span), message);
                 None
             }
         }
@@ -911,6 +996,73 @@ mod tests {
         let block = check_target(&snapshot, restricted, &target).expect("a block");
         let category = block.category().map(|c| snapshot.taxonomy.name(c));
         assert_eq!(category, Some("malware"));
+    }
+
+    #[test]
+    fn a_list_by_url_is_read_from_its_cached_copy() {
+        let url = "https://feeds.example/malware.txt";
+        let categories = format!(
+            "[[category]]\nid = 0\nname = \"malware\"\nlists = [\n  {{ url = \"{url}\", refresh_s = 60 }},\n]\n"
+        );
+        let dir = dir_with(&[
+            ("categories.toml", &categories),
+            ("groups.toml", GROUPS),
+            ("standard.toml", "block_categories = [\"malware\"]\n"),
+        ]);
+        let cache = ListCache::new(dir.path().join("cache"));
+        // no copy yet: it loads, with a warning, and the list gives nothing
+        let set = PolicySet::load_with(dir.path(), Some(&cache)).unwrap();
+        assert_eq!(set.categories.len(), 0);
+        assert_eq!(set.urls.len(), 1);
+        assert_eq!(set.urls[0].refresh, Some(Duration::from_secs(60)));
+        assert!(set.urls[0].stats.is_none());
+        assert_eq!(set.warnings.len(), 1);
+        let warning = set.warnings[0].to_string();
+        assert!(
+            warning.contains("categories.toml:5: warning: list"),
+            "{warning}"
+        );
+        assert!(warning.contains("has no copy yet"), "{warning}");
+
+        let mut meta = CacheMeta::new(url);
+        meta.fetched_at = Some(1_800_000_000);
+        cache
+            .store(b"0.0.0.0 evil.example\n||c2.example^\n", &meta)
+            .unwrap();
+        let set = PolicySet::load_with(dir.path(), Some(&cache)).unwrap();
+        assert!(set.warnings.is_empty(), "{:?}", set.warnings);
+        assert_eq!(set.categories.len(), 2);
+        assert_eq!(set.urls[0].stats.as_ref().map(|s| s.entries), Some(2));
+        assert_eq!(set.urls[0].meta, Some(meta));
+        assert!(set.lists.is_empty(), "only files are in `lists`");
+    }
+
+    #[test]
+    fn a_list_url_must_be_fetchable_and_its_interval_above_zero() {
+        let categories = "[[category]]\nid = 0\nname = \"malware\"\nlists = [\n  \"ftp://feeds.example/a.txt\",\n  { url = \"https://feeds.example/b.txt\", refresh_s = 0 },\n  { url = \"lists/c.txt\" },\n]\n";
+        let found = errors(&[
+            ("categories.toml", categories),
+            ("groups.toml", GROUPS),
+            ("standard.toml", ""),
+        ]);
+        assert_eq!(found.len(), 3, "{found:?}");
+        assert!(
+            found[0].starts_with("categories.toml:Some(5): list \"ftp://"),
+            "{found:?}"
+        );
+        assert!(
+            found[0].ends_with("only https:// and http:// URLs are fetched"),
+            "{found:?}"
+        );
+        assert!(
+            found[1].starts_with("categories.toml:Some(6):"),
+            "{found:?}"
+        );
+        assert!(found[1].ends_with("refresh_s must be above 0"), "{found:?}");
+        assert!(
+            found[2].starts_with("categories.toml:Some(7): list \"lists/c.txt\""),
+            "{found:?}"
+        );
     }
 
     #[test]
