@@ -17,6 +17,7 @@ use crate::control::SystemClock;
 use crate::dns::cache::Cache;
 use crate::dns::guard::Guard;
 use crate::dns::handler::Handler;
+use crate::dns::recursive::{Recursive, Source};
 use crate::dns::udp::UdpThreads;
 use crate::dns::upstream::Upstreams;
 use crate::dns::{doh, doq, dot, server};
@@ -106,18 +107,27 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
     let empty =
         PolicyParts::new(set.clone()).snapshot(Devices::default(), Arc::new(PrefixTable::new()), 0);
     let cache = Cache::new(config.cache);
-    let servers = config.upstream_servers()?;
-    let mut upstreams = Upstreams::new(
-        servers,
-        Duration::from_millis(config.upstream.timeout_ms),
-        &metrics,
-    )
-    .with_max_in_flight(limits.upstream_max_in_flight);
-    if upstreams.any_encrypted() {
-        let ca_file = config.upstream_ca_file();
-        let tls = crate::tls::upstream_client_config(ca_file.as_deref())?;
-        upstreams = upstreams.with_tls(Arc::new(tls));
-    }
+    let upstreams: Source = if config.upstream.mode == "recursive" {
+        Recursive::new(config.recursive()?, &metrics)
+            .await
+            .map_err(Invalid::from)?
+            .with_max_in_flight(limits.upstream_max_in_flight)
+            .into()
+    } else {
+        let servers = config.upstream_servers()?;
+        let mut upstreams = Upstreams::new(
+            servers,
+            Duration::from_millis(config.upstream.timeout_ms),
+            &metrics,
+        )
+        .with_max_in_flight(limits.upstream_max_in_flight);
+        if upstreams.any_encrypted() {
+            let ca_file = config.upstream_ca_file();
+            let tls = crate::tls::upstream_client_config(ca_file.as_deref())?;
+            upstreams = upstreams.with_tls(Arc::new(tls));
+        }
+        upstreams.into()
+    };
     let published = Arc::new(Published::new(empty));
     let guard = Guard::new(&config.guard()?, &metrics);
     let handler = Arc::new(Handler::new(

@@ -13,6 +13,7 @@ use crate::control::store::postgres::BadUrl;
 use crate::control::store::{PgSettings, StoreTarget};
 use crate::control::{Clock, WriterConfig};
 use crate::dns::cache::CacheLimits;
+use crate::dns::recursive::{self, RecursiveError, RecursiveSettings};
 use crate::dns::upstream::{ServerAddr, ServerAddrError};
 use crate::identity::IdentityRules;
 use crate::jamf::api::{JamfConfig, JamfConfigError};
@@ -73,11 +74,25 @@ pub struct DnsConfig {
 pub struct UpstreamConfig {
     /// Empty: the nameservers of /etc/resolv.conf.
     pub servers: Vec<String>,
+    /// The deadline of one forwarded exchange (all servers), or of one whole recursion.
     pub timeout_ms: u64,
+    /// "forward" (to `servers`) or "recursive" (from the root servers).
     pub mode: String,
     /// PEM CA bundle that DoT and DoH servers' certificates are verified against; the system's
     /// roots when empty.
     pub ca_file: PathBuf,
+    /// Recursive mode: the root servers' addresses; empty: IANA's root hints.
+    pub root_hints: Vec<String>,
+    /// Recursive mode: a root hints file (named.root: its A and AAAA records) instead.
+    pub root_hints_file: PathBuf,
+    /// Recursive mode: validate DNSSEC (bogus answers get SERVFAIL).
+    pub dnssec: bool,
+    /// Recursive mode with `dnssec`: a file of DNSKEY records to trust instead of IANA's root
+    /// keys.
+    pub trust_anchor: PathBuf,
+    /// Recursive mode: networks the recursor may query although it never queries loopback,
+    /// private and reserved addresses otherwise.
+    pub allow_servers: Vec<String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -258,6 +273,11 @@ impl Default for UpstreamConfig {
             timeout_ms: 2000,
             mode: "forward".into(),
             ca_file: PathBuf::new(),
+            root_hints: Vec::new(),
+            root_hints_file: PathBuf::new(),
+            dnssec: false,
+            trust_anchor: PathBuf::new(),
+            allow_servers: Vec::new(),
         }
     }
 }
@@ -326,8 +346,10 @@ pub enum Invalid {
     Upstream(#[from] ServerAddrError),
     #[error("no upstream.servers configured and none found in /etc/resolv.conf")]
     NoUpstreams,
-    #[error("upstream.mode \"{0}\": only \"forward\" is supported yet")]
+    #[error("upstream.mode \"{0}\": expected \"forward\" or \"recursive\"")]
     Mode(String),
+    #[error(transparent)]
+    Recursive(#[from] RecursiveError),
     #[error("{0} must be above 0")]
     Zero(&'static str),
     #[error("identity.accept: unknown kind \"{0}\" (known: {known})", known = IDENTITY_KINDS.join(", "))]
@@ -411,15 +433,21 @@ impl Config {
     }
 
     fn check(&self) -> Result<(), Invalid> {
-        self.upstream_servers()?;
+        match self.upstream.mode.as_str() {
+            "forward" => {
+                self.upstream_servers()?;
+                self.forward_only()?;
+            }
+            "recursive" => {
+                self.recursive()?;
+            }
+            other => return Err(Invalid::Mode(other.to_string())),
+        }
         self.static_bindings()?;
         self.check_identity()?;
         self.jamf.validate()?;
         self.identity_rules()?;
         self.guard()?;
-        if self.upstream.mode != "forward" {
-            return Err(Invalid::Mode(self.upstream.mode.clone()));
-        }
         if self.upstream.timeout_ms == 0 {
             return Err(Invalid::Zero("upstream.timeout_ms"));
         }
@@ -636,6 +664,67 @@ impl Config {
     pub fn upstream_ca_file(&self) -> Option<PathBuf> {
         let path = &self.upstream.ca_file;
         (!path.as_os_str().is_empty()).then(|| self.resolve(path))
+    }
+
+    /// Refuses the recursive-mode keys in forward mode, where they would do nothing.
+    fn forward_only(&self) -> Result<(), Invalid> {
+        let u = &self.upstream;
+        let set = [
+            ("root_hints", !u.root_hints.is_empty()),
+            ("root_hints_file", !u.root_hints_file.as_os_str().is_empty()),
+            ("dnssec", u.dnssec),
+            ("trust_anchor", !u.trust_anchor.as_os_str().is_empty()),
+            ("allow_servers", !u.allow_servers.is_empty()),
+        ];
+        match set.iter().find(|(_, set)| *set) {
+            Some((key, _)) => Err(RecursiveError::RecursiveOnly(key).into()),
+            None => Ok(()),
+        }
+    }
+
+    /// Recursive mode's settings: the root hints (the config's, its file's, or IANA's), DNSSEC,
+    /// the networks it may query. Reads the hints file and checks the trust anchor.
+    pub fn recursive(&self) -> Result<RecursiveSettings, Invalid> {
+        let u = &self.upstream;
+        if !u.servers.is_empty() {
+            return Err(RecursiveError::Servers.into());
+        }
+        let file = !u.root_hints_file.as_os_str().is_empty();
+        let roots = match (u.root_hints.is_empty(), file) {
+            (false, true) => return Err(RecursiveError::BothHints.into()),
+            (false, false) => u
+                .root_hints
+                .iter()
+                .map(|h| {
+                    h.trim()
+                        .parse()
+                        .map_err(|_| RecursiveError::RootHint(h.clone()))
+                })
+                .collect::<Result<Vec<_>, _>>()?,
+            (true, true) => recursive::read_root_hints(&self.resolve(&u.root_hints_file))?,
+            (true, false) => recursive::IANA_ROOT_HINTS.to_vec(),
+        };
+        let trust_anchor = if u.trust_anchor.as_os_str().is_empty() {
+            None
+        } else if !u.dnssec {
+            return Err(RecursiveError::TrustAnchorWithoutDnssec.into());
+        } else {
+            let path = self.resolve(&u.trust_anchor);
+            recursive::read_trust_anchor(&path)?;
+            Some(path)
+        };
+        let allow_servers = u
+            .allow_servers
+            .iter()
+            .map(|n| network("upstream.allow_servers", n))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(RecursiveSettings {
+            roots,
+            dnssec: u.dnssec,
+            trust_anchor,
+            allow_servers,
+            timeout: Duration::from_millis(u.timeout_ms),
+        })
     }
 
     /// What the control plane's writer needs: the policies, the devices config names, the
@@ -939,6 +1028,48 @@ mod tests {
     }
 
     #[test]
+    fn recursive_mode_needs_no_servers_and_reads_its_root_hints() {
+        let (_dir, c) = load("[upstream]\nmode = \"recursive\"\n");
+        let r = c.unwrap().recursive().unwrap();
+        assert_eq!(r.roots, recursive::IANA_ROOT_HINTS.to_vec());
+        assert!(!r.dnssec && r.trust_anchor.is_none() && r.allow_servers.is_empty());
+        assert_eq!(r.timeout, Duration::from_millis(2000));
+
+        let (_dir, c) = load(
+            "[upstream]\nmode = \"recursive\"\nroot_hints = [\"127.0.53.1\", \"::1\"]\n\
+             allow_servers = [\"127.0.53.0/24\"]\ntimeout_ms = 5000\n",
+        );
+        let r = c.unwrap().recursive().unwrap();
+        let ips: Vec<std::net::IpAddr> =
+            vec!["127.0.53.1".parse().unwrap(), "::1".parse().unwrap()];
+        assert_eq!(r.roots, ips);
+        assert_eq!(
+            r.allow_servers,
+            vec!["127.0.53.0/24".parse::<ipnet::IpNet>().unwrap()]
+        );
+        assert_eq!(r.timeout, Duration::from_millis(5000));
+
+        // a relative hints file is read from the config file's folder
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("named.root"),
+            ".  3600000  NS  A.ROOT.\nA.ROOT.  3600000  A  127.0.53.1\n",
+        )
+        .unwrap();
+        let path = dir.path().join("cordon.toml");
+        std::fs::write(
+            &path,
+            "[upstream]\nmode = \"recursive\"\nroot_hints_file = \"named.root\"\n",
+        )
+        .unwrap();
+        let r = Config::load(Some(&path)).unwrap().recursive().unwrap();
+        assert_eq!(
+            r.roots,
+            vec!["127.0.53.1".parse::<std::net::IpAddr>().unwrap()]
+        );
+    }
+
+    #[test]
     fn each_validation_error_is_refused_with_what_is_wrong() {
         let encrypted = "[dns]\ntls_listen = [\"127.0.0.1:853\"]\n";
         let cases: Vec<(String, &str)> = vec![
@@ -1035,8 +1166,44 @@ mod tests {
                 "jamf.timeout_ms must be above 0",
             ),
             (
+                "[upstream]\nservers = [\"192.0.2.53\"]\nmode = \"iterative\"\n".into(),
+                "upstream.mode \"iterative\": expected \"forward\" or \"recursive\"",
+            ),
+            (
                 "[upstream]\nservers = [\"192.0.2.53\"]\nmode = \"recursive\"\n".into(),
-                "upstream.mode \"recursive\": only \"forward\" is supported yet",
+                "upstream.servers: recursive mode asks the root servers",
+            ),
+            (
+                "[upstream]\nmode = \"recursive\"\nroot_hints = [\"a.root-servers.net\"]\n".into(),
+                "upstream.root_hints: \"a.root-servers.net\" is not an IP address",
+            ),
+            (
+                "[upstream]\nmode = \"recursive\"\nroot_hints = [\"192.0.2.1\"]\nroot_hints_file = \"named.root\"\n".into(),
+                "give one of them, not both",
+            ),
+            (
+                "[upstream]\nmode = \"recursive\"\nroot_hints_file = \"/nonexistent/named.root\"\n".into(),
+                "upstream.root_hints_file /nonexistent/named.root: ",
+            ),
+            (
+                "[upstream]\nmode = \"recursive\"\ntrust_anchor = \"root.key\"\n".into(),
+                "upstream.trust_anchor needs upstream.dnssec = true",
+            ),
+            (
+                "[upstream]\nmode = \"recursive\"\ndnssec = true\ntrust_anchor = \"/nonexistent/root.key\"\n".into(),
+                "upstream.trust_anchor /nonexistent/root.key: ",
+            ),
+            (
+                "[upstream]\nmode = \"recursive\"\nallow_servers = [\"127.0.0.0/33\"]\n".into(),
+                "upstream.allow_servers: \"127.0.0.0/33\" is not an address or a CIDR network",
+            ),
+            (
+                format!("{UPSTREAM}dnssec = true\n"),
+                "upstream.dnssec applies to recursive mode only (upstream.mode = \"recursive\")",
+            ),
+            (
+                format!("{UPSTREAM}root_hints = [\"192.0.2.1\"]\n"),
+                "upstream.root_hints applies to recursive mode only",
             ),
             (
                 "[upstream]\nservers = [\"192.0.2.53\"]\ntimeout_ms = 0\n".into(),

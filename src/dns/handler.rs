@@ -18,7 +18,8 @@ use super::answer;
 use super::cache::{self, Cache, CachedAnswer, KeyBuf, Lookup};
 use super::edns::read_identity_options;
 use super::guard::{self, Verdict};
-use super::upstream::{UpstreamError, Upstreams};
+use super::recursive::Source;
+use super::upstream::UpstreamError;
 use super::wire::{self, flag, rcode, rtype, Query, QueryError};
 use crate::identity::{identify, Client, Forwarded, IdentityRules, TokenOutcome, Transport};
 use crate::metrics::{Metrics, Outcome, QueryCounters};
@@ -151,7 +152,8 @@ pub struct Handler {
     published: Arc<Published>,
     series: ArcSwap<Series>,
     cache: Cache,
-    upstreams: Upstreams,
+    /// Where a cache miss is answered from: the forwarder or the recursor.
+    upstreams: Source,
     inflight: QuestionMap<Waiters>,
     rules: IdentityRules,
     /// `cordon_identity_tokens_total`, by [`TokenOutcome`].
@@ -166,7 +168,7 @@ impl Handler {
     pub fn new(
         published: Arc<Published>,
         cache: Cache,
-        upstreams: Upstreams,
+        upstreams: impl Into<Source>,
         rules: IdentityRules,
         metrics: Arc<Metrics>,
         guard: guard::Guard,
@@ -177,7 +179,7 @@ impl Handler {
             series: ArcSwap::from_pointee(Series::bind(&published.load(), &metrics)),
             published,
             cache,
-            upstreams,
+            upstreams: upstreams.into(),
             inflight: QuestionMap::default(),
             rules,
             tokens,
