@@ -123,7 +123,7 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         .with_max_in_flight(limits.upstream_max_in_flight);
         if upstreams.any_encrypted() {
             let ca_file = config.upstream_ca_file();
-            let tls = crate::tls::upstream_client_config(ca_file.as_deref())?;
+            let tls = crate::tls::client_config(ca_file.as_deref())?;
             upstreams = upstreams.with_tls(Arc::new(tls));
         }
         upstreams.into()

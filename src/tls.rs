@@ -502,9 +502,10 @@ pub fn sni_token(sni: Option<&str>, suffix: &str) -> Option<String> {
     valid.then(|| label.to_ascii_lowercase())
 }
 
-/// The TLS client config of DoT and DoH upstreams: their certificates verified against the PEM
-/// bundle `ca_file` (`upstream.ca_file`), or the system's roots when `None`.
-pub fn upstream_client_config(ca_file: Option<&Path>) -> Result<rustls::ClientConfig, TlsError> {
+/// The TLS client config of every outbound connection (DoT and DoH upstreams, list fetches,
+/// the shared store): servers verified against the PEM bundle `ca_file`, or the system's roots
+/// when `None`.
+pub fn client_config(ca_file: Option<&Path>) -> Result<rustls::ClientConfig, TlsError> {
     let mut roots = rustls::RootCertStore::empty();
     match ca_file {
         Some(path) => {
@@ -524,7 +525,7 @@ pub fn upstream_client_config(ca_file: Option<&Path>) -> Result<rustls::ClientCo
         }
         None => roots = system_roots(),
     }
-    Ok(upstream_client_config_with(roots))
+    Ok(client_config_with(roots))
 }
 
 /// The system's trusted roots (those that do not parse are left out).
@@ -536,8 +537,8 @@ pub fn system_roots() -> rustls::RootCertStore {
     roots
 }
 
-/// [`upstream_client_config`] with these roots.
-pub fn upstream_client_config_with(roots: rustls::RootCertStore) -> rustls::ClientConfig {
+/// [`client_config`] with these roots.
+pub fn client_config_with(roots: rustls::RootCertStore) -> rustls::ClientConfig {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     rustls::ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()

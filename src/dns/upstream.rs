@@ -469,7 +469,7 @@ impl Upstreams {
     ) -> Result<(DnsExchange<TokioRuntimeProvider>, TokioRuntimeProvider), NetError> {
         let roots = self.tls.get_or_init(|| {
             let roots = crate::tls::system_roots();
-            Arc::new(crate::tls::upstream_client_config_with(roots))
+            Arc::new(crate::tls::client_config_with(roots))
         });
         let mut config = rustls::ClientConfig::clone(roots);
         let provider = TokioRuntimeProvider::default();

@@ -10,8 +10,6 @@ use std::io::Read;
 use std::path::Path;
 use std::sync::Arc;
 
-use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::CertificateDer;
 use sha2::{Digest, Sha256};
 
 use super::Settings;
@@ -218,35 +216,9 @@ fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-/// The TLS roots: the PEM file `ca_file`, or the system's.
+/// The TLS roots: the PEM file `ca_file`, or the system's; an error names the setting.
 fn tls_config(ca_file: Option<&Path>) -> Result<rustls::ClientConfig, String> {
-    let mut roots = rustls::RootCertStore::empty();
-    match ca_file {
-        Some(path) => {
-            let shown =
-                |e: &dyn std::fmt::Display| format!("lists.ca_file {}: {e}", path.display());
-            let pem = std::fs::read(path).map_err(|e| shown(&e))?;
-            for cert in CertificateDer::pem_slice_iter(&pem) {
-                let cert = cert.map_err(|e| shown(&e))?;
-                roots.add(cert).map_err(|e| shown(&e))?;
-            }
-            if roots.is_empty() {
-                return Err(shown(&"no certificate in the file"));
-            }
-        }
-        None => {
-            for cert in rustls_native_certs::load_native_certs().certs {
-                let _ = roots.add(cert);
-            }
-        }
-    }
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let config = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .map_err(|e| e.to_string())?
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    Ok(config)
+    crate::tls::client_config(ca_file).map_err(|e| format!("lists.ca_file {e}"))
 }
 
 /// Whether `body` is a list: not an HTML page (by its Content-Type or its first bytes), at
@@ -359,7 +331,7 @@ mod tests {
         let empty = dir.path().join("empty.pem");
         std::fs::write(&empty, "not a certificate\n").unwrap();
         let error = Fetcher::new(&settings(Some(empty))).err().unwrap();
-        assert!(error.ends_with("no certificate in the file"), "{error}");
+        assert!(error.ends_with("no PEM certificate found"), "{error}");
     }
 
     #[test]

@@ -13,15 +13,12 @@
 use std::path::PathBuf;
 use std::pin::pin;
 use std::str::FromStr;
-use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::future::{try_join_all, BoxFuture};
 use futures_util::stream::{Stream, StreamExt, TryStreamExt};
 use futures_util::FutureExt;
 use refinery::Target;
-use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::CertificateDer;
 use tokio_postgres::types::ToSql;
 use tokio_postgres::{AsyncMessage, Client, Statement};
 use tokio_postgres_rustls::MakeRustlsConnect;
@@ -121,30 +118,8 @@ impl PgSettings {
 
     /// The TLS connector for `sslmode=prefer|require` (tokio-postgres skips it for `disable`).
     pub fn tls(&self) -> Result<MakeRustlsConnect, Fault> {
-        let mut roots = rustls::RootCertStore::empty();
-        match &self.ca_file {
-            Some(path) => {
-                let pem = std::fs::read(path)
-                    .map_err(|e| Fault::Tls(format!("{}: {e}", path.display())))?;
-                for cert in CertificateDer::pem_slice_iter(&pem) {
-                    let cert = cert.map_err(|e| Fault::Tls(format!("{}: {e}", path.display())))?;
-                    roots
-                        .add(cert)
-                        .map_err(|e| Fault::Tls(format!("{}: {e}", path.display())))?;
-                }
-            }
-            None => {
-                for cert in rustls_native_certs::load_native_certs().certs {
-                    let _ = roots.add(cert);
-                }
-            }
-        }
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let config = rustls::ClientConfig::builder_with_provider(provider)
-            .with_safe_default_protocol_versions()
-            .map_err(|e| Fault::Tls(e.to_string()))?
-            .with_root_certificates(roots)
-            .with_no_client_auth();
+        let config = crate::tls::client_config(self.ca_file.as_deref())
+            .map_err(|e| Fault::Tls(e.to_string()))?;
         Ok(MakeRustlsConnect::new(config))
     }
 }
