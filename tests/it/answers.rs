@@ -17,6 +17,15 @@ async fn cordon_for(upstream: std::net::SocketAddr) -> Cordon {
     start_cordon_with(dir, config).await
 }
 
+/// What some servers send over UDP for a big answer: the header alone, TC set, no question.
+fn truncated_header_alone(query: &[u8]) -> Vec<u8> {
+    let mut header = query[..12].to_vec();
+    header[2] = 0x80 | 0x02 | (query[2] & 0x01);
+    header[3] = 0x80;
+    header[4..12].fill(0);
+    header
+}
+
 #[tokio::test]
 async fn a_truncated_udp_answer_without_a_question_is_retried_over_tcp() {
     let upstream = Scripted::start(Arc::new(|query: &[u8], tcp| {
@@ -24,12 +33,7 @@ async fn a_truncated_udp_answer_without_a_question_is_retried_over_tcp() {
             let a = a_record("trunc.allowed.test.", 60, [192, 0, 2, 9]);
             return Some(reply_to(query, vec![a], vec![]).to_vec().unwrap());
         }
-        // What some servers send for a big answer: the header alone, TC set, no question.
-        let mut header = query[..12].to_vec();
-        header[2] = 0x80 | 0x02 | (query[2] & 0x01);
-        header[3] = 0x80;
-        header[4..12].fill(0);
-        Some(header)
+        Some(truncated_header_alone(query))
     }))
     .await;
     // Retried over TCP at once, not when the upstream deadline ends: with a deadline far past
@@ -424,11 +428,7 @@ async fn a_stream_answer_that_the_client_subnet_echo_would_push_past_64_kib_stil
         if tcp {
             return Some(answer_of_65535_bytes(query));
         }
-        let mut header = query[..12].to_vec();
-        header[2] = 0x80 | 0x02 | (query[2] & 0x01);
-        header[3] = 0x80;
-        header[4..12].fill(0);
-        Some(header)
+        Some(truncated_header_alone(query))
     }))
     .await;
     let dir = tempfile::tempdir().unwrap();

@@ -579,13 +579,7 @@ async fn a_token_naming_an_isolated_device_wins_over_a_free_source_address() {
 
     // the same with the MDM on both sides: a free Mac bound to 127.0.0.14 by its check-in, and
     // a token naming a Mac that the MDM's group 42 isolates
-    let checkin = fixture(
-        "computer-checkin.json",
-        &[(
-            "\"reportedIpAddress\":\"10.20.30.142\"",
-            "\"reportedIpAddress\":\"127.0.0.14\"",
-        )],
-    );
+    let checkin = checkin("127.0.0.14");
     assert_eq!(webhook(e.cordon.http, &checkin).await.0, 200);
     let (status, body) = http_json(
         e.cordon.http,
@@ -697,13 +691,7 @@ async fn a_forwarded_client_subnet_in_mapped_form_names_the_ipv4_device() {
     })
     .await;
     // the Mac checks in from 127.0.0.46 (bound by the MDM, not by config) and is isolated
-    let checkin = fixture(
-        "computer-checkin.json",
-        &[(
-            "\"reportedIpAddress\":\"10.20.30.142\"",
-            "\"reportedIpAddress\":\"127.0.0.46\"",
-        )],
-    );
+    let checkin = checkin("127.0.0.46");
     assert_eq!(webhook(e.cordon.http, &checkin).await.0, 200);
     let added = fixture("smart-group-computer-added.json", &[]);
     assert_eq!(webhook(e.cordon.http, &added).await.0, 200);

@@ -160,13 +160,7 @@ async fn health_readiness_and_metrics_answer() {
 /// 42), a responder's hold (C02HELD at 127.0.0.23), and config (C02ISOLATED at 127.0.0.3).
 /// Returns their device ids.
 async fn isolate_three(http_addr: std::net::SocketAddr) -> Vec<String> {
-    let checkin = fixture(
-        "computer-checkin.json",
-        &[(
-            "\"reportedIpAddress\":\"10.20.30.142\"",
-            "\"reportedIpAddress\":\"127.0.0.7\"",
-        )],
-    );
+    let checkin = checkin("127.0.0.7");
     assert_eq!(webhook(http_addr, &checkin).await.0, 200);
     let added = fixture("smart-group-computer-added.json", &[]);
     assert_eq!(webhook(http_addr, &added).await.0, 200);

@@ -39,17 +39,12 @@ async fn fleet(size: usize, timeout_ms: u64, extra: &str) -> Fleet {
     }
 }
 
-/// True when `www.allowed.test` asked of `dns` from `from` is blocked.
-async fn blocked(dns: SocketAddr, from: [u8; 4]) -> bool {
-    rcode(&ask_from(dns, from, "www.allowed.test.").await) == ResponseCode::NXDomain
-}
-
 /// Waits until every node in `nodes` answers `from` with `want` (blocked or not).
 async fn all_enforce(nodes: &[&Binary], from: [u8; 4], want: bool) -> bool {
     for node in nodes {
         let dns = node.dns;
         if !eventually(Duration::from_secs(10), || async move {
-            blocked(dns, from).await == want
+            blocked_from(dns, from).await == want
         })
         .await
         {
@@ -57,17 +52,6 @@ async fn all_enforce(nodes: &[&Binary], from: [u8; 4], want: bool) -> bool {
         }
     }
     true
-}
-
-/// A check-in that binds `addr` to the fixture's Mac (serial C02ZK1ABMD6T, Jamf id 1042).
-fn checkin_from(addr: &str) -> String {
-    fixture(
-        "computer-checkin.json",
-        &[(
-            "\"reportedIpAddress\":\"10.20.30.142\"",
-            &format!("\"reportedIpAddress\":\"{addr}\""),
-        )],
-    )
 }
 
 fn added(ids: &str) -> String {
@@ -98,7 +82,7 @@ async fn a_change_taken_by_any_node_is_enforced_and_shown_by_every_node() {
     let mac = [127, 0, 0, 7];
 
     // a check-in through node one binds the Mac's address on every node
-    let (status, body) = webhook(one.http, &checkin_from("127.0.0.7")).await;
+    let (status, body) = webhook(one.http, &checkin("127.0.0.7")).await;
     assert_eq!(status, 200, "{body}");
     assert!(all_enforce(&all, mac, false).await);
 
@@ -106,7 +90,7 @@ async fn a_change_taken_by_any_node_is_enforced_and_shown_by_every_node() {
     let (status, body) = webhook(one.http, &added("[1042]")).await;
     assert_eq!(status, 200, "{body}");
     assert!(
-        blocked(one.dns, mac).await,
+        blocked_from(one.dns, mac).await,
         "in force on the node that answered 2xx"
     );
     assert!(all_enforce(&all, mac, true).await, "every node enforces it");
@@ -311,7 +295,7 @@ async fn a_node_cut_off_from_a_frozen_database_serves_dns_refuses_writes_and_cat
     let fleet = fleet(2, 1000, "").await;
     let [one, two] = [&fleet.nodes[0], &fleet.nodes[1]];
     let mac = [127, 0, 0, 7];
-    assert_eq!(webhook(one.http, &checkin_from("127.0.0.7")).await.0, 200);
+    assert_eq!(webhook(one.http, &checkin("127.0.0.7")).await.0, 200);
     assert_eq!(webhook(one.http, &added("[1042]")).await.0, 200);
     assert!(all_enforce(&[one, two], mac, true).await);
 
@@ -326,8 +310,8 @@ async fn a_node_cut_off_from_a_frozen_database_serves_dns_refuses_writes_and_cat
         "a hung database answers 503 within the timeout, not never: {took:?}"
     );
     // DNS goes on from the last snapshot, the isolation included; /readyz stays ready
-    assert!(blocked(two.dns, mac).await);
-    assert!(blocked(one.dns, mac).await);
+    assert!(blocked_from(two.dns, mac).await);
+    assert!(blocked_from(one.dns, mac).await);
     assert_eq!(
         rcode(&ask(one.dns, "www.allowed.test.").await),
         ResponseCode::NoError
@@ -340,7 +324,7 @@ async fn a_node_cut_off_from_a_frozen_database_serves_dns_refuses_writes_and_cat
     .await;
     assert!(troubled, "the gauges show the trouble");
     assert!(
-        blocked(two.dns, mac).await,
+        blocked_from(two.dns, mac).await,
         "the refused release changed nothing"
     );
 

@@ -433,6 +433,22 @@ pub async fn http_json(
     .await
 }
 
+/// The check-in fixture, reporting `ip` as the Mac's own address (the binding's source).
+pub fn checkin(ip: &str) -> String {
+    fixture(
+        "computer-checkin.json",
+        &[(
+            "\"reportedIpAddress\":\"10.20.30.142\"",
+            &format!("\"reportedIpAddress\":\"{ip}\""),
+        )],
+    )
+}
+
+/// True when `www.allowed.test`, asked of `dns` from `from`, is blocked (NXDOMAIN).
+pub async fn blocked_from(dns: SocketAddr, from: [u8; 4]) -> bool {
+    rcode(&ask_from(dns, from, "www.allowed.test.").await) == ResponseCode::NXDomain
+}
+
 /// Posts a Jamf webhook body with the test's webhook token.
 pub async fn webhook(addr: SocketAddr, body: &str) -> (u16, String) {
     send_http(

@@ -8,21 +8,6 @@ use hickory_proto::op::ResponseCode;
 use crate::fake_jamf::FakeJamf;
 use crate::support::*;
 
-/// The check-in fixture, reporting `ip` as the Mac's own address.
-fn checkin(ip: &str) -> String {
-    fixture(
-        "computer-checkin.json",
-        &[(
-            "\"reportedIpAddress\":\"10.20.30.142\"",
-            &format!("\"reportedIpAddress\":\"{ip}\""),
-        )],
-    )
-}
-
-async fn blocked_from(cordon: &Cordon, from: [u8; 4]) -> bool {
-    rcode(&ask_from(cordon.dns, from, "www.allowed.test.").await) == ResponseCode::NXDomain
-}
-
 async fn device(cordon: &Cordon, id: &str) -> serde_json::Value {
     let (status, body) = http(
         cordon.http,
@@ -40,7 +25,7 @@ async fn a_webhook_isolates_the_next_query_and_removal_frees_it() {
     let upstream = start_upstream().await;
     let cordon = start_cordon(&upstream).await;
     let mac = [127, 0, 0, 7];
-    assert!(!blocked_from(&cordon, mac).await);
+    assert!(!blocked_from(cordon.dns, mac).await);
 
     let (status, body) = webhook(cordon.http, &checkin("127.0.0.7")).await;
     assert_eq!(status, 200, "{body}");
@@ -60,7 +45,7 @@ async fn a_webhook_isolates_the_next_query_and_removal_frees_it() {
         rcode(&ask_from(cordon.dns, mac, "x.mdm.test.").await),
         ResponseCode::NoError
     );
-    assert!(!blocked_from(&cordon, [127, 0, 0, 1]).await);
+    assert!(!blocked_from(cordon.dns, [127, 0, 0, 1]).await);
 
     let info = device(&cordon, "C02ZK1ABMD6T").await;
     assert_eq!(info["group"], "restricted");
@@ -77,7 +62,7 @@ async fn a_webhook_isolates_the_next_query_and_removal_frees_it() {
     .await;
     assert_eq!(status, 200);
     assert!(
-        !blocked_from(&cordon, mac).await,
+        !blocked_from(cordon.dns, mac).await,
         "removal gives the access back at once"
     );
     let (_, metrics) = http(cordon.http, "GET", "/metrics", None).await;
@@ -155,7 +140,7 @@ async fn the_same_removal_twice_is_one_change() {
     let added = fixture("smart-group-computer-added.json", &[]);
     let (status, body) = webhook(cordon.http, &added).await;
     changed(status, &body, 1);
-    assert!(blocked_from(&cordon, [127, 0, 0, 7]).await);
+    assert!(blocked_from(cordon.dns, [127, 0, 0, 7]).await);
     let removed = fixture("smart-group-computer-removed.json", &[]);
     let (status, first) = webhook(cordon.http, &removed).await;
     let v1 = changed(status, &first, 1);
@@ -164,7 +149,7 @@ async fn the_same_removal_twice_is_one_change() {
     assert_eq!(json(&second)["result"], "unchanged", "{second}");
     assert_eq!(v2, v1, "a replay publishes no new snapshot");
     assert_eq!(version(&cordon).await, v1 as f64);
-    assert!(!blocked_from(&cordon, [127, 0, 0, 7]).await);
+    assert!(!blocked_from(cordon.dns, [127, 0, 0, 7]).await);
     assert_eq!(
         events(&cordon, "jamf-computer:1042", "membership_removed").await,
         1
@@ -197,7 +182,7 @@ async fn a_replay_after_a_restart_on_the_same_store_changes_nothing() {
     let (status, body) = http_json(cordon.http, "POST", path, Some(RESPONDER), hold).await;
     assert_eq!(changed(status, &body, 0) as f64, before, "{body}");
     assert_eq!(version(&cordon).await, before, "nothing was published");
-    assert!(blocked_from(&cordon, [127, 0, 0, 7]).await);
+    assert!(blocked_from(cordon.dns, [127, 0, 0, 7]).await);
     for (id, action) in [
         ("jamf-computer:1042", "membership_added"),
         ("jamf-computer:1042", "binding_added"),
@@ -213,7 +198,7 @@ async fn isolating_a_held_device_again_or_releasing_it_twice_changes_nothing() {
     let cordon = start_cordon(&upstream).await;
     let (status, body) = webhook(cordon.http, &checkin("127.0.0.7")).await;
     assert_eq!(status, 200, "{body}");
-    assert!(!blocked_from(&cordon, [127, 0, 0, 7]).await);
+    assert!(!blocked_from(cordon.dns, [127, 0, 0, 7]).await);
     let path = "/v1/devices/C02ZK1ABMD6T/isolation";
     let (status, first) = http_json(
         cordon.http,
@@ -239,7 +224,7 @@ async fn isolating_a_held_device_again_or_releasing_it_twice_changes_nothing() {
     assert_eq!(info["isolation"]["ticket"], "IR-1", "{info}");
     assert_eq!(info["isolation"]["by"], "responder", "{info}");
     assert_eq!(events(&cordon, "C02ZK1ABMD6T", "isolated").await, 1);
-    assert!(blocked_from(&cordon, [127, 0, 0, 7]).await);
+    assert!(blocked_from(cordon.dns, [127, 0, 0, 7]).await);
 
     let bearer = format!("Bearer {RESPONDER}");
     let (status, first) = send_http(cordon.http, "DELETE", path, Some(&bearer), None, "").await;
@@ -249,7 +234,7 @@ async fn isolating_a_held_device_again_or_releasing_it_twice_changes_nothing() {
     assert_eq!(changed(status, &second, 0), v2, "no new snapshot");
     assert_eq!(version(&cordon).await, v2 as f64);
     assert_eq!(events(&cordon, "C02ZK1ABMD6T", "released").await, 1);
-    assert!(!blocked_from(&cordon, [127, 0, 0, 7]).await);
+    assert!(!blocked_from(cordon.dns, [127, 0, 0, 7]).await);
 }
 
 #[tokio::test]
@@ -277,7 +262,7 @@ async fn a_restart_keeps_every_isolation() {
     assert_eq!(status, 200);
     let cordon = cordon.restart().await;
     assert!(
-        blocked_from(&cordon, [127, 0, 0, 7]).await,
+        blocked_from(cordon.dns, [127, 0, 0, 7]).await,
         "the MDM's isolation survives a restart"
     );
     let info = device(&cordon, "C02ISOLATED").await;
@@ -433,10 +418,10 @@ async fn a_device_cannot_escape_isolation_through_a_second_identity() {
         });
     let cordon = start_cordon_with(dir, config).await;
     let from = [127, 0, 0, 12];
-    assert!(!blocked_from(&cordon, from).await);
+    assert!(!blocked_from(cordon.dns, from).await);
     assert_eq!(webhook(cordon.http, &checkin("127.0.0.12")).await.0, 200);
     assert!(
-        !blocked_from(&cordon, from).await,
+        !blocked_from(cordon.dns, from).await,
         "both identities are free so far"
     );
     assert_eq!(
@@ -449,7 +434,7 @@ async fn a_device_cannot_escape_isolation_through_a_second_identity() {
         200
     );
     assert!(
-        blocked_from(&cordon, from).await,
+        blocked_from(cordon.dns, from).await,
         "the stricter of the two identities wins"
     );
 
@@ -481,7 +466,7 @@ async fn a_device_cannot_escape_isolation_through_a_second_identity() {
         ],
     );
     assert_eq!(webhook(cordon.http, &other).await.0, 200);
-    assert!(!blocked_from(&cordon, from).await);
+    assert!(!blocked_from(cordon.dns, from).await);
     let (_, timeline) = http(
         cordon.http,
         "GET",
@@ -619,7 +604,7 @@ async fn a_critical_device_needs_a_second_admin() {
     .await;
     assert_eq!(status, 409, "{answer}");
     assert!(
-        !blocked_from(&cordon, [127, 0, 0, 20]).await,
+        !blocked_from(cordon.dns, [127, 0, 0, 20]).await,
         "held until approved"
     );
     let approval: serde_json::Value = serde_json::from_str(&answer).unwrap();
@@ -664,7 +649,7 @@ async fn a_critical_device_needs_a_second_admin() {
         .0,
         200
     );
-    assert!(blocked_from(&cordon, [127, 0, 0, 20]).await);
+    assert!(blocked_from(cordon.dns, [127, 0, 0, 20]).await);
     assert_eq!(
         http(
             cordon.http,
@@ -711,7 +696,7 @@ async fn a_critical_device_needs_a_second_admin() {
         serde_json::json!(["127.0.0.21"]),
         "{info}"
     );
-    assert!(!blocked_from(&cordon, [127, 0, 0, 21]).await);
+    assert!(!blocked_from(cordon.dns, [127, 0, 0, 21]).await);
     let (status, body) = webhook(
         cordon.http,
         &fixture("smart-group-computer-added.json", &[]),
@@ -719,7 +704,7 @@ async fn a_critical_device_needs_a_second_admin() {
     .await;
     assert_eq!(status, 200, "{body}");
     assert!(body.contains("\"result\":\"applied\""), "{body}");
-    assert!(blocked_from(&cordon, [127, 0, 0, 21]).await);
+    assert!(blocked_from(cordon.dns, [127, 0, 0, 21]).await);
     let info = device(&cordon, "C02CEO00002").await;
     assert_eq!(info["group"], "restricted", "{info}");
     assert!(info["isolation"].is_null(), "not a hold: {info}");
@@ -765,7 +750,7 @@ async fn reconciliation_heals_a_missed_add_and_a_missed_remove() {
         (Some(1), Some(1)),
         "{report}"
     );
-    assert!(blocked_from(&cordon, [127, 0, 0, 7]).await);
+    assert!(blocked_from(cordon.dns, [127, 0, 0, 7]).await);
     assert_eq!(
         device(&cordon, "jamf-computer:1007").await["group"],
         "standard"
@@ -808,7 +793,7 @@ async fn a_legacy_group_event_rereads_the_group() {
     assert_eq!(status, 200, "{body}");
     assert!(
         eventually(Duration::from_secs(5), || blocked_from(
-            &cordon,
+            cordon.dns,
             [127, 0, 0, 7]
         ))
         .await
@@ -834,7 +819,7 @@ async fn an_unknown_computer_is_looked_up_so_that_dns_knows_it() {
     .await;
     assert!(
         eventually(Duration::from_secs(5), || blocked_from(
-            &cordon,
+            cordon.dns,
             [127, 0, 0, 9]
         ))
         .await
@@ -955,7 +940,7 @@ async fn a_release_lifts_only_the_hold_while_the_mdm_still_isolates() {
     let (status, body) = send_http(cordon.http, "DELETE", path, Some(&bearer), None, "").await;
     changed(status, &body, 1);
     assert!(
-        blocked_from(&cordon, mac).await,
+        blocked_from(cordon.dns, mac).await,
         "the MDM's group still isolates it"
     );
     let info = device(&cordon, "C02ZK1ABMD6T").await;
@@ -972,7 +957,7 @@ async fn a_release_lifts_only_the_hold_while_the_mdm_still_isolates() {
     let removed = fixture("smart-group-computer-removed.json", &[]);
     let (status, body) = webhook(cordon.http, &removed).await;
     changed(status, &body, 1);
-    assert!(!blocked_from(&cordon, mac).await);
+    assert!(!blocked_from(cordon.dns, mac).await);
     assert_eq!(device(&cordon, "C02ZK1ABMD6T").await["group"], "standard");
     assert!(!isolated_ids(cordon.http).await.contains(&id));
 }
@@ -999,7 +984,7 @@ async fn between_a_client_network_and_the_device_at_that_address_the_stricter_gr
     assert_eq!(webhook(cordon.http, &checkin("127.0.0.5")).await.0, 200);
     assert_eq!(device(&cordon, "C02ZK1ABMD6T").await["group"], "standard");
     kids_refuses_social().await;
-    assert!(!blocked_from(&cordon, kids).await);
+    assert!(!blocked_from(cordon.dns, kids).await);
     // in `watched` (priority 5, policy standard) through the MDM: still below the network
     let watched = fixture(
         "smart-group-computer-added.json",
@@ -1026,7 +1011,7 @@ async fn between_a_client_network_and_the_device_at_that_address_the_stricter_gr
     let removed = fixture("smart-group-computer-removed.json", &[]);
     let (status, body) = webhook(cordon.http, &removed).await;
     changed(status, &body, 1);
-    assert!(!blocked_from(&cordon, kids).await);
+    assert!(!blocked_from(cordon.dns, kids).await);
     kids_refuses_social().await;
 }
 
@@ -1052,7 +1037,7 @@ async fn a_mobile_smart_group_event_isolates_the_mobile_device() {
     );
     let cordon = start_cordon_with(dir, config).await;
     let ipad = [127, 0, 0, 44];
-    assert!(!blocked_from(&cordon, ipad).await);
+    assert!(!blocked_from(cordon.dns, ipad).await);
 
     let (status, body) = webhook(cordon.http, &mobile_added("127.0.0.44")).await;
     assert_eq!(status, 200, "{body}");
@@ -1060,7 +1045,7 @@ async fn a_mobile_smart_group_event_isolates_the_mobile_device() {
     let answer = ask_from(cordon.dns, ipad, "www.allowed.test.").await;
     assert_eq!(rcode(&answer), ResponseCode::NXDomain);
     assert!(ede(&answer).unwrap().1.contains("group restricted"));
-    assert!(!blocked_from(&cordon, [127, 0, 0, 1]).await);
+    assert!(!blocked_from(cordon.dns, [127, 0, 0, 1]).await);
     let info = device(&cordon, "jamf-mobile:310").await;
     assert_eq!(info["group"], "restricted", "{info}");
     assert_eq!(info["label"], "Field iPad 7", "{info}");
@@ -1125,7 +1110,7 @@ async fn a_mobile_smart_group_event_isolates_the_mobile_device() {
     );
     let (status, body) = webhook(cordon.http, &removed).await;
     changed(status, &body, 1);
-    assert!(!blocked_from(&cordon, ipad).await);
+    assert!(!blocked_from(cordon.dns, ipad).await);
     assert_eq!(
         device(&cordon, "jamf-mobile:310").await["group"],
         "standard"
@@ -1158,7 +1143,7 @@ async fn a_group_that_cannot_be_read_keeps_its_memberships() {
     assert_eq!(webhook(cordon.http, &checkin("127.0.0.7")).await.0, 200);
     let added = fixture("smart-group-computer-added.json", &[]);
     assert_eq!(webhook(cordon.http, &added).await.0, 200);
-    assert!(blocked_from(&cordon, mac).await);
+    assert!(blocked_from(cordon.dns, mac).await);
     jamf.set_computer_group(43, "Other", &[1043]);
 
     // Jamf Pro has no group 42 (404): an error, never "the group is empty"
@@ -1171,7 +1156,7 @@ async fn a_group_that_cannot_be_read_keeps_its_memberships() {
     assert_eq!(errors.len(), 1, "{report}");
     let error = errors[0].as_str().unwrap();
     assert!(error.contains("42") && error.contains("404"), "{error}");
-    assert!(blocked_from(&cordon, mac).await, "still isolated");
+    assert!(blocked_from(cordon.dns, mac).await, "still isolated");
     assert!(in_group_42(&device(&cordon, "C02ZK1ABMD6T").await));
     assert_eq!(
         device(&cordon, "jamf-computer:1043").await["group"],
@@ -1187,7 +1172,7 @@ async fn a_group_that_cannot_be_read_keeps_its_memberships() {
     assert_eq!(report["removed"], 0, "{report}");
     let error = report["errors"][0].as_str().unwrap();
     assert!(error.contains("42") && error.contains("500"), "{report}");
-    assert!(blocked_from(&cordon, mac).await, "still isolated");
+    assert!(blocked_from(cordon.dns, mac).await, "still isolated");
     assert!(in_group_42(&device(&cordon, "C02ZK1ABMD6T").await));
 
     // once it can be read, the empty group releases its member
@@ -1196,7 +1181,7 @@ async fn a_group_that_cannot_be_read_keeps_its_memberships() {
     assert_eq!(status, 200, "{report}");
     assert_eq!(report["removed"], 1, "{report}");
     assert_eq!(report["errors"], serde_json::json!([]), "{report}");
-    assert!(!blocked_from(&cordon, mac).await);
+    assert!(!blocked_from(cordon.dns, mac).await);
 }
 
 #[tokio::test]
@@ -1213,7 +1198,7 @@ async fn when_no_group_can_be_read_reconciliation_answers_502_and_changes_nothin
     let (status, body) = http(cordon.http, "POST", "/v1/reconcile", Some(ADMIN)).await;
     assert_json_error(status, &body, 502);
     assert!(body.contains("404"), "{body}");
-    assert!(blocked_from(&cordon, mac).await);
+    assert!(blocked_from(cordon.dns, mac).await);
 
     // 500, for a group that would read as empty
     let path = "/JSSResource/computergroups/id/42";
@@ -1222,7 +1207,7 @@ async fn when_no_group_can_be_read_reconciliation_answers_502_and_changes_nothin
     let (status, body) = http(cordon.http, "POST", "/v1/reconcile", Some(ADMIN)).await;
     assert_json_error(status, &body, 502);
     assert!(body.contains("500"), "{body}");
-    assert!(blocked_from(&cordon, mac).await);
+    assert!(blocked_from(cordon.dns, mac).await);
 
     // a legacy group event re-reads the group in the background: it fails the same way
     let errors = "cordon_reconcile_runs_total{result=\"error\"}";
@@ -1248,7 +1233,7 @@ async fn when_no_group_can_be_read_reconciliation_answers_502_and_changes_nothin
         .await,
         "the re-read ran and failed"
     );
-    assert!(blocked_from(&cordon, mac).await);
+    assert!(blocked_from(cordon.dns, mac).await);
     assert!(in_group_42(&device(&cordon, "C02ZK1ABMD6T").await));
     assert_eq!(version(&cordon).await, before, "nothing was published");
     assert_eq!(
@@ -1271,14 +1256,14 @@ async fn reconciliation_reads_mobile_groups_too() {
         "event":{"jssID":310,"deviceName":"Field iPad 7","serialNumber":"F9FXK2Q4LQ","udid":"00008101-000A1D2E3F40001E","ipAddress":"127.0.0.44"}}"#;
     let (status, body) = webhook(cordon.http, checkin).await;
     assert_eq!(status, 200, "{body}");
-    assert!(!blocked_from(&cordon, ipad).await);
+    assert!(!blocked_from(cordon.dns, ipad).await);
     jamf.set_computer_group(42, "Jamf Protect - High", &[]);
     jamf.set_mobile_group(77, "iOS - Outdated", &[310]);
     let (status, report) = reconcile(&cordon).await;
     assert_eq!(status, 200, "{report}");
     assert_eq!(report["groups"], 2, "{report}");
     assert_eq!(report["added"], 1, "{report}");
-    assert!(blocked_from(&cordon, ipad).await);
+    assert!(blocked_from(cordon.dns, ipad).await);
     let info = device(&cordon, "jamf-mobile:310").await;
     assert_eq!(info["group"], "restricted", "{info}");
     assert_eq!(
@@ -1309,7 +1294,7 @@ async fn reconciliation_reads_mobile_groups_too() {
     let (status, report) = reconcile(&cordon).await;
     assert_eq!(status, 200, "{report}");
     assert_eq!(report["removed"], 1, "{report}");
-    assert!(!blocked_from(&cordon, ipad).await);
+    assert!(!blocked_from(cordon.dns, ipad).await);
 }
 
 #[tokio::test]
