@@ -93,11 +93,6 @@ impl Control {
         }
     }
 
-    /// True on the node that runs fleet-wide jobs (always, with an embedded store).
-    pub fn is_leader(&self) -> bool {
-        self.replica.is_leader()
-    }
-
     /// This node's place among others: shared store or not, leader or not, log position.
     pub fn replica(&self) -> &Replica {
         &self.replica

@@ -63,7 +63,7 @@ impl JamfSync {
             loop {
                 tick.tick().await;
                 // A fleet-wide job: of several nodes sharing a store, only the leader runs it.
-                if !sync.control.is_leader() {
+                if !sync.control.replica().is_leader() {
                     continue;
                 }
                 match sync.reconcile_all().await {

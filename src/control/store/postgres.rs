@@ -446,29 +446,34 @@ impl Conn {
         ];
         // Sent together: one round trip's wait, not twenty.
         let prepared = try_join_all(sql.iter().map(|s| client.prepare(s))).await?;
-        let mut p = prepared.into_iter();
-        let mut next = || p.next().ok_or(Fault::NoTransaction);
+        // One statement for each text, in order: try_join_all keeps both.
+        let Ok(
+            [lock, device_added, label_set, alias_seen, membership_set, membership_unset, group_named, binding_seen, binding_lapsed, hold, critical_set, approvals_lapse, approval_requested, approval_granted, log, trim, notify, audit, after, timeline],
+        ) = <[Statement; 20]>::try_from(prepared)
+        else {
+            unreachable!("one prepared statement for each of the 20 texts");
+        };
         let st = Statements {
-            lock: next()?,
-            device_added: next()?,
-            label_set: next()?,
-            alias_seen: next()?,
-            membership_set: next()?,
-            membership_unset: next()?,
-            group_named: next()?,
-            binding_seen: next()?,
-            binding_lapsed: next()?,
-            hold: next()?,
-            critical_set: next()?,
-            approvals_lapse: next()?,
-            approval_requested: next()?,
-            approval_granted: next()?,
-            log: next()?,
-            trim: next()?,
-            notify: next()?,
-            audit: next()?,
-            after: next()?,
-            timeline: next()?,
+            lock,
+            device_added,
+            label_set,
+            alias_seen,
+            membership_set,
+            membership_unset,
+            group_named,
+            binding_seen,
+            binding_lapsed,
+            hold,
+            critical_set,
+            approvals_lapse,
+            approval_requested,
+            approval_granted,
+            log,
+            trim,
+            notify,
+            audit,
+            after,
+            timeline,
         };
         Ok(Conn {
             client,
