@@ -25,9 +25,10 @@
 #                                                    # whose parse and diff take Knot ~3 s at 1M
 #                                                    # (but Knot 3.2 NOTIFYs ~1 s after an update,
 #                                                    # at once after a reload)
-# The last column is the enforcement time less the time Knot took to serve the new serial (it
-# NOTIFYs as it does, after a reload): the resolver's own share, NOTIFY to enforcement.
-# Needs: apt-get install -y knot knot-dnsutils unbound python3 curl (knotd, knotc, kdig, knsupdate).
+# The last column is the resolver's own share: from Knot's NOTIFY (its TCP SYN to the resolver's
+# port, seen by tcpdump on lo; "-" without tcpdump) to enforcement.
+# Needs: apt-get install -y knot knot-dnsutils unbound python3 curl (knotd, knotc, kdig, knsupdate);
+# tcpdump for the last column.
 # KEEP=1 keeps the work dir (configs, logs, zones) and prints it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -279,9 +280,9 @@ if has cordon; then
 fi
 
 # The IXFR: each resolver must still block REMOVED and must not have been asked NEW.
+port_of() { [ "$1" = unbound ] && echo "$UB_PORT" || echo "$CD_PORT"; }
 for r in $RESOLVERS; do
-  port=$([ "$r" = unbound ] && echo "$UB_PORT" || echo "$CD_PORT")
-  [ "$(probe query 127.0.0.1 "$port" "$REMOVED" | cut -d' ' -f1)" = NXDOMAIN ] \
+  [ "$(probe query 127.0.0.1 "$(port_of "$r")" "$REMOVED" | cut -d' ' -f1)" = NXDOMAIN ] \
     || { echo "$r does not block $REMOVED before the IXFR" >&2; exit 1; }
 done
 if [ "$IXFR_VIA" = ddns ]; then
@@ -292,20 +293,33 @@ if [ "$IXFR_VIA" = ddns ]; then
     for ((i = 0; i < K; i++)); do echo "add n$i.new-$((i % 1000)).example.$ZONE. 300 CNAME ."; done
     echo send
   } > "$W/update"
-  T0=$(date +%s%N)
+fi
+# Knot NOTIFYs over TCP: the SYNs to the resolvers' ports time it (when tcpdump is there).
+TCPDUMP=
+if command -v tcpdump > /dev/null; then
+  filter="tcp[tcpflags] & tcp-syn != 0 and tcp[tcpflags] & tcp-ack == 0 and ("
+  filter+=$(for r in $RESOLVERS; do printf 'dst port %s or ' "$(port_of "$r")"; done)
+  filter="${filter% or })"
+  taskset -c 1 tcpdump -i lo -n -tt -l "$filter" > "$W/syn.txt" 2> "$W/tcpdump.log" &
+  TCPDUMP=$!
+  PIDS+=("$TCPDUMP")
+  for _ in $(seq 50); do grep -q listening "$W/tcpdump.log" 2> /dev/null && break; sleep 0.1; done
+fi
+T0=$(date +%s%N)
+if [ "$IXFR_VIA" = ddns ]; then
   knsupdate < "$W/update" > "$W/knotc.out" &
 else
   cp "$W/zone.v2" "$W/knot/zone"
-  T0=$(date +%s%N)
   knotc -c "$W/knot/knot.conf" -b zone-reload "$ZONE" > "$W/knotc.out" &
 fi
 KNOTC=$!
 waiters=()
 for r in $RESOLVERS; do
-  port=$([ "$r" = unbound ] && echo "$UB_PORT" || echo "$CD_PORT")
-  taskset -c 1 python3 "$BENCH/tools/dnsprobe.py" wait 127.0.0.1 "$port" "$NEW" blocked 120 "$T0" > "$W/ixfr-$r-new" &
+  taskset -c 1 python3 "$BENCH/tools/dnsprobe.py" wait 127.0.0.1 "$(port_of "$r")" "$NEW" blocked 120 "$T0" \
+    > "$W/ixfr-$r-new" &
   waiters+=($!)
-  taskset -c 1 python3 "$BENCH/tools/dnsprobe.py" wait 127.0.0.1 "$port" "$REMOVED" ok 120 "$T0" > "$W/ixfr-$r-gone" &
+  taskset -c 1 python3 "$BENCH/tools/dnsprobe.py" wait 127.0.0.1 "$(port_of "$r")" "$REMOVED" ok 120 "$T0" \
+    > "$W/ixfr-$r-gone" &
   waiters+=($!)
 done
 until [ "$(knot_serial)" = 2 ]; do
@@ -315,34 +329,40 @@ done
 KNOT_MS=$(ms_since "$T0")
 wait "$KNOTC"
 for w in "${waiters[@]}"; do wait "$w" || true; done
+[ -z "$TCPDUMP" ] || { sleep 0.2; stop_pid "$TCPDUMP" tcpdump; }
 sec_to_ms() { awk -v s="$1" 'BEGIN{ if (s ~ /^[0-9.]+$/) printf "%.0f", s * 1000; else print "timeout" }'; }
+declare -A NOTIFY_MS ENFORCED
 for r in $RESOLVERS; do
   IXFR_NEW[$r]=$(sec_to_ms "$(cat "$W/ixfr-$r-new")")
   IXFR_GONE[$r]=$(sec_to_ms "$(cat "$W/ixfr-$r-gone")")
+  ENFORCED[$r]=$(awk -v a="${IXFR_NEW[$r]}" -v b="${IXFR_GONE[$r]}" \
+    'BEGIN{ if (a == "timeout" || b == "timeout") print "timeout"; else print (a > b ? a : b) }')
+  # "1796001156.707901 IP 127.0.0.1.57044 > 127.0.0.1.43013: Flags [S], ...": the first SYN
+  NOTIFY_MS[$r]=$(awk -v p="127.0.0.1.$(port_of "$r"):" -v t0="$T0" \
+    '$5 == p { printf "%.0f", ($1 - t0 / 1e9) * 1000; exit }' "$W/syn.txt" 2> /dev/null)
+  NOTIFY_MS[$r]=${NOTIFY_MS[$r]:--}
 done
 how=$([ "$IXFR_VIA" = ddns ] && echo "one dynamic update" || echo "zone-reload of the whole file")
-echo "-- IXFR of $CHANGES changes: knot served serial 2 after $KNOT_MS ms ($how)"
+echo "-- IXFR of $CHANGES changes ($how), times from the command:"
+echo "knot: serves serial 2 after $KNOT_MS ms"
 for r in $RESOLVERS; do
-  echo "$r: new name NXDOMAIN after ${IXFR_NEW[$r]} ms, removed name resolving after ${IXFR_GONE[$r]} ms" \
-    "(from the reload; Knot's own reload is the $KNOT_MS ms above)"
+  echo "$r: NOTIFY sent after ${NOTIFY_MS[$r]} ms, new name NXDOMAIN after ${IXFR_NEW[$r]} ms," \
+    "removed name resolving after ${IXFR_GONE[$r]} ms"
 done
 if has cordon; then
   curl -s "http://127.0.0.1:$CH_PORT/metrics" | grep '^cordon_feed_' || true
   PUBLISHED=$(grep 'published in' "$W/cordon-1.log" | tail -1 | grep -oE 'published in [0-9.]+ ?[mµu]?s' || true)
   echo "cordon's last publish: ${PUBLISHED:-(no 'published in' line)}"
 fi
-grep -i 'notify' "$W/knot.log" | tail -4 | cut -c26- || true
 
 echo
 echo "RPZ of $N entries by AXFR, then an IXFR of $CHANGES changes by $how (Knot $(knotd -V | awk '{print $NF}') on 127.0.0.1)"
 echo
-echo "| resolver | load time (s) | RSS delta (MiB) | bytes/entry | IXFR $CHANGES → enforced (ms) | of which after Knot served it (ms) |"
+echo "| resolver | load time (s) | RSS delta (MiB) | bytes/entry | IXFR $CHANGES → enforced (ms) | NOTIFY → enforced (ms) |"
 echo "| --- | ---: | ---: | ---: | ---: | ---: |"
 for r in $RESOLVERS; do
-  enforced=$(awk -v a="${IXFR_NEW[$r]}" -v b="${IXFR_GONE[$r]}" \
-    'BEGIN{ if (a == "timeout" || b == "timeout") print "timeout"; else print (a > b ? a : b) }')
   name=$([ "$r" = unbound ] && echo "Unbound $(unbound -V | awk 'NR==1{print $2}')" || echo Cordon)
-  awk -v n="$name" -v l="${LOAD[$r]}" -v a="${RSS0[$r]}" -v b="${RSS1[$r]}" -v e="$enforced" -v N="$N" \
-    -v k="$KNOT_MS" 'BEGIN{ printf "| %s | %.2f | %.1f | %.0f | %s | %s |\n", n, l, (b - a) / 1024,
-      (b - a) * 1024 / N, e, e == "timeout" ? "-" : e - k }'
+  awk -v n="$name" -v l="${LOAD[$r]}" -v a="${RSS0[$r]}" -v b="${RSS1[$r]}" -v e="${ENFORCED[$r]}" -v N="$N" \
+    -v k="${NOTIFY_MS[$r]}" 'BEGIN{ printf "| %s | %.2f | %.1f | %.0f | %s | %s |\n", n, l, (b - a) / 1024,
+      (b - a) * 1024 / N, e, (e == "timeout" || k == "-") ? "-" : e - k }'
 done
