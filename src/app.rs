@@ -21,6 +21,7 @@ use crate::dns::recursive::{Recursive, Source};
 use crate::dns::udp::UdpThreads;
 use crate::dns::upstream::Upstreams;
 use crate::dns::{doh, doq, dot, server};
+use crate::feeds::FeedTask;
 use crate::jamf::sync::JamfSync;
 use crate::jamf::webhook::Webhooks;
 use crate::lists::ListTask;
@@ -48,6 +49,8 @@ pub enum StartError {
     Tls(#[from] TlsError),
     #[error("{0}")]
     Lists(String),
+    #[error(transparent)]
+    Feeds(#[from] crate::feeds::FeedConfigError),
     #[error("DoQ: {0}")]
     Quic(#[from] quinn::crypto::rustls::NoInitialCipherSuite),
     #[error("cannot listen on {addr}: {error}")]
@@ -71,6 +74,8 @@ pub struct Running {
     tasks: JoinSet<()>,
     /// Fetches the lists named by URL; stopped when this is dropped.
     _lists: ListTask,
+    /// Follows the RPZ feeds; stopped when this is dropped.
+    _feeds: Option<FeedTask>,
 }
 
 impl Running {
@@ -101,6 +106,7 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
     for w in &set.warnings {
         tracing::warn!("{w}");
     }
+    let feeds = crate::feeds::feeds(&config.feeds, &config.base_dir, &set.taxonomy)?;
     crate::alloc::release_free_memory();
     // Version 0 holds no devices; the writer publishes version 1, with every device in the
     // store, before any listener opens.
@@ -154,6 +160,13 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         metrics.clone(),
     )
     .map_err(StartError::Lists)?;
+    // RPZ feeds start empty and are transferred in the background: DNS does not wait for a
+    // primary that may be down.
+    let feeds = (!feeds.is_empty()).then(|| {
+        let (task, primaries) = crate::feeds::spawn(feeds, control.clone(), metrics.clone());
+        handler.set_primaries(primaries);
+        task
+    });
     let jamf = config.jamf.enabled().then(|| {
         let sync = JamfSync::new(config.jamf.clone(), control.clone(), metrics.clone());
         sync.spawn_periodic(config.jamf.reconcile_interval());
@@ -253,6 +266,7 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         published,
         tasks,
         _lists: lists,
+        _feeds: feeds,
     })
 }
 

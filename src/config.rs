@@ -38,6 +38,9 @@ pub struct Config {
     pub limits: Limits,
     /// Lists named by URL in categories.toml: how they are fetched and where their copies live.
     pub lists: ListsConfig,
+    /// `[[feed]]`: RPZ zones transferred from their primaries.
+    #[serde(rename = "feed")]
+    pub feeds: Vec<crate::feeds::FeedConfig>,
     /// Where relative paths start: the config file's directory, or the working directory.
     #[serde(skip)]
     pub base_dir: PathBuf,
@@ -235,6 +238,7 @@ impl Default for Config {
             devices: DevicesConfig::default(),
             limits: Limits::default(),
             lists: ListsConfig::default(),
+            feeds: Vec::new(),
             base_dir: PathBuf::from("."),
         }
     }

@@ -65,7 +65,7 @@ pub fn explain(
     let identity = resolve(snapshot, client, true, [claimed, None]);
     let decision = decide(snapshot, identity.group, &qname);
     let group = snapshot.group(identity.group);
-    let found = snapshot.categories.lookup(&qname).categories;
+    let found = snapshot.categorise(&qname);
     let response = if decision.blocked {
         format!("{:?}", group.policy.response).to_lowercase()
     } else {

@@ -12,6 +12,7 @@ pub mod conn;
 pub mod control;
 pub mod dns;
 pub mod explain;
+pub mod feeds;
 pub mod identity;
 pub mod jamf;
 pub mod lists;

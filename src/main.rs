@@ -140,8 +140,8 @@ async fn shutdown_signal() {
     }
 }
 
-fn check(config: Option<PathBuf>, fetch: bool) -> anyhow::Result<ExitCode> {
-    let config = match Config::load(config.as_deref()) {
+fn check(path: Option<PathBuf>, fetch: bool) -> anyhow::Result<ExitCode> {
+    let config = match Config::load(path.as_deref()) {
         Ok(c) => c,
         Err(e) => {
             eprintln!("{e}");
@@ -173,6 +173,28 @@ fn check(config: Option<PathBuf>, fetch: bool) -> anyhow::Result<ExitCode> {
             // Warnings leave the exit status at 0: the set loads and works as written.
             for w in &set.warnings {
                 eprintln!("{w}");
+            }
+            // Feeds are checked, never transferred: that needs the primary, at `run`.
+            match cordon::feeds::feeds(&config.feeds, &config.base_dir, &set.taxonomy) {
+                Ok(feeds) => {
+                    for f in &feeds {
+                        let key = f.tsig.as_ref().map_or("no TSIG key".into(), |k| {
+                            format!("TSIG key {}", k.signer_name())
+                        });
+                        println!(
+                            "feed {}: zone {} from {} ({key}) into {}",
+                            f.name,
+                            f.zone,
+                            f.primary,
+                            set.taxonomy.name(f.category)
+                        );
+                    }
+                }
+                Err(e) => {
+                    let file = path.as_deref().unwrap_or("(embedded default)".as_ref());
+                    eprintln!("{}: {e}", file.display());
+                    return Ok(ExitCode::FAILURE);
+                }
             }
             let copies = set.urls.iter().filter(|u| u.stats.is_some()).count();
             println!(

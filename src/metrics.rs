@@ -54,6 +54,14 @@ pub struct Metrics {
     // Lists by URL (lists/): each fetch's result, and the age of each copy in force.
     pub list_fetch: IntCounterVec,
     pub list_age: IntGaugeVec,
+    // RPZ feeds (feeds/): transfers, the copy in force, NOTIFYs heard, time to publish.
+    pub feed_transfers: IntCounterVec,
+    pub feed_entries: IntGaugeVec,
+    pub feed_serial: IntGaugeVec,
+    pub feed_age: IntGaugeVec,
+    pub feed_skipped: IntCounterVec,
+    pub feed_notifies: IntCounterVec,
+    pub feed_apply: Histogram,
 }
 
 fn counter(r: &Registry, name: &str, help: &str) -> IntCounter {
@@ -309,6 +317,48 @@ impl Metrics {
                 "cordon_list_age_seconds",
                 "Seconds since the server last confirmed the copy in force of a list named by URL (absent while there is no copy).",
                 &["list"],
+            ),
+            feed_transfers: counter_vec(
+                &r,
+                "cordon_feed_transfers_total",
+                "Zone transfers of RPZ feeds, by feed, kind (axfr, ixfr) and result (ok, up_to_date, unreachable, timeout, refused, tsig, gap, malformed).",
+                &["feed", "kind", "result"],
+            ),
+            feed_entries: gauge_vec(
+                &r,
+                "cordon_feed_entries",
+                "Domains the copy in force of an RPZ feed lists.",
+                &["feed"],
+            ),
+            feed_serial: gauge_vec(
+                &r,
+                "cordon_feed_serial",
+                "SOA serial of the copy in force of an RPZ feed.",
+                &["feed"],
+            ),
+            feed_age: gauge_vec(
+                &r,
+                "cordon_feed_age_seconds",
+                "Seconds since the primary last confirmed the copy in force of an RPZ feed (absent while there is no copy).",
+                &["feed"],
+            ),
+            feed_skipped: counter_vec(
+                &r,
+                "cordon_feed_skipped_records_total",
+                "RPZ records transferred that are no trigger Cordon can honour (IP, NSDNAME, NSIP and client-IP triggers, TCP-only, other local data), by feed and reason.",
+                &["feed", "reason"],
+            ),
+            feed_notifies: counter_vec(
+                &r,
+                "cordon_feed_notifies_total",
+                "NOTIFY messages received, by result: accepted (from a feed's primary) or refused.",
+                &["result"],
+            ),
+            feed_apply: histogram(
+                &r,
+                "cordon_feed_apply_seconds",
+                "From the end of a transfer's answer to a snapshot with it in force.",
+                exponential_buckets(0.000_1, 2.5, 14).expect("valid buckets"),
             ),
             registry: r,
         }

@@ -1,6 +1,7 @@
 //! `dns::wire::parse_query` on any packet a client can send (UDP, TCP, DoT, DoH, DoQ all hand
 //! it the raw bytes), and what the handler reads from a parsed query next: the question, the
-//! EDNS options' slice, the UDP limit and the cache key.
+//! EDNS options' slice, the UDP limit and the cache key; and `parse_notify`, which the handler
+//! tries first on a packet whose opcode is NOTIFY.
 #![no_main]
 
 use cordon::dns::cache::{key, KeyBuf};
@@ -8,6 +9,11 @@ use cordon::dns::wire::{self, QueryError};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|packet: &[u8]| {
+    if let Some(n) = wire::parse_notify(packet) {
+        assert!(wire::is_notify(packet));
+        assert!(n.question_end <= packet.len());
+        assert_eq!(n.id, u16::from_be_bytes([packet[0], packet[1]]));
+    }
     match wire::parse_query(packet) {
         Ok(q) => {
             let question = q.question_bytes();

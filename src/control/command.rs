@@ -3,6 +3,7 @@
 //! MDM through the API, reconciliation) translates its input into these.
 
 use std::net::IpAddr;
+use std::sync::Arc;
 
 use tokio::sync::oneshot;
 
@@ -231,4 +232,9 @@ pub(super) enum Command {
     Tick { reply: Option<oneshot::Sender<()>> },
     /// Apply what other nodes committed to the shared store since this node's position.
     Sync,
+    /// Publish with the feeds' new DB; answered once it is in force.
+    Feeds {
+        db: Arc<crate::policy::FeedDb>,
+        reply: oneshot::Sender<()>,
+    },
 }

@@ -14,7 +14,7 @@ use super::replica::{self, Replica};
 use super::store::{Store, StoreError};
 use super::writer::{Writer, WriterConfig};
 use crate::metrics::Metrics;
-use crate::policy::{FileError, PolicyErrors, PolicySet, Published};
+use crate::policy::{FeedDb, FileError, PolicyErrors, PolicySet, Published};
 
 /// A handle for sending commands to the writer.
 #[derive(Clone)]
@@ -137,6 +137,16 @@ impl Control {
             .await
             .map_err(|_| ApplyError::Stopped)?;
         rx.await.map_err(|_| ApplyError::Stopped)?
+    }
+
+    /// Puts the feeds' new DB in force; returns once a snapshot holding it is published.
+    pub async fn set_feeds(&self, db: Arc<FeedDb>) -> Result<(), ApplyError> {
+        let (reply, rx) = oneshot::channel();
+        self.tx
+            .send(Command::Feeds { db, reply })
+            .await
+            .map_err(|_| ApplyError::Stopped)?;
+        rx.await.map_err(|_| ApplyError::Stopped)
     }
 
     /// Answers a read-only question about devices.

@@ -26,7 +26,7 @@ use crate::metrics::Metrics;
 use crate::policy::build::{PolicyParts, StaticBinding};
 use crate::policy::cidr::PrefixTable;
 use crate::policy::load::ListCache;
-use crate::policy::{DeviceId, PolicySet, Published};
+use crate::policy::{DeviceId, FeedDb, PolicySet, Published, Snapshot};
 
 /// What the writer needs from config.
 #[derive(Clone)]
@@ -62,6 +62,8 @@ pub(super) struct Writer {
     pub(super) replica: Arc<Replica>,
     /// When the oldest change absorbed from another node and not yet published was committed.
     absorbed_at_ms: Option<i64>,
+    /// What the RPZ feeds list, as the feeds task last sent it: laid into every snapshot.
+    feeds: Arc<FeedDb>,
 }
 
 /// How many queued commands one transaction takes at most.
@@ -121,6 +123,7 @@ impl Writer {
             stale: false,
             replica,
             absorbed_at_ms: None,
+            feeds: Arc::default(),
         };
         writer.replica.synced(loaded.position);
         writer.ensure_config_devices().await;
@@ -158,6 +161,7 @@ impl Writer {
         let mut queries = Vec::new();
         let mut ticks = Vec::new();
         let mut sync = false;
+        let mut feeds = Vec::new();
         for command in commands {
             match command {
                 Command::Reload { reply } => {
@@ -182,6 +186,10 @@ impl Writer {
                     ticks.extend(reply);
                 }
                 Command::Sync => sync = true,
+                Command::Feeds { db, reply } => {
+                    self.feeds = db;
+                    feeds.push(reply);
+                }
             }
         }
         // A write brings in other nodes' changes by itself.
@@ -191,6 +199,13 @@ impl Writer {
             self.replica.sync_taken();
             if !synced {
                 self.sync().await;
+            }
+        }
+        if !feeds.is_empty() {
+            // Not a change of state: nothing to commit, only a snapshot to publish.
+            self.publish();
+            for reply in feeds {
+                let _ = reply.send(());
             }
         }
         for (query, reply) in queries {
@@ -498,11 +513,14 @@ impl Writer {
     pub(super) fn publish(&mut self) {
         let started = Instant::now();
         self.version += 1;
-        let snapshot = self.parts.snapshot(
-            self.view.devices.clone(),
-            self.view.statics.clone(),
-            self.version,
-        );
+        let snapshot = Snapshot {
+            feeds: self.feeds.clone(),
+            ..self.parts.snapshot(
+                self.view.devices.clone(),
+                self.view.statics.clone(),
+                self.version,
+            )
+        };
         self.published.publish(Arc::new(snapshot));
         let m = &self.metrics;
         if let Some(at) = self.absorbed_at_ms.take() {

@@ -18,6 +18,7 @@ use super::answer;
 use super::cache::{self, Cache, CachedAnswer, KeyBuf, Lookup};
 use super::edns::read_identity_options;
 use super::guard::{self, Verdict};
+use super::notify::Primaries;
 use super::recursive::Source;
 use super::upstream::UpstreamError;
 use super::wire::{self, flag, rcode, rtype, Query, QueryError};
@@ -162,6 +163,8 @@ pub struct Handler {
     guard: guard::Guard,
     /// DDR's answer (RFC 9462), set once the DoH and DoT listeners are bound.
     ddr: std::sync::OnceLock<answer::Ddr>,
+    /// The RPZ feeds' primaries, whose NOTIFYs are heard; none without feeds.
+    primaries: std::sync::OnceLock<Primaries>,
 }
 
 impl Handler {
@@ -186,7 +189,39 @@ impl Handler {
             metrics,
             guard,
             ddr: std::sync::OnceLock::new(),
+            primaries: std::sync::OnceLock::new(),
         }
+    }
+
+    /// Hears NOTIFYs from these primaries from now on (set once; later calls are ignored).
+    pub fn set_primaries(&self, primaries: Primaries) {
+        let _ = self.primaries.set(primaries);
+    }
+
+    /// A NOTIFY: acknowledged when it comes from the zone's primary, refused from anyone else;
+    /// a malformed one is FORMERR, or nothing from outside `dns.allow`, as a malformed query.
+    fn notify(&self, packet: &[u8], client: &Client, allowed: bool, out: &mut Vec<u8>) -> Step {
+        let Some(n) = wire::parse_notify(packet) else {
+            if !allowed {
+                return Step::Drop;
+            }
+            self.metrics.dns_malformed.inc();
+            let (id, flags) = (wire::read_u16(packet, 0), wire::read_u16(packet, 2));
+            answer::error(out, id, flags, rcode::FORMERR as u16, &[], None, None);
+            return Step::Reply;
+        };
+        let heard = self
+            .primaries
+            .get()
+            .is_some_and(|p| p.heard(&n.zone, client.addr));
+        let code = if heard {
+            rcode::NOERROR
+        } else {
+            rcode::REFUSED
+        };
+        let question = &packet[wire::HEADER_LEN..n.question_end];
+        answer::error(out, n.id, n.flags, code as u16, question, None, None);
+        Step::Reply
     }
 
     /// Answers `_dns.resolver.arpa` SVCB with `ddr` from now on (set once; later calls are
@@ -274,6 +309,9 @@ impl Handler {
         };
         if verdict == Verdict::Drop {
             return Step::Drop;
+        }
+        if wire::is_notify(packet) {
+            return self.notify(packet, &client, allowed, out);
         }
         let q = match wire::parse_query(packet) {
             Ok(q) => q,

@@ -9,6 +9,7 @@ pub mod dot;
 pub mod edns;
 pub mod guard;
 pub mod handler;
+pub mod notify;
 pub mod recursive;
 pub mod server;
 pub mod udp;

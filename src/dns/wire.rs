@@ -53,6 +53,45 @@ pub mod flag {
     pub const RCODE: u16 = 0x000F;
 }
 
+/// The NOTIFY opcode (RFC 1996) as it stands in the header's flag word.
+pub const OPCODE_NOTIFY: u16 = 4 << 11;
+
+/// A primary's NOTIFY: a zone changed, ask for it.
+#[derive(Debug, Clone)]
+pub struct Notify {
+    pub id: u16,
+    pub flags: u16,
+    /// The zone, from the question.
+    pub zone: QName,
+    /// Where the question ends: a reply repeats it.
+    pub question_end: usize,
+}
+
+/// Whether `packet` is a NOTIFY request, by its header alone.
+pub fn is_notify(packet: &[u8]) -> bool {
+    packet.len() >= HEADER_LEN && read_u16(packet, 2) & (flag::QR | flag::OPCODE) == OPCODE_NOTIFY
+}
+
+/// Reads a NOTIFY request: one SOA question. The rest (the new SOA, a TSIG) is not read: a
+/// NOTIFY only makes Cordon ask the zone's primary, over a transfer that is itself checked.
+pub fn parse_notify(packet: &[u8]) -> Option<Notify> {
+    if !is_notify(packet) || read_u16(packet, 4) != 1 {
+        return None;
+    }
+    let (zone, used) = QName::from_wire(&packet[HEADER_LEN..]).ok()?;
+    let mut r = Reader {
+        msg: packet,
+        pos: HEADER_LEN + used,
+    };
+    let (qtype, qclass) = (r.u16()?, r.u16()?);
+    (qtype == rtype::SOA && qclass == 1).then(|| Notify {
+        id: read_u16(packet, 0),
+        flags: read_u16(packet, 2),
+        zone,
+        question_end: r.pos,
+    })
+}
+
 /// The EDNS(0) part of a query (RFC 6891).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Edns {
@@ -560,6 +599,26 @@ mod tests {
         );
         assert_eq!(q.question_bytes(), &p[12..p.len() - 11]);
         assert_eq!(q.udp_limit(), 1232);
+    }
+
+    #[test]
+    fn reads_a_notify_with_its_soa_and_nothing_else() {
+        let mut p = query(b"\x03rpz\x04Test\x00", rtype::SOA, None);
+        assert!(!is_notify(&p) && parse_notify(&p).is_none());
+        p[2] |= (OPCODE_NOTIFY >> 8) as u8;
+        // A NOTIFY may carry the new SOA in its answer section: it is not read.
+        p[7] = 1;
+        p.extend_from_slice(b"\xc0\x0c\x00\x06\x00\x01\x00\x00\x00\x3c\x00\x00");
+        let n = parse_notify(&p).unwrap();
+        assert_eq!(n.zone.to_dotted(), "rpz.test");
+        assert_eq!(n.question_end, 12 + 10 + 4);
+        let mut a = p.clone();
+        a[23] = 1; // qtype A instead of SOA
+        assert!(parse_notify(&a).is_none());
+        let mut response = p.clone();
+        response[2] |= 0x80;
+        assert!(!is_notify(&response));
+        assert!(parse_notify(&p[..20]).is_none());
     }
 
     #[test]

@@ -111,7 +111,7 @@ impl PolicyParts {
             .min()
     }
 
-    /// A snapshot of these parts with `devices`.
+    /// A snapshot of these parts with `devices`, and no feeds (the writer lays its feeds in).
     pub fn snapshot(
         &self,
         devices: Devices,
@@ -125,6 +125,7 @@ impl PolicyParts {
             isolation_group: self.isolation_group,
             taxonomy: self.set.taxonomy.clone(),
             categories: self.set.categories.clone(),
+            feeds: Arc::default(),
             devices,
             client_groups: self.client_groups.clone(),
             static_devices,

@@ -126,16 +126,18 @@ pub struct Categorised {
     pub categories: CategorySet,
 }
 
-/// What a lookup gathers over a name's suffixes.
-#[derive(Default)]
-struct Found {
+/// What a lookup gathers over a name's suffixes, from one DB or several (the lists' and the
+/// feeds'): an exception in any of them clears its category for entries from all of them, as
+/// if every source were one list.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Matches {
     set: CategorySet,
     clear: CategorySet,
 }
 
-impl Found {
+impl Matches {
     #[inline]
-    fn add(&mut self, entry: Option<(CategorySet, CategorySet)>) {
+    pub fn add(&mut self, entry: Option<(CategorySet, CategorySet)>) {
         if let Some((s, c)) = entry {
             self.set = self.set.union(s);
             self.clear = self.clear.union(c);
@@ -143,7 +145,7 @@ impl Found {
     }
 
     #[inline]
-    fn done(self) -> Categorised {
+    pub fn done(self) -> Categorised {
         Categorised {
             categories: self.set.without(self.clear),
         }
@@ -206,30 +208,31 @@ impl CategoryDb {
         self.filter.len() * 8 + self.slots.len() * 8 + self.palette.len() * 16
     }
 
-    /// Categories of `name`, given its suffix hashes from [`QName::suffix_hashes`].
+    /// Categories of `name`.
     #[inline]
-    pub fn lookup_hashes(&self, hashes: &[u64]) -> Categorised {
-        let mut found = Found::default();
-        for &h in hashes {
-            found.add(self.probe(h));
-        }
+    pub fn lookup(&self, name: &QName) -> Categorised {
+        let mut found = Matches::default();
+        self.gather(name, &mut found);
         found.done()
     }
 
-    /// Categories of `name`: the names of 2 to 16 labels that nearly all queries have take the
-    /// fast path, which reads the first slot of every suffix before looking at any, so that the
+    /// Adds what the DB holds for `name` to `found`. The names of 2 to 16 labels that nearly all
+    /// queries have take the fast path, which reads the first slot of every suffix before looking at any, so that the
     /// cache misses overlap instead of queueing behind each other.
     #[inline]
-    pub fn lookup(&self, name: &QName) -> Categorised {
+    pub fn gather(&self, name: &QName, found: &mut Matches) {
         const FAST: usize = 16;
         let n = name.label_count();
         if self.domains == 0 {
-            return Categorised::default();
+            return;
         }
         if n > FAST {
             let mut hashes = [0u64; MAX_LABELS];
             let n = name.suffix_hashes(&mut hashes);
-            return self.lookup_hashes(&hashes[..n]);
+            for &h in &hashes[..n] {
+                found.add(self.probe(h));
+            }
+            return;
         }
         let mut hashes = [0u64; FAST];
         name.suffix_hashes(&mut hashes);
@@ -241,18 +244,17 @@ impl CategoryDb {
                 first[i] = self.slots[slot_index(hashes[i], len)];
             }
         }
-        let mut found = Found::default();
         for i in 0..n {
             // Most suffixes are not listed and land on an empty slot: no second read.
             if first[i] != EMPTY {
                 found.add(self.probe(hashes[i]));
             }
         }
-        found.done()
     }
 
+    /// The (categories, exceptions) of the domain whose hash is `h`, if listed.
     #[inline]
-    fn probe(&self, h: u64) -> Option<(CategorySet, CategorySet)> {
+    pub fn probe(&self, h: u64) -> Option<(CategorySet, CategorySet)> {
         if self.domains == 0 {
             return None;
         }

@@ -3,7 +3,7 @@
 //! Contract 7: deny rule, allow rule, allowed service bundle, blocked category,
 //! block-uncategorised, the policy's default; the first that matches wins.
 
-use super::categories::{CategoryDb, CategoryId};
+use super::categories::CategoryId;
 use super::qname::{wire_to_dotted, QName};
 use super::rules::{RuleHit, RuleKind};
 use super::snapshot::{DefaultAction, GroupIdx, Policy, Snapshot};
@@ -74,7 +74,7 @@ pub fn decide(snapshot: &Snapshot, group: GroupIdx, name: &QName) -> Decision {
     if let Some(hit) = policy.rules.first_match(name) {
         return reason_blocked(Reason::Rule(hit), hit.kind == RuleKind::Deny);
     }
-    if let Some(reason) = category_reason(policy, &snapshot.categories, name) {
+    if let Some(reason) = category_reason(policy, snapshot, name) {
         return reason_blocked(reason, true);
     }
     reason_blocked(Reason::Default, policy.default == DefaultAction::Block)
@@ -101,18 +101,18 @@ pub fn check_target(snapshot: &Snapshot, group: GroupIdx, target: &QName) -> Opt
     if policy.target_categories.is_empty() {
         return None;
     }
-    let found = snapshot.categories.lookup(target).categories;
+    let found = snapshot.categorise(target);
     let id = found.intersection(policy.target_categories).first()?;
     Some(blocked(Reason::Category(id)))
 }
 
 /// The category step of contract 7: a blocked category, or block-uncategorised.
 #[inline]
-fn category_reason(policy: &Policy, db: &CategoryDb, name: &QName) -> Option<Reason> {
+fn category_reason(policy: &Policy, snapshot: &Snapshot, name: &QName) -> Option<Reason> {
     if policy.block_categories.is_empty() && !policy.block_uncategorised {
         return None;
     }
-    let found = db.lookup(name).categories;
+    let found = snapshot.categorise(name);
     if let Some(id) = found.intersection(policy.block_categories).first() {
         return Some(Reason::Category(id));
     }

@@ -8,10 +8,12 @@ use std::fmt;
 use std::net::{Ipv4Addr, Ipv6Addr};
 use std::sync::Arc;
 
-use super::categories::{CategoryDb, CategorySet, Taxonomy};
+use super::categories::{CategoryDb, CategorySet, Matches, Taxonomy};
 use super::cidr::PrefixTable;
+use super::feeds::FeedDb;
 pub use super::layered::Map;
 use super::layered::{AddressMap, LayeredMap};
+use super::qname::QName;
 use super::rules::RuleSet;
 
 /// A device group's place in [`Snapshot::groups`], which is ordered by priority, highest first:
@@ -162,7 +164,10 @@ pub struct Snapshot {
     /// Where a manual isolation puts a device.
     pub isolation_group: GroupIdx,
     pub taxonomy: Arc<Taxonomy>,
+    /// The lists' category DB (categories.toml), rebuilt by a reload.
     pub categories: Arc<CategoryDb>,
+    /// The RPZ feeds' category DB, changed by their transfers.
+    pub feeds: Arc<FeedDb>,
     pub devices: Devices,
     /// `clients` networks of each group: queries from there are in that group at least.
     pub client_groups: Arc<PrefixTable<GroupIdx>>,
@@ -173,5 +178,14 @@ pub struct Snapshot {
 impl Snapshot {
     pub fn group(&self, idx: GroupIdx) -> &Group {
         &self.groups[idx.index()]
+    }
+
+    /// The categories of `name`, from the lists and the feeds alike.
+    #[inline]
+    pub fn categorise(&self, name: &QName) -> CategorySet {
+        let mut found = Matches::default();
+        self.categories.gather(name, &mut found);
+        self.feeds.gather(name, &mut found);
+        found.done().categories
     }
 }

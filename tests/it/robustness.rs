@@ -44,7 +44,15 @@ async fn malformed_packets_get_formerr_or_are_dropped() {
         cut.extend_from_slice(b"\x07exam");
         let mut pointer = header(0x0100, 1, 0);
         pointer.extend_from_slice(b"\xc0\x0c\x00\x01\x00\x01");
-        for packet in [header(0x0100, 0, 0), header(0x0100, 2, 0), cut, pointer] {
+        // ... and a NOTIFY (opcode 4) without its question
+        let notify = header(0x2000, 1, 0);
+        for packet in [
+            header(0x0100, 0, 0),
+            header(0x0100, 2, 0),
+            cut,
+            pointer,
+            notify,
+        ] {
             let raw = exchange_raw(cordon.dns, &packet, ask)
                 .await
                 .expect("an answer");
@@ -52,8 +60,8 @@ async fn malformed_packets_get_formerr_or_are_dropped() {
             assert_eq!(answer.metadata.id, 0xABCD);
             assert_eq!(rcode(&answer), ResponseCode::FormErr);
         }
-        // an opcode we do not serve
-        let raw = exchange_raw(cordon.dns, &header(0x2100, 1, 0), ask)
+        // an opcode we do not serve: UPDATE
+        let raw = exchange_raw(cordon.dns, &header(0x2900, 1, 0), ask)
             .await
             .expect("an answer");
         assert_eq!(
@@ -64,7 +72,7 @@ async fn malformed_packets_get_formerr_or_are_dropped() {
     still_serving(&cordon).await;
     let (_, metrics) = http(cordon.http, "GET", "/metrics", None).await;
     assert!(
-        metrics.contains("cordon_dns_malformed_total 14"),
+        metrics.contains("cordon_dns_malformed_total 16"),
         "{metrics}"
     );
 }

@@ -29,3 +29,4 @@ pub use entry::{ListEntry, ListStats, SkipReason};
 pub use list::{parse_list, parse_reader};
 pub use source::{fetchable, url_lists, ListSource, UrlList};
 pub use ut1::load_ut1_dir;
+pub use zone::rpz_policy;

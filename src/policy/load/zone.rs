@@ -1,7 +1,7 @@
 //! Zone files as block lists ship them: RPZ records (`example.com CNAME .`, names relative to
 //! `$ORIGIN`, `rpz-passthru.` for an exception) and Unbound `local-zone:` lines.
 
-use super::entry::{contains_ignore_case, ListEntry, Out, Parsed, SkipReason};
+use super::entry::{contains_ignore_case, domain_of, ListEntry, Out, Parsed, SkipReason};
 use super::plain::is_hosts_address;
 
 /// Unbound local-zone types under which the zone's names do not resolve to their real addresses.
@@ -77,33 +77,20 @@ impl Zone {
         let rtype = fields
             .find(|field| !is_ttl(field) && !is_class(field))
             .ok_or(SkipReason::UnsupportedRule)?;
-        let exception = if rtype.eq_ignore_ascii_case("CNAME") {
-            cname_policy(fields.next())?
-        } else if rtype.eq_ignore_ascii_case("A") || rtype.eq_ignore_ascii_case("AAAA") {
-            // Local data: the name answers with the list's sinkhole address. Requiring the
-            // address keeps prose (`not a domain`) from reading as an A record.
-            if !fields.next().is_some_and(is_hosts_address) {
-                return Err(SkipReason::UnsupportedRule);
-            }
-            false
-        } else if rtype.eq_ignore_ascii_case("SOA") {
+        if rtype.eq_ignore_ascii_case("SOA") {
             if body.contains('(') && !body.contains(')') {
                 self.soa_lines_left = MAX_SOA_LINES;
             }
             return Err(SkipReason::Comment);
-        } else if rtype.eq_ignore_ascii_case("NS") {
-            return Err(SkipReason::Comment);
-        } else {
-            return Err(SkipReason::UnsupportedRule);
-        };
-        let name = self.relative_to_origin(name)?;
-        if name
-            .split('.')
-            .any(|label| contains_ignore_case(RPZ_TRIGGERS, label))
-        {
-            return Err(SkipReason::UnsupportedRule);
         }
-        out.pattern(name, exception)
+        if rtype.eq_ignore_ascii_case("NS") {
+            return Err(SkipReason::Comment);
+        }
+        let rdata = fields.next();
+        let name = self.relative_to_origin(name)?;
+        let entry = rpz_policy(name, rtype, rdata)?;
+        out.emit(entry.domain, entry.exception);
+        Ok(())
     }
 
     /// A name ending in a dot is absolute, so the origin (if `$ORIGIN` gave one) comes off;
@@ -130,6 +117,34 @@ impl Zone {
             Ok(absolute)
         }
     }
+}
+
+/// What an RPZ policy record means here, from a list file or a zone transfer alike: the domain
+/// it blocks (with every name below it) or excepts, or why it cannot be honoured. `owner` is
+/// relative to the zone's origin; `rdata` is the record's data as text (a CNAME's target, an A
+/// record's address). Only QNAME triggers are honoured: IP, NSIP, NSDNAME and client-IP
+/// triggers, TCP-only and local data other than a sinkhole address are skipped, never widened.
+pub fn rpz_policy(owner: &str, rtype: &str, rdata: Option<&str>) -> Result<ListEntry, SkipReason> {
+    let exception = if rtype.eq_ignore_ascii_case("CNAME") {
+        cname_policy(rdata)?
+    } else if rtype.eq_ignore_ascii_case("A") || rtype.eq_ignore_ascii_case("AAAA") {
+        // Local data: the name answers with the list's sinkhole address. Requiring the
+        // address keeps prose (`not a domain`) from reading as an A record.
+        if !rdata.is_some_and(is_hosts_address) {
+            return Err(SkipReason::UnsupportedRule);
+        }
+        false
+    } else {
+        return Err(SkipReason::UnsupportedRule);
+    };
+    if owner
+        .split('.')
+        .any(|label| contains_ignore_case(RPZ_TRIGGERS, label))
+    {
+        return Err(SkipReason::UnsupportedRule);
+    }
+    let domain = domain_of(owner)?;
+    Ok(ListEntry { domain, exception })
 }
 
 /// `local-zone: "example.com" always_nxdomain` (the `local-zone:` already removed).
