@@ -91,10 +91,13 @@ pub enum Request {
         groups: Vec<String>,
         actor: String,
     },
+    /// Isolate a device by hand; one not seen yet is held as soon as it comes.
     Isolate {
         device: String,
         reason: String,
         ticket: String,
+        /// Seconds until the hold ends by itself; never when `None`.
+        expires_in: Option<u64>,
         actor: String,
     },
     Release {
@@ -111,6 +114,14 @@ pub enum Request {
         critical: bool,
         actor: String,
     },
+}
+
+/// What a responder wants held, and for how long ([`Request::Isolate`], taken apart).
+pub(super) struct HoldRequest {
+    pub reason: String,
+    pub ticket: String,
+    /// Seconds from now until the hold ends by itself.
+    pub expires_in: Option<u64>,
 }
 
 /// A read-only question.
@@ -141,6 +152,9 @@ pub struct Outcome {
     pub version: u64,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub device: Option<DeviceId>,
+    /// A hold that waits for a device not seen yet: the alias it waits for.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub waiting: Option<String>,
     /// Memberships set and unset.
     #[serde(skip)]
     pub joined: usize,
@@ -195,6 +209,9 @@ pub struct DeviceInfo {
     pub bindings: Vec<String>,
     pub critical: bool,
     pub isolation: Option<Hold>,
+    /// `"waiting for device"` for a hold asked for an alias no device has yet.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub status: Option<&'static str>,
 }
 
 /// What a successful reload put in force.

@@ -1,8 +1,10 @@
-//! Responders' holds: isolating a device by hand, releasing it, the critical mark, and the
-//! second admin's approval that isolating a critical device needs.
+//! Responders' holds: isolating a device by hand (for a time, if asked), releasing it, the
+//! critical mark, and the second admin's approval that isolating a critical device needs. A
+//! hold asked for a device not seen yet waits against the alias it named and is placed on the
+//! first device that comes with that alias.
 
-use super::command::{ApplyError, Outcome};
-use super::state::{Change, Hold, APPROVAL_LIFETIME};
+use super::command::{ApplyError, HoldRequest, Outcome};
+use super::state::{Alias, AliasKind, Change, Hold, APPROVAL_LIFETIME};
 use super::writer::{Batch, Writer};
 use crate::policy::DeviceId;
 
@@ -10,27 +12,39 @@ impl Writer {
     pub(super) fn isolate(
         &mut self,
         text: &str,
-        reason: String,
-        ticket: String,
+        asked: HoldRequest,
         actor: &str,
         batch: &mut Batch,
     ) -> Result<Outcome, ApplyError> {
-        let device = self.device(text)?;
+        let at = self.now();
+        let hold = Hold {
+            reason: asked.reason,
+            ticket: asked.ticket,
+            by: actor.to_string(),
+            at,
+            expires: asked
+                .expires_in
+                .map(|s| at.saturating_add(s.min(i64::MAX as u64) as i64)),
+        };
+        let Some(device) = self.state.find(text) else {
+            return self.wait(text, hold, batch);
+        };
         if self.state.devices[&device].hold.is_some() {
             return Ok(Outcome::of(device));
         }
-        let hold = Hold {
-            reason,
-            ticket,
-            by: actor.to_string(),
-            at: self.now(),
-        };
         if !self.is_critical(device) {
             return Ok(self.hold(device, hold, batch));
         }
+        Err(ApplyError::NeedsApproval(
+            self.request_approval(device, hold, batch),
+        ))
+    }
+
+    /// Asks a second admin to approve `hold` on a critical device; the approval's number.
+    fn request_approval(&mut self, device: DeviceId, hold: Hold, batch: &mut Batch) -> u64 {
         // Random, so that no one can guess the number of an approval to come.
         let approval = u64::from(rand::random::<u32>());
-        let reason = hold.reason.clone();
+        let (by, reason) = (hold.by.clone(), hold.reason.clone());
         self.emit(
             batch,
             Change::ApprovalRequested {
@@ -40,8 +54,8 @@ impl Writer {
             },
         );
         let detail = format!("approval {approval}");
-        self.audit(batch, device, actor, "isolation_requested", detail, &reason);
-        Err(ApplyError::NeedsApproval(approval))
+        self.audit(batch, device, &by, "isolation_requested", detail, &reason);
+        approval
     }
 
     /// Marked critical by the API, or named in `devices.critical` by any of its aliases (config
@@ -55,6 +69,97 @@ impl Writer {
                     .iter()
                     .any(|c| c.eq_ignore_ascii_case(a.value))
             })
+    }
+
+    /// A hold for a device no device answers to yet: recorded against the alias at once, and
+    /// placed by [`Writer::place_waiting`] when a device comes with it. `device#N` names a
+    /// device Cordon numbered, so an unknown one is only an error.
+    fn wait(&mut self, text: &str, hold: Hold, batch: &mut Batch) -> Result<Outcome, ApplyError> {
+        let key = waiting_key(text).ok_or_else(|| ApplyError::UnknownDevice(text.to_string()))?;
+        let mut outcome = Outcome {
+            waiting: Some(key.clone()),
+            ..Outcome::default()
+        };
+        if self.state.waiting.contains_key(&key) {
+            return Ok(outcome);
+        }
+        let detail = format!("waiting for a device with {key}; ticket {}", hold.ticket);
+        let (actor, reason) = (hold.by.clone(), hold.reason.clone());
+        self.emit(batch, Change::HoldWaiting { key, hold });
+        outcome.changes += 1;
+        self.audit(batch, None, &actor, "isolation_waiting", detail, &reason);
+        Ok(outcome)
+    }
+
+    /// Places the hold waiting for `alias`, now that `device` has it: as asked, or as an
+    /// approval request for a critical device. Called for every alias a device gains.
+    pub(super) fn place_waiting(&mut self, alias: &Alias, device: DeviceId, batch: &mut Batch) {
+        let Some((key, hold)) = self
+            .state
+            .waiting_for(alias)
+            .map(|(k, h)| (k.clone(), h.clone()))
+        else {
+            return;
+        };
+        self.emit(batch, Change::HoldWaitingEnded { key: key.clone() });
+        if hold.expires.is_some_and(|end| end <= self.now()) {
+            // Ran out before the device came; the next tick would have ended it.
+            return;
+        }
+        let detail = format!("{key} seen; waiting since {}", hold.at);
+        self.audit(
+            batch,
+            device,
+            &hold.by,
+            "isolation_applied",
+            detail,
+            &hold.reason,
+        );
+        if self.state.devices[&device].hold.is_some() {
+            return;
+        }
+        if self.is_critical(device) {
+            self.request_approval(device, hold, batch);
+            return;
+        }
+        self.hold(device, hold, batch);
+    }
+
+    /// Ends every hold whose time has run out, waiting ones included (the leader's tick).
+    pub(super) fn expire_holds(&mut self, batch: &mut Batch) {
+        let now = self.now();
+        let ran_out = |h: &Hold| h.expires.is_some_and(|end| end <= now);
+        let due: Vec<DeviceId> = self
+            .state
+            .devices
+            .iter()
+            .filter(|(_, d)| d.hold.as_deref().is_some_and(ran_out))
+            .map(|(id, _)| id)
+            .collect();
+        let reason = "the isolation's time ran out";
+        for device in due {
+            self.emit(batch, Change::HoldReleased { device });
+            self.audit(batch, device, "expiry", "released", String::new(), reason);
+        }
+        let waiting: Vec<String> = self
+            .state
+            .waiting
+            .iter()
+            .filter(|(_, h)| ran_out(h))
+            .map(|(k, _)| k.clone())
+            .collect();
+        for key in waiting {
+            let detail = format!("no device came with {key}");
+            self.emit(batch, Change::HoldWaitingEnded { key });
+            self.audit(
+                batch,
+                None,
+                "expiry",
+                "isolation_waiting_ended",
+                detail,
+                reason,
+            );
+        }
     }
 
     fn hold(&mut self, device: DeviceId, hold: Hold, batch: &mut Batch) -> Outcome {
@@ -77,6 +182,24 @@ impl Writer {
         reason: &str,
         batch: &mut Batch,
     ) -> Result<Outcome, ApplyError> {
+        let waiting = waiting_key(text).filter(|k| self.state.waiting.contains_key(k));
+        if let (None, Some(key)) = (self.state.find(text), waiting) {
+            let detail = format!("no longer waiting for {key}");
+            self.emit(batch, Change::HoldWaitingEnded { key: key.clone() });
+            self.audit(
+                batch,
+                None,
+                actor,
+                "isolation_waiting_ended",
+                detail,
+                reason,
+            );
+            return Ok(Outcome {
+                changes: 1,
+                waiting: Some(key),
+                ..Outcome::default()
+            });
+        }
         let device = self.device(text)?;
         let mut outcome = Outcome::of(device);
         if self.state.devices[&device].hold.is_some() {
@@ -148,17 +271,222 @@ impl Writer {
     }
 }
 
+/// The alias a waiting hold is kept under: `kind:value` as written, or a bare value (which any
+/// kind of alias with that value answers); `None` for `device#N` and empty text.
+pub(super) fn waiting_key(text: &str) -> Option<String> {
+    let alias = Alias::parse(text);
+    if alias.value.is_empty() || text.starts_with("device#") {
+        return None;
+    }
+    Some(match alias.kind {
+        AliasKind::Name => alias.value.to_string(),
+        _ => alias.key(),
+    })
+}
+
 #[cfg(test)]
 mod tests {
-    use super::super::testing::Harness;
+    use super::super::command::{DeviceReport, Query, QueryReply, Source};
+    use super::super::testing::{computer, Harness};
     use super::super::Request;
     use super::*;
+
+    fn isolate_for(device: &str, expires_in: Option<u64>) -> Request {
+        Request::Isolate {
+            device: device.into(),
+            reason: "playbook: C2 beacon".into(),
+            ticket: "IR-42".into(),
+            expires_in,
+            actor: "edr-playbook".into(),
+        }
+    }
+
+    /// Jamf computer `id` checks in with serial `serial`.
+    fn check_in(id: u32, serial: &str) -> Request {
+        Request::Report {
+            report: DeviceReport {
+                device: computer(id),
+                name: None,
+                aliases: vec![Alias::new(AliasKind::Serial, serial)],
+                address: None,
+            },
+            source: Source::new("test", "check-in"),
+        }
+    }
+
+    /// Checks Jamf computer `id` in with `serial`; the device it is.
+    async fn seen(h: &Harness, id: u32, serial: &str) -> DeviceId {
+        h.control.apply(check_in(id, serial)).await.unwrap();
+        match h
+            .control
+            .query(Query::Device(format!("jamf-computer:{id}")))
+            .await
+            .unwrap()
+        {
+            QueryReply::Device(d) => {
+                d.id.strip_prefix("device#")
+                    .unwrap()
+                    .parse()
+                    .map(DeviceId)
+                    .unwrap()
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    async fn isolations(h: &Harness) -> Vec<(String, Option<&'static str>)> {
+        match h.control.query(Query::Isolations).await.unwrap() {
+            QueryReply::Devices(list) => list.into_iter().map(|d| (d.id, d.status)).collect(),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    async fn actions(h: &Harness, device: &str) -> Vec<String> {
+        match h
+            .control
+            .query(Query::Timeline(device.into(), 50))
+            .await
+            .unwrap()
+        {
+            QueryReply::Timeline(events) => events.into_iter().map(|e| e.action).collect(),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_hold_for_a_serial_not_seen_yet_waits_and_is_placed_when_it_comes() {
+        let h = Harness::start().await;
+        let asked = h
+            .control
+            .apply(isolate_for("C02NEWMAC", None))
+            .await
+            .unwrap();
+        assert_eq!(asked.waiting.as_deref(), Some("c02newmac"));
+        assert_eq!((asked.changes, asked.device), (1, None));
+        let again = h
+            .control
+            .apply(isolate_for("C02NEWMAC", None))
+            .await
+            .unwrap();
+        assert_eq!(again.changes, 0, "asked twice, recorded once");
+        assert_eq!(
+            isolations(&h).await,
+            [("c02newmac".to_string(), Some("waiting for device"))]
+        );
+        // `device#N` names a device Cordon numbered: an unknown one cannot wait.
+        let numbered = h.control.apply(isolate_for("device#99", None)).await;
+        assert!(
+            matches!(numbered, Err(ApplyError::UnknownDevice(_))),
+            "{numbered:?}"
+        );
+
+        let device = seen(&h, 7, "C02NEWMAC").await;
+        assert_eq!(h.group_of(device), "restricted");
+        assert_eq!(isolations(&h).await, [(device.to_string(), None)]);
+        let timeline = actions(&h, &device.to_string()).await;
+        assert!(
+            timeline.contains(&"isolation_applied".to_string()),
+            "{timeline:?}"
+        );
+        assert!(timeline.contains(&"isolated".to_string()), "{timeline:?}");
+    }
+
+    #[tokio::test]
+    async fn a_waiting_hold_survives_a_restart_and_a_typed_alias_waits_for_that_kind_only() {
+        let h = Harness::start().await;
+        h.control
+            .apply(isolate_for("serial:C02TYPED", None))
+            .await
+            .unwrap();
+        let (dir, clock) = (h.dir, h.clock);
+        drop(h.control);
+        let h = Harness::start_in(dir, clock).await;
+        // A Jamf computer id with the same text is not the serial asked for.
+        let other = Request::Report {
+            report: DeviceReport {
+                device: computer(8),
+                name: None,
+                aliases: vec![Alias::new(AliasKind::Udid, "C02TYPED")],
+                address: None,
+            },
+            source: Source::new("test", "check-in"),
+        };
+        h.control.apply(other).await.unwrap();
+        let d = h
+            .control
+            .query(Query::Device("udid:C02TYPED".into()))
+            .await
+            .unwrap();
+        let QueryReply::Device(d) = d else { panic!() };
+        assert_eq!(d.group, "standard");
+        let d = seen(&h, 9, "C02TYPED").await;
+        assert_eq!(h.group_of(d), "restricted");
+    }
+
+    #[tokio::test]
+    async fn a_waiting_hold_is_released_or_runs_out() {
+        let h = Harness::start().await;
+        h.control
+            .apply(isolate_for("C02CANCEL", None))
+            .await
+            .unwrap();
+        let release = Request::Release {
+            device: "C02CANCEL".into(),
+            actor: "alice".into(),
+            reason: "false positive".into(),
+        };
+        let done = h.control.apply(release).await.unwrap();
+        assert_eq!(
+            (done.changes, done.waiting.as_deref()),
+            (1, Some("c02cancel"))
+        );
+        assert!(isolations(&h).await.is_empty());
+
+        h.control
+            .apply(isolate_for("C02SHORT", Some(60)))
+            .await
+            .unwrap();
+        h.clock.advance(61);
+        h.control.tick().await.unwrap();
+        assert!(isolations(&h).await.is_empty());
+        let d = seen(&h, 3, "C02SHORT").await;
+        assert_eq!(
+            h.group_of(d),
+            "standard",
+            "a hold that ran out places nothing"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_time_boxed_hold_ends_at_the_tick_after_its_time() {
+        let h = Harness::start().await;
+        let d = seen(&h, 5, "C02BOXED").await;
+        let held = h
+            .control
+            .apply(isolate_for("C02BOXED", Some(3600)))
+            .await
+            .unwrap();
+        assert_eq!(held.changes, 1);
+        h.clock.advance(3599);
+        h.control.tick().await.unwrap();
+        assert_eq!(h.group_of(d), "restricted");
+        h.clock.advance(2);
+        h.control.tick().await.unwrap();
+        assert_eq!(h.group_of(d), "standard");
+        let timeline = actions(&h, &d.to_string()).await;
+        assert_eq!(
+            timeline.first().map(String::as_str),
+            Some("released"),
+            "{timeline:?}"
+        );
+    }
 
     fn isolate(device: &str, actor: &str) -> Request {
         Request::Isolate {
             device: device.into(),
             reason: "EDR alert".into(),
             ticket: "IR-1".into(),
+            expires_in: None,
             actor: actor.into(),
         }
     }

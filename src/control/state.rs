@@ -224,6 +224,8 @@ pub struct State {
     pub group_names: BTreeMap<String, String>,
     /// Isolations of critical devices waiting for a second admin, by approval number.
     pub approvals: BTreeMap<u64, Pending>,
+    /// Holds asked for devices not seen yet, by the alias they wait for ([`Change::HoldWaiting`]).
+    pub waiting: BTreeMap<String, Hold>,
     pub next_id: u64,
 }
 
@@ -375,7 +377,23 @@ impl State {
             Change::ApprovalGranted { approval } => {
                 self.approvals.remove(approval);
             }
+            Change::HoldWaiting { key, hold } => {
+                self.waiting.insert(key.clone(), hold.clone());
+            }
+            Change::HoldWaitingEnded { key } => {
+                self.waiting.remove(key);
+            }
         }
+    }
+
+    /// The waiting hold that `alias` answers, if any: asked by `kind:value` or by the bare value.
+    pub fn waiting_for(&self, alias: &Alias) -> Option<(&String, &Hold)> {
+        if self.waiting.is_empty() {
+            return None;
+        }
+        self.waiting
+            .get_key_value(&alias.key())
+            .or_else(|| self.waiting.get_key_value(&*alias.value))
     }
 
     fn unbind(&mut self, addr: &IpAddr) {

@@ -87,7 +87,9 @@ impl View {
             }
             Change::CriticalSet { .. }
             | Change::ApprovalRequested { .. }
-            | Change::ApprovalGranted { .. } => {}
+            | Change::ApprovalGranted { .. }
+            | Change::HoldWaiting { .. }
+            | Change::HoldWaitingEnded { .. } => {}
         }
     }
 

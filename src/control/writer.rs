@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, oneshot};
 
 use super::clock::Clock;
-use super::command::{ApplyError, Command, Outcome, ReloadStatus, Request};
+use super::command::{ApplyError, Command, HoldRequest, Outcome, ReloadStatus, Request};
 use super::replica::Replica;
 use super::state::{AuditEvent, Change, State};
 use super::store::{Logged, Store, StoreError, PAGE};
@@ -181,6 +181,7 @@ impl Writer {
                     if self.open(&mut batch).await.is_ok() {
                         let mark = batch.changes.len();
                         self.lapse_bindings(&mut batch);
+                        self.expire_holds(&mut batch);
                         self.follow(&batch.changes[mark..]);
                     }
                     ticks.extend(reply);
@@ -385,8 +386,16 @@ impl Writer {
                 device,
                 reason,
                 ticket,
+                expires_in,
                 actor,
-            } => self.isolate(&device, reason, ticket, &actor, batch),
+            } => {
+                let asked = HoldRequest {
+                    reason,
+                    ticket,
+                    expires_in,
+                };
+                self.isolate(&device, asked, &actor, batch)
+            }
             Request::Release {
                 device,
                 actor,
@@ -404,13 +413,22 @@ impl Writer {
     /// Records `change` in the batch and applies it to the state at once.
     pub(super) fn emit(&mut self, batch: &mut Batch, change: Change) {
         self.state.apply(&change);
+        let gained = match &change {
+            Change::AliasSeen { alias, device } if !self.state.waiting.is_empty() => {
+                Some((alias.clone(), *device))
+            }
+            _ => None,
+        };
         batch.changes.push(change);
+        if let Some((alias, device)) = gained {
+            self.place_waiting(&alias, device, batch);
+        }
     }
 
     pub(super) fn audit(
         &self,
         batch: &mut Batch,
-        device: DeviceId,
+        device: impl Into<Option<DeviceId>>,
         actor: &str,
         action: &str,
         detail: String,
@@ -418,7 +436,7 @@ impl Writer {
     ) {
         batch.audit.push(AuditEvent {
             at: self.now(),
-            device: Some(device),
+            device: device.into(),
             actor: actor.to_string(),
             action: action.to_string(),
             detail,
@@ -620,6 +638,7 @@ mod tests {
                 device: "C02SER2".into(),
                 reason: "EDR".into(),
                 ticket: "IR-9".into(),
+                expires_in: None,
                 actor: "alice".into(),
             },
             check_in(3, "10.0.0.2"),
@@ -632,6 +651,7 @@ mod tests {
                 device: "C02CRITICAL".into(),
                 reason: "EDR".into(),
                 ticket: "IR-10".into(),
+                expires_in: None,
                 actor: "alice".into(),
             },
             Request::ReplaceMembers {

@@ -6,6 +6,7 @@ mod encrypted;
 mod fake_jamf;
 mod feeds;
 mod hierarchy;
+mod holds;
 mod knot;
 mod layout;
 mod limits;

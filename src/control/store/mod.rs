@@ -234,6 +234,10 @@ impl Rows {
         }
     }
 
+    fn waiting(&mut self, key: String, hold: Hold) {
+        self.state.apply(&Change::HoldWaiting { key, hold });
+    }
+
     fn approval(&mut self, approval: i64, device: i64, hold: Hold) {
         if let Some(device) = self.known(device) {
             let approval = approval as u64;
@@ -273,11 +277,13 @@ fn hold_of(
     ticket: Option<String>,
     by: Option<String>,
     at: Option<i64>,
+    expires: Option<i64>,
 ) -> Option<Hold> {
     Some(Hold {
         reason: reason?,
         ticket: ticket.unwrap_or_default(),
         by: by.unwrap_or_default(),
         at: at.unwrap_or_default(),
+        expires,
     })
 }

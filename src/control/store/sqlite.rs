@@ -158,11 +158,12 @@ fn load_from(conn: &Connection) -> Result<Loaded, Fault> {
     })?;
     rows.id_range(low, high)?;
     let mut stmt = conn.prepare(
-        "SELECT id, label, critical, hold_reason, hold_ticket, hold_by, hold_at FROM devices",
+        "SELECT id, label, critical, hold_reason, hold_ticket, hold_by, hold_at, hold_expires
+         FROM devices",
     )?;
     let mut it = stmt.query([])?;
     while let Some(r) = it.next()? {
-        let hold = hold_of(r.get(3)?, r.get(4)?, r.get(5)?, r.get(6)?);
+        let hold = hold_of(r.get(3)?, r.get(4)?, r.get(5)?, r.get(6)?, r.get(7)?);
         rows.device(r.get(0)?, r.get(1)?, r.get(2)?, hold);
     }
     let mut stmt = conn.prepare("SELECT kind, value, device FROM aliases")?;
@@ -185,12 +186,20 @@ fn load_from(conn: &Connection) -> Result<Loaded, Fault> {
     while let Some(r) = it.next()? {
         rows.binding(&r.get::<_, String>(0)?, r.get(1)?, r.get(2)?);
     }
-    let mut stmt =
-        conn.prepare("SELECT id, device, reason, ticket, by, at FROM approvals ORDER BY at")?;
+    let mut stmt = conn
+        .prepare("SELECT id, device, reason, ticket, by, at, expires FROM approvals ORDER BY at")?;
     let mut it = stmt.query([])?;
     while let Some(r) = it.next()? {
-        if let Some(hold) = hold_of(r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?) {
+        if let Some(hold) = hold_of(r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?, r.get(6)?) {
             rows.approval(r.get(0)?, r.get(1)?, hold);
+        }
+    }
+    let mut stmt =
+        conn.prepare("SELECT key, reason, ticket, by, at, expires FROM waiting_holds")?;
+    let mut it = stmt.query([])?;
+    while let Some(r) = it.next()? {
+        if let Some(hold) = hold_of(r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?) {
+            rows.waiting(r.get(0)?, hold);
         }
     }
     Ok(Loaded {
@@ -200,7 +209,9 @@ fn load_from(conn: &Connection) -> Result<Loaded, Fault> {
 }
 
 fn write_change(tx: &Transaction<'_>, change: &Change) -> rusqlite::Result<()> {
-    let hold_sql = "UPDATE devices SET hold_reason = ?2, hold_ticket = ?3, hold_by = ?4, hold_at = ?5 WHERE id = ?1";
+    let hold_sql =
+        "UPDATE devices SET hold_reason = ?2, hold_ticket = ?3, hold_by = ?4, hold_at = ?5,
+                    hold_expires = ?6 WHERE id = ?1";
     match change {
         Change::DeviceAdded { device, label } => {
             tx.execute(
@@ -255,12 +266,13 @@ fn write_change(tx: &Transaction<'_>, change: &Change) -> rusqlite::Result<()> {
         Change::HoldPlaced { device, hold: h } => {
             tx.execute(
                 hold_sql,
-                params![device.0 as i64, h.reason, h.ticket, h.by, h.at],
+                params![device.0 as i64, h.reason, h.ticket, h.by, h.at, h.expires],
             )?;
         }
         Change::HoldReleased { device } => {
             let none: Option<String> = None;
-            tx.execute(hold_sql, params![device.0 as i64, none, none, none, none])?;
+            let params = params![device.0 as i64, none, none, none, none, none];
+            tx.execute(hold_sql, params)?;
         }
         Change::CriticalSet { device, critical } => {
             tx.execute(
@@ -279,12 +291,31 @@ fn write_change(tx: &Transaction<'_>, change: &Change) -> rusqlite::Result<()> {
                 [h.at - crate::control::state::APPROVAL_LIFETIME],
             )?;
             tx.execute(
-                "INSERT OR REPLACE INTO approvals (id, device, reason, ticket, by, at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-                params![*approval as i64, device.0 as i64, h.reason, h.ticket, h.by, h.at],
+                "INSERT OR REPLACE INTO approvals (id, device, reason, ticket, by, at, expires)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                params![
+                    *approval as i64,
+                    device.0 as i64,
+                    h.reason,
+                    h.ticket,
+                    h.by,
+                    h.at,
+                    h.expires
+                ],
             )?;
         }
         Change::ApprovalGranted { approval } => {
             tx.execute("DELETE FROM approvals WHERE id = ?1", [*approval as i64])?;
+        }
+        Change::HoldWaiting { key, hold: h } => {
+            tx.execute(
+                "INSERT OR REPLACE INTO waiting_holds (key, reason, ticket, by, at, expires)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                params![key, h.reason, h.ticket, h.by, h.at, h.expires],
+            )?;
+        }
+        Change::HoldWaitingEnded { key } => {
+            tx.execute("DELETE FROM waiting_holds WHERE key = ?1", [key])?;
         }
     }
     Ok(())
@@ -329,6 +360,7 @@ mod tests {
                     ticket: "t".into(),
                     by: "me".into(),
                     at: 5,
+                    expires: Some(86_405),
                 },
             },
             Change::ApprovalRequested {
@@ -339,6 +371,7 @@ mod tests {
                     ticket: "t2".into(),
                     by: "alice".into(),
                     at: 6,
+                    expires: None,
                 },
             },
         ];

@@ -1,0 +1,8 @@
+-- Time-boxed holds, and holds that wait for a device not seen yet (0.6).
+ALTER TABLE devices ADD COLUMN hold_expires INTEGER;
+ALTER TABLE approvals ADD COLUMN expires INTEGER;
+CREATE TABLE waiting_holds (
+    key TEXT PRIMARY KEY,
+    reason TEXT NOT NULL, ticket TEXT NOT NULL, by TEXT NOT NULL, at INTEGER NOT NULL,
+    expires INTEGER
+);
