@@ -75,6 +75,14 @@ pub enum Change {
     HoldReleased {
         device: DeviceId,
     },
+    /// The device's isolation ended: it is on probation until `until` (seconds since the epoch).
+    ProbationStarted {
+        device: DeviceId,
+        until: i64,
+    },
+    ProbationEnded {
+        device: DeviceId,
+    },
     /// A hold asked for a device no device answers to yet, by the alias `key` (`kind:value`,
     /// or a bare value of any kind): placed on the first device that comes with that alias.
     HoldWaiting {

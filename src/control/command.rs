@@ -105,6 +105,15 @@ pub enum Request {
         actor: String,
         reason: String,
     },
+    /// A device asked for a tripwire's name: isolate it (as a responder's hold by `tripwire`,
+    /// approval and all for a critical device).
+    Tripped {
+        device: DeviceId,
+        /// The name it asked for.
+        name: String,
+        /// Why the name is a tripwire: the policy's list, or a category.
+        why: String,
+    },
     Approve {
         approval: u64,
         actor: String,
@@ -209,6 +218,9 @@ pub struct DeviceInfo {
     pub bindings: Vec<String>,
     pub critical: bool,
     pub isolation: Option<Hold>,
+    /// On probation after an isolation ended, until then (seconds since the epoch).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub probation_until: Option<i64>,
     /// `"waiting for device"` for a hold asked for an alias no device has yet.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub status: Option<&'static str>,

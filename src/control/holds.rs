@@ -5,8 +5,12 @@
 
 use super::command::{ApplyError, HoldRequest, Outcome};
 use super::state::{Alias, AliasKind, Change, Hold, APPROVAL_LIFETIME};
+use super::view::group_of;
 use super::writer::{Batch, Writer};
 use crate::policy::DeviceId;
+
+/// The actor of holds a tripwire places.
+const TRIPWIRE: &str = "tripwire";
 
 impl Writer {
     pub(super) fn isolate(
@@ -56,6 +60,34 @@ impl Writer {
         let detail = format!("approval {approval}");
         self.audit(batch, device, &by, "isolation_requested", detail, &reason);
         approval
+    }
+
+    /// A tripwire fired: recorded as such, then the device is held as a responder would hold it.
+    pub(super) fn tripped(
+        &mut self,
+        device: DeviceId,
+        name: &str,
+        why: &str,
+        batch: &mut Batch,
+    ) -> Result<Outcome, ApplyError> {
+        if !self.state.devices.contains_key(&device) {
+            return Err(ApplyError::UnknownDevice(device.to_string()));
+        }
+        let reason = format!("tripwire: asked for {name} ({why})");
+        self.audit(
+            batch,
+            device,
+            TRIPWIRE,
+            "tripwire_fired",
+            name.to_string(),
+            why,
+        );
+        let asked = HoldRequest {
+            reason,
+            ticket: String::new(),
+            expires_in: None,
+        };
+        self.isolate(&device.to_string(), asked, TRIPWIRE, batch)
     }
 
     /// Marked critical by the API, or named in `devices.critical` by any of its aliases (config
@@ -162,10 +194,69 @@ impl Writer {
         }
     }
 
+    /// Puts a device just taken out of isolation on probation, for its policy's `probation_s`
+    /// (none at 0): its next tripwire isolates it again, and its view and timeline say so.
+    pub(super) fn start_probation(&mut self, device: DeviceId, batch: &mut Batch) {
+        let group = group_of(&self.parts, &self.state, device).unwrap_or(self.parts.default_group);
+        let seconds = self.parts.groups[group.index()].policy.probation_s;
+        if seconds == 0 {
+            return;
+        }
+        let until = self.now() + i64::from(seconds);
+        self.emit(batch, Change::ProbationStarted { device, until });
+        let detail = format!("until {until}");
+        let reason = format!("isolation ended; probation_s {seconds}");
+        self.audit(
+            batch,
+            device,
+            "cordon",
+            "probation_started",
+            detail,
+            &reason,
+        );
+    }
+
+    /// Ends every probation whose time has come (the leader's tick).
+    pub(super) fn end_probations(&mut self, batch: &mut Batch) {
+        let now = self.now();
+        let due: Vec<DeviceId> = self
+            .state
+            .devices
+            .iter()
+            .filter(|(_, d)| d.probation.is_some_and(|until| until <= now))
+            .map(|(id, _)| id)
+            .collect();
+        for device in due {
+            self.emit(batch, Change::ProbationEnded { device });
+            let reason = "probation_s ran out with no tripwire";
+            self.audit(
+                batch,
+                device,
+                "cordon",
+                "probation_ended",
+                String::new(),
+                reason,
+            );
+        }
+    }
+
     fn hold(&mut self, device: DeviceId, hold: Hold, batch: &mut Batch) -> Outcome {
         let mut outcome = Outcome::of(device);
         if self.state.devices[&device].hold.is_some() {
             return outcome;
+        }
+        if self.state.devices[&device].probation.is_some() {
+            // Back in isolation: a probation after this one starts at its release.
+            self.emit(batch, Change::ProbationEnded { device });
+            let why = "isolated again";
+            self.audit(
+                batch,
+                device,
+                &hold.by,
+                "probation_ended",
+                String::new(),
+                why,
+            );
         }
         let detail = format!("ticket {}", hold.ticket);
         let (actor, reason) = (hold.by.clone(), hold.reason.clone());
@@ -455,6 +546,76 @@ mod tests {
             "standard",
             "a hold that ran out places nothing"
         );
+    }
+
+    #[tokio::test]
+    async fn a_tripwire_holds_the_device_and_a_critical_one_waits_for_approval() {
+        let h = Harness::start().await;
+        let d = seen(&h, 4, "C02TRIP").await;
+        let trip = |device| Request::Tripped {
+            device,
+            name: "evil.test".into(),
+            why: "category malware".into(),
+        };
+        assert_eq!(h.control.apply(trip(d)).await.unwrap().changes, 1);
+        assert_eq!(h.group_of(d), "restricted");
+        let timeline = actions(&h, &d.to_string()).await;
+        assert_eq!(
+            timeline[..2],
+            ["isolated", "tripwire_fired"],
+            "newest first"
+        );
+        let critical = DeviceId(1);
+        let asked = h.control.apply(trip(critical)).await;
+        assert!(
+            matches!(asked, Err(ApplyError::NeedsApproval(_))),
+            "{asked:?}"
+        );
+        assert_eq!(h.group_of(critical), "standard");
+        let unknown = h.control.apply(trip(DeviceId(999))).await;
+        assert!(
+            matches!(unknown, Err(ApplyError::UnknownDevice(_))),
+            "{unknown:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_release_puts_the_device_on_probation_until_the_tick_after_its_end() {
+        let h = Harness::start_with_own_policies().await;
+        let standard = h.policies().join("standard.toml");
+        let text = std::fs::read_to_string(&standard).unwrap() + "probation_s = 600\n";
+        std::fs::write(&standard, text).unwrap();
+        h.control.reload().await.unwrap();
+        let d = seen(&h, 6, "C02PROBE").await;
+        h.control
+            .apply(isolate_for("C02PROBE", None))
+            .await
+            .unwrap();
+        let release = Request::Release {
+            device: "C02PROBE".into(),
+            actor: "alice".into(),
+            reason: "reimaged".into(),
+        };
+        h.control.apply(release).await.unwrap();
+        let probation = |h: &Harness| {
+            let h = h.control.clone();
+            async move {
+                match h.query(Query::Device("C02PROBE".into())).await.unwrap() {
+                    QueryReply::Device(d) => d.probation_until,
+                    other => panic!("{other:?}"),
+                }
+            }
+        };
+        let until = probation(&h).await.unwrap();
+        assert_eq!(until, super::super::clock::Clock::now(&h.clock) + 600);
+        h.clock.advance(599);
+        h.control.tick().await.unwrap();
+        assert_eq!(probation(&h).await, Some(until));
+        h.clock.advance(2);
+        h.control.tick().await.unwrap();
+        assert_eq!(probation(&h).await, None);
+        let timeline = actions(&h, &d.to_string()).await;
+        assert_eq!(timeline[..2], ["probation_ended", "probation_started"]);
     }
 
     #[tokio::test]

@@ -86,6 +86,7 @@ impl Writer {
                 .collect(),
             critical: d.critical,
             isolation: d.hold.as_deref().cloned(),
+            probation_until: d.probation,
             status: None,
         }
     }
@@ -103,6 +104,7 @@ impl Writer {
             bindings: Vec::new(),
             critical: false,
             isolation: Some(hold.clone()),
+            probation_until: None,
             status: Some("waiting for device"),
         }
     }

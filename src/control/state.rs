@@ -89,6 +89,8 @@ pub struct Device {
     pub hold: Option<Box<Hold>>,
     /// The addresses bound to it (the reverse of [`State::bindings`]).
     pub addresses: SmallSet<IpAddr>,
+    /// On probation after its isolation ended, until then (seconds since the epoch).
+    pub probation: Option<i64>,
 }
 
 /// A source address bound to a device.
@@ -376,6 +378,16 @@ impl State {
             }
             Change::ApprovalGranted { approval } => {
                 self.approvals.remove(approval);
+            }
+            Change::ProbationStarted { device, until } => {
+                if let Some(d) = self.devices.get_mut(device) {
+                    d.probation = Some(*until);
+                }
+            }
+            Change::ProbationEnded { device } => {
+                if let Some(d) = self.devices.get_mut(device) {
+                    d.probation = None;
+                }
             }
             Change::HoldWaiting { key, hold } => {
                 self.waiting.insert(key.clone(), hold.clone());

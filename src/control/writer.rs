@@ -182,7 +182,8 @@ impl Writer {
                         let mark = batch.changes.len();
                         self.lapse_bindings(&mut batch);
                         self.expire_holds(&mut batch);
-                        self.follow(&batch.changes[mark..]);
+                        self.end_probations(&mut batch);
+                        self.follow_into(&mut batch, mark);
                     }
                     ticks.extend(reply);
                 }
@@ -345,15 +346,26 @@ impl Writer {
             self.reread(&batch.changes).await;
             return Err(ApplyError::Internal);
         };
-        self.follow(&batch.changes[mark..]);
+        self.follow_into(batch, mark);
         result
     }
 
-    /// Brings the device view up to changes already applied to the state.
-    fn follow(&mut self, changes: &[Change]) {
-        for c in changes {
-            self.view.apply(&self.parts, &self.state, c);
+    /// Brings the device view up to the batch's changes from `mark` on (already applied to the
+    /// state), and puts every device they took out of isolation on probation.
+    fn follow_into(&mut self, batch: &mut Batch, mark: usize) {
+        // Probation changes move no device: the view has nothing to follow in them.
+        for device in self.follow(&batch.changes[mark..]) {
+            self.start_probation(device, batch);
         }
+    }
+
+    /// Brings the device view up to changes already applied to the state; the devices they
+    /// took out of isolation.
+    fn follow(&mut self, changes: &[Change]) -> Vec<DeviceId> {
+        changes
+            .iter()
+            .filter_map(|c| self.view.apply(&self.parts, &self.state, c))
+            .collect()
     }
 
     /// Which concern a request belongs to.
@@ -396,6 +408,7 @@ impl Writer {
                 };
                 self.isolate(&device, asked, &actor, batch)
             }
+            Request::Tripped { device, name, why } => self.tripped(device, &name, &why, batch),
             Request::Release {
                 device,
                 actor,

@@ -106,6 +106,42 @@ pub fn check_target(snapshot: &Snapshot, group: GroupIdx, target: &QName) -> Opt
     Some(blocked(Reason::Category(id)))
 }
 
+/// Why a name is a tripwire for a policy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TripHit {
+    /// In the policy's `tripwire` list.
+    Listed,
+    /// In one of its `tripwire_categories` (the lowest-numbered).
+    Category(CategoryId),
+}
+
+/// Whether asking for `name` sets off a tripwire of `group`'s policy. Never for a name an
+/// allow rule or an allowed service covers: an incident's list must not isolate every device
+/// that reaches its MDM.
+#[inline]
+pub fn tripwire(snapshot: &Snapshot, group: GroupIdx, name: &QName) -> Option<TripHit> {
+    let policy = &snapshot.group(group).policy;
+    if !policy.has_tripwires() {
+        return None;
+    }
+    if policy
+        .rules
+        .first_match(name)
+        .is_some_and(|hit| hit.kind != RuleKind::Deny)
+    {
+        return None;
+    }
+    if policy.tripwires.first_match(name).is_some() {
+        return Some(TripHit::Listed);
+    }
+    if policy.tripwire_categories.is_empty() {
+        return None;
+    }
+    let found = snapshot.categorise(name);
+    let id = found.intersection(policy.tripwire_categories).first()?;
+    Some(TripHit::Category(id))
+}
+
 /// The category step of contract 7: a blocked category, or block-uncategorised.
 #[inline]
 fn category_reason(policy: &Policy, snapshot: &Snapshot, name: &QName) -> Option<Reason> {

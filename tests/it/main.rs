@@ -22,4 +22,5 @@ mod store;
 mod store_suite;
 mod support;
 mod sync;
+mod tripwire;
 mod upstreams;

@@ -197,13 +197,23 @@ impl Rows {
         Ok(())
     }
 
-    fn device(&mut self, id: i64, label: String, critical: bool, hold: Option<Hold>) {
+    fn device(
+        &mut self,
+        id: i64,
+        label: String,
+        critical: bool,
+        hold: Option<Hold>,
+        probation: Option<i64>,
+    ) {
         let device = DeviceId(id as u64);
         let state = &mut self.state;
         state.apply(&Change::DeviceAdded { device, label });
         state.apply(&Change::CriticalSet { device, critical });
         if let Some(hold) = hold {
             state.apply(&Change::HoldPlaced { device, hold });
+        }
+        if let Some(until) = probation {
+            state.apply(&Change::ProbationStarted { device, until });
         }
     }
 

@@ -404,6 +404,7 @@ struct Statements {
     approval_granted: Statement,
     waiting_set: Statement,
     waiting_ended: Statement,
+    probation: Statement,
     log: Statement,
     trim: Statement,
     notify: Statement,
@@ -441,6 +442,7 @@ impl Conn {
              ON CONFLICT (key) DO UPDATE SET reason = excluded.reason, ticket = excluded.ticket,
              by = excluded.by, at = excluded.at, expires = excluded.expires",
             "DELETE FROM waiting_holds WHERE key = $1",
+            "UPDATE devices SET probation_until = $2 WHERE id = $1",
             "INSERT INTO changes (id, at, change)
              SELECT l.id, $2, l.change FROM UNNEST($1::BIGINT[], $3::TEXT[]) AS l(id, change)",
             "DELETE FROM changes WHERE id <= $1",
@@ -456,10 +458,10 @@ impl Conn {
         let prepared = try_join_all(sql.iter().map(|s| client.prepare(s))).await?;
         // One statement for each text, in order: try_join_all keeps both.
         let Ok(
-            [lock, device_added, label_set, alias_seen, membership_set, membership_unset, group_named, binding_seen, binding_lapsed, hold, critical_set, approvals_lapse, approval_requested, approval_granted, waiting_set, waiting_ended, log, trim, notify, audit, after, timeline],
-        ) = <[Statement; 22]>::try_from(prepared)
+            [lock, device_added, label_set, alias_seen, membership_set, membership_unset, group_named, binding_seen, binding_lapsed, hold, critical_set, approvals_lapse, approval_requested, approval_granted, waiting_set, waiting_ended, probation, log, trim, notify, audit, after, timeline],
+        ) = <[Statement; 23]>::try_from(prepared)
         else {
-            unreachable!("one prepared statement for each of the 22 texts");
+            unreachable!("one prepared statement for each of the 23 texts");
         };
         let st = Statements {
             lock,
@@ -478,6 +480,7 @@ impl Conn {
             approval_granted,
             waiting_set,
             waiting_ended,
+            probation,
             log,
             trim,
             notify,
@@ -586,6 +589,12 @@ fn statement_for<'s>(st: &'s Statements, change: &Change) -> Vec<(&'s Statement,
             ],
         )],
         Change::HoldWaitingEnded { key } => vec![(&st.waiting_ended, vec![text(key)])],
+        Change::ProbationStarted { device, until } => {
+            vec![(&st.probation, vec![id(device), Box::new(Some(*until))])]
+        }
+        Change::ProbationEnded { device } => {
+            vec![(&st.probation, vec![id(device), Box::new(None::<i64>)])]
+        }
     }
 }
 
@@ -693,14 +702,15 @@ async fn load_in(client: &Client) -> Result<Loaded, Fault> {
     };
     let mut it = pin!(
         each(
-            "SELECT id, label, critical, hold_reason, hold_ticket, hold_by, hold_at, hold_expires
+            "SELECT id, label, critical, hold_reason, hold_ticket, hold_by, hold_at, hold_expires,
+                    probation_until
              FROM devices"
         )
         .await?
     );
     while let Some(r) = it.try_next().await? {
         let hold = hold_of(r.get(3), r.get(4), r.get(5), r.get(6), r.get(7));
-        rows.device(r.get(0), r.get(1), r.get(2), hold);
+        rows.device(r.get(0), r.get(1), r.get(2), hold, r.get(8));
     }
     let mut it = pin!(each("SELECT kind, value, device FROM aliases").await?);
     while let Some(r) = it.try_next().await? {

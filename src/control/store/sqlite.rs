@@ -158,13 +158,14 @@ fn load_from(conn: &Connection) -> Result<Loaded, Fault> {
     })?;
     rows.id_range(low, high)?;
     let mut stmt = conn.prepare(
-        "SELECT id, label, critical, hold_reason, hold_ticket, hold_by, hold_at, hold_expires
+        "SELECT id, label, critical, hold_reason, hold_ticket, hold_by, hold_at, hold_expires,
+                probation_until
          FROM devices",
     )?;
     let mut it = stmt.query([])?;
     while let Some(r) = it.next()? {
         let hold = hold_of(r.get(3)?, r.get(4)?, r.get(5)?, r.get(6)?, r.get(7)?);
-        rows.device(r.get(0)?, r.get(1)?, r.get(2)?, hold);
+        rows.device(r.get(0)?, r.get(1)?, r.get(2)?, hold, r.get(8)?);
     }
     let mut stmt = conn.prepare("SELECT kind, value, device FROM aliases")?;
     let mut it = stmt.query([])?;
@@ -306,6 +307,18 @@ fn write_change(tx: &Transaction<'_>, change: &Change) -> rusqlite::Result<()> {
         }
         Change::ApprovalGranted { approval } => {
             tx.execute("DELETE FROM approvals WHERE id = ?1", [*approval as i64])?;
+        }
+        Change::ProbationStarted { device, until } => {
+            tx.execute(
+                "UPDATE devices SET probation_until = ?2 WHERE id = ?1",
+                params![device.0 as i64, until],
+            )?;
+        }
+        Change::ProbationEnded { device } => {
+            tx.execute(
+                "UPDATE devices SET probation_until = NULL WHERE id = ?1",
+                [device.0 as i64],
+            )?;
         }
         Change::HoldWaiting { key, hold: h } => {
             tx.execute(
