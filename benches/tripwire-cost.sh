@@ -22,7 +22,7 @@ run() {  # off|on -> µs per query
   local extra=$bound
   [ "$1" = on ] && extra="$extra[tripwire]\nenabled = true\n"
   CONFIG_EXTRA=$extra POLICIES=$policies benches/cpu-per-query.sh "$WORKLOAD" |
-    awk '/of server CPU per query/{print $(NF-5)}'
+    awk '/of server CPU per query/{print $(NF-6)}'
 }
 declare -a off on
 for r in $(seq 1 "$ROUNDS"); do
