@@ -13,7 +13,7 @@ use criterion::{criterion_group, criterion_main, BatchSize, Criterion};
 use cordon::control::state::State;
 use cordon::control::view::offline_snapshot;
 use cordon::identity::{identify, Client, Forwarded, IdentityRules, Transport};
-use cordon::policy::{decide, tripwire, PolicySet, QName, Snapshot, StaticBinding};
+use cordon::policy::{decide, decide_and_tripwire, PolicySet, QName, Snapshot, StaticBinding};
 
 /// A deterministic generator (SplitMix64), so every run lists the same names.
 struct Rng(u64);
@@ -157,9 +157,11 @@ fn bench_decide(c: &mut Criterion) {
         b.iter(|| {
             i = (i + 1) & 4095;
             let identity = identify(&snapshot, &standard, &rules, &none);
-            let name = black_box(&names[i]);
-            let decision = decide(&snapshot, identity.group, name);
-            black_box((decision, tripwire(&snapshot, decision.group, name)))
+            black_box(decide_and_tripwire(
+                &snapshot,
+                identity.group,
+                black_box(&names[i]),
+            ))
         })
     });
     group.bench_function("category_lookup", |b| {

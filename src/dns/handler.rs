@@ -26,7 +26,9 @@ use super::wire::{self, flag, rcode, rtype, Query, QueryError};
 use crate::identity::{identify, Client, Forwarded, IdentityRules, TokenOutcome, Transport};
 use crate::metrics::{Metrics, Outcome, QueryCounters};
 use crate::policy::snapshot::Group;
-use crate::policy::{check_target, decide, Decision, Published, QName, Reason, Snapshot};
+use crate::policy::{
+    check_target, decide, decide_and_tripwire, Decision, Published, QName, Reason, Snapshot,
+};
 
 /// RFC 8914 info codes for our own failures.
 const EDE_NETWORK_ERROR: u16 = 23;
@@ -370,9 +372,13 @@ impl Handler {
         let mut key: KeyBuf = [0u8; 260];
         let key = cache::key(&q, &mut key);
         let probe = self.cache.probe(key);
-        let decision = decide(&snapshot, identity.group, &q.name);
-        if let (Some(trips), Some(device)) = (self.tripwires.get(), identity.device) {
-            if let Some(trip) = trips.check(&snapshot, decision.group, device, &q.name) {
+        let tripwires = self.tripwires.get().zip(identity.device);
+        let (decision, hit) = match tripwires {
+            Some(_) => decide_and_tripwire(&snapshot, identity.group, &q.name),
+            None => (decide(&snapshot, identity.group, &q.name), None),
+        };
+        if let (Some((trips, device)), Some(hit)) = (tripwires, hit) {
+            if let Some(trip) = trips.check(&snapshot, hit, device, &q.name) {
                 return Step::Later(Pending {
                     packet: packet.to_vec(),
                     asked,

@@ -1,7 +1,7 @@
 //! Tripwires on the query path: a device that asks for a name its policy calls a tripwire
-//! (`tripwire`, `tripwire_categories`) is isolated before it hears the answer. The check is a
-//! rule and a category lookup, only for identified devices of policies that name tripwires; a
-//! hit (rare) hands the query to the control plane through a [`TripSink`] and answers once
+//! (`tripwire`, `tripwire_categories`) is isolated before it hears the answer. The check rides
+//! on the decision's own lookups (`policy::decide_and_tripwire`), only for identified devices;
+//! a hit (rare) hands the query to the control plane through a [`TripSink`] and answers once
 //! the hold is in force. A per-device cooldown keeps one beaconing device from queueing a
 //! request per query.
 
@@ -15,7 +15,7 @@ use prometheus::IntCounter;
 
 use super::cache::now_secs;
 use crate::metrics::Metrics;
-use crate::policy::{tripwire, DeviceId, GroupIdx, QName, Snapshot, TripHit};
+use crate::policy::{DeviceId, QName, Snapshot, TripHit};
 
 /// How long a trip may wait for the hold: past it the answer goes out as decided.
 const FIRE_DEADLINE: Duration = Duration::from_secs(2);
@@ -64,16 +64,15 @@ impl Tripwires {
         }
     }
 
-    /// The trip a query of `device` for `name` sets off, if any.
-    #[inline]
+    /// The trip a query of `device` for `name` sets off, given the tripwire it hit
+    /// ([`crate::policy::decide_and_tripwire`]): none while the device cools down.
     pub fn check(
         &self,
         snapshot: &Snapshot,
-        group: GroupIdx,
+        hit: TripHit,
         device: DeviceId,
         name: &QName,
     ) -> Option<Trip> {
-        let hit = tripwire(snapshot, group, name)?;
         let now = now_secs();
         let mut last = self.last.entry(device).or_insert(0);
         if *last != 0 && now.saturating_sub(*last) < self.settings.cooldown_s {
