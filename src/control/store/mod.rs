@@ -40,6 +40,30 @@ pub struct Logged {
     pub committed_ms: Option<i64>,
 }
 
+/// An audit row as an outbox reader sees it: its id (which only grows, in commit order), the
+/// record, and the device it names as the device is now.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Audited {
+    pub id: i64,
+    pub event: AuditEvent,
+    /// The device's label, when the row names a device the devices table has.
+    pub label: Option<String>,
+    /// The device's aliases as `kind:value`, sorted; device tokens are left out.
+    pub aliases: Vec<String>,
+}
+
+/// What a reader of the audit log finds after its position, read in one consistent view.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Outbox {
+    /// The rows with the actions asked for, oldest first, at most as many as asked for.
+    pub rows: Vec<Audited>,
+    /// How many rows with those actions there are after the position in all.
+    pub pending: i64,
+    /// The id of the newest audit row of any action (0 for none): once every row asked for up
+    /// to it is passed, the reader's position can move there.
+    pub end: i64,
+}
+
 /// The whole state and the log position it reflects, read in one consistent view.
 #[derive(Debug)]
 pub struct Loaded {
@@ -165,6 +189,54 @@ impl Store {
             Store::Postgres(s) => s.timeline(device, limit).await,
         }
     }
+}
+
+impl Store {
+    /// The audit rows after `after` whose action is one of `actions` (at most `limit` of
+    /// them), how many there are in all, and the newest row's id. Audit ids grow in commit order
+    /// in both engines (PostgreSQL's are given under the log's lock), so a reader that moves its
+    /// position past a row never misses one that commits later.
+    pub async fn outbox(
+        &mut self,
+        after: i64,
+        actions: &[&str],
+        limit: usize,
+    ) -> Result<Outbox, StoreError> {
+        match self {
+            Store::Sqlite(s) => s.outbox(after, actions, limit),
+            Store::Postgres(s) => s.outbox(after, actions, limit).await,
+        }
+    }
+
+    /// How far the events sink `sink` has been delivered (the last audit id it has passed). A
+    /// sink the store has not heard of starts at the newest audit row: it hears what happens from
+    /// now on, not the history.
+    pub async fn sink_cursor(&mut self, sink: &str) -> Result<i64, StoreError> {
+        match self {
+            Store::Sqlite(s) => s.sink_cursor(sink),
+            Store::Postgres(s) => s.sink_cursor(sink).await,
+        }
+    }
+
+    /// Records that `sink` has been delivered up to audit id `id`; a cursor never moves back.
+    pub async fn set_sink_cursor(&mut self, sink: &str, id: i64) -> Result<(), StoreError> {
+        match self {
+            Store::Sqlite(s) => s.set_sink_cursor(sink, id),
+            Store::Postgres(s) => s.set_sink_cursor(sink, id).await,
+        }
+    }
+}
+
+/// Aliases as both engines read them for [`Audited`]: one `kind:value` a line, sorted.
+fn alias_lines(text: Option<String>) -> Vec<String> {
+    let mut aliases: Vec<String> = text
+        .unwrap_or_default()
+        .lines()
+        .filter(|l| !l.is_empty())
+        .map(str::to_string)
+        .collect();
+    aliases.sort();
+    aliases
 }
 
 /// Checks that `rows`, read after `position`, continue it without a hole: ids are dense, so

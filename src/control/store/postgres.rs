@@ -23,7 +23,10 @@ use tokio_postgres::types::ToSql;
 use tokio_postgres::{AsyncMessage, Client, Statement};
 use tokio_postgres_rustls::MakeRustlsConnect;
 
-use super::{continues, hold_of, Fault, Loaded, Logged, Rows, StoreError, CHANGE_LOG_KEEP, PAGE};
+use super::{
+    alias_lines, continues, hold_of, Audited, Fault, Loaded, Logged, Outbox, Rows, StoreError,
+    CHANGE_LOG_KEEP, PAGE,
+};
 use crate::control::state::{AuditEvent, Change, APPROVAL_LIFETIME};
 use crate::policy::DeviceId;
 
@@ -340,6 +343,128 @@ impl PgStore {
         })
         .await
     }
+}
+
+/// The audit log read as the events' outbox, and each sink's cursor (see [`super::Store`]).
+/// The events task has a connection of its own; these run seldom, so their statements are not
+/// kept prepared.
+impl PgStore {
+    pub async fn outbox(
+        &mut self,
+        after: i64,
+        actions: &[&str],
+        limit: usize,
+    ) -> Result<Outbox, StoreError> {
+        let timeout = self.settings.timeout;
+        let actions: Vec<String> = actions.iter().map(|a| a.to_string()).collect();
+        self.run(timeout, move |c| {
+            async move {
+                // One snapshot: the rows, the count and the end are one view.
+                c.client
+                    .batch_execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+                    .await?;
+                let read = outbox_in(&c.client, after, &actions, limit).await;
+                c.client.batch_execute("COMMIT").await?;
+                read
+            }
+            .boxed()
+        })
+        .await
+    }
+
+    pub async fn sink_cursor(&mut self, sink: &str) -> Result<i64, StoreError> {
+        let timeout = self.settings.timeout;
+        let sink = sink.to_string();
+        self.run(timeout, move |c| {
+            async move {
+                c.client
+                    .execute(
+                        "INSERT INTO event_sinks (name, delivered)
+                         SELECT $1, COALESCE(MAX(id), 0) FROM audit
+                         ON CONFLICT (name) DO NOTHING",
+                        &[&sink],
+                    )
+                    .await?;
+                let row = c
+                    .client
+                    .query_one(
+                        "SELECT delivered FROM event_sinks WHERE name = $1",
+                        &[&sink],
+                    )
+                    .await?;
+                Ok(row.get(0))
+            }
+            .boxed()
+        })
+        .await
+    }
+
+    pub async fn set_sink_cursor(&mut self, sink: &str, id: i64) -> Result<(), StoreError> {
+        let timeout = self.settings.timeout;
+        let sink = sink.to_string();
+        self.run(timeout, move |c| {
+            async move {
+                c.client
+                    .execute(
+                        "INSERT INTO event_sinks (name, delivered) VALUES ($1, $2)
+                         ON CONFLICT (name) DO UPDATE
+                         SET delivered = GREATEST(event_sinks.delivered, excluded.delivered)",
+                        &[&sink, &id],
+                    )
+                    .await?;
+                Ok(())
+            }
+            .boxed()
+        })
+        .await
+    }
+}
+
+async fn outbox_in(
+    client: &Client,
+    after: i64,
+    actions: &[String],
+    limit: usize,
+) -> Result<Outbox, Fault> {
+    let end: i64 = client
+        .query_one("SELECT COALESCE(MAX(id), 0) FROM audit", &[])
+        .await?
+        .get(0);
+    let pending: i64 = client
+        .query_one(
+            "SELECT COUNT(*) FROM audit WHERE id > $1 AND action = ANY($2)",
+            &[&after, &actions],
+        )
+        .await?
+        .get(0);
+    let rows = client
+        .query(
+            "SELECT a.id, a.at, a.device, a.actor, a.action, a.detail, a.reason, d.label,
+                    (SELECT string_agg(kind || ':' || value, E'\\n') FROM aliases
+                     WHERE device = a.device AND kind <> 'token')
+             FROM audit a LEFT JOIN devices d ON d.id = a.device
+             WHERE a.id > $1 AND a.action = ANY($2)
+             ORDER BY a.id LIMIT $3",
+            &[&after, &actions, &(limit as i64)],
+        )
+        .await?;
+    let rows = rows
+        .iter()
+        .map(|r| Audited {
+            id: r.get(0),
+            event: AuditEvent {
+                at: r.get(1),
+                device: r.get::<_, Option<i64>>(2).map(|d| DeviceId(d as u64)),
+                actor: r.get(3),
+                action: r.get(4),
+                detail: r.get(5),
+                reason: r.get(6),
+            },
+            label: r.get(7),
+            aliases: alias_lines(r.get(8)),
+        })
+        .collect();
+    Ok(Outbox { rows, pending, end })
 }
 
 /// Polls a connection's own messages until it closes; the store's connections listen to

@@ -7,7 +7,10 @@ use std::path::{Path, PathBuf};
 
 use rusqlite::{params, Connection, Transaction};
 
-use super::{continues, hold_of, Fault, Loaded, Logged, Rows, StoreError, CHANGE_LOG_KEEP, PAGE};
+use super::{
+    alias_lines, continues, hold_of, Audited, Fault, Loaded, Logged, Outbox, Rows, StoreError,
+    CHANGE_LOG_KEEP, PAGE,
+};
 use crate::control::state::{AuditEvent, Change};
 use crate::policy::DeviceId;
 
@@ -143,6 +146,83 @@ impl SqliteStore {
             rows.collect()
         };
         read().map_err(|e| self.err(e))
+    }
+}
+
+/// The audit log read as the events' outbox, and each sink's cursor (see [`super::Store`]).
+/// The events task reads through a connection of its own: WAL lets it read while the writer
+/// writes, and a cursor's update is one short transaction.
+impl SqliteStore {
+    pub fn outbox(&self, after: i64, actions: &[&str], limit: usize) -> Result<Outbox, StoreError> {
+        let read = || -> Result<Outbox, Fault> {
+            let actions = serde_json::to_string(actions)?;
+            // One read transaction: the rows, the count and the end are one view.
+            let tx = self.conn.unchecked_transaction()?;
+            let end = tx.query_row("SELECT COALESCE(MAX(id), 0) FROM audit", [], |r| r.get(0))?;
+            let pending = tx.query_row(
+                "SELECT COUNT(*) FROM audit
+                 WHERE id > ?1 AND action IN (SELECT value FROM json_each(?2))",
+                params![after, actions],
+                |r| r.get(0),
+            )?;
+            let mut rows = Vec::new();
+            {
+                let mut stmt = tx.prepare_cached(
+                    "SELECT a.id, a.at, a.device, a.actor, a.action, a.detail, a.reason, d.label,
+                            (SELECT group_concat(kind || ':' || value, char(10)) FROM aliases
+                             WHERE device = a.device AND kind <> 'token')
+                     FROM audit a LEFT JOIN devices d ON d.id = a.device
+                     WHERE a.id > ?1 AND a.action IN (SELECT value FROM json_each(?2))
+                     ORDER BY a.id LIMIT ?3",
+                )?;
+                let mut it = stmt.query(params![after, actions, limit as i64])?;
+                while let Some(r) = it.next()? {
+                    rows.push(Audited {
+                        id: r.get(0)?,
+                        event: AuditEvent {
+                            at: r.get(1)?,
+                            device: r.get::<_, Option<i64>>(2)?.map(|d| DeviceId(d as u64)),
+                            actor: r.get(3)?,
+                            action: r.get(4)?,
+                            detail: r.get(5)?,
+                            reason: r.get(6)?,
+                        },
+                        label: r.get(7)?,
+                        aliases: alias_lines(r.get(8)?),
+                    });
+                }
+            }
+            tx.commit()?;
+            Ok(Outbox { rows, pending, end })
+        };
+        read().map_err(|e| self.err(e))
+    }
+
+    pub fn sink_cursor(&self, sink: &str) -> Result<i64, StoreError> {
+        let read = || -> rusqlite::Result<i64> {
+            self.conn.execute(
+                "INSERT OR IGNORE INTO event_sinks (name, delivered)
+                 SELECT ?1, COALESCE(MAX(id), 0) FROM audit",
+                [sink],
+            )?;
+            self.conn.query_row(
+                "SELECT delivered FROM event_sinks WHERE name = ?1",
+                [sink],
+                |r| r.get(0),
+            )
+        };
+        read().map_err(|e| self.err(e))
+    }
+
+    pub fn set_sink_cursor(&self, sink: &str, id: i64) -> Result<(), StoreError> {
+        self.conn
+            .execute(
+                "INSERT INTO event_sinks (name, delivered) VALUES (?1, ?2)
+                 ON CONFLICT (name) DO UPDATE SET delivered = MAX(delivered, excluded.delivered)",
+                params![sink, id],
+            )
+            .map(|_| ())
+            .map_err(|e| self.err(e))
     }
 }
 
