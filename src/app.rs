@@ -54,6 +54,8 @@ pub enum StartError {
     Lists(String),
     #[error(transparent)]
     Feeds(#[from] crate::feeds::FeedConfigError),
+    #[error(transparent)]
+    Events(#[from] crate::events::EventsConfigError),
     #[error("DoQ: {0}")]
     Quic(#[from] quinn::crypto::rustls::NoInitialCipherSuite),
     #[error("cannot listen on {addr}: {error}")]
@@ -79,6 +81,8 @@ pub struct Running {
     _lists: ListTask,
     /// Follows the RPZ feeds; stopped when this is dropped.
     _feeds: Option<FeedTask>,
+    /// Delivers events to the SOC's sinks; stopped when this is dropped.
+    _events: Option<crate::events::EventTasks>,
 }
 
 impl Running {
@@ -110,6 +114,7 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         tracing::warn!("{w}");
     }
     let feeds = crate::feeds::feeds(&config.feeds, &config.base_dir, &set.taxonomy)?;
+    let sinks = crate::events::sinks(&config.events, &config.base_dir)?;
     crate::alloc::release_free_memory();
     // Version 0 holds no devices; the writer publishes version 1, with every device in the
     // store, before any listener opens.
@@ -148,11 +153,34 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         guard,
     ));
     warn_public_listeners(&config);
-    let store = Store::open(&config.store_target()?).await?;
+    let target = config.store_target()?;
+    let store = Store::open(&target).await?;
     let writer = config.writer(Arc::new(SystemClock))?;
     let node = config.node_name();
-    let control =
-        Control::start(writer, store, set, published.clone(), metrics.clone(), node).await?;
+    let control = Control::start(
+        writer,
+        store,
+        set,
+        published.clone(),
+        metrics.clone(),
+        node.clone(),
+    )
+    .await?;
+    // The sinks read the audit log through a store connection of their own: the writer never
+    // waits for them.
+    let events = match sinks.is_empty() {
+        true => None,
+        false => {
+            let store = Store::open(&target).await?;
+            let (control, metrics) = (control.clone(), metrics.clone());
+            // Syslog's HOSTNAME: the node's name without the process id it may end with.
+            let host = node
+                .rsplit_once('/')
+                .map_or(node.as_str(), |(host, _)| host);
+            let host = host.to_string();
+            Some(crate::events::spawn(sinks, store, control, metrics, host).await)
+        }
+    };
     let snapshot = published.get();
     // Lists named by URL start from their cached copies (in the snapshot already); the task
     // fetches those due and reloads when one changes.
@@ -274,6 +302,7 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         tasks,
         _lists: lists,
         _feeds: feeds,
+        _events: events,
     })
 }
 

@@ -43,6 +43,8 @@ pub struct Config {
     /// `[[feed]]`: RPZ zones transferred from their primaries.
     #[serde(rename = "feed")]
     pub feeds: Vec<crate::feeds::FeedConfig>,
+    /// `[[events.sink]]`: where events go to the SOC.
+    pub events: crate::events::EventsConfig,
     /// Where relative paths start: the config file's directory, or the working directory.
     #[serde(skip)]
     pub base_dir: PathBuf,
@@ -270,6 +272,7 @@ impl Default for Config {
             lists: ListsConfig::default(),
             tripwire: TripwireConfig::default(),
             feeds: Vec::new(),
+            events: crate::events::EventsConfig::default(),
             base_dir: PathBuf::from("."),
         }
     }

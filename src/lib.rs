@@ -11,6 +11,7 @@ pub mod config;
 pub mod conn;
 pub mod control;
 pub mod dns;
+pub mod events;
 pub mod explain;
 pub mod feeds;
 pub mod identity;

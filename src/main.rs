@@ -196,6 +196,19 @@ fn check(path: Option<PathBuf>, fetch: bool) -> anyhow::Result<ExitCode> {
                     return Ok(ExitCode::FAILURE);
                 }
             }
+            // Sinks are checked (secrets read, keys tried), never sent to: that is `run`'s.
+            match cordon::events::sinks(&config.events, &config.base_dir) {
+                Ok(sinks) => {
+                    for s in &sinks {
+                        println!("events sink {}: {}", s.name, s.describe());
+                    }
+                }
+                Err(e) => {
+                    let file = path.as_deref().unwrap_or("(embedded default)".as_ref());
+                    eprintln!("{}: {e}", file.display());
+                    return Ok(ExitCode::FAILURE);
+                }
+            }
             let copies = set.urls.iter().filter(|u| u.stats.is_some()).count();
             println!(
                 "ok: {} groups, {} listed domains in {} lists ({})",

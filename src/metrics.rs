@@ -64,6 +64,9 @@ pub struct Metrics {
     pub feed_apply: Histogram,
     // Tripwires (dns/tripwire.rs): fired, held back by the cooldown, fired but not held.
     pub tripwires: IntCounterVec,
+    // Events to the SOC (events/): each sink's outbox depth and its deliveries.
+    pub events_pending: IntGaugeVec,
+    pub events_delivered: IntCounterVec,
 }
 
 fn counter(r: &Registry, name: &str, help: &str) -> IntCounter {
@@ -367,6 +370,18 @@ impl Metrics {
                 "cordon_tripwires_total",
                 "Queries that hit a tripwire, by result: fired (the device is handed to the control plane), cooldown (the device fired one within tripwire.cooldown_s), not_held (fired, but no hold is in force: a critical device's approval is pending, or the store failed).",
                 &["result"],
+            ),
+            events_pending: gauge_vec(
+                &r,
+                "cordon_events_pending",
+                "Events in the outbox (the audit log) not yet delivered to a sink, by sink; the leader reports it, other nodes 0.",
+                &["sink"],
+            ),
+            events_delivered: counter_vec(
+                &r,
+                "cordon_events_delivered_total",
+                "Attempts to deliver an event to a sink, by sink and result (ok, error: retried with backoff, rejected: refused for good by the receiver).",
+                &["sink", "result"],
             ),
             registry: r,
         }

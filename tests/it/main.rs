@@ -3,6 +3,7 @@
 mod answers;
 mod crash;
 mod encrypted;
+mod events;
 mod fake_jamf;
 mod feeds;
 mod hierarchy;

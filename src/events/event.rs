@@ -1,0 +1,198 @@
+//! What the SOC hears: the audit actions that are events, and each event as the JSON every
+//! sink starts from. The audit row's id is the event's id and its idempotency key.
+
+use serde::Serialize;
+
+use crate::control::store::Audited;
+
+/// The audit actions that are events, and the event type each becomes. The control plane
+/// writes the actions (`control/holds.rs`, and the tripwire and probation concerns); nothing
+/// else here knows their spelling.
+pub const TYPES: [(&str, &str); 10] = [
+    ("isolated", "isolation_placed"),
+    ("released", "isolation_released"),
+    ("tripwire_fired", "tripwire_fired"),
+    ("isolation_requested", "approval_requested"),
+    ("isolation_approved", "approval_granted"),
+    ("isolation_waiting", "hold_waiting"),
+    ("isolation_applied", "hold_applied"),
+    ("isolation_waiting_ended", "hold_waiting_ended"),
+    ("probation_started", "probation_started"),
+    ("probation_ended", "probation_ended"),
+];
+
+/// The audit actions the outbox reads.
+pub fn actions() -> Vec<&'static str> {
+    TYPES.iter().map(|(action, _)| *action).collect()
+}
+
+/// One event, as every sink sends it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Event {
+    /// The audit row's id: increasing, and the same on every delivery of this event.
+    pub id: i64,
+    #[serde(rename = "type")]
+    pub kind: &'static str,
+    /// The audit action it comes from.
+    pub action: String,
+    /// When it happened, RFC 3339 in UTC, and as seconds since the epoch.
+    pub time: String,
+    pub at: i64,
+    /// The device, when the event names one (a hold waiting for a device names none).
+    pub device: Option<Device>,
+    /// Who did it: a responder's token name, `jamf`, `expiry`, `tripwire`, ...
+    pub actor: String,
+    pub reason: String,
+    /// What the audit log says besides: the ticket, the approval's number, the alias waited for.
+    pub detail: String,
+}
+
+/// The device an event names, as it is when the event is read.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Device {
+    /// `device#N`: Cordon's own number for it.
+    pub id: String,
+    pub label: Option<String>,
+    /// `kind:value` (`serial:C02...`, `udid:...`, `jamf-computer:1042`, ...).
+    pub aliases: Vec<String>,
+}
+
+impl Device {
+    /// The alias a receiver is likeliest to know the device by: the serial, else the UDID (in
+    /// upper case, as Apple writes both; Cordon keeps aliases in lower case), else Cordon's own
+    /// id.
+    pub fn best_name(&self) -> String {
+        ["serial:", "udid:"]
+            .iter()
+            .find_map(|kind| self.aliases.iter().find_map(|a| a.strip_prefix(kind)))
+            .map_or_else(|| self.id.clone(), str::to_ascii_uppercase)
+    }
+}
+
+impl Event {
+    /// The event an audit row is, if its action is one.
+    pub fn of(row: &Audited) -> Option<Event> {
+        let a = &row.event;
+        let &(_, kind) = TYPES.iter().find(|(action, _)| *action == a.action)?;
+        Some(Event {
+            id: row.id,
+            kind,
+            action: a.action.clone(),
+            time: rfc3339(a.at),
+            at: a.at,
+            device: a.device.map(|d| Device {
+                id: d.to_string(),
+                label: row.label.clone(),
+                aliases: row.aliases.clone(),
+            }),
+            actor: a.actor.clone(),
+            reason: a.reason.clone(),
+            detail: a.detail.clone(),
+        })
+    }
+
+    /// The JSON body the webhook sends (and the syslog message's text summarises).
+    pub fn json(&self) -> Vec<u8> {
+        serde_json::to_vec(self).expect("an event serialises")
+    }
+
+    /// One line for people: "isolation placed on device#7 (FIN-MBP) by alice: EDR alert".
+    pub fn summary(&self) -> String {
+        let what = self.kind.replace('_', " ");
+        let on = match &self.device {
+            Some(d) => match &d.label {
+                Some(label) => format!(" on {} ({label})", d.id),
+                None => format!(" on {}", d.id),
+            },
+            None => String::new(),
+        };
+        let detail = match self.detail.is_empty() {
+            true => String::new(),
+            false => format!(" [{}]", self.detail),
+        };
+        format!("{what}{on} by {}: {}{detail}", self.actor, self.reason)
+    }
+}
+
+/// Seconds since the epoch as RFC 3339 in UTC (`2026-11-30T01:02:03Z`).
+pub fn rfc3339(at: i64) -> String {
+    let (days, secs) = (at.div_euclid(86_400), at.rem_euclid(86_400));
+    let (year, month, day) = civil_from_days(days);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
+        secs / 3600,
+        secs / 60 % 60,
+        secs % 60
+    )
+}
+
+/// The proleptic Gregorian date of a day number (days since 1970-01-01), after Howard
+/// Hinnant's `civil_from_days`.
+fn civil_from_days(days: i64) -> (i64, i64, i64) {
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    (year, month, day)
+}
+
+#[cfg(test)]
+pub(super) mod tests {
+    use super::*;
+    use crate::control::AuditEvent;
+    use crate::policy::DeviceId;
+
+    pub fn row(id: i64, action: &str) -> Audited {
+        Audited {
+            id,
+            event: AuditEvent {
+                at: 1_764_464_523,
+                device: Some(DeviceId(7)),
+                actor: "alice".into(),
+                action: action.into(),
+                detail: "ticket IR-42".into(),
+                reason: "EDR: reverse shell".into(),
+            },
+            label: Some("FIN-MBP".into()),
+            aliases: vec!["serial:c02zk1abmd6t".into(), "udid:abc".into()],
+        }
+    }
+
+    #[test]
+    fn events_come_only_from_the_actions_the_soc_hears_of() {
+        let placed = Event::of(&row(42, "isolated")).unwrap();
+        assert_eq!(placed.kind, "isolation_placed");
+        assert_eq!(placed.time, "2025-11-30T01:02:03Z");
+        let device = placed.device.as_ref().unwrap();
+        assert_eq!(device.id, "device#7");
+        assert_eq!(device.best_name(), "C02ZK1ABMD6T");
+        let json: serde_json::Value = serde_json::from_slice(&placed.json()).unwrap();
+        assert_eq!(json["id"], 42);
+        assert_eq!(json["type"], "isolation_placed");
+        assert_eq!(json["device"]["label"], "FIN-MBP");
+        assert_eq!(json["detail"], "ticket IR-42");
+        assert_eq!(
+            placed.summary(),
+            "isolation placed on device#7 (FIN-MBP) by alice: EDR: reverse shell [ticket IR-42]"
+        );
+        for (action, kind) in TYPES {
+            assert_eq!(Event::of(&row(1, action)).unwrap().kind, kind);
+        }
+        for action in ["binding_added", "membership_added", "marked_critical"] {
+            assert!(Event::of(&row(1, action)).is_none(), "{action}");
+        }
+    }
+
+    #[test]
+    fn events_times_are_utc_dates() {
+        assert_eq!(rfc3339(0), "1970-01-01T00:00:00Z");
+        assert_eq!(rfc3339(951_782_400), "2000-02-29T00:00:00Z");
+        assert_eq!(rfc3339(1_709_251_199), "2024-02-29T23:59:59Z");
+        assert_eq!(rfc3339(-1), "1969-12-31T23:59:59Z");
+    }
+}
