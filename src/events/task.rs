@@ -132,7 +132,7 @@ impl Sender {
             },
             Sender::Ssf { poster, signer } => {
                 let now = crate::control::clock::now_ms() / 1000;
-                poster.set(event, &**signer, now).await
+                poster.set(event, signer, now).await
             }
         }
     }
