@@ -704,3 +704,60 @@ async fn events_on_a_shared_store_are_sent_by_the_leader_alone_and_a_new_leader_
         "each once"
     );
 }
+
+#[tokio::test]
+async fn events_tell_of_a_tripwire_and_of_the_probation_after_release() {
+    let upstream = start_upstream().await;
+    let hook_addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    let hook = Receiver::start(hook_addr, vec![], 200).await;
+    let extra = format!(
+        "[tripwire]\nenabled = true\n\
+         [[events.sink]]\nname = \"soc\"\nkind = \"webhook\"\nurl = \"http://{hook_addr}/hooks\"\nsecret = \"{SECRET}\"\n"
+    );
+    let mut cordon = Binary::start(upstream.addr, &extra).await;
+    let standard = cordon.dir.path().join("policies/standard.toml");
+    let text = std::fs::read_to_string(&standard).unwrap()
+        + "tripwire_categories = [\"malware\"]\nprobation_s = 600\n";
+    std::fs::write(&standard, text).unwrap();
+    // A restart reads the policies with the tripwire.
+    cordon.kill_9();
+    cordon.spawn().await;
+    let (status, body) = webhook(cordon.http, &checkin("127.0.0.7")).await;
+    assert_eq!(status, 200, "{body}");
+    crate::support::ask_from(cordon.dns, [127, 0, 0, 7], "evil.test").await;
+    let held = eventually(Duration::from_secs(10), || {
+        let dns = cordon.dns;
+        async move { crate::support::blocked_from(dns, [127, 0, 0, 7]).await }
+    })
+    .await;
+    assert!(held, "{}", cordon.log_text());
+    release(&cordon, SERIAL).await;
+    let expected = [
+        "tripwire_fired",
+        "isolation_placed",
+        "isolation_released",
+        "probation_started",
+    ];
+    let all = eventually(Duration::from_secs(20), || {
+        let types: Vec<String> = hook
+            .taken()
+            .iter()
+            .map(|g| json(&g.body)["type"].as_str().unwrap().to_string())
+            .collect();
+        async move { types == expected }
+    })
+    .await;
+    assert!(all, "{:?}\n{}", hook.got(), cordon.log_text());
+    let taken = hook.taken();
+    let fired = json(&taken[0].body);
+    assert_eq!(fired["actor"], "tripwire", "{fired}");
+    assert_eq!(fired["detail"], "evil.test", "{fired}");
+    assert!(fired["device"]["id"].is_string(), "{fired}");
+    let placed = json(&taken[1].body);
+    assert_eq!(placed["actor"], "tripwire", "{placed}");
+    let probation = json(&taken[3].body);
+    assert!(
+        probation["detail"].as_str().unwrap().starts_with("until "),
+        "{probation}"
+    );
+}
