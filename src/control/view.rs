@@ -87,7 +87,8 @@ impl View {
             }
             Change::CriticalSet { .. }
             | Change::ApprovalRequested { .. }
-            | Change::ApprovalGranted { .. } => {}
+            | Change::ApprovalGranted { .. }
+            | Change::TokenSeen { .. } => {}
         }
     }
 

@@ -126,6 +126,17 @@ fn changes() -> Vec<Change> {
             hold: hold("third", 9),
         },
         Change::ApprovalGranted { approval: 77 },
+        // one-time keys: the second comes after the first's time, which lapses
+        Change::TokenSeen {
+            key: r#"["https://idp.example.com/","jti-1"]"#.into(),
+            until: 50,
+            at: 10,
+        },
+        Change::TokenSeen {
+            key: r#"["https://idp.example.com/","jti-2"]"#.into(),
+            until: 90_000,
+            at: 60,
+        },
     ]
 }
 
@@ -151,6 +162,8 @@ fn assert_same(loaded: &State, expected: &State) {
     assert_eq!(loaded.bindings, expected.bindings);
     assert_eq!(loaded.group_names, expected.group_names);
     assert_eq!(loaded.approvals, expected.approvals);
+    assert_eq!(loaded.seen, expected.seen);
+    assert_eq!(loaded.seen.len(), 1, "the lapsed key is gone");
     assert_eq!(loaded.next_id, expected.next_id);
 }
 

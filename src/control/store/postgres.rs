@@ -402,6 +402,8 @@ struct Statements {
     approvals_lapse: Statement,
     approval_requested: Statement,
     approval_granted: Statement,
+    tokens_lapse: Statement,
+    token_seen: Statement,
     log: Statement,
     trim: Statement,
     notify: Statement,
@@ -433,6 +435,9 @@ impl Conn {
              ON CONFLICT (id) DO UPDATE SET device = excluded.device, reason = excluded.reason,
              ticket = excluded.ticket, by = excluded.by, at = excluded.at",
             "DELETE FROM approvals WHERE id = $1",
+            "DELETE FROM seen_tokens WHERE until < $1",
+            "INSERT INTO seen_tokens (key, until) VALUES ($1, $2)
+             ON CONFLICT (key) DO UPDATE SET until = excluded.until",
             "INSERT INTO changes (id, at, change)
              SELECT l.id, $2, l.change FROM UNNEST($1::BIGINT[], $3::TEXT[]) AS l(id, change)",
             "DELETE FROM changes WHERE id <= $1",
@@ -444,14 +449,14 @@ impl Conn {
             "SELECT at, device, actor, action, detail, reason FROM audit WHERE device = $1
              ORDER BY id DESC LIMIT $2",
         ];
-        // Sent together: one round trip's wait, not twenty.
+        // Sent together: one round trip's wait, not twenty-two.
         let prepared = try_join_all(sql.iter().map(|s| client.prepare(s))).await?;
         // One statement for each text, in order: try_join_all keeps both.
         let Ok(
-            [lock, device_added, label_set, alias_seen, membership_set, membership_unset, group_named, binding_seen, binding_lapsed, hold, critical_set, approvals_lapse, approval_requested, approval_granted, log, trim, notify, audit, after, timeline],
-        ) = <[Statement; 20]>::try_from(prepared)
+            [lock, device_added, label_set, alias_seen, membership_set, membership_unset, group_named, binding_seen, binding_lapsed, hold, critical_set, approvals_lapse, approval_requested, approval_granted, tokens_lapse, token_seen, log, trim, notify, audit, after, timeline],
+        ) = <[Statement; 22]>::try_from(prepared)
         else {
-            unreachable!("one prepared statement for each of the 20 texts");
+            unreachable!("one prepared statement for each of the 22 texts");
         };
         let st = Statements {
             lock,
@@ -468,6 +473,8 @@ impl Conn {
             approvals_lapse,
             approval_requested,
             approval_granted,
+            tokens_lapse,
+            token_seen,
             log,
             trim,
             notify,
@@ -555,6 +562,11 @@ fn statement_for<'s>(st: &'s Statements, change: &Change) -> Vec<(&'s Statement,
         Change::ApprovalGranted { approval } => {
             vec![(&st.approval_granted, vec![int(*approval as i64)])]
         }
+        Change::TokenSeen { key, until, at } => vec![
+            // Lapsed ones go as a new one comes, as in the state.
+            (&st.tokens_lapse, vec![int(*at)]),
+            (&st.token_seen, vec![text(key), int(*until)]),
+        ],
     }
 }
 
@@ -690,6 +702,10 @@ async fn load_in(client: &Client) -> Result<Loaded, Fault> {
         if let Some(hold) = hold_of(r.get(2), r.get(3), r.get(4), r.get(5)) {
             rows.approval(r.get(0), r.get(1), hold);
         }
+    }
+    let mut it = pin!(each("SELECT key, until FROM seen_tokens").await?);
+    while let Some(r) = it.try_next().await? {
+        rows.token(r.get(0), r.get(1));
     }
     Ok(Loaded {
         state: rows.state,
