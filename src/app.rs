@@ -51,6 +51,8 @@ pub enum StartError {
     Lists(String),
     #[error(transparent)]
     Feeds(#[from] crate::feeds::FeedConfigError),
+    #[error("ssf: {0}")]
+    Ssf(String),
     #[error("DoQ: {0}")]
     Quic(#[from] quinn::crypto::rustls::NoInitialCipherSuite),
     #[error("cannot listen on {addr}: {error}")]
@@ -167,6 +169,22 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         handler.set_primaries(primaries);
         task
     });
+    // Shared Signals: JWKS files read and URLs fetched before the webhook takes a token.
+    let ssf = if config.ssf.enabled() {
+        let resolve = |p: &std::path::Path| config.resolve(p);
+        let receiver = crate::ssf::start(
+            &config.ssf,
+            resolve,
+            control.clone(),
+            &metrics,
+            Arc::new(SystemClock),
+        )
+        .await
+        .map_err(StartError::Ssf)?;
+        Some(Arc::new(receiver))
+    } else {
+        None
+    };
     let jamf = config.jamf.enabled().then(|| {
         let sync = JamfSync::new(config.jamf.clone(), control.clone(), metrics.clone());
         sync.spawn_periodic(config.jamf.reconcile_interval());
@@ -218,6 +236,7 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
                 published: published.clone(),
                 handler: handler.clone(),
                 jamf: Webhooks::new(control.clone(), metrics.clone(), jamf.clone()),
+                ssf,
                 metrics,
                 ready: ready.clone(),
                 admins: Arc::new(config.auth.admin.clone()),
