@@ -4,7 +4,8 @@
 # dnsperf open loop on core 1; user+system ticks of the whole process over the run, divided by
 # the queries, and each thread's share. Loopback only.
 # Usage: benches/cpu-per-query.sh [allowed|blocked|mixed]   (RATE=20000 DURATION=10;
-# BIN=path runs another build instead of target/release/cordon).
+# BIN=path runs another build instead of target/release/cordon; CONFIG_EXTRA='[section]\n...'
+# adds whole config sections; POLICIES=dir another policy directory).
 # Needs: apt-get install -y dnsperf nsd; the harness's data set (made on first use).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -12,7 +13,8 @@ cd "$(dirname "$0")/.."
 WORKLOAD=${1:-allowed}; RATE=${RATE:-20000}; DURATION=${DURATION:-10}; DNS_PORT=5328; HTTP_PORT=9179
 bench_start
 if [ -n "${BIN:-}" ]; then cp "$BIN" "$W/cordon" && CORDON_BIN=$W/cordon; fi
-CORDON_BIN=${CORDON_BIN:-target/release/cordon} cordon_start $DNS_PORT $HTTP_PORT < /dev/null
+CORDON_BIN=${CORDON_BIN:-target/release/cordon} cordon_start $DNS_PORT $HTTP_PORT \
+  < <(printf '%b' "${CONFIG_EXTRA-}")
 taskset -c 1 dnsperf -s 127.0.0.1 -p $DNS_PORT -d "$DATA/$WORKLOAD.txt" -n 1 -q 100 > /dev/null 2>&1
 ticks() { sed 's/.*) //' "$1/stat" | awk '{print $12 + $13}'; }
 threads() { for t in /proc/$CORDON/task/*; do echo "$(cat "$t/comm") $(ticks "$t")"; done | sort; }

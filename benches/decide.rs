@@ -13,7 +13,7 @@ use criterion::{criterion_group, criterion_main, BatchSize, Criterion};
 use cordon::control::state::State;
 use cordon::control::view::offline_snapshot;
 use cordon::identity::{identify, Client, Forwarded, IdentityRules, Transport};
-use cordon::policy::{decide, PolicySet, QName, Snapshot, StaticBinding};
+use cordon::policy::{decide, decide_and_tripwire, PolicySet, QName, Snapshot, StaticBinding};
 
 /// A deterministic generator (SplitMix64), so every run lists the same names.
 struct Rng(u64);
@@ -64,7 +64,9 @@ fn policy_dir(dir: &std::path::Path, n: usize) -> Vec<String> {
     let files = [
         ("categories.toml", "[[category]]\nid = 0\nname = \"malware\"\nlists = [\"lists/malware.txt\"]\n[[category]]\nid = 16\nname = \"ads\"\n"),
         ("groups.toml", "default_group = \"standard\"\n[[group]]\nname = \"restricted\"\npriority = 100\npolicy = \"isolation\"\ndevices = [\"C02ISOLATED\"]\n[[group]]\nname = \"standard\"\npriority = 0\npolicy = \"standard\"\n"),
-        ("standard.toml", "block_categories = [\"malware\", \"ads\"]\n"),
+        // The tripwires are only read by `tripwire_check`: `ads` lists nothing, so no name trips
+        // and each one pays the whole check.
+        ("standard.toml", "block_categories = [\"malware\", \"ads\"]\ntripwire_categories = [\"ads\"]\ntripwire = [\"beacon.incident.example\"]\n"),
         ("isolation.toml", "default = \"block\"\nallow = [\"*.jamfcloud.com\", \"*.apple.com\"]\n"),
     ];
     for (name, text) in files {
@@ -148,6 +150,20 @@ fn bench_decide(c: &mut Criterion) {
             })
         });
     }
+    // What `[tripwire] enabled` adds to an identified device's query: the policy's tripwire
+    // list and categories, looked up after the decision (dns/tripwire.rs).
+    let mut i = 0;
+    group.bench_function("standard_with_tripwire_check", |b| {
+        b.iter(|| {
+            i = (i + 1) & 4095;
+            let identity = identify(&snapshot, &standard, &rules, &none);
+            black_box(decide_and_tripwire(
+                &snapshot,
+                identity.group,
+                black_box(&names[i]),
+            ))
+        })
+    });
     group.bench_function("category_lookup", |b| {
         let mut i = 0;
         b.iter(|| {

@@ -30,6 +30,26 @@
 # Needs: apt-get install -y knot knot-dnsutils unbound python3 curl (knotd, knotc, kdig, knsupdate);
 # tcpdump for the last column.
 # KEEP=1 keeps the work dir (configs, logs, zones) and prints it.
+#
+# LOAD=1 adds a phase after the table, for each resolver alone (the others stopped, so that
+# none loads a zone on core 0 while another is measured), with dnsperf on core 1:
+#   4. qps without the feed and with it (same config otherwise): closed loop (-c 20 -q 500) for
+#      QPS_SECONDS (10) on a 70/30 mix of names outside the zone (w<j>.ok.example, 10,000 of
+#      them) and names in it (h<i>.bad-500.example, NXDOMAIN with the feed), all of which the
+#      upstream answers with TTL 3600 and which a first pass puts in the resolver's cache;
+#   5. the same mix at a fixed RATE (20,000 q/s, dnsperf -Q -S 1; up to 6 s of queries in
+#      flight, 5 s timeout) for WINDOW (20) seconds, three times: quiet; with an IXFR of CHANGES
+#      changes (zone-reload of the file) 3 s in; with a full re-transfer 3 s in (`knotc
+#      zone-purge -f +journal` and a zone-reload of a changed file with zonefile-load: whole,
+#      which writes no change to the journal, so that the resolver's IXFR request gets the
+#      whole zone, AXFR-shaped; Cordon's log says "full zone", Knot's "AXFR, outgoing").
+#      Reported per window from dnsperf: queries lost, average and max latency (of the answered
+#      queries), the worst second's answered q/s and the seconds under 90% of RATE (its -S 1
+#      lines). Knot (its reload of the file, ~3 s at 1M)
+#      shares core 1 with dnsperf.
+#   LOAD=1 NOBUILD=1 benches/rpz.sh
+#   LOAD=1 RATE=20000 WINDOW=20 QPS_SECONDS=10 NOBUILD=1 benches/rpz.sh
+# Needs dnsperf for LOAD=1.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
@@ -42,6 +62,8 @@ ZONE=rpz.bench
 for tool in knotd knotc kdig unbound python3 curl taskset; do
   command -v "$tool" > /dev/null || { echo "missing $tool (see the header)" >&2; exit 1; }
 done
+[ -z "${LOAD:-}" ] || command -v dnsperf > /dev/null || { echo "LOAD=1 needs dnsperf" >&2; exit 1; }
+RATE=${RATE:-20000}; WINDOW=${WINDOW:-20}; QPS_SECONDS=${QPS_SECONDS:-10}
 has() { case " $RESOLVERS " in *" $1 "*) return 0 ;; *) return 1 ;; esac; }
 if has cordon; then
   [ -n "${NOBUILD:-}" ] || cargo build --release
@@ -113,6 +135,16 @@ server:
   local-data: "example. 0 IN A 192.0.2.1"
 remote-control:
   control-enable: no
+CONF
+# LOAD=1: two subtrees answered with TTL 3600, so that the resolvers cache them and dnsperf
+# measures their decision path: ok.example. (never in the zone) and bad-500.example. (1 entry
+# in 1,000 of the zone, all of them kept by every change below).
+[ -z "${LOAD:-}" ] || cat >> "$W/upstream/unbound.conf" <<CONF
+server:
+  local-zone: "ok.example." redirect
+  local-data: "ok.example. 3600 IN A 192.0.2.2"
+  local-zone: "bad-500.example." redirect
+  local-data: "bad-500.example. 3600 IN A 192.0.2.3"
 CONF
 start upstream 1 unbound -d -c "$W/upstream/unbound.conf"
 python3 "$BENCH/tools/dnsprobe.py" wait 127.0.0.1 "$UP_PORT" "$LAST" ok 30 "$START_NS" > /dev/null \
@@ -365,4 +397,145 @@ for r in $RESOLVERS; do
   awk -v n="$name" -v l="${LOAD[$r]}" -v a="${RSS0[$r]}" -v b="${RSS1[$r]}" -v e="${ENFORCED[$r]}" -v N="$N" \
     -v k="${NOTIFY_MS[$r]}" 'BEGIN{ printf "| %s | %.2f | %.1f | %.0f | %s | %s |\n", n, l, (b - a) / 1024,
       (b - a) * 1024 / N, e, (e == "timeout" || k == "-") ? "-" : e - k }'
+done
+
+[ -n "${LOAD:-}" ] || exit 0
+
+# -- LOAD=1: queries while the feed loads and changes, one resolver at a time.
+for r in $RESOLVERS; do stop_pid "${RPID[$r]}" "$r"; done
+# 70% w<j>.ok.example (j < 10,000), 30% h<i>.bad-500.example (i >= K: in every version below).
+python3 - "$N" "$K" > "$W/load.txt" <<'PY'
+import random, sys
+n, k = int(sys.argv[1]), int(sys.argv[2])
+rnd = random.Random(1)
+blocked = [f"h{i}.bad-500.example" for i in range(500, n, 1000) if i >= k]
+if not blocked:
+    raise SystemExit("LOAD=1 needs N > max(CHANGES/2, 500) + 1000")
+allowed = [f"w{j}.ok.example" for j in range(10000)]
+lines = allowed + [rnd.choice(allowed) for _ in range(4000)] + [rnd.choice(blocked) for _ in range(6000)]
+rnd.shuffle(lines)
+print("".join(f"{name} A\n" for name in lines), end="")
+PY
+DP=(taskset -c 1 timeout -k 5 120 dnsperf -s 127.0.0.1 -d "$W/load.txt" -c 20 -T 1 -t 5)
+# The zone is at serial 2 with the CHANGES applied; each change below toggles them.
+SERIAL=2; CHANGED=1
+next_zone() {  # writes the next serial (the changes toggled) to $W/zone.next
+  SERIAL=$((SERIAL + 1)); CHANGED=$((1 - CHANGED))
+  if [ "$CHANGED" = 1 ]; then python3 benches/rpz_zone.py "$ZONE" "$N" "$SERIAL" "$CHANGES"
+  else python3 benches/rpz_zone.py "$ZONE" "$N" "$SERIAL"; fi > "$W/zone.next"
+}
+# knotc_load whole|difference: Knot's zonefile-load. With "whole", a reload replaces the zone
+# and writes no change to the journal (purged as well), so that a secondary's IXFR request from
+# the last serial is answered with the whole zone (AXFR-shaped).
+knotc_load() {
+  knotc -c "$W/knot/knot.conf" conf-begin > /dev/null
+  knotc -c "$W/knot/knot.conf" conf-set "zone[$ZONE.].zonefile-load" "$1" > /dev/null
+  knotc -c "$W/knot/knot.conf" conf-commit > /dev/null
+}
+# transfer PORT ixfr|full: puts zone.next in force at Knot, then waits until the resolver
+# enforces it (NEW and REMOVED both flipped); prints the ms from the knotc command and from its
+# return (knotc -b: Knot has loaded the file; its NOTIFY may come later), or "timeout -".
+transfer() {
+  local port=$1 t0 t1 a b
+  t0=$(date +%s%N)
+  cp "$W/zone.next" "$W/knot/zone"
+  if [ "$2" = full ]; then
+    knotc_load whole
+    knotc -c "$W/knot/knot.conf" -f zone-purge "$ZONE" +journal > /dev/null
+  fi
+  knotc -c "$W/knot/knot.conf" -b zone-reload "$ZONE" > /dev/null
+  t1=$(date +%s%N)
+  [ "$2" != full ] || knotc_load difference
+  if [ "$CHANGED" = 1 ]; then a=blocked b=ok; else a=ok b=blocked; fi
+  if probe wait 127.0.0.1 "$port" "$NEW" "$a" 120 "$t0" > /dev/null \
+    && probe wait 127.0.0.1 "$port" "$REMOVED" "$b" 120 "$t0" > /dev/null; then
+    echo "$(ms_since "$t0") $(ms_since "$t1")"
+  else echo timeout -; fi
+}
+# window NAME PORT [ixfr|full]: dnsperf at RATE for WINDOW s; the transfer (if any) 3 s in.
+window() {
+  local name=$1 port=$2 dp
+  [ -z "${3:-}" ] || next_zone
+  # -q: up to 6 s of queries in flight, so that a stalled resolver still gets RATE (and the
+  # queries it does not answer within the 5 s timeout count as lost).
+  "${DP[@]}" -p "$port" -Q "$RATE" -q $((RATE * 6)) -l "$WINDOW" -S 1 > "$W/window-$name.txt" 2>&1 &
+  dp=$!
+  PIDS+=("$dp")
+  sleep 3
+  ENF="- -"
+  [ -z "${3:-}" ] || ENF=$(transfer "$port" "$3")
+  wait "$dp" || true
+}
+# dp_stats FILE -> "lost avg_ms max_ms worst_second_qps seconds_under_90%_of_RATE" from a
+# dnsperf -S 1 output
+dp_stats() {
+  awk -v rate="$RATE" '/Queries lost:/ { lost = $3 }
+    /Average Latency/ { gsub(/[(),]/, ""); avg = $4 * 1000; max = $8 * 1000 }
+    # -S lines: "<unix time>: <answered q/s in the last second>"; the first one is at 0 s.
+    /^[0-9]+\.[0-9]+: [0-9.]+$/ { q[++n] = $2 }
+    END { w = "-"; slow = 0
+      for (i = 2; i <= n; i++) { if (w == "-" || q[i] + 0 < w + 0) w = q[i]; if (q[i] < 0.9 * rate) slow++ }
+      printf "%s %.2f %.2f %s %d\n", lost, avg, max, w == "-" ? w : sprintf("%.0f", w), slow }' "$1"
+}
+declare -A QPS0 QPS1 CODES1 WIN FULL_LINE
+for r in $RESOLVERS; do
+  port=$(port_of "$r")
+  for feed in 0 1; do
+    log "load: $r $([ "$feed" = 1 ] && echo with || echo without) the feed"
+    run_resolver "$r" "$feed"
+    pid=$PID
+    if [ "$feed" = 1 ]; then want=blocked; else want=ok; fi
+    await_probe "$pid" "$port" "$LAST" "$want" "$TIMEOUT" "$START_NS" > /dev/null \
+      || { echo "$r: $LAST not $want" >&2; tail -20 "$W/$r-$feed.log"; exit 1; }
+    "${DP[@]}" -p "$port" -n 1 -q 100 > "$W/warm-$r-$feed.txt" 2>&1   # fills the cache
+    "${DP[@]}" -p "$port" -q 500 -l "$QPS_SECONDS" > "$W/qps-$r-$feed.txt" 2>&1
+    q=$(awk '/Queries per second/ { printf "%.0f", $4 }' "$W/qps-$r-$feed.txt")
+    codes=$(grep 'Response codes' "$W/qps-$r-$feed.txt" | sed 's/^ *Response codes: *//')
+    log "$r feed=$feed: $q qps ($codes)"
+    if [ "$feed" = 0 ]; then QPS0[$r]=$q; stop_pid "$pid" "$r"; continue; fi
+    QPS1[$r]=$q; CODES1[$r]=$codes
+    for w in quiet ixfr full; do
+      log "load: $r at $RATE q/s for $WINDOW s, $w"
+      window "$r-$w" "$port" "$([ "$w" = quiet ] || echo "$w")"
+      WIN[$r-$w]="$ENF $(dp_stats "$W/window-$r-$w.txt")"
+      log "$r $w: serial $SERIAL; enforced, lost, avg, max, worst, slow: ${WIN[$r-$w]}"
+      [ "$w" = quiet ] || echo "knot: $(grep -E 'XFR, outgoing' "$W/knot.log" | grep -vE 'finished' \
+        | tail -1 | sed 's/^.*\] //')"
+    done
+    if [ "$r" = cordon ]; then
+      FULL_LINE[$r]=$(grep -oE "serial $SERIAL in force \([^)]*\)" "$W/cordon-1.log" | tail -1)
+      echo "cordon, last transfer: ${FULL_LINE[$r]:-(no 'serial $SERIAL in force' line)}"
+      case "${FULL_LINE[$r]}" in *"full zone"*) ;; *) echo "cordon: the re-transfer was not a full zone" >&2 ;; esac
+      grep -E 'in force' "$W/cordon-1.log" | sed 's/^.*feed bench-rpz: /  /' || true
+    fi
+    stop_pid "$pid" "$r"
+  done
+done
+
+echo
+echo "Queries against a feed of $N entries, resolver on core 0, dnsperf on core 1 (loopback)"
+echo
+echo "| resolver | qps without feed | qps with feed | with / without | response codes with feed |"
+echo "| --- | ---: | ---: | ---: | --- |"
+for r in $RESOLVERS; do
+  name=$([ "$r" = unbound ] && echo "Unbound $(unbound -V | awk 'NR==1{print $2}')" || echo Cordon)
+  awk -v n="$name" -v a="${QPS0[$r]}" -v b="${QPS1[$r]}" -v c="${CODES1[$r]}" \
+    'BEGIN{ printf "| %s | %d | %d | %.2f | %s |\n", n, a, b, b / a, c }'
+done
+echo
+echo "At $RATE q/s for $WINDOW s, the transfer (if any) 3 s in. Enforced: until the resolver answers"
+echo "by the new serial, from the knotc command (with Knot's reload of the file) and from its return"
+echo "(knotc -b: Knot has loaded the file; its NOTIFY may come later). Latencies are of the answered"
+echo "queries; slow seconds: under 90% of $RATE answers"
+echo
+echo "| resolver | window | enforced after (ms) | after knotc returned (ms) | queries lost | avg latency (ms) | max latency (ms) | worst second (q/s) | slow seconds |"
+echo "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
+for r in $RESOLVERS; do
+  name=$([ "$r" = unbound ] && echo "Unbound $(unbound -V | awk 'NR==1{print $2}')" || echo Cordon)
+  for w in quiet ixfr full; do
+    label=$(case $w in quiet) echo "quiet" ;; ixfr) echo "IXFR of $CHANGES changes" ;;
+      full) echo "full re-transfer ($N)" ;; esac)
+    read -r enf knot lost avg max worst slow <<< "${WIN[$r-$w]}"
+    echo "| $name | $label | $enf | $knot | $lost | $avg | $max | $worst | $slow |"
+  done
 done

@@ -1,6 +1,8 @@
 //! Starting a server: load policies, publish the first snapshot, then open the listeners.
 
+use std::future::Future;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -12,12 +14,13 @@ use crate::config::{Config, Invalid};
 use crate::conn::http::HttpListener;
 use crate::conn::{Listener, Tracker};
 use crate::control::store::{Store, StoreError};
-use crate::control::Control;
 use crate::control::SystemClock;
+use crate::control::{ApplyError, Control, Request};
 use crate::dns::cache::Cache;
 use crate::dns::guard::Guard;
 use crate::dns::handler::Handler;
 use crate::dns::recursive::{Recursive, Source};
+use crate::dns::tripwire::{Trip, TripSink, Tripwires};
 use crate::dns::udp::UdpThreads;
 use crate::dns::upstream::Upstreams;
 use crate::dns::{doh, doq, dot, server};
@@ -185,6 +188,10 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
     } else {
         None
     };
+    if let Some(settings) = config.tripwire.settings() {
+        let sink = Arc::new(ControlTrips(control.clone()));
+        handler.set_tripwires(Tripwires::new(sink, settings, &metrics));
+    }
     let jamf = config.jamf.enabled().then(|| {
         let sync = JamfSync::new(config.jamf.clone(), control.clone(), metrics.clone());
         sync.spawn_periodic(config.jamf.reconcile_interval());
@@ -287,6 +294,32 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         _lists: lists,
         _feeds: feeds,
     })
+}
+
+/// Trips go to the control plane as requests: the query path knows no control plane.
+struct ControlTrips(Control);
+
+impl TripSink for ControlTrips {
+    fn trip(&self, trip: Trip) -> Pin<Box<dyn Future<Output = bool> + Send>> {
+        let control = self.0.clone();
+        Box::pin(async move {
+            let device = trip.device;
+            let request = Request::Tripped {
+                device,
+                name: trip.name,
+                why: trip.why,
+            };
+            match control.apply(request).await {
+                Ok(_) => true,
+                // The approval is requested; the device stays where it is until it is granted.
+                Err(ApplyError::NeedsApproval(_)) => false,
+                Err(e) => {
+                    tracing::error!("a tripwire could not hold {device}: {e}");
+                    false
+                }
+            }
+        })
+    }
 }
 
 /// The bound addresses of the encrypted listeners.

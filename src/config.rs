@@ -40,6 +40,8 @@ pub struct Config {
     pub limits: Limits,
     /// Lists named by URL in categories.toml: how they are fetched and where their copies live.
     pub lists: ListsConfig,
+    /// `[tripwire]`: whether names a policy calls tripwires isolate the device that asks.
+    pub tripwire: TripwireConfig,
     /// `[[feed]]`: RPZ zones transferred from their primaries.
     #[serde(rename = "feed")]
     pub feeds: Vec<crate::feeds::FeedConfig>,
@@ -194,6 +196,34 @@ pub struct PoliciesConfig {
     pub dir: PathBuf,
 }
 
+/// `[tripwire]`: the global switch of tripwires (policies name them) and their cooldown.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TripwireConfig {
+    /// Off by default: a tripwire isolates devices by itself.
+    pub enabled: bool,
+    /// Seconds after a trip during which the same device sets off none.
+    pub cooldown_s: u64,
+}
+
+impl Default for TripwireConfig {
+    fn default() -> Self {
+        TripwireConfig {
+            enabled: false,
+            cooldown_s: 300,
+        }
+    }
+}
+
+impl TripwireConfig {
+    /// The settings the query path needs, when tripwires are on.
+    pub fn settings(&self) -> Option<crate::dns::tripwire::TripSettings> {
+        self.enabled.then_some(crate::dns::tripwire::TripSettings {
+            cooldown_s: self.cooldown_s,
+        })
+    }
+}
+
 /// `[lists]`: the fetching of lists categories.toml names by URL.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -241,6 +271,7 @@ impl Default for Config {
             devices: DevicesConfig::default(),
             limits: Limits::default(),
             lists: ListsConfig::default(),
+            tripwire: TripwireConfig::default(),
             feeds: Vec::new(),
             base_dir: PathBuf::from("."),
         }

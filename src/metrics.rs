@@ -64,6 +64,8 @@ pub struct Metrics {
     pub feed_skipped: IntCounterVec,
     pub feed_notifies: IntCounterVec,
     pub feed_apply: Histogram,
+    // Tripwires (dns/tripwire.rs): fired, held back by the cooldown, fired but not held.
+    pub tripwires: IntCounterVec,
 }
 
 fn counter(r: &Registry, name: &str, help: &str) -> IntCounter {
@@ -367,6 +369,12 @@ impl Metrics {
                 "cordon_feed_apply_seconds",
                 "From the end of a transfer's answer to a snapshot with it in force.",
                 exponential_buckets(0.000_1, 2.5, 14).expect("valid buckets"),
+            ),
+            tripwires: counter_vec(
+                &r,
+                "cordon_tripwires_total",
+                "Queries that hit a tripwire, by result: fired (the device is handed to the control plane), cooldown (the device fired one within tripwire.cooldown_s), not_held (fired, but no hold is in force: a critical device's approval is pending, or the store failed).",
+                &["result"],
             ),
             registry: r,
         }

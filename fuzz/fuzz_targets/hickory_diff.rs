@@ -150,6 +150,9 @@ fn policy(response: ResponseMode, blocked_ttl: u32) -> Policy {
         sinkhole_v6: Ipv6Addr::UNSPECIFIED,
         blocked_ttl,
         max_ttl: 86_400,
+        tripwire_categories: CategorySet::default(),
+        tripwires: RuleSet::default(),
+        probation_s: 0,
     }
 }
 

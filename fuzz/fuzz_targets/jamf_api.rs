@@ -3,7 +3,7 @@
 //! answer. The first byte picks the reader (and for a computer, the next two its id).
 #![no_main]
 
-use cordon::jamf::api::{parse_computer, parse_group_members, parse_token};
+use cordon::jamf::api::{parse_computer, parse_group_members, parse_token, Pick};
 use libfuzzer_sys::fuzz_target;
 
 const URL: &str = "https://jamf.example/fuzz";
@@ -31,7 +31,7 @@ fuzz_target!(|data: &[u8]| {
                 return;
             };
             let id = i64::from(u16::from_be_bytes([*a, *b]));
-            if let Ok(Some(record)) = parse_computer(body, URL, id) {
+            if let Ok(Some(record)) = parse_computer(body, URL, Pick::Id(id)) {
                 assert_eq!(record.device.jamf_id, id);
             }
         }

@@ -89,24 +89,39 @@ struct Isolation {
     reason: String,
     #[serde(default)]
     ticket: String,
+    /// Seconds until the hold ends by itself ("contain for 24 h unless extended").
+    #[serde(default)]
+    expires_in: Option<u64>,
 }
 
-/// POST /v1/devices/{id}/isolation {"reason": "...", "ticket": "..."}
+/// The longest time-boxed hold: a year. Longer is a hold without end, said so.
+const MAX_EXPIRES_IN: u64 = 366 * 86_400;
+
+/// POST /v1/devices/{id}/isolation {"reason": "...", "ticket": "...", "expires_in": seconds}:
+/// 200 with the outcome; 202 when no device answers to `id` yet and the hold waits for one.
 pub async fn isolate(
     State(state): State<AppState>,
     headers: HeaderMap,
     Path(id): Path<String>,
     body: Body,
-) -> Reply {
+) -> Result<(StatusCode, Json<serde_json::Value>), ApiError> {
     let caller = require(&headers, &state.admins, Role::Responder)?;
     let body: Isolation = json(&headers, body, state.body_timeout).await?;
     if body.reason.trim().is_empty() {
         return Err(ApiError::bad_request("reason must say why").with_field("reason"));
     }
+    if body
+        .expires_in
+        .is_some_and(|s| s == 0 || s > MAX_EXPIRES_IN)
+    {
+        let message = format!("expires_in must be 1 to {MAX_EXPIRES_IN} seconds (leave it out for a hold without end)");
+        return Err(ApiError::bad_request(&message).with_field("expires_in"));
+    }
     let request = Request::Isolate {
         device: id,
         reason: body.reason,
         ticket: body.ticket,
+        expires_in: body.expires_in,
         actor: caller.name,
     };
     match state.control.apply(request).await {
@@ -115,7 +130,26 @@ pub async fn isolate(
             err.field = Some(format!("approval:{approval}"));
             Err(err)
         }
-        other => outcome(other?),
+        other => {
+            let done = other?;
+            let status = match &done.waiting {
+                Some(key) => {
+                    // The MDM may know the serial already: its record brings the device in, and
+                    // with it the hold.
+                    let serial = match key.split_once(':') {
+                        Some(("serial", serial)) => Some(serial),
+                        Some(_) => None,
+                        None => Some(key.as_str()),
+                    };
+                    if let (Some(sync), Some(serial)) = (state.jamf.sync(), serial) {
+                        sync.look_up_serial_soon(serial.to_string());
+                    }
+                    StatusCode::ACCEPTED
+                }
+                None => StatusCode::OK,
+            };
+            Ok((status, outcome(done)?))
+        }
     }
 }
 

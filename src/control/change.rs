@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 use super::alias::Alias;
 use crate::policy::DeviceId;
 
-/// A manual isolation: who placed it, when, and why.
+/// A manual isolation: who placed it, when, why, and until when if it is time-boxed.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Hold {
     pub reason: String,
@@ -21,6 +21,9 @@ pub struct Hold {
     pub by: String,
     /// Seconds since the epoch.
     pub at: i64,
+    /// When the hold ends by itself (seconds since the epoch); never when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires: Option<i64>,
 }
 
 /// One durable mutation.
@@ -72,6 +75,24 @@ pub enum Change {
     HoldReleased {
         device: DeviceId,
     },
+    /// The device's isolation ended: it is on probation until `until` (seconds since the epoch).
+    ProbationStarted {
+        device: DeviceId,
+        until: i64,
+    },
+    ProbationEnded {
+        device: DeviceId,
+    },
+    /// A hold asked for a device no device answers to yet, by the alias `key` (`kind:value`,
+    /// or a bare value of any kind): placed on the first device that comes with that alias.
+    HoldWaiting {
+        key: String,
+        hold: Hold,
+    },
+    /// The waiting hold is placed on its device, released, or ran out.
+    HoldWaitingEnded {
+        key: String,
+    },
     CriticalSet {
         device: DeviceId,
         critical: bool,
@@ -119,6 +140,7 @@ mod tests {
             ticket: "IR-7".into(),
             by: "alice".into(),
             at: 1_700_000_000,
+            expires: None,
         };
         let changes = vec![
             Change::DeviceAdded {
@@ -137,7 +159,17 @@ mod tests {
             Change::ApprovalRequested {
                 approval: 99,
                 device: DeviceId(7),
-                hold,
+                hold: hold.clone(),
+            },
+            Change::HoldWaiting {
+                key: "serial:c02new".into(),
+                hold: Hold {
+                    expires: Some(1_700_086_400),
+                    ..hold
+                },
+            },
+            Change::HoldWaitingEnded {
+                key: "serial:c02new".into(),
             },
         ];
         let text = serde_json::to_string(&changes).unwrap();
@@ -146,6 +178,9 @@ mod tests {
             "{text}"
         );
         assert!(text.contains(r#""device":"device#7""#), "{text}");
+        // A hold without an end reads and writes as before time-boxed holds came.
+        assert!(!text.contains(r#""expires":null"#), "{text}");
+        assert!(text.contains(r#""expires":1700086400"#), "{text}");
         let back: Vec<Change> = serde_json::from_str(&text).unwrap();
         assert_eq!(back, changes);
     }

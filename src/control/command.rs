@@ -91,16 +91,28 @@ pub enum Request {
         groups: Vec<String>,
         actor: String,
     },
+    /// Isolate a device by hand; one not seen yet is held as soon as it comes.
     Isolate {
         device: String,
         reason: String,
         ticket: String,
+        /// Seconds until the hold ends by itself; never when `None`.
+        expires_in: Option<u64>,
         actor: String,
     },
     Release {
         device: String,
         actor: String,
         reason: String,
+    },
+    /// A device asked for a tripwire's name: isolate it (as a responder's hold by `tripwire`,
+    /// approval and all for a critical device).
+    Tripped {
+        device: DeviceId,
+        /// The name it asked for.
+        name: String,
+        /// Why the name is a tripwire: the policy's list, or a category.
+        why: String,
     },
     Approve {
         approval: u64,
@@ -120,6 +132,14 @@ pub enum Request {
         until: i64,
         then: Option<Box<Request>>,
     },
+}
+
+/// What a responder wants held, and for how long ([`Request::Isolate`], taken apart).
+pub(super) struct HoldRequest {
+    pub reason: String,
+    pub ticket: String,
+    /// Seconds from now until the hold ends by itself.
+    pub expires_in: Option<u64>,
 }
 
 /// A read-only question.
@@ -150,6 +170,9 @@ pub struct Outcome {
     pub version: u64,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub device: Option<DeviceId>,
+    /// A hold that waits for a device not seen yet: the alias it waits for.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub waiting: Option<String>,
     /// Memberships set and unset.
     #[serde(skip)]
     pub joined: usize,
@@ -206,6 +229,12 @@ pub struct DeviceInfo {
     pub bindings: Vec<String>,
     pub critical: bool,
     pub isolation: Option<Hold>,
+    /// On probation after an isolation ended, until then (seconds since the epoch).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub probation_until: Option<i64>,
+    /// `"waiting for device"` for a hold asked for an alias no device has yet.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub status: Option<&'static str>,
 }
 
 /// What a successful reload put in force.

@@ -4,6 +4,7 @@ use std::collections::BTreeSet;
 use std::net::IpAddr;
 
 use super::command::{ApplyError, DeviceInfo, Query, QueryReply};
+use super::state::Hold;
 use super::view::group_of;
 use super::writer::Writer;
 use crate::policy::build::names_group;
@@ -33,6 +34,7 @@ impl Writer {
                     .iter()
                     .filter(|(_, g)| **g <= iso)
                     .map(|(d, _)| self.info(*d))
+                    .chain(self.state.waiting.iter().map(|(k, h)| self.waiting(k, h)))
                     .collect();
                 Ok(QueryReply::Devices(list))
             }
@@ -84,6 +86,26 @@ impl Writer {
                 .collect(),
             critical: d.critical,
             isolation: d.hold.as_deref().cloned(),
+            probation_until: d.probation,
+            status: None,
+        }
+    }
+
+    /// A hold waiting for a device not seen yet, as the isolations list shows it.
+    fn waiting(&self, key: &str, hold: &Hold) -> DeviceInfo {
+        let g = &self.parts.groups[self.parts.isolation_group.index()];
+        DeviceInfo {
+            id: key.to_string(),
+            label: key.to_string(),
+            aliases: vec![key.to_string()],
+            uem_groups: Vec::new(),
+            group: g.name.clone(),
+            policy: g.policy.name.clone(),
+            bindings: Vec::new(),
+            critical: false,
+            isolation: Some(hold.clone()),
+            probation_until: None,
+            status: Some("waiting for device"),
         }
     }
 }

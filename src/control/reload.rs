@@ -141,6 +141,7 @@ mod tests {
             device: "C02CRITICAL".into(),
             reason: "EDR".into(),
             ticket: "IR-1".into(),
+            expires_in: None,
             actor: "alice".into(),
         };
         // Critical: the second admin approves.

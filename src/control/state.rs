@@ -89,6 +89,8 @@ pub struct Device {
     pub hold: Option<Box<Hold>>,
     /// The addresses bound to it (the reverse of [`State::bindings`]).
     pub addresses: SmallSet<IpAddr>,
+    /// On probation after its isolation ended, until then (seconds since the epoch).
+    pub probation: Option<i64>,
 }
 
 /// A source address bound to a device.
@@ -269,6 +271,8 @@ pub struct State {
     pub approvals: BTreeMap<u64, Pending>,
     /// One-time keys in use (`Request::Once`).
     pub seen: SeenTokens,
+    /// Holds asked for devices not seen yet, by the alias they wait for ([`Change::HoldWaiting`]).
+    pub waiting: BTreeMap<String, Hold>,
     pub next_id: u64,
 }
 
@@ -428,7 +432,33 @@ impl State {
                 self.seen.lapse(*at);
                 self.seen.insert(key, *until);
             }
+            Change::ProbationStarted { device, until } => {
+                if let Some(d) = self.devices.get_mut(device) {
+                    d.probation = Some(*until);
+                }
+            }
+            Change::ProbationEnded { device } => {
+                if let Some(d) = self.devices.get_mut(device) {
+                    d.probation = None;
+                }
+            }
+            Change::HoldWaiting { key, hold } => {
+                self.waiting.insert(key.clone(), hold.clone());
+            }
+            Change::HoldWaitingEnded { key } => {
+                self.waiting.remove(key);
+            }
         }
+    }
+
+    /// The waiting hold that `alias` answers, if any: asked by `kind:value` or by the bare value.
+    pub fn waiting_for(&self, alias: &Alias) -> Option<(&String, &Hold)> {
+        if self.waiting.is_empty() {
+            return None;
+        }
+        self.waiting
+            .get_key_value(&alias.key())
+            .or_else(|| self.waiting.get_key_value(&*alias.value))
     }
 
     fn unbind(&mut self, addr: &IpAddr) {

@@ -49,8 +49,14 @@ impl View {
         view
     }
 
-    /// Follows one change already applied to `state`.
-    pub fn apply(&mut self, parts: &PolicyParts, state: &State, change: &Change) {
+    /// Follows one change already applied to `state`; the device it freed, if it took one out
+    /// of isolation (out of `isolation_group` and every stricter group).
+    pub fn apply(
+        &mut self,
+        parts: &PolicyParts,
+        state: &State,
+        change: &Change,
+    ) -> Option<DeviceId> {
         match change {
             Change::DeviceAdded { device, label } | Change::LabelSet { device, label } => {
                 if self.devices.groups.contains_key(device) {
@@ -60,13 +66,13 @@ impl View {
             Change::AliasSeen { alias, device } => {
                 self.add_alias(alias, *device);
                 // A placement in groups.toml may name the new alias.
-                self.refresh_group(parts, state, *device);
+                return self.refresh_group(parts, state, *device);
             }
             Change::MembershipSet { device, .. }
             | Change::MembershipUnset { device, .. }
             | Change::HoldPlaced { device, .. }
             | Change::HoldReleased { device } => {
-                self.refresh_group(parts, state, *device);
+                return self.refresh_group(parts, state, *device);
             }
             Change::GroupNamed { group, .. } => {
                 let members: Vec<DeviceId> = state
@@ -76,6 +82,7 @@ impl View {
                     .map(|(id, _)| id)
                     .collect();
                 for id in members {
+                    // Naming a group frees no one by itself: a name only maps what was there.
                     self.refresh_group(parts, state, id);
                 }
             }
@@ -88,8 +95,13 @@ impl View {
             Change::CriticalSet { .. }
             | Change::ApprovalRequested { .. }
             | Change::ApprovalGranted { .. }
+            | Change::HoldWaiting { .. }
+            | Change::HoldWaitingEnded { .. }
+            | Change::ProbationStarted { .. }
+            | Change::ProbationEnded { .. }
             | Change::TokenSeen { .. } => {}
         }
+        None
     }
 
     /// Makes a presentable alias findable by DNS tokens, as itself and, when too long to sign
@@ -106,7 +118,14 @@ impl View {
         }
     }
 
-    fn refresh_group(&mut self, parts: &PolicyParts, state: &State, id: DeviceId) {
+    fn refresh_group(
+        &mut self,
+        parts: &PolicyParts,
+        state: &State,
+        id: DeviceId,
+    ) -> Option<DeviceId> {
+        let isolating = |g: Option<&GroupIdx>| g.is_some_and(|g| *g <= parts.isolation_group);
+        let was = isolating(self.devices.groups.get(&id));
         match group_of(parts, state, id) {
             Some(g) if g != parts.default_group => {
                 self.devices.groups.insert(id, g);
@@ -119,6 +138,7 @@ impl View {
                 self.devices.labels.remove(&id);
             }
         }
+        (was && !isolating(self.devices.groups.get(&id))).then_some(id)
     }
 }
 

@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, oneshot};
 
 use super::clock::Clock;
-use super::command::{ApplyError, Command, Outcome, ReloadStatus, Request};
+use super::command::{ApplyError, Command, HoldRequest, Outcome, ReloadStatus, Request};
 use super::replica::Replica;
 use super::state::{AuditEvent, Change, State};
 use super::store::{Logged, Store, StoreError, PAGE};
@@ -181,7 +181,9 @@ impl Writer {
                     if self.open(&mut batch).await.is_ok() {
                         let mark = batch.changes.len();
                         self.lapse_bindings(&mut batch);
-                        self.follow(&batch.changes[mark..]);
+                        self.expire_holds(&mut batch);
+                        self.end_probations(&mut batch);
+                        self.follow_into(&mut batch, mark);
                     }
                     ticks.extend(reply);
                 }
@@ -344,15 +346,26 @@ impl Writer {
             self.reread(&batch.changes).await;
             return Err(ApplyError::Internal);
         };
-        self.follow(&batch.changes[mark..]);
+        self.follow_into(batch, mark);
         result
     }
 
-    /// Brings the device view up to changes already applied to the state.
-    fn follow(&mut self, changes: &[Change]) {
-        for c in changes {
-            self.view.apply(&self.parts, &self.state, c);
+    /// Brings the device view up to the batch's changes from `mark` on (already applied to the
+    /// state), and puts every device they took out of isolation on probation.
+    fn follow_into(&mut self, batch: &mut Batch, mark: usize) {
+        // Probation changes move no device: the view has nothing to follow in them.
+        for device in self.follow(&batch.changes[mark..]) {
+            self.start_probation(device, batch);
         }
+    }
+
+    /// Brings the device view up to changes already applied to the state; the devices they
+    /// took out of isolation.
+    fn follow(&mut self, changes: &[Change]) -> Vec<DeviceId> {
+        changes
+            .iter()
+            .filter_map(|c| self.view.apply(&self.parts, &self.state, c))
+            .collect()
     }
 
     /// Which concern a request belongs to.
@@ -385,8 +398,17 @@ impl Writer {
                 device,
                 reason,
                 ticket,
+                expires_in,
                 actor,
-            } => self.isolate(&device, reason, ticket, &actor, batch),
+            } => {
+                let asked = HoldRequest {
+                    reason,
+                    ticket,
+                    expires_in,
+                };
+                self.isolate(&device, asked, &actor, batch)
+            }
+            Request::Tripped { device, name, why } => self.tripped(device, &name, &why, batch),
             Request::Release {
                 device,
                 actor,
@@ -418,13 +440,22 @@ impl Writer {
     /// Records `change` in the batch and applies it to the state at once.
     pub(super) fn emit(&mut self, batch: &mut Batch, change: Change) {
         self.state.apply(&change);
+        let gained = match &change {
+            Change::AliasSeen { alias, device } if !self.state.waiting.is_empty() => {
+                Some((alias.clone(), *device))
+            }
+            _ => None,
+        };
         batch.changes.push(change);
+        if let Some((alias, device)) = gained {
+            self.place_waiting(&alias, device, batch);
+        }
     }
 
     pub(super) fn audit(
         &self,
         batch: &mut Batch,
-        device: DeviceId,
+        device: impl Into<Option<DeviceId>>,
         actor: &str,
         action: &str,
         detail: String,
@@ -432,7 +463,7 @@ impl Writer {
     ) {
         batch.audit.push(AuditEvent {
             at: self.now(),
-            device: Some(device),
+            device: device.into(),
             actor: actor.to_string(),
             action: action.to_string(),
             detail,
@@ -639,6 +670,7 @@ mod tests {
                 device: "C02SER2".into(),
                 reason: "EDR".into(),
                 ticket: "IR-9".into(),
+                expires_in: None,
                 actor: "alice".into(),
             },
             check_in(3, "10.0.0.2"),
@@ -651,6 +683,7 @@ mod tests {
                 device: "C02CRITICAL".into(),
                 reason: "EDR".into(),
                 ticket: "IR-10".into(),
+                expires_in: None,
                 actor: "alice".into(),
             },
             Request::ReplaceMembers {

@@ -20,12 +20,15 @@ use super::edns::read_identity_options;
 use super::guard::{self, Verdict};
 use super::notify::Primaries;
 use super::recursive::Source;
+use super::tripwire::{Trip, Tripwires};
 use super::upstream::UpstreamError;
 use super::wire::{self, flag, rcode, rtype, Query, QueryError};
 use crate::identity::{identify, Client, Forwarded, IdentityRules, TokenOutcome, Transport};
 use crate::metrics::{Metrics, Outcome, QueryCounters};
 use crate::policy::snapshot::Group;
-use crate::policy::{check_target, decide, Decision, Published, QName, Reason, Snapshot};
+use crate::policy::{
+    check_target, decide, decide_and_tripwire, Decision, Published, QName, Reason, Snapshot,
+};
 
 /// RFC 8914 info codes for our own failures.
 const EDE_NETWORK_ERROR: u16 = 23;
@@ -113,6 +116,9 @@ impl Live<'_> {
 }
 
 /// What [`Handler::answer_now`] leaves to do.
+// Returned by value once per query and never stored: boxing `Pending` would cost an allocation
+// per cache miss to save a few bytes of stack.
+#[allow(clippy::large_enum_variant)]
 pub enum Step {
     /// `out` holds the answer.
     Reply,
@@ -133,7 +139,8 @@ struct Asked {
     subnet: Option<(IpAddr, u8)>,
 }
 
-/// A query waiting for upstream, with everything it had decided already.
+/// A query waiting for upstream (or for the hold its tripwire asked for), with everything it
+/// had decided already.
 pub struct Pending {
     packet: Vec<u8>,
     asked: Asked,
@@ -141,6 +148,8 @@ pub struct Pending {
     series: Arc<Series>,
     decision: Decision,
     stale: Option<CachedAnswer>,
+    /// Boxed: trips are rare, and every pending query carries the field.
+    trip: Option<Box<Trip>>,
 }
 
 /// A concurrent map keyed by question (cache key bytes). Clients choose the names, so the hasher
@@ -165,6 +174,8 @@ pub struct Handler {
     ddr: std::sync::OnceLock<answer::Ddr>,
     /// The RPZ feeds' primaries, whose NOTIFYs are heard; none without feeds.
     primaries: std::sync::OnceLock<Primaries>,
+    /// Tripwires, when `[tripwire] enabled`.
+    tripwires: std::sync::OnceLock<Tripwires>,
 }
 
 impl Handler {
@@ -190,7 +201,13 @@ impl Handler {
             guard,
             ddr: std::sync::OnceLock::new(),
             primaries: std::sync::OnceLock::new(),
+            tripwires: std::sync::OnceLock::new(),
         }
+    }
+
+    /// Sets off tripwires from now on (set once; later calls are ignored).
+    pub fn set_tripwires(&self, tripwires: Tripwires) {
+        let _ = self.tripwires.set(tripwires);
     }
 
     /// Hears NOTIFYs from these primaries from now on (set once; later calls are ignored).
@@ -355,7 +372,24 @@ impl Handler {
         let mut key: KeyBuf = [0u8; 260];
         let key = cache::key(&q, &mut key);
         let probe = self.cache.probe(key);
-        let decision = decide(&snapshot, identity.group, &q.name);
+        let tripwires = self.tripwires.get().zip(identity.device);
+        let (decision, hit) = match tripwires {
+            Some(_) => decide_and_tripwire(&snapshot, identity.group, &q.name),
+            None => (decide(&snapshot, identity.group, &q.name), None),
+        };
+        if let (Some((trips, device)), Some(hit)) = (tripwires, hit) {
+            if let Some(trip) = trips.check(&snapshot, hit, device, &q.name) {
+                return Step::Later(Pending {
+                    packet: packet.to_vec(),
+                    asked,
+                    snapshot: Guard::into_inner(snapshot),
+                    series: Guard::into_inner(series),
+                    decision,
+                    stale: None,
+                    trip: Some(Box::new(trip)),
+                });
+            }
+        }
         if decision.blocked {
             self.write_blocked(live, &q, &decision, None, out);
             self.finish(live, &q, &asked, Outcome::Blocked, &decision, out);
@@ -410,11 +444,17 @@ impl Handler {
             series: Guard::into_inner(series),
             decision,
             stale,
+            trip: None,
         })
     }
 
-    /// Completes a query that needed upstream.
-    pub async fn answer_later(&self, p: Pending, out: &mut Vec<u8>) -> bool {
+    /// Completes a query that needed upstream, or set off a tripwire.
+    pub async fn answer_later(&self, mut p: Pending, out: &mut Vec<u8>) -> bool {
+        if let Some(trip) = p.trip.take() {
+            if self.after_trip(&mut p, *trip, out).await {
+                return true;
+            }
+        }
         let Ok(q) = wire::parse_query(&p.packet) else {
             return false;
         };
@@ -443,6 +483,36 @@ impl Handler {
             },
         };
         self.finish(live, &q, &p.asked, outcome, &p.decision, out);
+        true
+    }
+
+    /// Fires the trip, then decides the query again as the device now stands: held, it is in
+    /// the isolation group (or a stricter one) before it hears this answer. True when the answer
+    /// is written (blocked); false when the name is still allowed and goes upstream.
+    async fn after_trip(&self, p: &mut Pending, trip: Trip, out: &mut Vec<u8>) -> bool {
+        let held = match self.tripwires.get() {
+            Some(trips) => trips.fire(trip).await,
+            None => false,
+        };
+        let Ok(q) = wire::parse_query(&p.packet) else {
+            return false;
+        };
+        if held {
+            let snapshot = self.published.get();
+            let group = snapshot.isolation_group.stricter(p.decision.group);
+            p.decision = decide(&snapshot, group, &q.name);
+            p.series = Guard::into_inner(self.series_for(&snapshot));
+            p.snapshot = snapshot;
+        }
+        if !p.decision.blocked {
+            return false;
+        }
+        let live = Live {
+            snapshot: &p.snapshot,
+            series: &p.series,
+        };
+        self.write_blocked(live, &q, &p.decision, None, out);
+        self.finish(live, &q, &p.asked, Outcome::Blocked, &p.decision, out);
         true
     }
 

@@ -12,6 +12,7 @@ pub mod handler;
 pub mod notify;
 pub mod recursive;
 pub mod server;
+pub mod tripwire;
 pub mod udp;
 pub mod upstream;
 pub mod wire;

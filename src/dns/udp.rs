@@ -87,10 +87,9 @@ fn serve(
     let mut buf = vec![0u8; 65535];
     let mut out = Vec::with_capacity(4096);
     while !stop.load(Ordering::Relaxed) {
-        let (n, peer) = match socket.recv_from(&mut buf) {
-            Ok(x) => x,
+        let Some((n, peer)) = receive(&socket, &mut buf) else {
             // Errors a peer's ICMP can cause, and the wake-up from `stop`: look again.
-            Err(_) => continue,
+            continue;
         };
         let client = Client {
             addr: peer.ip(),
@@ -124,6 +123,17 @@ fn serve(
             }
         }
     }
+}
+
+/// One datagram and its sender; `None` on an error, and on the wake-up from `stop`: after
+/// `shutdown`, `recvfrom` returns no address at all, on which std's `recv_from` panics.
+fn receive(socket: &UdpSocket, buf: &mut [u8]) -> Option<(usize, SocketAddr)> {
+    let sock = socket2::SockRef::from(socket);
+    // SAFETY: `MaybeUninit<u8>` has the layout of `u8`, and `recv_from` only writes bytes into
+    // the buffer, so the initialised buffer stays initialised.
+    let uninit = unsafe { &mut *(buf as *mut [u8] as *mut [std::mem::MaybeUninit<u8>]) };
+    let (n, from) = sock.recv_from(uninit).ok()?;
+    Some((n, from.as_socket()?))
 }
 
 /// A datagram send does not wait on a peer; only a full send buffer could block it, briefly.

@@ -338,8 +338,13 @@ impl Feeds {
                 merged.into_iter().collect()
             }
         };
-        tokio::task::spawn_blocking(move || FeedDb::build(listings.into_iter()))
-            .await
-            .unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()))
+        tokio::task::spawn_blocking(move || {
+            let db = FeedDb::build(listings.into_iter());
+            // A full transfer's messages and the listings allocate far more than they leave.
+            crate::alloc::release_free_memory();
+            db
+        })
+        .await
+        .unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()))
     }
 }

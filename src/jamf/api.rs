@@ -234,7 +234,20 @@ impl JamfClient {
         let (url, body) = self.get(&format!(
             "/api/v1/computers-inventory?{INVENTORY_SECTIONS}&filter=id%3D%3D{id}"
         ))?;
-        parse_computer(&body, &url, id)
+        parse_computer(&body, &url, Pick::Id(id))
+    }
+
+    /// The computer with this serial number (`filter=hardware.serialNumber=="X"`), for a hold
+    /// asked by serial before the Mac checked in. `None` when no computer has it.
+    pub fn computer_by_serial(&self, serial: &str) -> Result<Option<ComputerRecord>, JamfApiError> {
+        // RSQL quotes the value; a serial is letters and digits, anything else asks nothing.
+        if serial.is_empty() || !serial.bytes().all(|b| b.is_ascii_alphanumeric()) {
+            return Ok(None);
+        }
+        let (url, body) = self.get(&format!(
+            "/api/v1/computers-inventory?{INVENTORY_SECTIONS}&filter=hardware.serialNumber%3D%3D%22{serial}%22"
+        ))?;
+        parse_computer(&body, &url, Pick::Serial(serial))
     }
 
     /// GETs `path` with a bearer token; on a 401 drops the token and tries once more.
@@ -398,11 +411,19 @@ pub fn parse_group_members(
     ids_of(list(group, list_key, url)?, "id", list_key, url)
 }
 
-/// A computers-inventory page → the record whose id is `id`, if any.
+/// Which record of a computers-inventory page is wanted.
+#[derive(Debug, Clone, Copy)]
+pub enum Pick<'a> {
+    Id(i64),
+    /// Case aside.
+    Serial(&'a str),
+}
+
+/// A computers-inventory page → the record `pick` names, if any.
 pub fn parse_computer(
     body: &[u8],
     url: &str,
-    id: i64,
+    pick: Pick<'_>,
 ) -> Result<Option<ComputerRecord>, JamfApiError> {
     let answer = parse_json(body, url)?;
     let page = answer
@@ -416,14 +437,22 @@ pub fn parse_computer(
     if json::value(page, &["totalCount"]).and_then(json::integer) == Some(0) {
         return Ok(None);
     }
-    // Pick by id rather than taking results[0]: a filter that was not applied must not hand back
-    // some other computer.
+    // Pick by id or serial rather than taking results[0]: a filter that was not applied must
+    // not hand back some other computer.
     let Some(found) = list(page, "results", url)?
         .iter()
         .filter_map(Value::as_object)
-        .find(|r| json::value(r, &["id"]).and_then(json::id) == Some(id))
+        .find(|r| match pick {
+            Pick::Id(id) => json::value(r, &["id"]).and_then(json::id) == Some(id),
+            Pick::Serial(serial) => json::object(r, &["hardware"])
+                .and_then(|h| json::identifier(h, &["serialNumber"]))
+                .is_some_and(|s| s.eq_ignore_ascii_case(serial)),
+        })
     else {
         return Ok(None);
+    };
+    let Some(id) = json::value(found, &["id"]).and_then(json::id) else {
+        return Err(decode(url, "a computer without an id"));
     };
     let no_fields = Object::new();
     let general = json::object(found, &["general"]).unwrap_or(&no_fields);
@@ -657,7 +686,7 @@ mod tests {
 
     #[test]
     fn inventory_fixture() {
-        let record = parse_computer(INVENTORY.as_bytes(), URL, 1042)
+        let record = parse_computer(INVENTORY.as_bytes(), URL, Pick::Id(1042))
             .unwrap()
             .unwrap();
         assert_eq!(
@@ -678,12 +707,23 @@ mod tests {
             }
         );
         // The page holds 1042 only: asking for another id finds nothing.
-        assert_eq!(parse_computer(INVENTORY.as_bytes(), URL, 7).unwrap(), None);
+        assert_eq!(
+            parse_computer(INVENTORY.as_bytes(), URL, Pick::Id(7)).unwrap(),
+            None
+        );
+        let by_serial = parse_computer(INVENTORY.as_bytes(), URL, Pick::Serial("c02zk1abmd6t"))
+            .unwrap()
+            .unwrap();
+        assert_eq!(by_serial.device.jamf_id, 1042);
+        assert_eq!(
+            parse_computer(INVENTORY.as_bytes(), URL, Pick::Serial("NOPE")).unwrap(),
+            None
+        );
     }
 
     #[test]
     fn inventory_variants() {
-        let parse = |s: &str| parse_computer(s.as_bytes(), URL, 5);
+        let parse = |s: &str| parse_computer(s.as_bytes(), URL, Pick::Id(5));
         assert_eq!(parse(r#"{"totalCount":0,"results":[]}"#).unwrap(), None);
         assert_eq!(parse(r#"{"totalCount":0}"#).unwrap(), None);
         assert_eq!(parse(r#"{"results":null}"#).unwrap(), None);
@@ -754,14 +794,14 @@ mod tests {
             )
         };
         for id in ["1042", r#""1042""#, r#"" 1042 ""#] {
-            let record = parse_computer(inventory(id).as_bytes(), URL, 1042)
+            let record = parse_computer(inventory(id).as_bytes(), URL, Pick::Id(1042))
                 .unwrap()
                 .unwrap();
             assert_eq!(record.group_ids, vec![1042], "{id}");
         }
         // A result whose id is not an id is not the computer asked for.
         assert_eq!(
-            parse_computer(inventory(r#""1042x""#).as_bytes(), URL, 1042).unwrap(),
+            parse_computer(inventory(r#""1042x""#).as_bytes(), URL, Pick::Id(1042)).unwrap(),
             None
         );
     }
@@ -773,7 +813,7 @@ mod tests {
         let record = parse_computer(
             br#"{"TotalCount":1,"Results":[{"Id":5,"UDID":"U-5","General":{"Name":"n","LastReportedIP":"10.0.0.5"},"Hardware":{"SerialNumber":"S-5"}}]}"#,
             URL,
-            5,
+            Pick::Id(5),
         )
         .unwrap()
         .unwrap();
@@ -788,7 +828,7 @@ mod tests {
         let body = br#"{"totalCount":1,"results":[{"id":"5","udid":"00000000-0000-0000-0000-000000000000",
             "general":{"name":"Not Available","managementId":"string","lastReportedIp":"0.0.0.0","lastReportedIpV4":"Not Available"},
             "hardware":{"serialNumber":"Not Available","macAddress":"XX:XX:XX:XX:XX:XX","altMacAddress":"00:00:00:00:00:00"}}]}"#;
-        let record = parse_computer(body, URL, 5).unwrap().unwrap();
+        let record = parse_computer(body, URL, Pick::Id(5)).unwrap().unwrap();
         assert_eq!(
             record.device,
             DeviceReport {
@@ -801,7 +841,7 @@ mod tests {
         // deduplicated like the webhooks'.
         let body = br#"{"totalCount":1,"results":[{"id":"5","general":{"lastReportedIp":"string","lastReportedIpV4":"10.0.0.5"},
             "hardware":{"macAddress":"3c:22:fb:91:0a:42","altMacAddress":"3C:22:FB:91:0A:42"}}]}"#;
-        let record = parse_computer(body, URL, 5).unwrap().unwrap();
+        let record = parse_computer(body, URL, Pick::Id(5)).unwrap().unwrap();
         assert_eq!(record.device.own_ip, Some("10.0.0.5".parse().unwrap()));
         assert_eq!(
             record.device.mac_addresses,

@@ -5,7 +5,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::api::{JamfApiError, JamfClient, JamfConfig};
+use super::api::{ComputerRecord, JamfApiError, JamfClient, JamfConfig};
 use super::events::DeviceKind;
 use super::translate::{device, group_key, parse_group_key, report};
 use crate::control::{ApplyError, Control, Query, QueryReply, Request, Source};
@@ -157,10 +157,31 @@ impl JamfSync {
 
     /// Looks a computer's inventory up in the background and records what it says.
     pub fn look_up_soon(self: &Arc<Self>, jamf_id: i64) {
+        self.record_soon(format!("computer {jamf_id}"), move |client| {
+            client.computer(jamf_id)
+        });
+    }
+
+    /// Looks a serial number up in the background (a hold waits for it) and records the
+    /// computer that has it, which places the hold.
+    pub fn look_up_serial_soon(self: &Arc<Self>, serial: String) {
+        self.record_soon(format!("serial {serial}"), move |client| {
+            client.computer_by_serial(&serial)
+        });
+    }
+
+    /// Runs `look_up` on the blocking pool and records the computer it finds.
+    fn record_soon(
+        self: &Arc<Self>,
+        what: String,
+        look_up: impl FnOnce(&JamfClient) -> Result<Option<ComputerRecord>, JamfApiError>
+            + Send
+            + 'static,
+    ) {
         let sync = self.clone();
         tokio::spawn(async move {
             let client = sync.client.clone();
-            let record = tokio::task::spawn_blocking(move || client.computer(jamf_id)).await;
+            let record = tokio::task::spawn_blocking(move || look_up(&client)).await;
             match record {
                 Ok(Ok(Some(record))) => {
                     let request = Request::Report {
@@ -168,12 +189,12 @@ impl JamfSync {
                         source: Source::new("jamf-api", "inventory look-up"),
                     };
                     if let Err(e) = sync.control.apply(request).await {
-                        tracing::error!("recording computer {jamf_id}'s inventory: {e}");
+                        tracing::error!("recording the inventory of {what}: {e}");
                     }
                 }
-                Ok(Ok(None)) => tracing::warn!("Jamf Pro has no computer {jamf_id}"),
-                Ok(Err(e)) => tracing::error!("looking up computer {jamf_id}: {e}"),
-                Err(e) => tracing::error!("looking up computer {jamf_id}: {e}"),
+                Ok(Ok(None)) => tracing::warn!("Jamf Pro has no computer with {what}"),
+                Ok(Err(e)) => tracing::error!("looking up {what}: {e}"),
+                Err(e) => tracing::error!("looking up {what}: {e}"),
             }
         });
     }

@@ -3,7 +3,7 @@
 //! Contract 7: deny rule, allow rule, allowed service bundle, blocked category,
 //! block-uncategorised, the policy's default; the first that matches wins.
 
-use super::categories::CategoryId;
+use super::categories::{CategoryId, CategorySet};
 use super::qname::{wire_to_dotted, QName};
 use super::rules::{RuleHit, RuleKind};
 use super::snapshot::{DefaultAction, GroupIdx, Policy, Snapshot};
@@ -65,19 +65,70 @@ impl Decision {
 /// Decides `name` for `group`.
 #[inline]
 pub fn decide(snapshot: &Snapshot, group: GroupIdx, name: &QName) -> Decision {
+    decide_and_check(snapshot, group, name, false).0
+}
+
+/// Decides `name` for `group`, and says whether asking for it sets off a tripwire of the
+/// group's policy: one rule lookup and at most one category lookup serve both.
+#[inline]
+pub fn decide_and_tripwire(
+    snapshot: &Snapshot,
+    group: GroupIdx,
+    name: &QName,
+) -> (Decision, Option<TripHit>) {
+    decide_and_check(snapshot, group, name, true)
+}
+
+#[inline(always)]
+fn decide_and_check(
+    snapshot: &Snapshot,
+    group: GroupIdx,
+    name: &QName,
+    tripwires: bool,
+) -> (Decision, Option<TripHit>) {
     let policy = &snapshot.group(group).policy;
-    let reason_blocked = |reason, blocked| Decision {
+    let rule = policy.rules.first_match(name);
+    let mut lookups = Lookups {
+        snapshot,
+        name,
+        categories: None,
+    };
+    let (blocked, reason) = match rule {
+        Some(hit) => (hit.kind == RuleKind::Deny, Reason::Rule(hit)),
+        None => match category_reason(policy, &mut lookups) {
+            Some(reason) => (true, reason),
+            None => (policy.default == DefaultAction::Block, Reason::Default),
+        },
+    };
+    let decision = Decision {
         blocked,
         reason,
         group,
     };
-    if let Some(hit) = policy.rules.first_match(name) {
-        return reason_blocked(Reason::Rule(hit), hit.kind == RuleKind::Deny);
+    let hit = match tripwires {
+        true => tripwire(policy, rule, &mut lookups),
+        false => None,
+    };
+    (decision, hit)
+}
+
+/// What the steps of a decision look up about a name, each at most once.
+struct Lookups<'a> {
+    snapshot: &'a Snapshot,
+    name: &'a QName,
+    categories: Option<CategorySet>,
+}
+
+impl Lookups<'_> {
+    #[inline]
+    fn categories(&mut self) -> CategorySet {
+        if let Some(found) = self.categories {
+            return found;
+        }
+        let found = self.snapshot.categorise(self.name);
+        self.categories = Some(found);
+        found
     }
-    if let Some(reason) = category_reason(policy, snapshot, name) {
-        return reason_blocked(reason, true);
-    }
-    reason_blocked(Reason::Default, policy.default == DefaultAction::Block)
 }
 
 /// Checks a name met inside an allowed answer (a CNAME target). Only an explicit deny or one of
@@ -106,13 +157,43 @@ pub fn check_target(snapshot: &Snapshot, group: GroupIdx, target: &QName) -> Opt
     Some(blocked(Reason::Category(id)))
 }
 
+/// Why a name is a tripwire for a policy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TripHit {
+    /// In the policy's `tripwire` list.
+    Listed,
+    /// In one of its `tripwire_categories` (the lowest-numbered).
+    Category(CategoryId),
+}
+
+/// Whether asking for the name sets off a tripwire of `policy`. Never for a name an allow rule
+/// or an allowed service covers: an incident's list must not isolate every device that reaches
+/// its MDM.
+#[inline]
+fn tripwire(policy: &Policy, rule: Option<RuleHit>, lookups: &mut Lookups<'_>) -> Option<TripHit> {
+    if !policy.has_tripwires() || rule.is_some_and(|hit| hit.kind != RuleKind::Deny) {
+        return None;
+    }
+    if policy.tripwires.first_match(lookups.name).is_some() {
+        return Some(TripHit::Listed);
+    }
+    if policy.tripwire_categories.is_empty() {
+        return None;
+    }
+    let id = lookups
+        .categories()
+        .intersection(policy.tripwire_categories)
+        .first()?;
+    Some(TripHit::Category(id))
+}
+
 /// The category step of contract 7: a blocked category, or block-uncategorised.
 #[inline]
-fn category_reason(policy: &Policy, snapshot: &Snapshot, name: &QName) -> Option<Reason> {
+fn category_reason(policy: &Policy, lookups: &mut Lookups<'_>) -> Option<Reason> {
     if policy.block_categories.is_empty() && !policy.block_uncategorised {
         return None;
     }
-    let found = snapshot.categorise(name);
+    let found = lookups.categories();
     if let Some(id) = found.intersection(policy.block_categories).first() {
         return Some(Reason::Category(id));
     }

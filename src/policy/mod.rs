@@ -17,7 +17,7 @@ pub mod snapshot;
 
 pub use build::{PolicyParts, StaticBinding};
 pub use categories::{CategoryDb, CategoryId, CategorySet, Taxonomy};
-pub use decide::{check_target, decide, Decision, Reason};
+pub use decide::{check_target, decide, decide_and_tripwire, Decision, Reason, TripHit};
 pub use feeds::FeedDb;
 pub use load::{names, FileError, PolicyErrors, PolicySet};
 pub use published::Published;

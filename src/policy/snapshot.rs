@@ -98,6 +98,19 @@ pub struct Policy {
     pub blocked_ttl: u32,
     /// Cap on the TTL of answers this policy lets through, seconds (contract 6).
     pub max_ttl: u32,
+    /// Categories whose names isolate the device that asks for one (with `[tripwire]` on).
+    pub tripwire_categories: CategorySet,
+    /// Names (and the names below them) an incident added that isolate the device that asks.
+    pub tripwires: RuleSet,
+    /// How long a device of this policy is on probation after its isolation ends, seconds.
+    pub probation_s: u32,
+}
+
+impl Policy {
+    /// Whether this policy names any tripwire at all (most do not: nothing to check).
+    pub fn has_tripwires(&self) -> bool {
+        !self.tripwire_categories.is_empty() || !self.tripwires.is_empty()
+    }
 }
 
 /// A device group.

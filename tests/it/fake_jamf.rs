@@ -6,7 +6,8 @@
 //!   401 on wrong credentials, else a fresh random-ish token valid for `expires_in` seconds;
 //! - `GET /JSSResource/computergroups/id/{id}`, `GET /JSSResource/mobiledevicegroups/id/{id}`:
 //!   the classic API's JSON (XML unless `Accept` asks for JSON), 404 for unknown ids;
-//! - `GET /api/v1/computers-inventory?section=..&filter=id=={id}`: string ids, only the sections
+//! - `GET /api/v1/computers-inventory?section=..&filter=id=={id}` (or
+//!   `filter=hardware.serialNumber=="X"`): string ids, only the sections
 //!   asked for (`GENERAL` when none is), `totalCount: 0` for unknown ids.
 //!
 //! Data endpoints want `Authorization: Bearer <token>` with a token issued and not yet expired
@@ -347,25 +348,32 @@ async fn computers_inventory(
         sections.push("GENERAL");
     }
     let has = |section: &str| sections.contains(&section) || sections.contains(&"ALL");
-    let wanted = match query.iter().find(|(k, _)| k == "filter") {
-        None => None,
-        Some((_, filter)) => match filter
-            .strip_prefix("id==")
-            .and_then(|id| id.trim_matches('"').parse::<i64>().ok())
-        {
-            Some(id) => Some(id),
-            None => {
-                let error = json!({"httpStatus": 400, "errors": [
-                    {"code": "INVALID_RSQL_FILTER_FIELD", "description": "the fake knows id==N only"}
-                ]});
-                return (StatusCode::BAD_REQUEST, Json(error)).into_response();
-            }
-        },
-    };
+    // RSQL, as far as Cordon asks: `id==N` or `hardware.serialNumber=="X"`.
+    let filter = query
+        .iter()
+        .find(|(k, _)| k == "filter")
+        .map(|(_, f)| f.as_str());
+    let by_id = filter
+        .and_then(|f| f.strip_prefix("id=="))
+        .and_then(|id| id.trim_matches('"').parse::<i64>().ok());
+    let by_serial = filter
+        .and_then(|f| f.strip_prefix("hardware.serialNumber=="))
+        .map(|serial| serial.trim_matches('"').to_string());
+    if filter.is_some() && by_id.is_none() && by_serial.is_none() {
+        let error = json!({"httpStatus": 400, "errors": [
+            {"code": "INVALID_RSQL_FILTER_FIELD", "description": "the fake knows id==N and hardware.serialNumber==\"X\" only"}
+        ]});
+        return (StatusCode::BAD_REQUEST, Json(error)).into_response();
+    }
     let results: Vec<Value> = s
         .computers
         .iter()
-        .filter(|(id, _)| wanted.is_none_or(|w| w == **id))
+        .filter(|(id, _)| by_id.is_none_or(|w| w == **id))
+        .filter(|(_, c)| {
+            by_serial
+                .as_ref()
+                .is_none_or(|w| c.serial.eq_ignore_ascii_case(w))
+        })
         .map(|(&id, c)| {
             let general = has("GENERAL").then(|| {
                 json!({

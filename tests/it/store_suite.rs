@@ -19,6 +19,7 @@ fn hold(reason: &str, at: i64) -> Hold {
         ticket: "IR-1".into(),
         by: "alice".into(),
         at,
+        expires: None,
     }
 }
 
@@ -108,7 +109,10 @@ fn changes() -> Vec<Change> {
         },
         Change::HoldPlaced {
             device: b,
-            hold: hold("EDR", 6),
+            hold: Hold {
+                expires: Some(86_406),
+                ..hold("EDR", 6)
+            },
         },
         Change::HoldReleased { device: a },
         Change::CriticalSet {
@@ -126,6 +130,25 @@ fn changes() -> Vec<Change> {
             hold: hold("third", 9),
         },
         Change::ApprovalGranted { approval: 77 },
+        // holds for devices not seen yet: one waits, one was placed, one ran out
+        Change::HoldWaiting {
+            key: "serial:c02new".into(),
+            hold: Hold {
+                expires: Some(86_410),
+                ..hold("playbook", 10)
+            },
+        },
+        Change::HoldWaiting {
+            key: "c02bare".into(),
+            hold: hold("alert", 11),
+        },
+        Change::HoldWaiting {
+            key: "serial:c02gone".into(),
+            hold: hold("old", 12),
+        },
+        Change::HoldWaitingEnded {
+            key: "serial:c02gone".into(),
+        },
         // one-time keys: the second comes after the first's time, which lapses
         Change::TokenSeen {
             key: r#"["https://idp.example.com/","jti-1"]"#.into(),
@@ -162,6 +185,8 @@ fn assert_same(loaded: &State, expected: &State) {
     assert_eq!(loaded.bindings, expected.bindings);
     assert_eq!(loaded.group_names, expected.group_names);
     assert_eq!(loaded.approvals, expected.approvals);
+    assert_eq!(loaded.waiting, expected.waiting);
+    assert_eq!(loaded.waiting.len(), 2);
     assert_eq!(loaded.seen, expected.seen);
     assert_eq!(loaded.seen.len(), 1, "the lapsed key is gone");
     assert_eq!(loaded.next_id, expected.next_id);

@@ -498,7 +498,7 @@ async fn responders_isolate_and_release_by_hand() {
         http_json(
             cordon.http,
             "POST",
-            "/v1/devices/NOSUCHDEVICE/isolation",
+            "/v1/devices/device%23999/isolation",
             Some(RESPONDER),
             body
         )
@@ -506,6 +506,26 @@ async fn responders_isolate_and_release_by_hand() {
         .0,
         404
     );
+    // An alias no device has yet: the hold waits for it (tests/it/holds.rs).
+    assert_eq!(
+        http_json(
+            cordon.http,
+            "POST",
+            "/v1/devices/NOSUCHDEVICE/isolation",
+            Some(RESPONDER),
+            body
+        )
+        .await
+        .0,
+        202
+    );
+    let cancel = http(
+        cordon.http,
+        "DELETE",
+        "/v1/devices/NOSUCHDEVICE/isolation",
+        Some(RESPONDER),
+    );
+    assert_eq!(cancel.await.0, 200);
     let (status, answer) = http_json(
         cordon.http,
         "POST",
@@ -1351,4 +1371,31 @@ async fn a_check_in_reporting_a_mapped_address_binds_the_ipv4_client() {
     assert!(ede(&answer).unwrap().1.contains("group restricted"));
     let info = device(&cordon, "C02ZK1ABMD6T").await;
     assert_eq!(info["bindings"][0], "127.0.0.45", "{info}");
+}
+
+#[tokio::test]
+async fn a_hold_by_a_serial_jamf_knows_is_in_force_without_waiting_for_a_check_in() {
+    let upstream = start_upstream().await;
+    let (cordon, jamf) = with_jamf(&upstream).await;
+    jamf.set_computer(2042, "C02PLAYBOOK", "UDID-2042", "127.0.0.42", &[]);
+    let path = "/v1/devices/C02PLAYBOOK/isolation";
+    let hold = r#"{"reason":"EDR playbook: C2 beacon"}"#;
+    let (status, body) = http_json(cordon.http, "POST", path, Some(RESPONDER), hold).await;
+    assert_eq!(status, 202, "{body}");
+    // No webhook comes: Cordon asked Jamf Pro for the serial and recorded what it said.
+    assert!(
+        eventually(Duration::from_secs(10), || blocked_from(
+            cordon.dns,
+            [127, 0, 0, 42]
+        ))
+        .await,
+        "{:?}",
+        jamf.requests()
+    );
+    assert!(jamf
+        .requests()
+        .iter()
+        .any(|r| r.contains("hardware.serialNumber")));
+    let info = device(&cordon, "jamf-computer:2042").await;
+    assert_eq!(info["group"], "restricted", "{info}");
 }

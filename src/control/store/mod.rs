@@ -197,13 +197,23 @@ impl Rows {
         Ok(())
     }
 
-    fn device(&mut self, id: i64, label: String, critical: bool, hold: Option<Hold>) {
+    fn device(
+        &mut self,
+        id: i64,
+        label: String,
+        critical: bool,
+        hold: Option<Hold>,
+        probation: Option<i64>,
+    ) {
         let device = DeviceId(id as u64);
         let state = &mut self.state;
         state.apply(&Change::DeviceAdded { device, label });
         state.apply(&Change::CriticalSet { device, critical });
         if let Some(hold) = hold {
             state.apply(&Change::HoldPlaced { device, hold });
+        }
+        if let Some(until) = probation {
+            state.apply(&Change::ProbationStarted { device, until });
         }
     }
 
@@ -232,6 +242,10 @@ impl Rows {
         if let (Ok(addr), Some(device)) = (addr, self.known(device)) {
             self.state.apply(&Change::BindingSeen { addr, device, at });
         }
+    }
+
+    fn waiting(&mut self, key: String, hold: Hold) {
+        self.state.apply(&Change::HoldWaiting { key, hold });
     }
 
     fn approval(&mut self, approval: i64, device: i64, hold: Hold) {
@@ -282,11 +296,13 @@ fn hold_of(
     ticket: Option<String>,
     by: Option<String>,
     at: Option<i64>,
+    expires: Option<i64>,
 ) -> Option<Hold> {
     Some(Hold {
         reason: reason?,
         ticket: ticket.unwrap_or_default(),
         by: by.unwrap_or_default(),
         at: at.unwrap_or_default(),
+        expires,
     })
 }

@@ -402,6 +402,9 @@ struct Statements {
     approvals_lapse: Statement,
     approval_requested: Statement,
     approval_granted: Statement,
+    waiting_set: Statement,
+    waiting_ended: Statement,
+    probation: Statement,
     tokens_lapse: Statement,
     token_seen: Statement,
     log: Statement,
@@ -427,14 +430,21 @@ impl Conn {
             "INSERT INTO bindings (addr, device, seen) VALUES ($1, $2, $3)
              ON CONFLICT (addr) DO UPDATE SET device = excluded.device, seen = excluded.seen",
             "DELETE FROM bindings WHERE addr = $1",
-            "UPDATE devices SET hold_reason = $2, hold_ticket = $3, hold_by = $4, hold_at = $5
-             WHERE id = $1",
+            "UPDATE devices SET hold_reason = $2, hold_ticket = $3, hold_by = $4, hold_at = $5,
+             hold_expires = $6 WHERE id = $1",
             "UPDATE devices SET critical = $2 WHERE id = $1",
             "DELETE FROM approvals WHERE at <= $1",
-            "INSERT INTO approvals (id, device, reason, ticket, by, at) VALUES ($1, $2, $3, $4, $5, $6)
+            "INSERT INTO approvals (id, device, reason, ticket, by, at, expires)
+             VALUES ($1, $2, $3, $4, $5, $6, $7)
              ON CONFLICT (id) DO UPDATE SET device = excluded.device, reason = excluded.reason,
-             ticket = excluded.ticket, by = excluded.by, at = excluded.at",
+             ticket = excluded.ticket, by = excluded.by, at = excluded.at, expires = excluded.expires",
             "DELETE FROM approvals WHERE id = $1",
+            "INSERT INTO waiting_holds (key, reason, ticket, by, at, expires)
+             VALUES ($1, $2, $3, $4, $5, $6)
+             ON CONFLICT (key) DO UPDATE SET reason = excluded.reason, ticket = excluded.ticket,
+             by = excluded.by, at = excluded.at, expires = excluded.expires",
+            "DELETE FROM waiting_holds WHERE key = $1",
+            "UPDATE devices SET probation_until = $2 WHERE id = $1",
             "DELETE FROM seen_tokens WHERE until < $1",
             "INSERT INTO seen_tokens (key, until) VALUES ($1, $2)
              ON CONFLICT (key) DO UPDATE SET until = excluded.until",
@@ -449,14 +459,14 @@ impl Conn {
             "SELECT at, device, actor, action, detail, reason FROM audit WHERE device = $1
              ORDER BY id DESC LIMIT $2",
         ];
-        // Sent together: one round trip's wait, not twenty-two.
+        // Sent together: one round trip's wait, not twenty-five.
         let prepared = try_join_all(sql.iter().map(|s| client.prepare(s))).await?;
         // One statement for each text, in order: try_join_all keeps both.
         let Ok(
-            [lock, device_added, label_set, alias_seen, membership_set, membership_unset, group_named, binding_seen, binding_lapsed, hold, critical_set, approvals_lapse, approval_requested, approval_granted, tokens_lapse, token_seen, log, trim, notify, audit, after, timeline],
-        ) = <[Statement; 22]>::try_from(prepared)
+            [lock, device_added, label_set, alias_seen, membership_set, membership_unset, group_named, binding_seen, binding_lapsed, hold, critical_set, approvals_lapse, approval_requested, approval_granted, waiting_set, waiting_ended, probation, tokens_lapse, token_seen, log, trim, notify, audit, after, timeline],
+        ) = <[Statement; 25]>::try_from(prepared)
         else {
-            unreachable!("one prepared statement for each of the 22 texts");
+            unreachable!("one prepared statement for each of the 25 texts");
         };
         let st = Statements {
             lock,
@@ -473,6 +483,9 @@ impl Conn {
             approvals_lapse,
             approval_requested,
             approval_granted,
+            waiting_set,
+            waiting_ended,
+            probation,
             tokens_lapse,
             token_seen,
             log,
@@ -531,11 +544,19 @@ fn statement_for<'s>(st: &'s Statements, change: &Change) -> Vec<(&'s Statement,
                 text(&h.ticket),
                 text(&h.by),
                 Box::new(Some(h.at)),
+                Box::new(h.expires),
             ],
         )],
         Change::HoldReleased { device } => vec![(
             &st.hold,
-            vec![id(device), none(), none(), none(), Box::new(None::<i64>)],
+            vec![
+                id(device),
+                none(),
+                none(),
+                none(),
+                Box::new(None::<i64>),
+                Box::new(None::<i64>),
+            ],
         )],
         Change::CriticalSet { device, critical } => {
             vec![(&st.critical_set, vec![id(device), Box::new(*critical)])]
@@ -556,11 +577,30 @@ fn statement_for<'s>(st: &'s Statements, change: &Change) -> Vec<(&'s Statement,
                     text(&h.ticket),
                     text(&h.by),
                     int(h.at),
+                    Box::new(h.expires),
                 ],
             ),
         ],
         Change::ApprovalGranted { approval } => {
             vec![(&st.approval_granted, vec![int(*approval as i64)])]
+        }
+        Change::HoldWaiting { key, hold: h } => vec![(
+            &st.waiting_set,
+            vec![
+                text(key),
+                text(&h.reason),
+                text(&h.ticket),
+                text(&h.by),
+                int(h.at),
+                Box::new(h.expires),
+            ],
+        )],
+        Change::HoldWaitingEnded { key } => vec![(&st.waiting_ended, vec![text(key)])],
+        Change::ProbationStarted { device, until } => {
+            vec![(&st.probation, vec![id(device), Box::new(Some(*until))])]
+        }
+        Change::ProbationEnded { device } => {
+            vec![(&st.probation, vec![id(device), Box::new(None::<i64>)])]
         }
         Change::TokenSeen { key, until, at } => vec![
             // Lapsed ones go as a new one comes, as in the state.
@@ -673,12 +713,16 @@ async fn load_in(client: &Client) -> Result<Loaded, Fault> {
         client.query_raw(sql, none.iter().copied()).await
     };
     let mut it = pin!(
-        each("SELECT id, label, critical, hold_reason, hold_ticket, hold_by, hold_at FROM devices")
-            .await?
+        each(
+            "SELECT id, label, critical, hold_reason, hold_ticket, hold_by, hold_at, hold_expires,
+                    probation_until
+             FROM devices"
+        )
+        .await?
     );
     while let Some(r) = it.try_next().await? {
-        let hold = hold_of(r.get(3), r.get(4), r.get(5), r.get(6));
-        rows.device(r.get(0), r.get(1), r.get(2), hold);
+        let hold = hold_of(r.get(3), r.get(4), r.get(5), r.get(6), r.get(7));
+        rows.device(r.get(0), r.get(1), r.get(2), hold, r.get(8));
     }
     let mut it = pin!(each("SELECT kind, value, device FROM aliases").await?);
     while let Some(r) = it.try_next().await? {
@@ -696,11 +740,20 @@ async fn load_in(client: &Client) -> Result<Loaded, Fault> {
     while let Some(r) = it.try_next().await? {
         rows.binding(r.get(0), r.get(1), r.get(2));
     }
-    let mut it =
-        pin!(each("SELECT id, device, reason, ticket, by, at FROM approvals ORDER BY at").await?);
+    let mut it = pin!(
+        each("SELECT id, device, reason, ticket, by, at, expires FROM approvals ORDER BY at")
+            .await?
+    );
     while let Some(r) = it.try_next().await? {
-        if let Some(hold) = hold_of(r.get(2), r.get(3), r.get(4), r.get(5)) {
+        if let Some(hold) = hold_of(r.get(2), r.get(3), r.get(4), r.get(5), r.get(6)) {
             rows.approval(r.get(0), r.get(1), hold);
+        }
+    }
+    let mut it =
+        pin!(each("SELECT key, reason, ticket, by, at, expires FROM waiting_holds").await?);
+    while let Some(r) = it.try_next().await? {
+        if let Some(hold) = hold_of(r.get(1), r.get(2), r.get(3), r.get(4), r.get(5)) {
+            rows.waiting(r.get(0), hold);
         }
     }
     let mut it = pin!(each("SELECT key, until FROM seen_tokens").await?);

@@ -158,12 +158,14 @@ fn load_from(conn: &Connection) -> Result<Loaded, Fault> {
     })?;
     rows.id_range(low, high)?;
     let mut stmt = conn.prepare(
-        "SELECT id, label, critical, hold_reason, hold_ticket, hold_by, hold_at FROM devices",
+        "SELECT id, label, critical, hold_reason, hold_ticket, hold_by, hold_at, hold_expires,
+                probation_until
+         FROM devices",
     )?;
     let mut it = stmt.query([])?;
     while let Some(r) = it.next()? {
-        let hold = hold_of(r.get(3)?, r.get(4)?, r.get(5)?, r.get(6)?);
-        rows.device(r.get(0)?, r.get(1)?, r.get(2)?, hold);
+        let hold = hold_of(r.get(3)?, r.get(4)?, r.get(5)?, r.get(6)?, r.get(7)?);
+        rows.device(r.get(0)?, r.get(1)?, r.get(2)?, hold, r.get(8)?);
     }
     let mut stmt = conn.prepare("SELECT kind, value, device FROM aliases")?;
     let mut it = stmt.query([])?;
@@ -185,11 +187,11 @@ fn load_from(conn: &Connection) -> Result<Loaded, Fault> {
     while let Some(r) = it.next()? {
         rows.binding(&r.get::<_, String>(0)?, r.get(1)?, r.get(2)?);
     }
-    let mut stmt =
-        conn.prepare("SELECT id, device, reason, ticket, by, at FROM approvals ORDER BY at")?;
+    let mut stmt = conn
+        .prepare("SELECT id, device, reason, ticket, by, at, expires FROM approvals ORDER BY at")?;
     let mut it = stmt.query([])?;
     while let Some(r) = it.next()? {
-        if let Some(hold) = hold_of(r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?) {
+        if let Some(hold) = hold_of(r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?, r.get(6)?) {
             rows.approval(r.get(0)?, r.get(1)?, hold);
         }
     }
@@ -198,6 +200,14 @@ fn load_from(conn: &Connection) -> Result<Loaded, Fault> {
     while let Some(r) = it.next()? {
         rows.token(r.get(0)?, r.get(1)?);
     }
+    let mut stmt =
+        conn.prepare("SELECT key, reason, ticket, by, at, expires FROM waiting_holds")?;
+    let mut it = stmt.query([])?;
+    while let Some(r) = it.next()? {
+        if let Some(hold) = hold_of(r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?) {
+            rows.waiting(r.get(0)?, hold);
+        }
+    }
     Ok(Loaded {
         state: rows.state,
         position: position(conn)?,
@@ -205,7 +215,9 @@ fn load_from(conn: &Connection) -> Result<Loaded, Fault> {
 }
 
 fn write_change(tx: &Transaction<'_>, change: &Change) -> rusqlite::Result<()> {
-    let hold_sql = "UPDATE devices SET hold_reason = ?2, hold_ticket = ?3, hold_by = ?4, hold_at = ?5 WHERE id = ?1";
+    let hold_sql =
+        "UPDATE devices SET hold_reason = ?2, hold_ticket = ?3, hold_by = ?4, hold_at = ?5,
+                    hold_expires = ?6 WHERE id = ?1";
     match change {
         Change::DeviceAdded { device, label } => {
             tx.execute(
@@ -260,12 +272,13 @@ fn write_change(tx: &Transaction<'_>, change: &Change) -> rusqlite::Result<()> {
         Change::HoldPlaced { device, hold: h } => {
             tx.execute(
                 hold_sql,
-                params![device.0 as i64, h.reason, h.ticket, h.by, h.at],
+                params![device.0 as i64, h.reason, h.ticket, h.by, h.at, h.expires],
             )?;
         }
         Change::HoldReleased { device } => {
             let none: Option<String> = None;
-            tx.execute(hold_sql, params![device.0 as i64, none, none, none, none])?;
+            let params = params![device.0 as i64, none, none, none, none, none];
+            tx.execute(hold_sql, params)?;
         }
         Change::CriticalSet { device, critical } => {
             tx.execute(
@@ -284,8 +297,17 @@ fn write_change(tx: &Transaction<'_>, change: &Change) -> rusqlite::Result<()> {
                 [h.at - crate::control::state::APPROVAL_LIFETIME],
             )?;
             tx.execute(
-                "INSERT OR REPLACE INTO approvals (id, device, reason, ticket, by, at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-                params![*approval as i64, device.0 as i64, h.reason, h.ticket, h.by, h.at],
+                "INSERT OR REPLACE INTO approvals (id, device, reason, ticket, by, at, expires)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                params![
+                    *approval as i64,
+                    device.0 as i64,
+                    h.reason,
+                    h.ticket,
+                    h.by,
+                    h.at,
+                    h.expires
+                ],
             )?;
         }
         Change::ApprovalGranted { approval } => {
@@ -299,6 +321,28 @@ fn write_change(tx: &Transaction<'_>, change: &Change) -> rusqlite::Result<()> {
                  ON CONFLICT (key) DO UPDATE SET until = excluded.until",
                 params![key, until],
             )?;
+        }
+        Change::ProbationStarted { device, until } => {
+            tx.execute(
+                "UPDATE devices SET probation_until = ?2 WHERE id = ?1",
+                params![device.0 as i64, until],
+            )?;
+        }
+        Change::ProbationEnded { device } => {
+            tx.execute(
+                "UPDATE devices SET probation_until = NULL WHERE id = ?1",
+                [device.0 as i64],
+            )?;
+        }
+        Change::HoldWaiting { key, hold: h } => {
+            tx.execute(
+                "INSERT OR REPLACE INTO waiting_holds (key, reason, ticket, by, at, expires)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                params![key, h.reason, h.ticket, h.by, h.at, h.expires],
+            )?;
+        }
+        Change::HoldWaitingEnded { key } => {
+            tx.execute("DELETE FROM waiting_holds WHERE key = ?1", [key])?;
         }
     }
     Ok(())
@@ -343,6 +387,7 @@ mod tests {
                     ticket: "t".into(),
                     by: "me".into(),
                     at: 5,
+                    expires: Some(86_405),
                 },
             },
             Change::ApprovalRequested {
@@ -353,6 +398,7 @@ mod tests {
                     ticket: "t2".into(),
                     by: "alice".into(),
                     at: 6,
+                    expires: None,
                 },
             },
             Change::TokenSeen {

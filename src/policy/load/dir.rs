@@ -217,6 +217,15 @@ struct PolicyFile {
     blocked_ttl: Spanned<i64>,
     #[serde(default = "default_max_ttl")]
     max_ttl: Spanned<i64>,
+    /// Categories whose names isolate the device that asks (with `[tripwire] enabled`).
+    #[serde(default)]
+    tripwire_categories: Vec<Spanned<String>>,
+    /// Names an incident added: asking for one (or a name below it) isolates the device.
+    #[serde(default)]
+    tripwire: Vec<Spanned<String>>,
+    /// Seconds of probation after an isolation ends; 0: none.
+    #[serde(default = "zero")]
+    probation_s: Spanned<i64>,
 }
 
 fn zero() -> Spanned<i64> {
@@ -708,6 +717,15 @@ impl Loader {
         let (sinkhole_v4, sinkhole_v6) = self.sinkholes(&src, &file.sinkhole);
         let blocked_ttl = self.ttl(&src, &file.blocked_ttl, "blocked_ttl");
         let max_ttl = self.ttl(&src, &file.max_ttl, "max_ttl");
+        let tripwire_categories = self.categories(&src, taxonomy, &file.tripwire_categories);
+        let mut tripwires = RuleSet::new();
+        for entry in &file.tripwire {
+            if let Some((qname, _)) = self.domain(&src, entry) {
+                // A tripwire stands for the name and every name below it, as a listed domain.
+                tripwires.add(RuleKind::Deny, &qname, true, 0);
+            }
+        }
+        let probation_s = self.ttl(&src, &file.probation_s, "probation_s");
         Some(Policy {
             name: name.to_string(),
             default: file.default,
@@ -721,6 +739,9 @@ impl Loader {
             sinkhole_v6,
             blocked_ttl,
             max_ttl,
+            tripwire_categories,
+            tripwires,
+            probation_s,
         })
     }
 
