@@ -56,6 +56,8 @@ pub enum StartError {
     Feeds(#[from] crate::feeds::FeedConfigError),
     #[error(transparent)]
     Events(#[from] crate::events::EventsConfigError),
+    #[error("ssf: {0}")]
+    Ssf(String),
     #[error("DoQ: {0}")]
     Quic(#[from] quinn::crypto::rustls::NoInitialCipherSuite),
     #[error("cannot listen on {addr}: {error}")]
@@ -198,6 +200,22 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         handler.set_primaries(primaries);
         task
     });
+    // Shared Signals: JWKS files read and URLs fetched before the webhook takes a token.
+    let ssf = if config.ssf.enabled() {
+        let resolve = |p: &std::path::Path| config.resolve(p);
+        let receiver = crate::ssf::start(
+            &config.ssf,
+            resolve,
+            control.clone(),
+            &metrics,
+            Arc::new(SystemClock),
+        )
+        .await
+        .map_err(StartError::Ssf)?;
+        Some(Arc::new(receiver))
+    } else {
+        None
+    };
     if let Some(settings) = config.tripwire.settings() {
         let sink = Arc::new(ControlTrips(control.clone()));
         handler.set_tripwires(Tripwires::new(sink, settings, &metrics));
@@ -253,6 +271,7 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
                 published: published.clone(),
                 handler: handler.clone(),
                 jamf: Webhooks::new(control.clone(), metrics.clone(), jamf.clone()),
+                ssf,
                 metrics,
                 ready: ready.clone(),
                 admins: Arc::new(config.auth.admin.clone()),

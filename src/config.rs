@@ -33,6 +33,8 @@ pub struct Config {
     pub identity: IdentityConfig,
     pub policies: PoliciesConfig,
     pub jamf: JamfConfig,
+    /// Shared Signals transmitters whose Security Event Tokens `/webhooks/ssf` accepts.
+    pub ssf: crate::ssf::SsfConfig,
     pub devices: DevicesConfig,
     /// Connection caps and timeouts, upstream exchanges in flight.
     pub limits: Limits,
@@ -267,6 +269,7 @@ impl Default for Config {
             identity: IdentityConfig::default(),
             policies: PoliciesConfig::default(),
             jamf: JamfConfig::default(),
+            ssf: crate::ssf::SsfConfig::default(),
             devices: DevicesConfig::default(),
             limits: Limits::default(),
             lists: ListsConfig::default(),
@@ -404,6 +407,8 @@ pub enum Invalid {
     HttpListen(String),
     #[error(transparent)]
     Jamf(#[from] JamfConfigError),
+    #[error(transparent)]
+    Ssf(#[from] crate::ssf::SsfConfigError),
     #[error("store: {0}")]
     StoreUrl(#[from] BadUrl),
     #[error("store.url_file {path}: {error}")]
@@ -484,6 +489,7 @@ impl Config {
         self.static_bindings()?;
         self.check_identity()?;
         self.jamf.validate()?;
+        self.ssf.validate()?;
         self.identity_rules()?;
         self.guard()?;
         if self.upstream.timeout_ms == 0 {

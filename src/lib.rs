@@ -19,5 +19,6 @@ pub mod jamf;
 pub mod lists;
 pub mod metrics;
 pub mod policy;
+pub mod ssf;
 pub mod tls;
 pub mod token;

@@ -159,6 +159,24 @@ fn check(path: Option<PathBuf>, fetch: bool) -> anyhow::Result<ExitCode> {
         }
         println!("{}: certificate and key match", cert.display());
     }
+    // Shared Signals issuers' JWKS files are read as `run` reads them; URLs are fetched there.
+    for issuer in &config.ssf.issuers {
+        if issuer.jwks_url.is_empty() {
+            let path = config.resolve(&issuer.jwks_file);
+            match cordon::ssf::jwks::Jwks::load_file(&path) {
+                Ok(keys) => println!(
+                    "ssf issuer {}: {} keys from {}",
+                    issuer.issuer,
+                    keys.current().len(),
+                    path.display()
+                ),
+                Err(e) => {
+                    eprintln!("ssf issuer {}: {e}", issuer.issuer);
+                    return Ok(ExitCode::FAILURE);
+                }
+            }
+        }
+    }
     let dir = config.policies_dir();
     let failed_fetches = if fetch { fetch_lists(&config, &dir) } else { 0 };
     match PolicySet::load_with(&dir, Some(&config.lists_cache())) {

@@ -33,6 +33,8 @@ pub struct Metrics {
     pub policy_errors: IntGauge,
     pub webhook_events: IntCounterVec,
     pub webhook_skipped_entries: IntCounterVec,
+    // Shared Signals (ssf/): every SET delivery, by configured issuer (or `unknown`) and result.
+    pub ssf_events: IntCounterVec,
     pub membership_changes: IntCounterVec,
     pub reconcile_runs: IntCounterVec,
     pub reconcile_drift: IntCounterVec,
@@ -238,6 +240,12 @@ impl Metrics {
                 "cordon_webhook_skipped_entries_total",
                 "Device entries of webhooks left out as unusable (the change itself still applied).",
                 &["source"],
+            ),
+            ssf_events: counter_vec(
+                &r,
+                "cordon_ssf_events_total",
+                "Security Event Tokens pushed to /webhooks/ssf, by configured issuer (unknown: none matched) and result.",
+                &["issuer", "result"],
             ),
             membership_changes: counter_vec(
                 &r,

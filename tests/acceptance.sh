@@ -51,6 +51,19 @@ nsd -d -c "$WORK/nsd/nsd.conf" & PIDS+=($!)
 # --- cordon run with the shipped policies, plain DNS, DoT and DoH (self-signed certificate) ---
 openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 1 -subj /CN=dns.test \
   -addext "subjectAltName=DNS:dns.test,DNS:*.dns.test" -keyout "$WORK/key.pem" -out "$WORK/cert.pem" 2>/dev/null
+# --- a stand-in Shared Signals transmitter: an RSA key and its JWKS (docs/api.md's walkthrough) ---
+b64url() { openssl base64 -A | tr '+/' '-_' | tr -d '='; }
+openssl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:2048 -out "$WORK/idp-key.pem" 2>/dev/null
+n=$(openssl rsa -in "$WORK/idp-key.pem" -noout -modulus | cut -d= -f2 | xxd -r -p | b64url)
+printf '{"keys":[{"kty":"RSA","use":"sig","alg":"RS256","kid":"idp-1","n":"%s","e":"AQAB"}]}\n' "$n" > "$WORK/idp-jwks.json"
+set_for() {  # set_for JTI STATUS: a SET about the Mac, issued now, signed with the key
+  header=$(printf '{"alg":"RS256","typ":"secevent+jwt","kid":"idp-1"}' | b64url)
+  payload=$(printf '{"iss":"https://idp.example.com/tenant-7/","aud":"https://cordon.example.com/webhooks/ssf","iat":%s,"jti":"%s","sub_id":{"format":"complex","device":{"format":"iss_sub","iss":"https://idp.example.com/tenant-7/","sub":"C02ZK1ABMD6T"}},"events":{"https://schemas.openid.net/secevent/caep/event-type/device-compliance-change":{"current_status":"%s","event_timestamp":%s}}}' \
+    "$(date +%s)" "$1" "$2" "$(date +%s)" | b64url)
+  signature=$(printf '%s.%s' "$header" "$payload" | openssl dgst -sha256 -sign "$WORK/idp-key.pem" | b64url)
+  printf '%s.%s.%s' "$header" "$payload" "$signature"
+}
+
 cat > "$WORK/cordon.toml" <<CONF
 [dns]
 listen = ["127.0.0.1:$DNS_PORT"]
@@ -70,6 +83,10 @@ dir = "$ROOT/policies"
 [auth]
 webhook_tokens = ["acceptance-webhook-token"]
 token_secret = "acceptance-token-secret-0123456789"
+[[ssf.issuer]]
+issuer = "https://idp.example.com/tenant-7/"
+audience = "https://cordon.example.com/webhooks/ssf"
+jwks_file = "$WORK/idp-jwks.json"
 CONF
 "$BIN" run --config "$WORK/cordon.toml" > "$WORK/cordon.log" 2>&1 & PIDS+=($!)
 for _ in $(seq 100); do
@@ -153,6 +170,29 @@ out=$(dig -b $mac @127.0.0.1 -p $DNS_PORT www.allowed.example)
 grep -q "192.0.2.10" <<<"$out" && pass "released Mac gets its answer back" || fail "released: $out"
 code=$(curl -s -o /dev/null -w '%{http_code}' -H 'Content-Type: application/json' --data-binary @"$FIX/smart-group-computer-added.json" "http://127.0.0.1:$HTTP_PORT/webhooks/jamf")
 [ "$code" = 401 ] && pass "webhook without a token: 401" || fail "no token gave $code"
+
+# --- Shared Signals: SETs signed by openssl, pushed with curl ---
+push() { curl -s -o "$WORK/push.out" -w '%{http_code}' -H "Content-Type: ${2:-application/secevent+jwt}" \
+           --data-binary "$1" "http://127.0.0.1:$HTTP_PORT/webhooks/ssf"; }
+set1=$(set_for jti-0001 not-compliant)
+code=$(push "$set1")
+[ "$code" = 202 ] && grep -q '"changes":1' "$WORK/push.out" && pass "SET not-compliant: 202, the Mac's UEM groups changed" \
+  || fail "SET: $code $(cat "$WORK/push.out")"
+code=$(push "$set1")
+[ "$code" = 400 ] && grep -q '"err":"invalid_request"' "$WORK/push.out" && grep -q 'already received' "$WORK/push.out" \
+  && pass "the same SET again: 400 invalid_request (replayed jti)" || fail "replay: $code $(cat "$WORK/push.out")"
+forged="${set1%.*}.$(printf 'not the signature' | b64url)"
+code=$(push "$forged")
+[ "$code" = 400 ] && grep -q '"err":"authentication_failed"' "$WORK/push.out" \
+  && pass "SET with a bad signature: 400 authentication_failed" || fail "forged: $code $(cat "$WORK/push.out")"
+code=$(push "$(set_for jti-0002 compliant)" application/json)
+[ "$code" = 415 ] && pass "SET as application/json: 415" || fail "content type: $code $(cat "$WORK/push.out")"
+code=$(push "$(set_for jti-0003 compliant)")
+[ "$code" = 202 ] && grep -q '"changes":1' "$WORK/push.out" && pass "SET compliant: 202, released" \
+  || fail "compliant: $code $(cat "$WORK/push.out")"
+out=$(curl -s 127.0.0.1:$HTTP_PORT/metrics | grep '^cordon_ssf_events_total{issuer="https://idp.example.com/tenant-7/"')
+grep -q 'result="applied"} 2' <<<"$out" && grep -q 'result="replayed"} 1' <<<"$out" \
+  && pass "SETs counted by issuer and result" || fail "ssf metrics: $out"
 
 # --- cordon check on a policy with a typo ---
 cp -r "$ROOT/policies" "$WORK/broken"

@@ -24,6 +24,7 @@ impl From<ApplyError> for ApiError {
             ApplyError::UnknownDevice(_) | ApplyError::UnknownApproval(_) => StatusCode::NOT_FOUND,
             ApplyError::NeedsApproval(_) => StatusCode::CONFLICT,
             ApplyError::SameApprover => StatusCode::FORBIDDEN,
+            ApplyError::Seen => StatusCode::CONFLICT,
             ApplyError::Internal => StatusCode::INTERNAL_SERVER_ERROR,
             // Nothing was applied and a retry may well succeed.
             ApplyError::Store(_) | ApplyError::Stopped => StatusCode::SERVICE_UNAVAILABLE,

@@ -9,6 +9,7 @@ pub mod devices;
 pub mod error;
 pub mod health;
 pub mod jamf;
+pub mod ssf;
 
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
@@ -42,6 +43,8 @@ pub struct AppState {
     pub webhook_tokens: Arc<Vec<String>>,
     /// Jamf Pro's webhooks, and its API when configured.
     pub jamf: Webhooks,
+    /// Shared Signals' receiver, when `[ssf]` names an issuer.
+    pub ssf: Option<Arc<crate::ssf::Receiver>>,
     /// How long a request body may take to arrive (`limits.http_body_timeout_ms`).
     pub body_timeout: Duration,
 }
@@ -52,6 +55,7 @@ pub fn router(state: AppState) -> Router {
         .route("/readyz", get(health::readyz))
         .route("/metrics", get(health::metrics))
         .route("/webhooks/jamf", post(jamf::webhook))
+        .route("/webhooks/ssf", post(ssf::webhook))
         .route("/v1/reload", post(admin::reload))
         .route("/v1/status", get(admin::status))
         .route("/v1/explain", get(admin::explain))

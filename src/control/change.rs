@@ -107,6 +107,14 @@ pub enum Change {
     ApprovalGranted {
         approval: u64,
     },
+    /// A one-time key (a source's token id) is used until `until`; keys whose `until` is
+    /// before `at` (both seconds since the epoch) are forgotten as this one comes, so that a
+    /// replay of the log forgets the same.
+    TokenSeen {
+        key: String,
+        until: i64,
+        at: i64,
+    },
 }
 
 /// An audit record: who changed what on which device, and why.

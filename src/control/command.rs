@@ -123,6 +123,15 @@ pub enum Request {
         critical: bool,
         actor: String,
     },
+    /// `then`, at most once per `key`: the key is checked and recorded in the same commit as
+    /// what `then` changes, so a second request with the key is refused ([`ApplyError::Seen`])
+    /// by any node, also after a restart, until `until` (seconds since the epoch). The key is
+    /// the source's, opaque here (e.g. a signed token's issuer and id); `None` only records it.
+    Once {
+        key: String,
+        until: i64,
+        then: Option<Box<Request>>,
+    },
 }
 
 /// What a responder wants held, and for how long ([`Request::Isolate`], taken apart).
@@ -198,6 +207,8 @@ pub enum ApplyError {
     UnknownApproval(u64),
     #[error("the approval must come from another admin than the one who asked")]
     SameApprover,
+    #[error("this one-time request was already applied")]
+    Seen,
     #[error("the store could not commit the change: {0}")]
     Store(String),
     #[error("the control plane has stopped")]

@@ -23,9 +23,10 @@ impl Writer {
         device
     }
 
-    /// The device a source's reference names, created on first sight.
+    /// The device a source's reference names, created on first sight. A bare value (a
+    /// `name:` alias) names whichever device has it under any kind, as the API reads it.
     pub(super) fn device_for(&mut self, reference: &DeviceRef, batch: &mut Batch) -> DeviceId {
-        match self.state.device_by_alias(&reference.alias) {
+        match self.state.device_named(&reference.alias) {
             Some(id) => id,
             None => self.create(batch, &reference.alias, &reference.label),
         }
@@ -66,17 +67,19 @@ impl Writer {
     }
 
     /// Config names devices by a bare value (groups.toml, identity.static, devices.critical)
-    /// before the MDM reports them. When the MDM reports a device with that serial or UDID, it
-    /// is the same machine: the name, a responder's hold and the critical mark move to it, so
-    /// that one value never names two devices.
+    /// before the MDM reports them, and so may a source that names devices by a bare value (a
+    /// Shared Signals subject, the API). When the MDM reports a device with that serial or UDID,
+    /// it is the same machine: the name, a responder's hold, the critical mark and the UEM
+    /// groups the named device is in move to it, so that one value never names two devices.
     fn adopt_named(&mut self, value: &str, device: DeviceId, source: &Source, batch: &mut Batch) {
         let named = Alias::new(AliasKind::Name, value);
         let Some(old) = self.state.device_by_alias(&named).filter(|&d| d != device) else {
             return;
         };
-        let (hold, critical) = {
+        let (hold, critical, groups) = {
             let d = &self.state.devices[&old];
-            (d.hold.as_deref().cloned(), d.critical)
+            let groups: Vec<String> = d.memberships.iter().cloned().collect();
+            (d.hold.as_deref().cloned(), d.critical, groups)
         };
         self.emit(
             batch,
@@ -97,6 +100,16 @@ impl Writer {
                     critical: true,
                 },
             );
+        }
+        for group in groups {
+            if !self.state.devices[&device].memberships.contains(&group) {
+                let change = Change::MembershipSet {
+                    device,
+                    group: group.clone(),
+                };
+                self.emit(batch, change);
+            }
+            self.emit(batch, Change::MembershipUnset { device: old, group });
         }
         let detail = format!("into {device}");
         self.audit(batch, old, &source.actor, "merged", detail, &source.reason);
@@ -266,6 +279,32 @@ mod tests {
         let outcome = h.control.apply(gone).await.unwrap();
         assert_eq!(outcome.changes, 1);
         assert_eq!(bound(&h, "10.1.0.1"), None);
+    }
+
+    #[tokio::test]
+    async fn a_device_named_by_a_bare_value_brings_its_groups_when_the_mdm_reports_it() {
+        let h = Harness::start().await;
+        // A source names the Mac by its serial alone, before the MDM knows it.
+        let named = DeviceRef {
+            alias: Alias::parse("C02SER1"),
+            label: "C02SER1".into(),
+        };
+        let group = super::super::UemGroup {
+            key: "jamf:computer-group:42".into(),
+            name: None,
+        };
+        h.members(group, vec![named], vec![]).await;
+        h.control.apply(check_in(1, "10.1.0.1")).await.unwrap();
+        let mac = bound(&h, "10.1.0.1").unwrap();
+        assert_eq!(
+            h.group_of(mac),
+            "restricted",
+            "the membership moved with the name"
+        );
+        assert_eq!(
+            h.members_of("jamf:computer-group:42").await,
+            ["jamf-computer:1"]
+        );
     }
 
     #[tokio::test]

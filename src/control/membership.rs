@@ -39,7 +39,7 @@ impl Writer {
             }
         }
         for alias in left {
-            if let Some(device) = self.state.device_by_alias(alias) {
+            if let Some(device) = self.state.device_named(alias) {
                 self.set_membership(device, &group.key, false, source, batch, &mut outcome);
             }
         }
@@ -173,6 +173,75 @@ mod tests {
         assert_eq!(again.version, first.version, "nothing to publish");
         let gone = h.members(key(), vec![], vec![computer(8).alias]).await;
         assert_eq!(gone.changes, 0);
+    }
+
+    #[tokio::test]
+    async fn a_bare_value_names_the_device_that_has_it_under_any_kind() {
+        let h = Harness::start().await;
+        let set = super::super::Request::SetGroups {
+            device: "serial:C02ZK1ABMD6T".into(),
+            groups: vec![],
+            actor: "admin".into(),
+        };
+        let device = h.control.apply(set).await.unwrap().device.unwrap();
+        let bare = DeviceRef {
+            alias: Alias::parse("C02ZK1ABMD6T"),
+            label: "C02ZK1ABMD6T".into(),
+        };
+        let joined = h.members(key(), vec![bare.clone()], vec![]).await;
+        assert_eq!(joined.changes, 1, "no second device");
+        assert_eq!(h.group_of(device), "restricted");
+        let left = h.members(key(), vec![], vec![bare.alias]).await;
+        assert_eq!(left.changes, 1);
+        assert_eq!(h.group_of(device), "standard");
+    }
+
+    #[tokio::test]
+    async fn a_once_request_applies_once_also_after_a_restart_until_its_time() {
+        use super::super::{ApplyError, Clock, Request};
+        let h = Harness::start().await;
+        let until = h.clock.now() + 100;
+        let once = |id: u32| Request::Once {
+            key: "issuer jti-1".into(),
+            until,
+            then: Some(Box::new(Request::Members {
+                group: key(),
+                joined: vec![computer(id)],
+                left: vec![],
+                reports: vec![],
+                source: Source::new("test", "once"),
+            })),
+        };
+        let first = h.control.apply(once(1)).await.unwrap();
+        assert_eq!(first.changes, 1);
+        let again = h.control.apply(once(2)).await;
+        assert!(matches!(again, Err(ApplyError::Seen)), "{again:?}");
+        assert_eq!(h.members_of(&key().key).await, ["jamf-computer:1"]);
+        let alone = Request::Once {
+            key: "issuer jti-2".into(),
+            until,
+            then: None,
+        };
+        let recorded = h.control.apply(alone).await.unwrap();
+        assert_eq!(
+            recorded.version, first.version,
+            "a key alone publishes nothing"
+        );
+
+        let (dir, clock) = (h.dir, h.clock);
+        drop(h.control);
+        let h = Harness::start_in(dir, clock).await;
+        let after_restart = h.control.apply(once(3)).await;
+        assert!(
+            matches!(after_restart, Err(ApplyError::Seen)),
+            "{after_restart:?}"
+        );
+        h.clock.advance(101);
+        h.control.apply(once(4)).await.unwrap();
+        assert_eq!(
+            h.members_of(&key().key).await,
+            ["jamf-computer:1", "jamf-computer:4"]
+        );
     }
 
     #[tokio::test]

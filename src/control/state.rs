@@ -3,7 +3,7 @@
 //! to the store and then applied here: what is in memory is exactly what is durable, and a
 //! replay of the changes rebuilds it.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 pub use super::alias::{Alias, AliasIndex, AliasKind, AliasList, AliasRef};
@@ -214,6 +214,49 @@ impl std::ops::Index<&DeviceId> for DeviceTable {
     }
 }
 
+/// One-time keys in use, each until a moment (seconds since the epoch): a request under a key
+/// seen here is refused until then. Indexed by time too, so that forgetting lapsed keys costs
+/// only the keys forgotten.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SeenTokens {
+    by_key: HashMap<String, i64>,
+    by_until: BTreeSet<(i64, String)>,
+}
+
+impl SeenTokens {
+    /// Whether `key` is in use at `now`.
+    pub fn contains(&self, key: &str, now: i64) -> bool {
+        self.by_key.get(key).is_some_and(|&until| until >= now)
+    }
+
+    pub fn insert(&mut self, key: &str, until: i64) {
+        if let Some(old) = self.by_key.insert(key.to_string(), until) {
+            self.by_until.remove(&(old, key.to_string()));
+        }
+        self.by_until.insert((until, key.to_string()));
+    }
+
+    /// Forgets the keys in use only until before `at`.
+    pub fn lapse(&mut self, at: i64) {
+        while let Some((until, _)) = self.by_until.first() {
+            if *until >= at {
+                break;
+            }
+            if let Some((_, key)) = self.by_until.pop_first() {
+                self.by_key.remove(&key);
+            }
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.by_key.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.by_key.is_empty()
+    }
+}
+
 /// Everything the writer knows about devices.
 #[derive(Debug, Clone, Default)]
 pub struct State {
@@ -226,6 +269,8 @@ pub struct State {
     pub group_names: BTreeMap<String, String>,
     /// Isolations of critical devices waiting for a second admin, by approval number.
     pub approvals: BTreeMap<u64, Pending>,
+    /// One-time keys in use (`Request::Once`).
+    pub seen: SeenTokens,
     /// Holds asked for devices not seen yet, by the alias they wait for ([`Change::HoldWaiting`]).
     pub waiting: BTreeMap<String, Hold>,
     pub next_id: u64,
@@ -252,11 +297,15 @@ impl State {
             let id = DeviceId(n);
             return self.devices.contains_key(&id).then_some(id);
         }
-        let alias = Alias::parse(text);
+        self.device_named(&Alias::parse(text))
+    }
+
+    /// The device an alias names. A bare value (kind [`AliasKind::Name`]) names a device that
+    /// has it as an alias of any kind, in the order of [`AliasKind::ALL`], as the API reads it.
+    pub fn device_named(&self, alias: &Alias) -> Option<DeviceId> {
         if alias.kind != AliasKind::Name {
-            return self.device_by_alias(&alias);
+            return self.device_by_alias(alias);
         }
-        // A bare value may be of any kind.
         AliasKind::ALL.into_iter().find_map(|kind| {
             let candidate = AliasRef {
                 kind,
@@ -379,6 +428,10 @@ impl State {
             Change::ApprovalGranted { approval } => {
                 self.approvals.remove(approval);
             }
+            Change::TokenSeen { key, until, at } => {
+                self.seen.lapse(*at);
+                self.seen.insert(key, *until);
+            }
             Change::ProbationStarted { device, until } => {
                 if let Some(d) = self.devices.get_mut(device) {
                     d.probation = Some(*until);
@@ -428,6 +481,21 @@ impl State {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn seen_tokens_lapse_in_time_order_and_a_renewed_key_keeps_its_new_time() {
+        let mut seen = SeenTokens::default();
+        seen.insert("a", 10);
+        seen.insert("b", 20);
+        seen.insert("a", 30);
+        assert!(seen.contains("a", 25) && seen.contains("b", 20));
+        assert!(!seen.contains("b", 21), "past its time");
+        seen.lapse(21);
+        assert_eq!(seen.len(), 1);
+        assert!(seen.contains("a", 30) && !seen.contains("a", 31));
+        seen.lapse(31);
+        assert!(seen.is_empty());
+    }
 
     #[test]
     fn bindings_of_both_families_come_back_in_address_order() {

@@ -98,7 +98,8 @@ impl View {
             | Change::HoldWaiting { .. }
             | Change::HoldWaitingEnded { .. }
             | Change::ProbationStarted { .. }
-            | Change::ProbationEnded { .. } => {}
+            | Change::ProbationEnded { .. }
+            | Change::TokenSeen { .. } => {}
         }
         None
     }

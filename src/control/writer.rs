@@ -420,6 +420,20 @@ impl Writer {
                 critical,
                 actor,
             } => self.set_critical(&device, critical, &actor, batch),
+            Request::Once { key, until, then } => {
+                // Checked under the store's write (the log's lock, with a shared store) and
+                // recorded in the same commit as what `then` changes: no node applies it twice.
+                let at = self.now();
+                if self.state.seen.contains(&key, at) {
+                    return Err(ApplyError::Seen);
+                }
+                let outcome = match then {
+                    Some(then) => self.request(*then, batch)?,
+                    None => Outcome::default(),
+                };
+                self.emit(batch, Change::TokenSeen { key, until, at });
+                Ok(outcome)
+            }
         }
     }
 
@@ -474,7 +488,12 @@ impl Writer {
         if !batch.changes.is_empty() {
             self.count_changes(&batch.changes);
         }
-        if !batch.changes.is_empty() || batch.absorbed {
+        // A one-time key alone changes nothing a snapshot shows.
+        let shown = batch
+            .changes
+            .iter()
+            .any(|c| !matches!(c, Change::TokenSeen { .. }));
+        if shown || batch.absorbed {
             self.publish();
         }
         for (reply, mut result) in replies.drain(..) {

@@ -19,6 +19,7 @@ mod reload;
 mod replicas;
 mod resolve;
 mod robustness;
+mod ssf;
 mod store;
 mod store_suite;
 mod support;

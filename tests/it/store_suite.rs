@@ -149,6 +149,17 @@ fn changes() -> Vec<Change> {
         Change::HoldWaitingEnded {
             key: "serial:c02gone".into(),
         },
+        // one-time keys: the second comes after the first's time, which lapses
+        Change::TokenSeen {
+            key: r#"["https://idp.example.com/","jti-1"]"#.into(),
+            until: 50,
+            at: 10,
+        },
+        Change::TokenSeen {
+            key: r#"["https://idp.example.com/","jti-2"]"#.into(),
+            until: 90_000,
+            at: 60,
+        },
     ]
 }
 
@@ -176,6 +187,8 @@ fn assert_same(loaded: &State, expected: &State) {
     assert_eq!(loaded.approvals, expected.approvals);
     assert_eq!(loaded.waiting, expected.waiting);
     assert_eq!(loaded.waiting.len(), 2);
+    assert_eq!(loaded.seen, expected.seen);
+    assert_eq!(loaded.seen.len(), 1, "the lapsed key is gone");
     assert_eq!(loaded.next_id, expected.next_id);
 }
 

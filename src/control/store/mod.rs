@@ -331,6 +331,15 @@ impl Rows {
         }
     }
 
+    fn token(&mut self, key: String, until: i64) {
+        // Rows past their time are left out when read, and deleted as new keys come.
+        self.state.apply(&Change::TokenSeen {
+            key,
+            until,
+            at: i64::MIN,
+        });
+    }
+
     /// A row's device, if the devices table has it: the foreign keys make every row's device
     /// exist, but a row that slipped past them must not invent a device.
     fn known(&self, device: i64) -> Option<DeviceId> {

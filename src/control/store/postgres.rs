@@ -530,6 +530,8 @@ struct Statements {
     waiting_set: Statement,
     waiting_ended: Statement,
     probation: Statement,
+    tokens_lapse: Statement,
+    token_seen: Statement,
     log: Statement,
     trim: Statement,
     notify: Statement,
@@ -568,6 +570,9 @@ impl Conn {
              by = excluded.by, at = excluded.at, expires = excluded.expires",
             "DELETE FROM waiting_holds WHERE key = $1",
             "UPDATE devices SET probation_until = $2 WHERE id = $1",
+            "DELETE FROM seen_tokens WHERE until < $1",
+            "INSERT INTO seen_tokens (key, until) VALUES ($1, $2)
+             ON CONFLICT (key) DO UPDATE SET until = excluded.until",
             "INSERT INTO changes (id, at, change)
              SELECT l.id, $2, l.change FROM UNNEST($1::BIGINT[], $3::TEXT[]) AS l(id, change)",
             "DELETE FROM changes WHERE id <= $1",
@@ -579,14 +584,14 @@ impl Conn {
             "SELECT at, device, actor, action, detail, reason FROM audit WHERE device = $1
              ORDER BY id DESC LIMIT $2",
         ];
-        // Sent together: one round trip's wait, not twenty.
+        // Sent together: one round trip's wait, not twenty-five.
         let prepared = try_join_all(sql.iter().map(|s| client.prepare(s))).await?;
         // One statement for each text, in order: try_join_all keeps both.
         let Ok(
-            [lock, device_added, label_set, alias_seen, membership_set, membership_unset, group_named, binding_seen, binding_lapsed, hold, critical_set, approvals_lapse, approval_requested, approval_granted, waiting_set, waiting_ended, probation, log, trim, notify, audit, after, timeline],
-        ) = <[Statement; 23]>::try_from(prepared)
+            [lock, device_added, label_set, alias_seen, membership_set, membership_unset, group_named, binding_seen, binding_lapsed, hold, critical_set, approvals_lapse, approval_requested, approval_granted, waiting_set, waiting_ended, probation, tokens_lapse, token_seen, log, trim, notify, audit, after, timeline],
+        ) = <[Statement; 25]>::try_from(prepared)
         else {
-            unreachable!("one prepared statement for each of the 23 texts");
+            unreachable!("one prepared statement for each of the 25 texts");
         };
         let st = Statements {
             lock,
@@ -606,6 +611,8 @@ impl Conn {
             waiting_set,
             waiting_ended,
             probation,
+            tokens_lapse,
+            token_seen,
             log,
             trim,
             notify,
@@ -720,6 +727,11 @@ fn statement_for<'s>(st: &'s Statements, change: &Change) -> Vec<(&'s Statement,
         Change::ProbationEnded { device } => {
             vec![(&st.probation, vec![id(device), Box::new(None::<i64>)])]
         }
+        Change::TokenSeen { key, until, at } => vec![
+            // Lapsed ones go as a new one comes, as in the state.
+            (&st.tokens_lapse, vec![int(*at)]),
+            (&st.token_seen, vec![text(key), int(*until)]),
+        ],
     }
 }
 
@@ -868,6 +880,10 @@ async fn load_in(client: &Client) -> Result<Loaded, Fault> {
         if let Some(hold) = hold_of(r.get(1), r.get(2), r.get(3), r.get(4), r.get(5)) {
             rows.waiting(r.get(0), hold);
         }
+    }
+    let mut it = pin!(each("SELECT key, until FROM seen_tokens").await?);
+    while let Some(r) = it.try_next().await? {
+        rows.token(r.get(0), r.get(1));
     }
     Ok(Loaded {
         state: rows.state,

@@ -275,6 +275,11 @@ fn load_from(conn: &Connection) -> Result<Loaded, Fault> {
             rows.approval(r.get(0)?, r.get(1)?, hold);
         }
     }
+    let mut stmt = conn.prepare("SELECT key, until FROM seen_tokens")?;
+    let mut it = stmt.query([])?;
+    while let Some(r) = it.next()? {
+        rows.token(r.get(0)?, r.get(1)?);
+    }
     let mut stmt =
         conn.prepare("SELECT key, reason, ticket, by, at, expires FROM waiting_holds")?;
     let mut it = stmt.query([])?;
@@ -388,6 +393,15 @@ fn write_change(tx: &Transaction<'_>, change: &Change) -> rusqlite::Result<()> {
         Change::ApprovalGranted { approval } => {
             tx.execute("DELETE FROM approvals WHERE id = ?1", [*approval as i64])?;
         }
+        Change::TokenSeen { key, until, at } => {
+            // Lapsed ones go as a new one comes, as in the state.
+            tx.execute("DELETE FROM seen_tokens WHERE until < ?1", [at])?;
+            tx.execute(
+                "INSERT INTO seen_tokens (key, until) VALUES (?1, ?2)
+                 ON CONFLICT (key) DO UPDATE SET until = excluded.until",
+                params![key, until],
+            )?;
+        }
         Change::ProbationStarted { device, until } => {
             tx.execute(
                 "UPDATE devices SET probation_until = ?2 WHERE id = ?1",
@@ -467,6 +481,16 @@ mod tests {
                     expires: None,
                 },
             },
+            Change::TokenSeen {
+                key: "old".into(),
+                until: 5,
+                at: 1,
+            },
+            Change::TokenSeen {
+                key: "issuer jti".into(),
+                until: 90,
+                at: 7,
+            },
         ];
         let audit = vec![AuditEvent {
             at: 1,
@@ -494,6 +518,11 @@ mod tests {
         assert_eq!(state.bindings, expected.bindings);
         assert_eq!(state.group_names, expected.group_names);
         assert_eq!(state.approvals, expected.approvals);
+        assert_eq!(
+            state.seen, expected.seen,
+            "the lapsed key is gone from both"
+        );
+        assert_eq!(state.seen.len(), 1);
         let logged: Vec<Change> = store
             .changes_after(0)
             .unwrap()
