@@ -547,6 +547,28 @@ pub fn client_config_with(roots: rustls::RootCertStore) -> rustls::ClientConfig 
         .with_no_client_auth()
 }
 
+/// Whether the authority at the start of `rest` (what follows `http://`) is a loopback host:
+/// 127.0.0.0/8, `[::1]` or `localhost`, with or without a port. Only there may a secret travel
+/// in a plain `http://` request (a local stand-in or a TLS-terminating proxy on the host): the
+/// Jamf Pro API's client secret, a Shared Signals issuer's keys.
+pub fn loopback_authority(rest: &str) -> bool {
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
+    if authority.contains('@') {
+        return false;
+    }
+    let host = match authority.strip_prefix('[') {
+        Some(v6) => match v6.split_once(']') {
+            Some((host, port)) if port.is_empty() || port.starts_with(':') => host,
+            _ => return false,
+        },
+        None => authority.split(':').next().unwrap_or(""),
+    };
+    host.eq_ignore_ascii_case("localhost")
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.to_canonical().is_loopback())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -89,7 +89,9 @@ impl JamfConfig {
             return Ok(());
         }
         let in_clear = self.url.strip_prefix("http://");
-        if !(self.url.starts_with("https://") || in_clear.is_some_and(loopback_authority)) {
+        if !(self.url.starts_with("https://")
+            || in_clear.is_some_and(crate::tls::loopback_authority))
+        {
             return Err(JamfConfigError::Scheme(self.url.clone()));
         }
         if self.client_id.is_empty() || self.client_secret.is_empty() {
@@ -108,27 +110,6 @@ impl JamfConfig {
     pub fn reconcile_interval(&self) -> Duration {
         Duration::from_secs(self.reconcile_interval_s)
     }
-}
-
-/// Whether the authority at the start of `rest` (what follows `http://`) is a loopback host:
-/// 127.0.0.0/8, `[::1]` or `localhost`, with or without a port. Only there may the OAuth client
-/// secret travel without TLS (a fake Jamf Pro in tests, a local TLS-terminating proxy).
-fn loopback_authority(rest: &str) -> bool {
-    let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
-    if authority.contains('@') {
-        return false;
-    }
-    let host = match authority.strip_prefix('[') {
-        Some(v6) => match v6.split_once(']') {
-            Some((host, port)) if port.is_empty() || port.starts_with(':') => host,
-            _ => return false,
-        },
-        None => authority.split(':').next().unwrap_or(""),
-    };
-    host.eq_ignore_ascii_case("localhost")
-        || host
-            .parse::<std::net::IpAddr>()
-            .is_ok_and(|ip| ip.to_canonical().is_loopback())
 }
 
 impl fmt::Debug for JamfConfig {

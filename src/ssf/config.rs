@@ -105,7 +105,8 @@ impl SsfConfig {
             }
             if url {
                 let in_clear = i.jwks_url.strip_prefix("http://");
-                if !(i.jwks_url.starts_with("https://") || in_clear.is_some_and(loopback_authority))
+                if !(i.jwks_url.starts_with("https://")
+                    || in_clear.is_some_and(crate::tls::loopback_authority))
                 {
                     return Err(SsfConfigError::Scheme(i.issuer.clone()));
                 }
@@ -137,27 +138,6 @@ impl IssuerConfig {
     pub fn timeout(&self) -> Duration {
         Duration::from_millis(self.jwks_timeout_ms)
     }
-}
-
-/// Whether the authority at the start of `rest` (a URL after `http://`) is a loopback host: a
-/// local stand-in, where keys in clear cross no network. (The Jamf adapter has the same rule for
-/// its API; adapters do not import each other.)
-fn loopback_authority(rest: &str) -> bool {
-    let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
-    if authority.contains('@') {
-        return false;
-    }
-    let host = match authority.strip_prefix('[') {
-        Some(v6) => match v6.split_once(']') {
-            Some((host, port)) if port.is_empty() || port.starts_with(':') => host,
-            _ => return false,
-        },
-        None => authority.split(':').next().unwrap_or(""),
-    };
-    host.eq_ignore_ascii_case("localhost")
-        || host
-            .parse::<std::net::IpAddr>()
-            .is_ok_and(|ip| ip.to_canonical().is_loopback())
 }
 
 #[cfg(test)]
