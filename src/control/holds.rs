@@ -561,8 +561,8 @@ mod tests {
         assert_eq!(h.group_of(d), "restricted");
         let timeline = actions(&h, &d.to_string()).await;
         assert_eq!(
-            timeline[..2],
-            ["isolated", "tripwire_fired"],
+            timeline[..3],
+            ["isolation_entered", "isolated", "tripwire_fired"],
             "newest first"
         );
         let critical = DeviceId(1);
@@ -636,9 +636,9 @@ mod tests {
         assert_eq!(h.group_of(d), "standard");
         let timeline = actions(&h, &d.to_string()).await;
         assert_eq!(
-            timeline.first().map(String::as_str),
-            Some("released"),
-            "{timeline:?}"
+            timeline[..2],
+            ["isolation_left", "released"],
+            "newest first"
         );
     }
 

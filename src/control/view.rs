@@ -49,14 +49,15 @@ impl View {
         view
     }
 
-    /// Follows one change already applied to `state`; the device it freed, if it took one out
-    /// of isolation (out of `isolation_group` and every stricter group).
+    /// Follows one change already applied to `state`; a device it moved into or out of
+    /// isolation goes to `crossed`.
     pub fn apply(
         &mut self,
         parts: &PolicyParts,
         state: &State,
         change: &Change,
-    ) -> Option<DeviceId> {
+        crossed: &mut Vec<Crossing>,
+    ) {
         match change {
             Change::DeviceAdded { device, label } | Change::LabelSet { device, label } => {
                 if self.devices.groups.contains_key(device) {
@@ -66,13 +67,13 @@ impl View {
             Change::AliasSeen { alias, device } => {
                 self.add_alias(alias, *device);
                 // A placement in groups.toml may name the new alias.
-                return self.refresh_group(parts, state, *device);
+                crossed.extend(self.refresh_group(parts, state, *device));
             }
             Change::MembershipSet { device, .. }
             | Change::MembershipUnset { device, .. }
             | Change::HoldPlaced { device, .. }
             | Change::HoldReleased { device } => {
-                return self.refresh_group(parts, state, *device);
+                crossed.extend(self.refresh_group(parts, state, *device));
             }
             Change::GroupNamed { group, .. } => {
                 let members: Vec<DeviceId> = state
@@ -82,8 +83,8 @@ impl View {
                     .map(|(id, _)| id)
                     .collect();
                 for id in members {
-                    // Naming a group frees no one by itself: a name only maps what was there.
-                    self.refresh_group(parts, state, id);
+                    // A mapping by name takes effect now: its members may cross.
+                    crossed.extend(self.refresh_group(parts, state, id));
                 }
             }
             Change::BindingSeen { addr, device, .. } => {
@@ -101,7 +102,6 @@ impl View {
             | Change::ProbationEnded { .. }
             | Change::TokenSeen { .. } => {}
         }
-        None
     }
 
     /// Makes a presentable alias findable by DNS tokens, as itself and, when too long to sign
@@ -123,7 +123,7 @@ impl View {
         parts: &PolicyParts,
         state: &State,
         id: DeviceId,
-    ) -> Option<DeviceId> {
+    ) -> Option<Crossing> {
         let isolating = |g: Option<&GroupIdx>| g.is_some_and(|g| *g <= parts.isolation_group);
         let was = isolating(self.devices.groups.get(&id));
         match group_of(parts, state, id) {
@@ -138,8 +138,21 @@ impl View {
                 self.devices.labels.remove(&id);
             }
         }
-        (was && !isolating(self.devices.groups.get(&id))).then_some(id)
+        let now = self.devices.groups.get(&id).copied();
+        match (was, isolating(now.as_ref())) {
+            (false, true) => now.map(|group| Crossing::Into(id, group)),
+            (true, false) => Some(Crossing::OutOf(id)),
+            _ => None,
+        }
     }
+}
+
+/// A device a change moved into isolation (`isolation_group` or a stricter one, whatever put
+/// it there: a hold, an MDM group, a placement) or out of it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Crossing {
+    Into(DeviceId, GroupIdx),
+    OutOf(DeviceId),
 }
 
 /// A snapshot made without a writer (for `cordon explain` and benches): the store's state, plus

@@ -21,7 +21,7 @@ use super::command::{ApplyError, Command, HoldRequest, Outcome, ReloadStatus, Re
 use super::replica::Replica;
 use super::state::{AuditEvent, Change, State};
 use super::store::{Logged, Store, StoreError, PAGE};
-use super::view::{group_of, View};
+use super::view::{group_of, Crossing, View};
 use crate::metrics::Metrics;
 use crate::policy::build::{PolicyParts, StaticBinding};
 use crate::policy::cidr::PrefixTable;
@@ -263,7 +263,9 @@ impl Writer {
     fn absorb(&mut self, logged: &[Logged]) -> bool {
         for l in logged {
             self.state.apply(&l.change);
-            self.view.apply(&self.parts, &self.state, &l.change);
+            // Another node recorded what its changes moved.
+            self.view
+                .apply(&self.parts, &self.state, &l.change, &mut Vec::new());
             self.position = l.id;
             if let Some(at) = l.committed_ms {
                 self.absorbed_at_ms = Some(self.absorbed_at_ms.map_or(at, |a| a.min(at)));
@@ -354,18 +356,43 @@ impl Writer {
     /// state), and puts every device they took out of isolation on probation.
     fn follow_into(&mut self, batch: &mut Batch, mark: usize) {
         // Probation changes move no device: the view has nothing to follow in them.
-        for device in self.follow(&batch.changes[mark..]) {
-            self.start_probation(device, batch);
+        for crossing in self.follow(&batch.changes[mark..]) {
+            self.crossed(crossing, batch);
         }
     }
 
     /// Brings the device view up to changes already applied to the state; the devices they
-    /// took out of isolation.
-    fn follow(&mut self, changes: &[Change]) -> Vec<DeviceId> {
-        changes
-            .iter()
-            .filter_map(|c| self.view.apply(&self.parts, &self.state, c))
-            .collect()
+    /// moved into or out of isolation.
+    fn follow(&mut self, changes: &[Change]) -> Vec<Crossing> {
+        let mut crossed = Vec::new();
+        for c in changes {
+            self.view.apply(&self.parts, &self.state, c, &mut crossed);
+        }
+        crossed
+    }
+
+    /// Records a device's isolation starting or ending, whatever caused it (the SOC hears of
+    /// these), and starts the probation that follows an isolation.
+    fn crossed(&mut self, crossing: Crossing, batch: &mut Batch) {
+        match crossing {
+            Crossing::Into(device, group) => {
+                let name = self.parts.groups[group.index()].name.clone();
+                // A hold's own words say more than the group: who, and why.
+                let (actor, reason) = match self.state.devices[&device].hold.as_deref() {
+                    Some(hold) => (hold.by.clone(), hold.reason.clone()),
+                    None => ("cordon".to_string(), format!("now in group {name}")),
+                };
+                self.audit(batch, device, &actor, "isolation_entered", name, &reason);
+            }
+            Crossing::OutOf(device) => {
+                let group =
+                    group_of(&self.parts, &self.state, device).unwrap_or(self.parts.default_group);
+                let name = self.parts.groups[group.index()].name.clone();
+                let reason = format!("now in group {name}");
+                self.audit(batch, device, "cordon", "isolation_left", name, &reason);
+                self.start_probation(device, batch);
+            }
+        }
     }
 
     /// Which concern a request belongs to.

@@ -8,9 +8,12 @@ use crate::control::store::Audited;
 /// The audit actions that are events, and the event type each becomes. The control plane
 /// writes the actions (`control/holds.rs`, and the tripwire and probation concerns); nothing
 /// else here knows their spelling.
-pub const TYPES: [(&str, &str); 10] = [
+pub const TYPES: [(&str, &str); 12] = [
     ("isolated", "isolation_placed"),
     ("released", "isolation_released"),
+    // The device's own state, whatever moved it (a hold, an MDM group, a placement).
+    ("isolation_entered", "device_isolated"),
+    ("isolation_left", "device_released"),
     ("tripwire_fired", "tripwire_fired"),
     ("isolation_requested", "approval_requested"),
     ("isolation_approved", "approval_granted"),

@@ -79,8 +79,10 @@ impl SetSigner {
     /// a retry from a new event; `iat` is the time of this try.
     pub fn set(&self, event: &Event, now: i64) -> Option<Result<String, String>> {
         let (current, previous) = match event.kind {
-            "isolation_placed" => ("not-compliant", "compliant"),
-            "isolation_released" => ("compliant", "not-compliant"),
+            // The device's state, not the hold: an MDM isolation counts, and a hold on a device
+            // its MDM group isolates already changes nothing a receiver should hear.
+            "device_isolated" => ("not-compliant", "compliant"),
+            "device_released" => ("compliant", "not-compliant"),
             _ => return None,
         };
         let device = event.device.as_ref()?;
@@ -223,7 +225,7 @@ mod tests {
         let key =
             DecodingKey::from_ec_components(&b64.encode(&point[1..33]), &b64.encode(&point[33..]))
                 .unwrap();
-        let placed = Event::of(&row(42, "isolated")).unwrap();
+        let placed = Event::of(&row(42, "isolation_entered")).unwrap();
         let token = signer.set(&placed, 1_764_464_600).unwrap().unwrap();
         let claims = verify(&token, &key, Algorithm::ES256);
         assert_eq!(claims["jti"], "cordon-event-42");
@@ -234,7 +236,7 @@ mod tests {
         assert_eq!(event["current_status"], "not-compliant");
         assert_eq!(event["previous_status"], "compliant");
         assert_eq!(event["reason_admin"]["en"], "EDR: reverse shell");
-        let released = Event::of(&row(43, "released")).unwrap();
+        let released = Event::of(&row(43, "isolation_left")).unwrap();
         let token = signer.set(&released, 1).unwrap().unwrap();
         let claims = verify(&token, &key, Algorithm::ES256);
         assert_eq!(
@@ -243,6 +245,9 @@ mod tests {
         );
         let other = Event::of(&row(44, "isolation_requested")).unwrap();
         assert!(signer.set(&other, 1).is_none());
+        // A hold is not the device's state: its `device_isolated` says that.
+        let hold = Event::of(&row(45, "isolated")).unwrap();
+        assert!(signer.set(&hold, 1).is_none());
     }
 
     fn openssl(args: &[&str]) -> bool {
@@ -285,7 +290,7 @@ mod tests {
             )
             .unwrap();
             assert_eq!(signer.algorithm(), "RS256");
-            let placed = Event::of(&row(42, "isolated")).unwrap();
+            let placed = Event::of(&row(42, "isolation_entered")).unwrap();
             let token = signer.set(&placed, 5).unwrap().unwrap();
             let claims = verify(&token, &key, Algorithm::RS256);
             assert_eq!(claims["jti"], "cordon-event-42");

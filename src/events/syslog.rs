@@ -92,7 +92,7 @@ const MAX_VALUE: usize = 512;
 /// Severity: warning for what contains a device, notice for the rest.
 fn severity(event: &Event) -> u8 {
     match event.kind {
-        "isolation_placed" | "tripwire_fired" => 4,
+        "isolation_placed" | "device_isolated" | "tripwire_fired" => 4,
         _ => 5,
     }
 }

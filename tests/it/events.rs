@@ -339,7 +339,13 @@ async fn events_reach_a_webhook_after_500s_an_ssf_receiver_and_syslog_over_udp_a
             .map(|g| json(&g.body)["type"].as_str().unwrap().to_string())
             .collect()
     };
-    let expected = ["isolation_placed", "isolation_released", "hold_waiting"];
+    let expected = [
+        "isolation_placed",
+        "device_isolated",
+        "isolation_released",
+        "device_released",
+        "hold_waiting",
+    ];
     let all_taken = eventually(Duration::from_secs(30), || {
         let taken = types(hook.taken());
         async move { taken == expected }
@@ -352,7 +358,7 @@ async fn events_reach_a_webhook_after_500s_an_ssf_receiver_and_syslog_over_udp_a
     let got = hook.got();
     assert_eq!(
         got.iter().map(|g| g.status).collect::<Vec<_>>(),
-        [500, 500, 200, 200, 200]
+        [500, 500, 200, 200, 200, 200, 200]
     );
     for g in &got {
         assert!(signed(g), "a valid X-Cordon-Signature: {g:?}");
@@ -379,7 +385,7 @@ async fn events_reach_a_webhook_after_500s_an_ssf_receiver_and_syslog_over_udp_a
         .map(|g| json(&g.body)["id"].as_i64().unwrap())
         .collect();
     assert!(ids.windows(2).all(|w| w[0] < w[1]), "{ids:?}");
-    let waiting = json(&hook.taken()[2].body);
+    let waiting = json(&hook.taken()[4].body);
     assert!(waiting["device"].is_null(), "{waiting}");
     assert!(
         waiting["detail"]
@@ -395,7 +401,7 @@ async fn events_reach_a_webhook_after_500s_an_ssf_receiver_and_syslog_over_udp_a
             let errors = metric_with(http, delivered, &["sink=\"soc\"", "result=\"error\""]);
             let ok = metric_with(http, delivered, &["sink=\"soc\"", "result=\"ok\""]);
             let pending = metric_with(http, "cordon_events_pending", &["sink=\"soc\""]);
-            (errors.await, ok.await, pending.await) == (2.0, 3.0, 0.0)
+            (errors.await, ok.await, pending.await) == (2.0, 5.0, 0.0)
         }
     })
     .await;
@@ -422,20 +428,21 @@ async fn events_reach_a_webhook_after_500s_an_ssf_receiver_and_syslog_over_udp_a
     assert_eq!(statuses, ["not-compliant", "compliant"]);
     assert_eq!(sets[0]["sub_id"]["format"], "complex");
     assert_eq!(sets[0]["sub_id"]["device"]["id"], SERIAL);
-    assert_eq!(sets[0]["jti"], format!("cordon-event-{}", ids[0]));
+    // The device's state, not the hold: the SET is the `device_isolated` event's.
+    assert_eq!(sets[0]["jti"], format!("cordon-event-{}", ids[1]));
     assert_eq!(
         sets[0]["events"][CAEP]["reason_admin"]["en"],
         "EDR: reverse shell"
     );
 
-    // Syslog: the same three events, RFC 5424 with structured data, over both transports.
-    let three = eventually(Duration::from_secs(20), || {
+    // Syslog: the same five events, RFC 5424 with structured data, over both transports.
+    let five = eventually(Duration::from_secs(20), || {
         let (u, t) = (udp_got.lock().unwrap().len(), tcp_got.lock().unwrap().len());
-        async move { u >= 3 && t >= 3 }
+        async move { u >= 5 && t >= 5 }
     })
     .await;
     assert!(
-        three,
+        five,
         "{:?} {:?}",
         udp_got.lock().unwrap(),
         tcp_got.lock().unwrap()
@@ -447,7 +454,12 @@ async fn events_reach_a_webhook_after_500s_an_ssf_receiver_and_syslog_over_udp_a
         assert_eq!(kinds, expected);
         let placed = &messages[0];
         assert_eq!(placed.pri, facility * 8 + 4, "warning: {placed:?}");
-        assert_eq!(messages[1].pri, facility * 8 + 5, "notice");
+        assert_eq!(
+            messages[1].pri,
+            facility * 8 + 4,
+            "warning: the device is isolated"
+        );
+        assert_eq!(messages[2].pri, facility * 8 + 5, "notice");
         assert_eq!(placed.header[3], "cordon");
         assert!(placed.header[1].ends_with('Z'), "{placed:?}");
         assert_eq!(placed.params["id"], ids[0].to_string());
@@ -486,7 +498,8 @@ async fn events_wait_for_a_receiver_that_is_down_across_a_kill_9() {
     assert!(tried, "{}", cordon.log_text());
     assert_eq!(
         metric_with(cordon.http, "cordon_events_pending", &["sink=\"soc\""]).await,
-        1.0
+        2.0,
+        "isolation_placed and device_isolated"
     );
     cordon.kill_9();
 
@@ -515,7 +528,7 @@ async fn events_wait_for_a_receiver_that_is_down_across_a_kill_9() {
     release(&cordon, SERIAL).await;
     let released = eventually(Duration::from_secs(20), || {
         let n = hook.taken().len();
-        async move { n >= 2 }
+        async move { n >= 4 }
     })
     .await;
     assert!(released, "{:?}", hook.got());
@@ -524,7 +537,15 @@ async fn events_wait_for_a_receiver_that_is_down_across_a_kill_9() {
         .iter()
         .map(|g| json(&g.body)["type"].as_str().unwrap().to_string())
         .collect();
-    assert_eq!(types, ["isolation_placed", "isolation_released"]);
+    assert_eq!(
+        types,
+        [
+            "isolation_placed",
+            "device_isolated",
+            "isolation_released",
+            "device_released"
+        ]
+    );
 }
 
 /// Commits audit rows as the writer does: begin, then commit.
@@ -680,7 +701,11 @@ async fn events_on_a_shared_store_are_sent_by_the_leader_alone_and_a_new_leader_
         let http = nodes[i].http;
         async move { metric_with(http, "cordon_events_delivered_total", &["result=\"ok\""]).await }
     };
-    assert_eq!(counted(leader).await, 1.0);
+    assert_eq!(
+        counted(leader).await,
+        2.0,
+        "isolation_placed and device_isolated"
+    );
     assert_eq!(counted(other).await, 0.0, "only the leader delivers");
 
     // The leader dies; the other node takes over and goes on from the shared cursor.
@@ -688,7 +713,7 @@ async fn events_on_a_shared_store_are_sent_by_the_leader_alone_and_a_new_leader_
     release(&nodes[other], SERIAL).await;
     let took_over = eventually(Duration::from_secs(20), || {
         let n = hook.taken().len();
-        async move { n >= 2 }
+        async move { n >= 4 }
     })
     .await;
     assert!(took_over, "{}", nodes[other].log_text());
@@ -700,7 +725,12 @@ async fn events_on_a_shared_store_are_sent_by_the_leader_alone_and_a_new_leader_
         .collect();
     assert_eq!(
         types,
-        ["isolation_placed", "isolation_released"],
+        [
+            "isolation_placed",
+            "device_isolated",
+            "isolation_released",
+            "device_released"
+        ],
         "each once"
     );
 }
@@ -735,7 +765,9 @@ async fn events_tell_of_a_tripwire_and_of_the_probation_after_release() {
     let expected = [
         "tripwire_fired",
         "isolation_placed",
+        "device_isolated",
         "isolation_released",
+        "device_released",
         "probation_started",
     ];
     let all = eventually(Duration::from_secs(20), || {
@@ -755,7 +787,7 @@ async fn events_tell_of_a_tripwire_and_of_the_probation_after_release() {
     assert!(fired["device"]["id"].is_string(), "{fired}");
     let placed = json(&taken[1].body);
     assert_eq!(placed["actor"], "tripwire", "{placed}");
-    let probation = json(&taken[3].body);
+    let probation = json(&taken[5].body);
     assert!(
         probation["detail"].as_str().unwrap().starts_with("until "),
         "{probation}"

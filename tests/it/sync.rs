@@ -593,10 +593,14 @@ async fn responders_isolate_and_release_by_hand() {
     )
     .await;
     let events: serde_json::Value = serde_json::from_str(&timeline).unwrap();
-    assert_eq!(events[0]["action"], "released", "newest first: {timeline}");
-    assert_eq!(events[1]["action"], "isolated");
-    assert_eq!(events[1]["reason"], "beaconing to a known C2");
-    assert_eq!(events[1]["actor"], "responder");
+    // Newest first: each hold, then the device's move it caused.
+    assert_eq!(events[0]["action"], "isolation_left", "{timeline}");
+    assert_eq!(events[1]["action"], "released");
+    assert_eq!(events[2]["action"], "isolation_entered");
+    assert_eq!(events[2]["detail"], "restricted");
+    assert_eq!(events[3]["action"], "isolated");
+    assert_eq!(events[3]["reason"], "beaconing to a known C2");
+    assert_eq!(events[3]["actor"], "responder");
 }
 
 #[tokio::test]
@@ -783,8 +787,9 @@ async fn reconciliation_heals_a_missed_add_and_a_missed_remove() {
     )
     .await;
     let events: serde_json::Value = serde_json::from_str(&timeline).unwrap();
-    assert_eq!(events[0]["action"], "membership_removed");
-    assert_eq!(events[0]["reason"], "reconcile");
+    assert_eq!(events[0]["action"], "isolation_left", "{timeline}");
+    assert_eq!(events[1]["action"], "membership_removed");
+    assert_eq!(events[1]["reason"], "reconcile");
     // a second run finds nothing to heal, and reuses its OAuth token
     let (_, again) = http(cordon.http, "POST", "/v1/reconcile", Some(ADMIN)).await;
     assert!(
