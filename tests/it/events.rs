@@ -106,6 +106,14 @@ impl Receiver {
             .filter(|g| (200..300).contains(&g.status))
             .collect()
     }
+
+    /// The `type` of each event it took, in order.
+    fn taken_types(&self) -> Vec<String> {
+        self.taken()
+            .iter()
+            .map(|g| json(&g.body)["type"].as_str().unwrap().to_string())
+            .collect()
+    }
 }
 
 impl Drop for Receiver {
@@ -333,12 +341,6 @@ async fn events_reach_a_webhook_after_500s_an_ssf_receiver_and_syslog_over_udp_a
     // A hold for a device no one has seen: an event without a device.
     isolate(&cordon, "C02NOTSEENYET", 202).await;
 
-    let types = |bodies: Vec<Got>| -> Vec<String> {
-        bodies
-            .iter()
-            .map(|g| json(&g.body)["type"].as_str().unwrap().to_string())
-            .collect()
-    };
     let expected = [
         "isolation_placed",
         "device_isolated",
@@ -347,7 +349,7 @@ async fn events_reach_a_webhook_after_500s_an_ssf_receiver_and_syslog_over_udp_a
         "hold_waiting",
     ];
     let all_taken = eventually(Duration::from_secs(30), || {
-        let taken = types(hook.taken());
+        let taken = hook.taken_types();
         async move { taken == expected }
     })
     .await;
@@ -532,11 +534,7 @@ async fn events_wait_for_a_receiver_that_is_down_across_a_kill_9() {
     })
     .await;
     assert!(released, "{:?}", hook.got());
-    let types: Vec<String> = hook
-        .taken()
-        .iter()
-        .map(|g| json(&g.body)["type"].as_str().unwrap().to_string())
-        .collect();
+    let types: Vec<String> = hook.taken_types();
     assert_eq!(
         types,
         [
@@ -718,11 +716,7 @@ async fn events_on_a_shared_store_are_sent_by_the_leader_alone_and_a_new_leader_
     .await;
     assert!(took_over, "{}", nodes[other].log_text());
     tokio::time::sleep(Duration::from_secs(2)).await;
-    let types: Vec<String> = hook
-        .taken()
-        .iter()
-        .map(|g| json(&g.body)["type"].as_str().unwrap().to_string())
-        .collect();
+    let types: Vec<String> = hook.taken_types();
     assert_eq!(
         types,
         [
@@ -771,11 +765,7 @@ async fn events_tell_of_a_tripwire_and_of_the_probation_after_release() {
         "probation_started",
     ];
     let all = eventually(Duration::from_secs(20), || {
-        let types: Vec<String> = hook
-            .taken()
-            .iter()
-            .map(|g| json(&g.body)["type"].as_str().unwrap().to_string())
-            .collect();
+        let types: Vec<String> = hook.taken_types();
         async move { types == expected }
     })
     .await;

@@ -27,7 +27,7 @@ use super::{
     alias_lines, continues, hold_of, Audited, Fault, Loaded, Logged, Outbox, Rows, StoreError,
     CHANGE_LOG_KEEP, PAGE,
 };
-use crate::control::state::{AuditEvent, Change, APPROVAL_LIFETIME};
+use crate::control::state::{AuditEvent, Change, Hold, APPROVAL_LIFETIME};
 use crate::policy::DeviceId;
 
 mod embedded {
@@ -630,6 +630,17 @@ impl Conn {
 
 type Args = Vec<Box<dyn ToSql + Sync + Send>>;
 
+/// `args`, then a hold's columns as every table that keeps one has them: reason, ticket, by,
+/// at, expires.
+fn with_hold(mut args: Args, h: &Hold) -> Args {
+    args.push(Box::new(h.reason.clone()));
+    args.push(Box::new(h.ticket.clone()));
+    args.push(Box::new(h.by.clone()));
+    args.push(Box::new(h.at));
+    args.push(Box::new(h.expires));
+    args
+}
+
 /// The statement and arguments that write `change` to the state tables.
 fn statement_for<'s>(st: &'s Statements, change: &Change) -> Vec<(&'s Statement, Args)> {
     let id = |d: &DeviceId| Box::new(d.0 as i64) as Box<dyn ToSql + Sync + Send>;
@@ -661,17 +672,9 @@ fn statement_for<'s>(st: &'s Statements, change: &Change) -> Vec<(&'s Statement,
         Change::BindingLapsed { addr } => {
             vec![(&st.binding_lapsed, vec![text(&addr.to_string())])]
         }
-        Change::HoldPlaced { device, hold: h } => vec![(
-            &st.hold,
-            vec![
-                id(device),
-                text(&h.reason),
-                text(&h.ticket),
-                text(&h.by),
-                Box::new(Some(h.at)),
-                Box::new(h.expires),
-            ],
-        )],
+        Change::HoldPlaced { device, hold: h } => {
+            vec![(&st.hold, with_hold(vec![id(device)], h))]
+        }
         Change::HoldReleased { device } => vec![(
             &st.hold,
             vec![
@@ -695,31 +698,15 @@ fn statement_for<'s>(st: &'s Statements, change: &Change) -> Vec<(&'s Statement,
             (&st.approvals_lapse, vec![int(h.at - APPROVAL_LIFETIME)]),
             (
                 &st.approval_requested,
-                vec![
-                    int(*approval as i64),
-                    id(device),
-                    text(&h.reason),
-                    text(&h.ticket),
-                    text(&h.by),
-                    int(h.at),
-                    Box::new(h.expires),
-                ],
+                with_hold(vec![int(*approval as i64), id(device)], h),
             ),
         ],
         Change::ApprovalGranted { approval } => {
             vec![(&st.approval_granted, vec![int(*approval as i64)])]
         }
-        Change::HoldWaiting { key, hold: h } => vec![(
-            &st.waiting_set,
-            vec![
-                text(key),
-                text(&h.reason),
-                text(&h.ticket),
-                text(&h.by),
-                int(h.at),
-                Box::new(h.expires),
-            ],
-        )],
+        Change::HoldWaiting { key, hold: h } => {
+            vec![(&st.waiting_set, with_hold(vec![text(key)], h))]
+        }
         Change::HoldWaitingEnded { key } => vec![(&st.waiting_ended, vec![text(key)])],
         Change::ProbationStarted { device, until } => {
             vec![(&st.probation, vec![id(device), Box::new(Some(*until))])]
