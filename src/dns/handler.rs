@@ -19,6 +19,7 @@ use super::cache::{self, Cache, CachedAnswer, KeyBuf, Lookup};
 use super::edns::read_identity_options;
 use super::guard::{self, Verdict};
 use super::notify::Primaries;
+use super::record::{Messages, Observers, QueryRecord};
 use super::recursive::Source;
 use super::tripwire::{Trip, Tripwires};
 use super::upstream::UpstreamError;
@@ -27,7 +28,8 @@ use crate::identity::{identify, Client, Forwarded, IdentityRules, TokenOutcome, 
 use crate::metrics::{Metrics, Outcome, QueryCounters};
 use crate::policy::snapshot::Group;
 use crate::policy::{
-    check_target, decide, decide_and_tripwire, Decision, Published, QName, Reason, Snapshot,
+    check_target, decide, decide_and_tripwire, Decision, DeviceId, Published, QName, Reason,
+    Snapshot,
 };
 
 /// RFC 8914 info codes for our own failures.
@@ -88,7 +90,7 @@ impl Series {
 /// What one query decides and counts with: one snapshot and the series bound for its groups.
 #[derive(Clone, Copy)]
 struct Live<'a> {
-    snapshot: &'a Snapshot,
+    snapshot: &'a Arc<Snapshot>,
     series: &'a Series,
 }
 
@@ -134,6 +136,8 @@ struct Asked {
     client: Client,
     started: Instant,
     udp: bool,
+    /// The device identified, if any.
+    device: Option<DeviceId>,
     /// The client subnet a trusted forwarder sent, echoed in the answer so that a caching
     /// forwarder keeps it for that subnet only (RFC 7871 §7.2.1).
     subnet: Option<(IpAddr, u8)>,
@@ -176,6 +180,8 @@ pub struct Handler {
     primaries: std::sync::OnceLock<Primaries>,
     /// Tripwires, when `[tripwire] enabled`.
     tripwires: std::sync::OnceLock<Tripwires>,
+    /// Where answered queries are reported: the trail and the query log.
+    observers: std::sync::OnceLock<Observers>,
 }
 
 impl Handler {
@@ -202,7 +208,13 @@ impl Handler {
             ddr: std::sync::OnceLock::new(),
             primaries: std::sync::OnceLock::new(),
             tripwires: std::sync::OnceLock::new(),
+            observers: std::sync::OnceLock::new(),
         }
+    }
+
+    /// Reports answered queries to `observers` from now on (set once; later calls are ignored).
+    pub fn set_observers(&self, observers: Observers) {
+        let _ = self.observers.set(observers);
     }
 
     /// Sets off tripwires from now on (set once; later calls are ignored).
@@ -361,6 +373,7 @@ impl Handler {
             client,
             started,
             udp,
+            device: identity.device,
             subnet: forwarded.sent_subnet.map(|a| (a, forwarded.subnet_prefix)),
         };
         if identity.token != TokenOutcome::Absent {
@@ -415,8 +428,8 @@ impl Handler {
         let stale = match lookup {
             Lookup::Fresh(entry) => {
                 self.metrics.cache_hits.inc();
-                let outcome = self.write_cached(live, &q, &decision, &entry, false, out);
-                self.finish(live, &q, &asked, outcome, &decision, out);
+                let (outcome, stands) = self.write_cached(live, &q, &decision, &entry, false, out);
+                self.finish(live, &q, &asked, outcome, &stands, out);
                 return Step::Reply;
             }
             Lookup::Stale(entry) => Some(entry),
@@ -464,7 +477,7 @@ impl Handler {
             snapshot: &p.snapshot,
             series: &p.series,
         };
-        let outcome = match self.fetch(key, &q).await {
+        let (outcome, stands) = match self.fetch(key, &q).await {
             Ok(entry) => self.write_cached(live, &q, &p.decision, &entry, false, out),
             Err(e) => match &p.stale {
                 Some(stale) => {
@@ -478,11 +491,11 @@ impl Handler {
                         rcode::SERVFAIL as u16,
                         Some((EDE_NETWORK_ERROR, &e.to_string())),
                     );
-                    Outcome::Error
+                    (Outcome::Error, p.decision)
                 }
             },
         };
-        self.finish(live, &q, &p.asked, outcome, &p.decision, out);
+        self.finish(live, &q, &p.asked, outcome, &stands, out);
         true
     }
 
@@ -587,7 +600,8 @@ impl Handler {
         Step::Reply
     }
 
-    /// Serves an upstream answer after checking its CNAME targets against the policy.
+    /// Serves an upstream answer after checking its CNAME targets against the policy; returns
+    /// the outcome and the decision that stands (a blocked target's, if one is).
     fn write_cached(
         &self,
         live: Live<'_>,
@@ -596,7 +610,7 @@ impl Handler {
         entry: &CachedAnswer,
         stale: bool,
         out: &mut Vec<u8>,
-    ) -> Outcome {
+    ) -> (Outcome, Decision) {
         let snapshot = live.snapshot;
         for target in entry.cname_targets() {
             let Ok((name, _)) = QName::from_wire(target) else {
@@ -604,16 +618,17 @@ impl Handler {
             };
             if let Some(block) = check_target(snapshot, decision.group, &name) {
                 self.write_blocked(live, q, &block, Some(&name), out);
-                return Outcome::Blocked;
+                return (Outcome::Blocked, block);
             }
         }
         let policy = &snapshot.group(decision.group).policy;
         answer::cached(out, q, entry, entry.age(), policy.max_ttl, stale);
-        if entry.rcode() == rcode::SERVFAIL {
+        let outcome = if entry.rcode() == rcode::SERVFAIL {
             Outcome::Error
         } else {
             Outcome::Allowed
-        }
+        };
+        (outcome, *decision)
     }
 
     fn write_blocked(
@@ -667,6 +682,9 @@ impl Handler {
             d.group.index(),
             secs(asked.started),
         );
+        if let Some(observers) = self.observers.get() {
+            observe(observers, live, q, asked, outcome, d, out);
+        }
     }
 
     /// Asks upstream once per distinct question in flight; later askers wait for that answer.
@@ -735,6 +753,63 @@ impl Drop for InflightGuard<'_> {
     fn drop(&mut self) {
         self.map.remove(self.key);
     }
+}
+
+/// Hands the record of an answered query to the trail when its device is traced, and to the
+/// query log when its mode wants the outcome; builds nothing when neither does.
+fn observe(
+    observers: &Observers,
+    live: Live<'_>,
+    q: &Query<'_>,
+    asked: &Asked,
+    outcome: Outcome,
+    d: &Decision,
+    out: &[u8],
+) {
+    let trail = observers
+        .trail
+        .as_ref()
+        .filter(|_| Observers::traced(live.snapshot, asked.device, d));
+    let log = observers.logs(outcome);
+    if trail.is_none() && log.is_none() {
+        return;
+    }
+    let took = asked.started.elapsed();
+    let record = QueryRecord {
+        at: std::time::SystemTime::now() - took,
+        took,
+        client: asked.client.addr,
+        transport: asked.client.transport,
+        device: asked.device,
+        name: q.name.wire().into(),
+        qtype: q.qtype,
+        rcode: out.get(3).map_or(0, |b| b & 0x0f),
+        outcome,
+        decision: *d,
+        snapshot: live.snapshot.clone(),
+        messages: None,
+    };
+    let Some(log) = log else {
+        if let Some(trail) = trail {
+            trail.offer(record);
+        }
+        return;
+    };
+    let mut logged = match trail {
+        Some(trail) => {
+            let copy = record.clone();
+            trail.offer(record);
+            copy
+        }
+        None => record,
+    };
+    if log.messages {
+        logged.messages = Some(Box::new(Messages {
+            query: q.packet.into(),
+            response: out.into(),
+        }));
+    }
+    log.tap.offer(logged);
 }
 
 /// Content categories (ids 16 and up: privacy, restricted and general content) are "Filtered";

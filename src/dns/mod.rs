@@ -10,6 +10,7 @@ pub mod edns;
 pub mod guard;
 pub mod handler;
 pub mod notify;
+pub mod record;
 pub mod recursive;
 pub mod server;
 pub mod tripwire;

@@ -141,6 +141,9 @@ pub struct Devices {
     /// A name to show for each device outside the default group (the ones explanations name
     /// most); the others show as `device#N`.
     pub labels: Map<DeviceId, Box<str>>,
+    /// Devices whose queries go to the trail though they are not isolated: on probation, or
+    /// watched by a responder.
+    pub watched: Map<DeviceId, ()>,
 }
 
 impl Devices {

@@ -1,0 +1,160 @@
+//! What the query path tells those who watch queries: one [`QueryRecord`] per answered query,
+//! for the trail of isolated and watched devices and for the query log (a file or dnstap).
+//!
+//! Records leave the query path through [`Tap`]s, bounded lock-free queues: a full queue drops
+//! the record and counts it, so a slow disk, store or collector never blocks or slows an
+//! answer. Nothing here knows where records go; `trail/` and `querylog/` drain the taps.
+
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use crossbeam_queue::ArrayQueue;
+use prometheus::IntCounter;
+
+use crate::identity::Transport;
+use crate::metrics::Outcome;
+use crate::policy::qname::wire_to_dotted;
+use crate::policy::{Decision, DeviceId, Snapshot};
+
+/// One answered query, as its observers see it.
+#[derive(Clone)]
+pub struct QueryRecord {
+    /// When the query came in.
+    pub at: SystemTime,
+    /// How long the answer took.
+    pub took: Duration,
+    pub client: IpAddr,
+    pub transport: Transport,
+    /// The device identified, if any.
+    pub device: Option<DeviceId>,
+    /// The question's name in wire form, lowercase.
+    pub name: Box<[u8]>,
+    pub qtype: u16,
+    /// The answer's RCODE.
+    pub rcode: u8,
+    pub outcome: Outcome,
+    /// The decision that stands: for an answer blocked by a CNAME target, the target's.
+    pub decision: Decision,
+    /// The snapshot that decided, to put the decision into words off the query path.
+    pub snapshot: Arc<Snapshot>,
+    /// The query and the answer as they went over the wire, when an observer (dnstap) wants them.
+    pub messages: Option<Box<Messages>>,
+}
+
+impl QueryRecord {
+    /// The name asked, dotted (`www.example.com`; the root is `.`).
+    pub fn dotted_name(&self) -> String {
+        wire_to_dotted(&self.name)
+    }
+
+    /// The decision in words: rule, category or default, with the policy and the group.
+    pub fn reason(&self) -> String {
+        match crate::policy::QName::from_wire(&self.name) {
+            Ok((name, _)) => self.decision.describe(&self.snapshot, &name),
+            Err(_) => String::new(),
+        }
+    }
+}
+
+/// A query and its answer, as sent.
+#[derive(Clone)]
+pub struct Messages {
+    pub query: Box<[u8]>,
+    pub response: Box<[u8]>,
+}
+
+/// A bounded queue of records from the query path to one consumer.
+pub struct Tap {
+    queue: ArrayQueue<QueryRecord>,
+    dropped: IntCounter,
+}
+
+impl Tap {
+    /// A tap that holds up to `capacity` records (at least one); a record that finds it full is
+    /// dropped and counted on `dropped`.
+    pub fn new(capacity: usize, dropped: IntCounter) -> Arc<Tap> {
+        Arc::new(Tap {
+            queue: ArrayQueue::new(capacity.max(1)),
+            dropped,
+        })
+    }
+
+    /// Hands a record over, or drops it when the queue is full: never waits.
+    pub fn offer(&self, record: QueryRecord) {
+        if self.queue.push(record).is_err() {
+            self.dropped.inc();
+        }
+    }
+
+    /// Moves up to `max` records, oldest first, into `into`; returns how many.
+    pub fn take(&self, max: usize, into: &mut Vec<QueryRecord>) -> usize {
+        let mut n = 0;
+        while n < max {
+            let Some(record) = self.queue.pop() else {
+                break;
+            };
+            into.push(record);
+            n += 1;
+        }
+        n
+    }
+
+    pub fn len(&self) -> usize {
+        self.queue.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.queue.is_empty()
+    }
+}
+
+/// Which queries the query log keeps.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LogMode {
+    /// Only the blocked ones.
+    Blocked,
+    /// Every answered query.
+    All,
+}
+
+/// The query log's tap and what it wants.
+pub struct LogTap {
+    pub mode: LogMode,
+    pub tap: Arc<Tap>,
+    /// Whether records carry the query and answer messages (dnstap does).
+    pub messages: bool,
+}
+
+/// Where the handler sends records: the trail's tap (queries of isolated devices, devices on
+/// probation and devices a responder watches) and the query log's.
+#[derive(Default)]
+pub struct Observers {
+    pub trail: Option<Arc<Tap>>,
+    pub log: Option<LogTap>,
+}
+
+impl Observers {
+    /// Whether a query of `device`, decided for `decision.group`, belongs in the trail: the
+    /// device is in isolation (the isolation group or a stricter one) or marked in the
+    /// snapshot as on probation or watched.
+    #[inline]
+    pub fn traced(snapshot: &Snapshot, device: Option<DeviceId>, decision: &Decision) -> bool {
+        let Some(device) = device else {
+            return false;
+        };
+        decision.group <= snapshot.isolation_group
+            || (!snapshot.devices.watched.is_empty()
+                && snapshot.devices.watched.contains_key(&device))
+    }
+
+    /// Whether the query log wants a query with this outcome.
+    #[inline]
+    pub fn logs(&self, outcome: Outcome) -> Option<&LogTap> {
+        self.log.as_ref().filter(|l| match l.mode {
+            LogMode::All => true,
+            LogMode::Blocked => outcome == Outcome::Blocked,
+        })
+    }
+}
