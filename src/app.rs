@@ -19,6 +19,7 @@ use crate::control::{ApplyError, Control, Request};
 use crate::dns::cache::Cache;
 use crate::dns::guard::Guard;
 use crate::dns::handler::Handler;
+use crate::dns::record::{Observers, Tap};
 use crate::dns::recursive::{Recursive, Source};
 use crate::dns::tripwire::{Trip, TripSink, Tripwires};
 use crate::dns::udp::UdpThreads;
@@ -34,6 +35,7 @@ use crate::policy::cidr::PrefixTable;
 use crate::policy::snapshot::Devices;
 use crate::policy::{PolicyErrors, PolicySet, Published};
 use crate::tls::{CertStore, TlsError};
+use crate::trail::Trail;
 use quinn::crypto::rustls::QuicServerConfig;
 use tokio_rustls::TlsAcceptor;
 
@@ -85,6 +87,8 @@ pub struct Running {
     _feeds: Option<FeedTask>,
     /// Delivers events to the SOC's sinks; stopped when this is dropped.
     _events: Option<crate::events::EventTasks>,
+    /// Writes the trail to the store; stopped when this is dropped.
+    _trail: Option<crate::trail::TrailTask>,
 }
 
 impl Running {
@@ -155,6 +159,7 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         guard,
     ));
     warn_public_listeners(&config);
+    let mut observers = Observers::default();
     let target = config.store_target()?;
     let store = Store::open(&target).await?;
     let writer = config.writer(Arc::new(SystemClock))?;
@@ -183,6 +188,25 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
             Some(crate::events::spawn(sinks, store, control, metrics, host).await)
         }
     };
+    // The trail: records of traced devices' queries reach the store through a tap of their own,
+    // read back (the API) through another connection.
+    let (trail_task, trail) = match config.trail.enabled {
+        true => {
+            let tap = Tap::new(config.trail.queue, metrics.trail_dropped.clone());
+            let writer = Store::open(&target).await?;
+            let task = crate::trail::spawn(
+                &config.trail,
+                tap.clone(),
+                writer,
+                metrics.clone(),
+                node.clone(),
+            );
+            observers.trail = Some(tap);
+            (Some(task), Some(Trail::new(Store::open(&target).await?)))
+        }
+        false => (None, None),
+    };
+    handler.set_observers(observers);
     let snapshot = published.get();
     // Lists named by URL start from their cached copies (in the snapshot already); the task
     // fetches those due and reloads when one changes.
@@ -277,6 +301,7 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
                 admins: Arc::new(config.auth.admin.clone()),
                 webhook_tokens: Arc::new(config.auth.webhook_tokens.clone()),
                 body_timeout: Duration::from_millis(limits.http_body_timeout_ms),
+                trail: trail.clone(),
             };
             let tracker = Tracker::new(
                 limits.http_max_connections,
@@ -322,6 +347,7 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         _lists: lists,
         _feeds: feeds,
         _events: events,
+        _trail: trail_task,
     })
 }
 

@@ -47,6 +47,8 @@ pub struct Config {
     pub feeds: Vec<crate::feeds::FeedConfig>,
     /// `[[events.sink]]`: where events go to the SOC.
     pub events: crate::events::EventsConfig,
+    /// `[trail]`: the DNS trail of isolated, probation and watched devices.
+    pub trail: crate::trail::TrailConfig,
     /// Where relative paths start: the config file's directory, or the working directory.
     #[serde(skip)]
     pub base_dir: PathBuf,
@@ -274,6 +276,7 @@ impl Default for Config {
             limits: Limits::default(),
             lists: ListsConfig::default(),
             tripwire: TripwireConfig::default(),
+            trail: crate::trail::TrailConfig::default(),
             feeds: Vec::new(),
             events: crate::events::EventsConfig::default(),
             base_dir: PathBuf::from("."),
@@ -378,6 +381,8 @@ const IDENTITY_KINDS: [&str; 5] = [
 /// A setting that cannot be used, and which.
 #[derive(Debug, thiserror::Error)]
 pub enum Invalid {
+    #[error("{0}")]
+    Trail(String),
     #[error("{key}: {error}")]
     Network {
         key: &'static str,
@@ -503,6 +508,7 @@ impl Config {
             return Err(Invalid::Zero(key));
         }
         self.check_lists()?;
+        self.trail.check().map_err(Invalid::Trail)?;
         if self.encrypted() && self.dns.server_name.trim_matches('.').is_empty() {
             return Err(Invalid::ServerName);
         }

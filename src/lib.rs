@@ -20,5 +20,7 @@ pub mod lists;
 pub mod metrics;
 pub mod policy;
 pub mod ssf;
+pub mod time;
 pub mod tls;
 pub mod token;
+pub mod trail;

@@ -66,6 +66,11 @@ pub struct Metrics {
     pub feed_apply: Histogram,
     // Tripwires (dns/tripwire.rs): fired, held back by the cooldown, fired but not held.
     pub tripwires: IntCounterVec,
+    // The trail (trail/): records dropped at a full queue, written, store failures, trimmed.
+    pub trail_dropped: IntCounter,
+    pub trail_recorded: IntCounter,
+    pub trail_errors: IntCounter,
+    pub trail_trimmed: IntCounter,
     // Events to the SOC (events/): each sink's outbox depth and its deliveries.
     pub events_pending: IntGaugeVec,
     pub events_delivered: IntCounterVec,
@@ -378,6 +383,26 @@ impl Metrics {
                 "cordon_tripwires_total",
                 "Queries that hit a tripwire, by result: fired (the device is handed to the control plane), cooldown (the device fired one within tripwire.cooldown_s), not_held (fired, but no hold is in force: a critical device's approval is pending, or the store failed).",
                 &["result"],
+            ),
+            trail_dropped: counter(
+                &r,
+                "cordon_trail_dropped_total",
+                "Trail records dropped because the queue to the store was full (the store is slower than the traced devices' queries); the answers were not delayed.",
+            ),
+            trail_recorded: counter(
+                &r,
+                "cordon_trail_recorded_total",
+                "Queries of isolated, probation and watched devices written to the trail.",
+            ),
+            trail_errors: counter(
+                &r,
+                "cordon_trail_errors_total",
+                "Trail writes or trims the store refused; a failed write loses its batch.",
+            ),
+            trail_trimmed: counter(
+                &r,
+                "cordon_trail_trimmed_total",
+                "Trail records deleted past trail.retention_days or over trail.max_per_device.",
             ),
             events_pending: gauge_vec(
                 &r,

@@ -460,26 +460,7 @@ fn der_time(tag: u8, text: &[u8]) -> Option<i64> {
     };
     let (month, day) = (num(at, 2), num(at + 2, 2));
     let (hour, minute, second) = (num(at + 4, 2), num(at + 6, 2), num(at + 8, 2));
-    if !(1..=12).contains(&month)
-        || !(1..=31).contains(&day)
-        || hour > 23
-        || minute > 59
-        || second > 60
-    {
-        return None;
-    }
-    Some(days_from_civil(year, month, day) * 86_400 + hour * 3600 + minute * 60 + second)
-}
-
-/// Days from 1970-01-01 to a date of the proleptic Gregorian calendar (H. Hinnant's algorithm).
-fn days_from_civil(year: i64, month: i64, day: i64) -> i64 {
-    let y = if month <= 2 { year - 1 } else { year };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let mp = (month + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + day - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
+    crate::time::utc_seconds(year, month, day, hour, minute, second)
 }
 
 /// The token a client put in its SNI, for listeners: when `sni` (the server

@@ -71,10 +71,34 @@ pub async fn timeline(
             ApiError::bad_request("limit must be a whole number").with_field("limit")
         })?,
         None => 100,
+    }
+    .min(10_000);
+    let with_queries = match params.get("with").map(String::as_str) {
+        None => false,
+        Some("queries") => true,
+        Some(_) => {
+            let message = "with must be \"queries\" (the DNS trail beside the events)";
+            return Err(ApiError::bad_request(message).with_field("with"));
+        }
     };
-    Ok(Json(
-        ask(&state, Query::Timeline(id, limit.min(10_000))).await?,
-    ))
+    let events = ask(&state, Query::Timeline(id.clone(), limit)).await?;
+    if !with_queries {
+        return Ok(Json(events));
+    }
+    let QueryReply::Device(info) = state.control.query(Query::Device(id)).await? else {
+        return Ok(Json(events));
+    };
+    let device = serde_json::from_value(serde_json::Value::String(info.id))
+        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+    let mut merged = super::trail::timeline_entries(&state, device, limit).await?;
+    if let serde_json::Value::Array(events) = events {
+        merged.extend(events);
+    }
+    // Newest first, as the events come. Events have whole seconds: within one, the queries
+    // come first, as the queries of a device traced since that second's isolation.
+    merged.sort_by_key(|e| std::cmp::Reverse(e["at"].as_i64().unwrap_or(0)));
+    merged.truncate(limit);
+    Ok(Json(serde_json::Value::Array(merged)))
 }
 
 /// GET /v1/isolations
@@ -94,6 +118,26 @@ struct Isolation {
     expires_in: Option<u64>,
 }
 
+impl Isolation {
+    /// The body of an isolation or a watch, checked: a reason, an end within a year if any.
+    async fn read(headers: &HeaderMap, body: Body, state: &AppState) -> Result<Self, ApiError> {
+        let body: Isolation = json(headers, body, state.body_timeout).await?;
+        if body.reason.trim().is_empty() {
+            return Err(ApiError::bad_request("reason must say why").with_field("reason"));
+        }
+        if body
+            .expires_in
+            .is_some_and(|s| s == 0 || s > MAX_EXPIRES_IN)
+        {
+            let message = format!(
+                "expires_in must be 1 to {MAX_EXPIRES_IN} seconds (leave it out for no end)"
+            );
+            return Err(ApiError::bad_request(&message).with_field("expires_in"));
+        }
+        Ok(body)
+    }
+}
+
 /// The longest time-boxed hold: a year. Longer is a hold without end, said so.
 const MAX_EXPIRES_IN: u64 = 366 * 86_400;
 
@@ -106,17 +150,7 @@ pub async fn isolate(
     body: Body,
 ) -> Result<(StatusCode, Json<serde_json::Value>), ApiError> {
     let caller = require(&headers, &state.admins, Role::Responder)?;
-    let body: Isolation = json(&headers, body, state.body_timeout).await?;
-    if body.reason.trim().is_empty() {
-        return Err(ApiError::bad_request("reason must say why").with_field("reason"));
-    }
-    if body
-        .expires_in
-        .is_some_and(|s| s == 0 || s > MAX_EXPIRES_IN)
-    {
-        let message = format!("expires_in must be 1 to {MAX_EXPIRES_IN} seconds (leave it out for a hold without end)");
-        return Err(ApiError::bad_request(&message).with_field("expires_in"));
-    }
+    let body = Isolation::read(&headers, body, &state).await?;
     let request = Request::Isolate {
         device: id,
         reason: body.reason,
@@ -160,6 +194,28 @@ struct Release {
     reason: String,
 }
 
+impl Release {
+    /// The optional body of a release or an unwatch; `otherwise` when it gives no reason.
+    async fn read(
+        headers: &HeaderMap,
+        body: Body,
+        state: &AppState,
+        otherwise: &str,
+    ) -> Result<String, ApiError> {
+        let bytes = read(headers, body, state.body_timeout).await?;
+        let body: Release = if bytes.is_empty() {
+            Release::default()
+        } else {
+            require_json(headers)?;
+            parse(&bytes)?
+        };
+        Ok(match body.reason.is_empty() {
+            true => otherwise.to_string(),
+            false => body.reason,
+        })
+    }
+}
+
 /// DELETE /v1/devices/{id}/isolation (optional body {"reason": "..."})
 pub async fn release(
     State(state): State<AppState>,
@@ -168,18 +224,7 @@ pub async fn release(
     body: Body,
 ) -> Reply {
     let caller = require(&headers, &state.admins, Role::Responder)?;
-    let bytes = read(&headers, body, state.body_timeout).await?;
-    let body: Release = if bytes.is_empty() {
-        Release::default()
-    } else {
-        require_json(&headers)?;
-        parse(&bytes)?
-    };
-    let reason = if body.reason.is_empty() {
-        "released by a responder".to_string()
-    } else {
-        body.reason
-    };
+    let reason = Release::read(&headers, body, &state, "released by a responder").await?;
     outcome(
         state
             .control
@@ -297,4 +342,41 @@ pub async fn reconcile(State(state): State<AppState>, headers: HeaderMap) -> Rep
         ));
     }
     Ok(Json(serde_json::to_value(report).unwrap_or_default()))
+}
+
+/// PUT /v1/devices/{id}/watch {"reason": "...", "ticket": "...", "expires_in": seconds}: the
+/// device's queries go to the trail, though it is not isolated, until DELETE or the end.
+pub async fn watch(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    body: Body,
+) -> Reply {
+    let caller = require(&headers, &state.admins, Role::Responder)?;
+    let body = Isolation::read(&headers, body, &state).await?;
+    let request = Request::Watch {
+        device: id,
+        reason: body.reason,
+        ticket: body.ticket,
+        expires_in: body.expires_in,
+        actor: caller.name,
+    };
+    outcome(state.control.apply(request).await?)
+}
+
+/// DELETE /v1/devices/{id}/watch (optional body {"reason": "..."})
+pub async fn unwatch(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    body: Body,
+) -> Reply {
+    let caller = require(&headers, &state.admins, Role::Responder)?;
+    let reason = Release::read(&headers, body, &state, "no longer watched").await?;
+    let request = Request::Unwatch {
+        device: id,
+        actor: caller.name,
+        reason,
+    };
+    outcome(state.control.apply(request).await?)
 }

@@ -10,6 +10,7 @@ pub mod error;
 pub mod health;
 pub mod jamf;
 pub mod ssf;
+pub mod trail;
 
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
@@ -47,6 +48,8 @@ pub struct AppState {
     pub ssf: Option<Arc<crate::ssf::Receiver>>,
     /// How long a request body may take to arrive (`limits.http_body_timeout_ms`).
     pub body_timeout: Duration,
+    /// The DNS trail, for reading; `None` with `trail.enabled = false`.
+    pub trail: Option<crate::trail::Trail>,
 }
 
 pub fn router(state: AppState) -> Router {
@@ -64,11 +67,18 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/approvals/{id}", post(devices::approve))
         .route("/v1/devices/{id}", get(devices::get))
         .route("/v1/devices/{id}/timeline", get(devices::timeline))
+        .route("/v1/devices/{id}/queries", get(trail::page))
+        .route("/v1/devices/{id}/queries.ndjson", get(trail::export))
+        .route("/v1/devices/{id}/queries/summary", get(trail::summary))
         .route("/v1/devices/{id}/groups", put(devices::set_groups))
         .route("/v1/devices/{id}/critical", put(devices::set_critical))
         .route(
             "/v1/devices/{id}/isolation",
             post(devices::isolate).delete(devices::release),
+        )
+        .route(
+            "/v1/devices/{id}/watch",
+            put(devices::watch).delete(devices::unwatch),
         )
         .fallback(error::not_found)
         .method_not_allowed_fallback(error::method_not_allowed)

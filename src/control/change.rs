@@ -83,6 +83,15 @@ pub enum Change {
     ProbationEnded {
         device: DeviceId,
     },
+    /// A responder watches the device: its queries go to the trail though it is not isolated.
+    /// The record says who asked, why, and until when, as a hold's does.
+    WatchSet {
+        device: DeviceId,
+        watch: Hold,
+    },
+    WatchEnded {
+        device: DeviceId,
+    },
     /// A hold asked for a device no device answers to yet, by the alias `key` (`kind:value`,
     /// or a bare value of any kind): placed on the first device that comes with that alias.
     HoldWaiting {

@@ -105,6 +105,20 @@ pub enum Request {
         actor: String,
         reason: String,
     },
+    /// Record the device's queries in the trail though it is not isolated (a responder's
+    /// watch), for a time if `expires_in` says so.
+    Watch {
+        device: String,
+        reason: String,
+        ticket: String,
+        expires_in: Option<u64>,
+        actor: String,
+    },
+    Unwatch {
+        device: String,
+        actor: String,
+        reason: String,
+    },
     /// A device asked for a tripwire's name: isolate it (as a responder's hold by `tripwire`,
     /// approval and all for a critical device).
     Tripped {
@@ -232,6 +246,11 @@ pub struct DeviceInfo {
     /// On probation after an isolation ended, until then (seconds since the epoch).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub probation_until: Option<i64>,
+    /// A responder's watch: its queries go to the trail.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub watch: Option<Hold>,
+    /// Whether its queries go to the trail now: isolated, on probation or watched.
+    pub traced: bool,
     /// `"waiting for device"` for a hold asked for an alias no device has yet.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub status: Option<&'static str>,

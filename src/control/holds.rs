@@ -20,16 +20,7 @@ impl Writer {
         actor: &str,
         batch: &mut Batch,
     ) -> Result<Outcome, ApplyError> {
-        let at = self.now();
-        let hold = Hold {
-            reason: asked.reason,
-            ticket: asked.ticket,
-            by: actor.to_string(),
-            at,
-            expires: asked
-                .expires_in
-                .map(|s| at.saturating_add(s.min(i64::MAX as u64) as i64)),
-        };
+        let hold = self.record_of(asked, actor);
         let Some(device) = self.state.find(text) else {
             return self.wait(text, hold, batch);
         };
@@ -42,6 +33,20 @@ impl Writer {
         Err(ApplyError::NeedsApproval(
             self.request_approval(device, hold, batch),
         ))
+    }
+
+    /// Who asked, why, and until when: a hold's record, or a watch's, made now.
+    pub(super) fn record_of(&self, asked: HoldRequest, actor: &str) -> Hold {
+        let at = self.now();
+        Hold {
+            reason: asked.reason,
+            ticket: asked.ticket,
+            by: actor.to_string(),
+            at,
+            expires: asked
+                .expires_in
+                .map(|s| at.saturating_add(s.min(i64::MAX as u64) as i64)),
+        }
     }
 
     /// Asks a second admin to approve `hold` on a critical device; the approval's number.

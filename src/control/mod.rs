@@ -21,6 +21,7 @@ pub mod store;
 #[cfg(test)]
 mod testing;
 pub mod view;
+mod watches;
 mod writer;
 
 pub use change::{AuditEvent, Change, Hold};

@@ -87,6 +87,8 @@ impl Writer {
             critical: d.critical,
             isolation: d.hold.as_deref().cloned(),
             probation_until: d.probation,
+            watch: d.watch.as_deref().cloned(),
+            traced: d.watched() || group <= self.parts.isolation_group,
             status: None,
         }
     }
@@ -105,6 +107,8 @@ impl Writer {
             critical: false,
             isolation: Some(hold.clone()),
             probation_until: None,
+            watch: None,
+            traced: false,
             status: Some("waiting for device"),
         }
     }

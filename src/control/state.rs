@@ -91,6 +91,15 @@ pub struct Device {
     pub addresses: SmallSet<IpAddr>,
     /// On probation after its isolation ended, until then (seconds since the epoch).
     pub probation: Option<i64>,
+    /// Watched by a responder: who asked, why, until when. Boxed as the hold is.
+    pub watch: Option<Box<Hold>>,
+}
+
+impl Device {
+    /// Whether its queries go to the trail though it is not isolated.
+    pub fn watched(&self) -> bool {
+        self.probation.is_some() || self.watch.is_some()
+    }
 }
 
 /// A source address bound to a device.
@@ -440,6 +449,16 @@ impl State {
             Change::ProbationEnded { device } => {
                 if let Some(d) = self.devices.get_mut(device) {
                     d.probation = None;
+                }
+            }
+            Change::WatchSet { device, watch } => {
+                if let Some(d) = self.devices.get_mut(device) {
+                    d.watch = Some(Box::new(watch.clone()));
+                }
+            }
+            Change::WatchEnded { device } => {
+                if let Some(d) = self.devices.get_mut(device) {
+                    d.watch = None;
                 }
             }
             Change::HoldWaiting { key, hold } => {

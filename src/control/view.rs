@@ -24,6 +24,7 @@ impl View {
         };
         for id in state.devices.keys() {
             view.refresh_group(parts, state, id);
+            view.refresh_watch(state, id);
         }
         // The big maps are built whole, as the shared base of every snapshot until they fold.
         let presentable = || state.all_aliases().filter(|(a, _)| a.kind.is_presentable());
@@ -93,15 +94,25 @@ impl View {
             Change::BindingLapsed { addr } => {
                 self.devices.bindings.remove(addr);
             }
+            Change::ProbationStarted { device, .. }
+            | Change::ProbationEnded { device }
+            | Change::WatchSet { device, .. }
+            | Change::WatchEnded { device } => self.refresh_watch(state, *device),
             Change::CriticalSet { .. }
             | Change::ApprovalRequested { .. }
             | Change::ApprovalGranted { .. }
             | Change::HoldWaiting { .. }
             | Change::HoldWaitingEnded { .. }
-            | Change::ProbationStarted { .. }
-            | Change::ProbationEnded { .. }
             | Change::TokenSeen { .. } => {}
         }
+    }
+
+    /// Marks the device for the trail while it is on probation or watched.
+    fn refresh_watch(&mut self, state: &State, id: DeviceId) {
+        match state.devices.get(&id).is_some_and(|d| d.watched()) {
+            true => self.devices.watched.insert(id, ()),
+            false => self.devices.watched.remove(&id),
+        };
     }
 
     /// Makes a presentable alias findable by DNS tokens, as itself and, when too long to sign

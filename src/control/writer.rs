@@ -182,6 +182,7 @@ impl Writer {
                         let mark = batch.changes.len();
                         self.lapse_bindings(&mut batch);
                         self.expire_holds(&mut batch);
+                        self.expire_watches(&mut batch);
                         self.end_probations(&mut batch);
                         self.follow_into(&mut batch, mark);
                     }
@@ -354,10 +355,15 @@ impl Writer {
 
     /// Brings the device view up to the batch's changes from `mark` on (already applied to the
     /// state), and puts every device they took out of isolation on probation.
-    fn follow_into(&mut self, batch: &mut Batch, mark: usize) {
-        // Probation changes move no device: the view has nothing to follow in them.
-        for crossing in self.follow(&batch.changes[mark..]) {
-            self.crossed(crossing, batch);
+    fn follow_into(&mut self, batch: &mut Batch, mut mark: usize) {
+        // What a crossing adds (probation) is followed too: it marks the device for the trail.
+        // It moves no device, so the second round crosses nothing.
+        while mark < batch.changes.len() {
+            let end = batch.changes.len();
+            for crossing in self.follow(&batch.changes[mark..end]) {
+                self.crossed(crossing, batch);
+            }
+            mark = end;
         }
     }
 
@@ -441,6 +447,25 @@ impl Writer {
                 actor,
                 reason,
             } => self.release(&device, &actor, &reason, batch),
+            Request::Watch {
+                device,
+                reason,
+                ticket,
+                expires_in,
+                actor,
+            } => {
+                let asked = HoldRequest {
+                    reason,
+                    ticket,
+                    expires_in,
+                };
+                self.watch(&device, asked, &actor, batch)
+            }
+            Request::Unwatch {
+                device,
+                actor,
+                reason,
+            } => self.unwatch(&device, &actor, &reason, batch),
             Request::Approve { approval, actor } => self.approve(approval, &actor, batch),
             Request::SetCritical {
                 device,

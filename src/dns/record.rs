@@ -158,3 +158,36 @@ impl Observers {
         })
     }
 }
+
+/// A query type's mnemonic (`A`, `HTTPS`), or `TYPE65280` for one without (RFC 3597).
+pub fn type_name(qtype: u16) -> String {
+    match hickory_proto::rr::RecordType::from(qtype) {
+        hickory_proto::rr::RecordType::Unknown(n) => format!("TYPE{n}"),
+        known => known.to_string(),
+    }
+}
+
+/// An RCODE's mnemonic (`NOERROR`, `NXDOMAIN`), or `RCODE12` for the rest.
+pub fn rcode_name(rcode: u8) -> String {
+    const NAMES: [&str; 6] = [
+        "NOERROR", "FORMERR", "SERVFAIL", "NXDOMAIN", "NOTIMP", "REFUSED",
+    ];
+    match NAMES.get(usize::from(rcode)) {
+        Some(name) => name.to_string(),
+        None => format!("RCODE{rcode}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{rcode_name, type_name};
+
+    #[test]
+    fn types_and_rcodes_read_as_their_mnemonics() {
+        assert_eq!(type_name(1), "A");
+        assert_eq!(type_name(65), "HTTPS");
+        assert_eq!(type_name(65280), "TYPE65280");
+        assert_eq!(rcode_name(3), "NXDOMAIN");
+        assert_eq!(rcode_name(12), "RCODE12");
+    }
+}

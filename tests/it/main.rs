@@ -24,5 +24,6 @@ mod store;
 mod store_suite;
 mod support;
 mod sync;
+mod trail;
 mod tripwire;
 mod upstreams;

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use cordon::control::state::State;
 use cordon::control::store::postgres::migrate_to;
+use cordon::control::store::trail::{TrailFilter, TrailRow};
 use cordon::control::store::{PgSettings, Store, StoreTarget};
 use cordon::control::{Alias, AliasKind, AuditEvent, Change, Hold};
 use cordon::policy::DeviceId;
@@ -160,6 +161,23 @@ fn changes() -> Vec<Change> {
             until: 90_000,
             at: 60,
         },
+        // watches: one kept (time-boxed), one replaced and ended
+        Change::WatchSet {
+            device: b,
+            watch: hold("beaconing", 13),
+        },
+        Change::WatchSet {
+            device: a,
+            watch: Hold {
+                expires: Some(99),
+                ..hold("probe", 14)
+            },
+        },
+        Change::WatchSet {
+            device: b,
+            watch: hold("still beaconing", 15),
+        },
+        Change::WatchEnded { device: b },
     ]
 }
 
@@ -181,7 +199,9 @@ fn assert_same(loaded: &State, expected: &State) {
         assert_eq!(got.hold, want.hold, "{id}");
         assert_eq!(got.critical, want.critical, "{id}");
         assert_eq!(got.addresses, want.addresses, "{id}");
+        assert_eq!(got.watch, want.watch, "{id}");
     }
+    assert!(loaded.devices[&DeviceId(1)].watch.is_some());
     assert_eq!(loaded.bindings, expected.bindings);
     assert_eq!(loaded.group_names, expected.group_names);
     assert_eq!(loaded.approvals, expected.approvals);
@@ -251,6 +271,111 @@ where
     assert_eq!(actions, ["second", "first"]);
     assert_eq!(store.timeline(a, 1).await.unwrap().len(), 1);
     assert!(store.timeline(DeviceId(3), 10).await.unwrap().is_empty());
+
+    trail(&mut store).await;
+}
+
+fn trail_row(device: DeviceId, at_ms: i64, name: &str, decision: &str, security: bool) -> TrailRow {
+    TrailRow {
+        id: 0,
+        device,
+        at_ms,
+        name: name.into(),
+        qtype: 1,
+        transport: "udp".into(),
+        source: "10.0.0.7".into(),
+        decision: decision.into(),
+        reason: "not on the allow-list (policy isolation, group restricted)".into(),
+        group: "restricted".into(),
+        category: None,
+        categories: match security {
+            true => vec!["malware".into(), "newly_registered".into()],
+            false => Vec::new(),
+        },
+        security,
+        rcode: 3,
+        node: "node-a".into(),
+    }
+}
+
+/// The trail's rows: written in a batch, read a page at a time, summarised, trimmed.
+async fn trail(store: &mut Store) {
+    let (a, c) = (DeviceId(1), DeviceId(3));
+    let rows = vec![
+        trail_row(a, 1_000, "www.example.com", "blocked", false),
+        trail_row(a, 2_000, "c2.example.net", "blocked", true),
+        trail_row(c, 2_500, "other.example", "allowed", false),
+        trail_row(a, 3_000, "www.example.com", "blocked", false),
+        trail_row(a, 4_000, "mdm.example.com", "allowed", false),
+        trail_row(a, 5_000, "www.example.com", "blocked", false),
+    ];
+    store.record_queries(&rows).await.unwrap();
+    let filter = |after_id, since_ms, decision: Option<&str>| TrailFilter {
+        device: a,
+        since_ms,
+        after_id,
+        decision: decision.map(str::to_string),
+        limit: 2,
+        newest_first: false,
+    };
+    let page = store.queries(&filter(0, 0, None)).await.unwrap();
+    let names: Vec<&str> = page.iter().map(|r| r.name.as_str()).collect();
+    assert_eq!(names, ["www.example.com", "c2.example.net"]);
+    assert_eq!(page[1].categories, ["malware", "newly_registered"]);
+    assert!(page[1].security && !page[0].security);
+    assert_eq!((page[1].rcode, page[1].node.as_str()), (3, "node-a"));
+    let next = store.queries(&filter(page[1].id, 0, None)).await.unwrap();
+    let names: Vec<i64> = next.iter().map(|r| r.at_ms).collect();
+    assert_eq!(
+        names,
+        [3_000, 4_000],
+        "the next page, without the other device's row"
+    );
+    let allowed = store.queries(&filter(0, 0, Some("allowed"))).await.unwrap();
+    assert_eq!(allowed.len(), 1);
+    let recent = store.queries(&filter(0, 4_000, None)).await.unwrap();
+    assert_eq!(recent.len(), 2);
+    let newest = TrailFilter {
+        newest_first: true,
+        ..filter(0, 0, None)
+    };
+    let newest = store.queries(&newest).await.unwrap();
+    assert_eq!(newest[0].at_ms, 5_000);
+
+    let summary = store.query_summary(a, 0, 10).await.unwrap();
+    let order: Vec<(&str, i64, i64)> = summary
+        .iter()
+        .map(|n| (n.name.as_str(), n.count, n.blocked))
+        .collect();
+    assert_eq!(
+        order,
+        [
+            ("c2.example.net", 1, 1),
+            ("www.example.com", 3, 3),
+            ("mdm.example.com", 1, 0)
+        ]
+    );
+    assert_eq!((summary[1].first_ms, summary[1].last_ms), (1_000, 5_000));
+    assert!(summary[0].security);
+
+    // Past the retention (before 2 s) and over a cap of 2 for device a: a keeps its newest two.
+    let gone = store.trim_queries(2_000, &[a], 2).await.unwrap();
+    assert_eq!(gone, 3, "one too old, two over the cap");
+    let kept = store
+        .queries(&TrailFilter {
+            limit: 10,
+            ..filter(0, 0, None)
+        })
+        .await
+        .unwrap();
+    let kept: Vec<i64> = kept.iter().map(|r| r.at_ms).collect();
+    assert_eq!(kept, [4_000, 5_000]);
+    let other = TrailFilter {
+        device: c,
+        limit: 10,
+        ..filter(0, 0, None)
+    };
+    assert_eq!(store.queries(&other).await.unwrap().len(), 1);
 }
 
 #[tokio::test]

@@ -9,6 +9,7 @@
 
 pub mod postgres;
 pub mod sqlite;
+pub mod trail;
 
 use std::net::IpAddr;
 use std::time::Duration;
@@ -318,6 +319,12 @@ impl Rows {
 
     fn waiting(&mut self, key: String, hold: Hold) {
         self.state.apply(&Change::HoldWaiting { key, hold });
+    }
+
+    fn watch(&mut self, device: i64, watch: Hold) {
+        if let Some(device) = self.known(device) {
+            self.state.apply(&Change::WatchSet { device, watch });
+        }
     }
 
     fn approval(&mut self, approval: i64, device: i64, hold: Hold) {

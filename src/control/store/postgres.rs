@@ -169,14 +169,14 @@ pub struct PgStore {
 }
 
 /// A connection with its prepared statements.
-struct Conn {
-    client: Client,
+pub(super) struct Conn {
+    pub(super) client: Client,
     st: Statements,
     /// A write transaction is open on it.
     in_tx: bool,
 }
 
-type Op<'c, T> = BoxFuture<'c, Result<T, Fault>>;
+pub(super) type Op<'c, T> = BoxFuture<'c, Result<T, Fault>>;
 
 impl PgStore {
     /// Connects, and creates or upgrades the tables (one node at a time).
@@ -203,7 +203,7 @@ impl PgStore {
 
     /// Runs `op` on a connection (made anew if the last one failed) within `deadline`. A
     /// failure drops the connection, and with it any transaction open on it.
-    async fn run<T>(
+    pub(super) async fn run<T>(
         &mut self,
         deadline: Duration,
         op: impl for<'c> FnOnce(&'c mut Conn) -> Op<'c, T>,
@@ -529,6 +529,8 @@ struct Statements {
     approval_granted: Statement,
     waiting_set: Statement,
     waiting_ended: Statement,
+    watch_set: Statement,
+    watch_ended: Statement,
     probation: Statement,
     tokens_lapse: Statement,
     token_seen: Statement,
@@ -569,6 +571,11 @@ impl Conn {
              ON CONFLICT (key) DO UPDATE SET reason = excluded.reason, ticket = excluded.ticket,
              by = excluded.by, at = excluded.at, expires = excluded.expires",
             "DELETE FROM waiting_holds WHERE key = $1",
+            "INSERT INTO watches (device, reason, ticket, by, at, expires)
+             VALUES ($1, $2, $3, $4, $5, $6)
+             ON CONFLICT (device) DO UPDATE SET reason = excluded.reason, ticket = excluded.ticket,
+             by = excluded.by, at = excluded.at, expires = excluded.expires",
+            "DELETE FROM watches WHERE device = $1",
             "UPDATE devices SET probation_until = $2 WHERE id = $1",
             "DELETE FROM seen_tokens WHERE until < $1",
             "INSERT INTO seen_tokens (key, until) VALUES ($1, $2)
@@ -584,14 +591,14 @@ impl Conn {
             "SELECT at, device, actor, action, detail, reason FROM audit WHERE device = $1
              ORDER BY id DESC LIMIT $2",
         ];
-        // Sent together: one round trip's wait, not twenty-five.
+        // Sent together: one round trip's wait, not twenty-seven.
         let prepared = try_join_all(sql.iter().map(|s| client.prepare(s))).await?;
         // One statement for each text, in order: try_join_all keeps both.
         let Ok(
-            [lock, device_added, label_set, alias_seen, membership_set, membership_unset, group_named, binding_seen, binding_lapsed, hold, critical_set, approvals_lapse, approval_requested, approval_granted, waiting_set, waiting_ended, probation, tokens_lapse, token_seen, log, trim, notify, audit, after, timeline],
-        ) = <[Statement; 25]>::try_from(prepared)
+            [lock, device_added, label_set, alias_seen, membership_set, membership_unset, group_named, binding_seen, binding_lapsed, hold, critical_set, approvals_lapse, approval_requested, approval_granted, waiting_set, waiting_ended, watch_set, watch_ended, probation, tokens_lapse, token_seen, log, trim, notify, audit, after, timeline],
+        ) = <[Statement; 27]>::try_from(prepared)
         else {
-            unreachable!("one prepared statement for each of the 25 texts");
+            unreachable!("one prepared statement for each of the 27 texts");
         };
         let st = Statements {
             lock,
@@ -610,6 +617,8 @@ impl Conn {
             approval_granted,
             waiting_set,
             waiting_ended,
+            watch_set,
+            watch_ended,
             probation,
             tokens_lapse,
             token_seen,
@@ -708,6 +717,10 @@ fn statement_for<'s>(st: &'s Statements, change: &Change) -> Vec<(&'s Statement,
             vec![(&st.waiting_set, with_hold(vec![text(key)], h))]
         }
         Change::HoldWaitingEnded { key } => vec![(&st.waiting_ended, vec![text(key)])],
+        Change::WatchSet { device, watch: h } => {
+            vec![(&st.watch_set, with_hold(vec![id(device)], h))]
+        }
+        Change::WatchEnded { device } => vec![(&st.watch_ended, vec![id(device)])],
         Change::ProbationStarted { device, until } => {
             vec![(&st.probation, vec![id(device), Box::new(Some(*until))])]
         }
@@ -866,6 +879,12 @@ async fn load_in(client: &Client) -> Result<Loaded, Fault> {
     while let Some(r) = it.try_next().await? {
         if let Some(hold) = hold_of(r.get(1), r.get(2), r.get(3), r.get(4), r.get(5)) {
             rows.waiting(r.get(0), hold);
+        }
+    }
+    let mut it = pin!(each("SELECT device, reason, ticket, by, at, expires FROM watches").await?);
+    while let Some(r) = it.try_next().await? {
+        if let Some(watch) = hold_of(r.get(1), r.get(2), r.get(3), r.get(4), r.get(5)) {
+            rows.watch(r.get(0), watch);
         }
     }
     let mut it = pin!(each("SELECT key, until FROM seen_tokens").await?);

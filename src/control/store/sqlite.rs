@@ -20,7 +20,7 @@ mod embedded {
 
 /// The SQLite file and its one connection.
 pub struct SqliteStore {
-    conn: Connection,
+    pub(super) conn: Connection,
     path: PathBuf,
 }
 
@@ -53,7 +53,7 @@ impl SqliteStore {
         })
     }
 
-    fn err(&self, fault: impl Into<Fault>) -> StoreError {
+    pub(super) fn err(&self, fault: impl Into<Fault>) -> StoreError {
         StoreError {
             store: self.path.display().to_string(),
             fault: fault.into(),
@@ -288,6 +288,13 @@ fn load_from(conn: &Connection) -> Result<Loaded, Fault> {
             rows.waiting(r.get(0)?, hold);
         }
     }
+    let mut stmt = conn.prepare("SELECT device, reason, ticket, by, at, expires FROM watches")?;
+    let mut it = stmt.query([])?;
+    while let Some(r) = it.next()? {
+        if let Some(watch) = hold_of(r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?) {
+            rows.watch(r.get(0)?, watch);
+        }
+    }
     Ok(Loaded {
         state: rows.state,
         position: position(conn)?,
@@ -423,6 +430,16 @@ fn write_change(tx: &Transaction<'_>, change: &Change) -> rusqlite::Result<()> {
         }
         Change::HoldWaitingEnded { key } => {
             tx.execute("DELETE FROM waiting_holds WHERE key = ?1", [key])?;
+        }
+        Change::WatchSet { device, watch: h } => {
+            tx.execute(
+                "INSERT OR REPLACE INTO watches (device, reason, ticket, by, at, expires)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                params![device.0 as i64, h.reason, h.ticket, h.by, h.at, h.expires],
+            )?;
+        }
+        Change::WatchEnded { device } => {
+            tx.execute("DELETE FROM watches WHERE device = ?1", [device.0 as i64])?;
         }
     }
     Ok(())

@@ -1,0 +1,92 @@
+//! A query record as the trail keeps it, and a trail row as the API shows it.
+
+use std::time::UNIX_EPOCH;
+
+use serde::Serialize;
+
+use crate::control::store::trail::TrailRow;
+use crate::dns::record::{rcode_name, type_name, QueryRecord};
+use crate::policy::QName;
+
+/// The row the store keeps for `record`: the decision in words, and every category the name
+/// is listed in (an isolated device's queries are blocked by its allow-list, yet the name may
+/// be command and control: the investigation wants to know).
+pub fn row_of(record: &QueryRecord, node: &str) -> TrailRow {
+    let snapshot = &record.snapshot;
+    let categories = match QName::from_wire(&record.name) {
+        Ok((name, _)) => snapshot.categorise(&name),
+        Err(_) => Default::default(),
+    };
+    let at_ms = record
+        .at
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64);
+    TrailRow {
+        id: 0,
+        device: record.device.unwrap_or(crate::policy::DeviceId(0)),
+        at_ms,
+        name: record.dotted_name(),
+        qtype: record.qtype,
+        transport: record.transport.as_str().to_string(),
+        source: record.client.to_string(),
+        decision: record.outcome.as_str().to_string(),
+        reason: record.reason(),
+        group: snapshot.group(record.decision.group).name.clone(),
+        category: record
+            .decision
+            .category()
+            .map(|c| snapshot.taxonomy.name(c).to_string()),
+        categories: categories
+            .iter()
+            .map(|c| snapshot.taxonomy.name(c).to_string())
+            .collect(),
+        security: categories.iter().any(|c| c.is_security()),
+        rcode: record.rcode,
+        node: node.to_string(),
+    }
+}
+
+/// A trail row as the API and the export show it.
+#[derive(Debug, Serialize)]
+pub struct TrailView<'a> {
+    pub id: i64,
+    pub at: String,
+    pub at_ms: i64,
+    pub device: String,
+    pub name: &'a str,
+    #[serde(rename = "type")]
+    pub qtype: String,
+    pub transport: &'a str,
+    pub source: &'a str,
+    pub decision: &'a str,
+    pub reason: &'a str,
+    pub group: &'a str,
+    pub category: Option<&'a str>,
+    pub categories: &'a [String],
+    pub security: bool,
+    pub rcode: String,
+    pub node: &'a str,
+}
+
+impl<'a> From<&'a TrailRow> for TrailView<'a> {
+    fn from(r: &'a TrailRow) -> Self {
+        TrailView {
+            id: r.id,
+            at: crate::time::rfc3339_ms(r.at_ms),
+            at_ms: r.at_ms,
+            device: r.device.to_string(),
+            name: &r.name,
+            qtype: type_name(r.qtype),
+            transport: &r.transport,
+            source: &r.source,
+            decision: &r.decision,
+            reason: &r.reason,
+            group: &r.group,
+            category: r.category.as_deref(),
+            categories: &r.categories,
+            security: r.security,
+            rcode: rcode_name(r.rcode),
+            node: &r.node,
+        }
+    }
+}
