@@ -5,7 +5,8 @@
 # the queries, and each thread's share. Loopback only.
 # Usage: benches/cpu-per-query.sh [allowed|blocked|mixed]   (RATE=20000 DURATION=10;
 # BIN=path runs another build instead of target/release/cordon; CONFIG_EXTRA='[section]\n...'
-# adds whole config sections; POLICIES=dir another policy directory).
+# adds whole config sections; POLICIES=dir another policy directory). Prints the trail's and the
+# query log's metrics at the end, when they are on.
 # Needs: apt-get install -y dnsperf nsd; the harness's data set (made on first use).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -29,3 +30,5 @@ join <(awk '{s[$1]+=$2} END{for (k in s) print k, s[k]}' "$W/before" | sort) \
   awk -v hz="$hz" -v n="$answered" '$3 > $2 {printf "thread %s\t%.2f µs/query\n", $1, ($3-$2)/hz*1e6/n}'
 awk -v d=$((t1 - t0)) -v hz="$hz" -v n="$answered" -v w="$WORKLOAD" -v r="$RATE" \
   'BEGIN{printf "%s at %d qps: %d answered, %.2f µs of server CPU per query\n", w, r, n, d/hz*1e6/n}'
+# What the observers of queries (the trail, the query log) did in the run, when they are on.
+curl -s "127.0.0.1:$HTTP_PORT/metrics" | grep -E '^cordon_(trail|query_log|dnstap)_' || true

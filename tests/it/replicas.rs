@@ -111,6 +111,26 @@ async fn a_change_taken_by_any_node_is_enforced_and_shown_by_every_node() {
         assert_eq!(isolated_ids(node.http).await, isolated_ids(one.http).await);
     }
 
+    // the isolated Mac's queries, answered by two nodes, are one trail that every node reads
+    ask_from(two.dns, mac, "c2.test.").await;
+    ask_from(three.dns, mac, "evil.test.").await;
+    for node in all {
+        let path = "/v1/devices/C02ZK1ABMD6T/queries?decision=blocked";
+        let mut trail = String::new();
+        let both = eventually(Duration::from_secs(10), || {
+            let node = node.http;
+            async move {
+                let (_, body) = http(node, "GET", path, Some(VIEWER)).await;
+                body.contains("\"c2.test\"") && body.contains("\"evil.test\"")
+            }
+        })
+        .await;
+        if !both {
+            trail = http(node.http, "GET", path, Some(VIEWER)).await.1;
+        }
+        assert!(both, "{trail}");
+    }
+
     // a release through node three is in force everywhere
     let (status, body) = webhook(three.http, &removed("[1042]")).await;
     assert_eq!(status, 200, "{body}");
