@@ -41,6 +41,31 @@ pub fn parse_rfc3339_ms(text: &str) -> Option<i64> {
     secs.checked_mul(1000)?.checked_add(ms)
 }
 
+/// `since` as milliseconds since the epoch: seconds since the epoch, an RFC 3339 time in UTC
+/// (`2026-11-30T01:02:03Z`), or an age before `now_ms` (`30m`, `6h`, `7d`).
+pub fn parse_since_ms(text: &str, now_ms: i64) -> Option<i64> {
+    let text = text.trim();
+    if let Ok(secs) = text.parse::<i64>() {
+        return secs.checked_mul(1000).filter(|ms| *ms >= 0);
+    }
+    let age = text.char_indices().last().filter(|(i, c)| {
+        *i > 0 && c.is_ascii_alphabetic() && text[..*i].bytes().all(|b| b.is_ascii_digit())
+    });
+    if let Some((at, unit)) = age {
+        let count: i64 = text[..at].parse().ok()?;
+        let secs = match unit {
+            's' => 1,
+            'm' => 60,
+            'h' => 3_600,
+            'd' => 86_400,
+            _ => return parse_rfc3339_ms(text).filter(|ms| *ms >= 0),
+        };
+        return Some(now_ms - count.checked_mul(secs * 1000)?.min(now_ms));
+    }
+    // Before the epoch is no time a trail holds.
+    parse_rfc3339_ms(text).filter(|ms| *ms >= 0)
+}
+
 /// A UTC date and time as seconds since the epoch; `None` for a field out of its range (a leap
 /// second, 60, is allowed and counts as the next second).
 pub fn utc_seconds(
@@ -121,6 +146,29 @@ mod tests {
             "+02026-11-30T01:02:03Z",
         ] {
             assert_eq!(parse_rfc3339_ms(junk), None, "{junk}");
+        }
+    }
+
+    #[test]
+    fn since_reads_seconds_rfc3339_and_ages() {
+        let now = 1_800_000_000_000;
+        assert_eq!(parse_since_ms("1700000000", now), Some(1_700_000_000_000));
+        assert_eq!(parse_since_ms("30m", now), Some(now - 1_800_000));
+        assert_eq!(parse_since_ms("7d", now), Some(now - 7 * 86_400_000));
+        assert_eq!(
+            parse_since_ms("2026-11-30T01:02:03Z", now),
+            Some(1_796_000_523_000)
+        );
+        for junk in [
+            "",
+            "yesterday",
+            "-5",
+            "5y",
+            "h",
+            "99999999999999999999d",
+            "9223372036854775807",
+        ] {
+            assert_eq!(parse_since_ms(junk, now), None, "{junk}");
         }
     }
 }

@@ -55,7 +55,7 @@ async fn device_and_trail(
 /// The filter `params` ask for: `since`, `decision`, `cursor`, `limit`.
 fn filter_of(device: DeviceId, params: &HashMap<String, String>) -> Result<TrailFilter, ApiError> {
     let since_ms = match params.get("since") {
-        Some(text) => parse_since(text, now_ms()).ok_or_else(|| {
+        Some(text) => crate::time::parse_since_ms(text, now_ms()).ok_or_else(|| {
             ApiError::bad_request(
                 "since must be seconds since the epoch, an RFC 3339 time, or an age like 30m, 6h, 7d",
             )
@@ -103,30 +103,6 @@ fn now_ms() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as i64)
-}
-
-/// `since` as milliseconds since the epoch: seconds since the epoch, an RFC 3339 time in UTC
-/// (`2026-11-30T01:02:03Z`), or an age before `now_ms` (`30m`, `6h`, `7d`).
-fn parse_since(text: &str, now_ms: i64) -> Option<i64> {
-    let text = text.trim();
-    if let Ok(secs) = text.parse::<i64>() {
-        return secs.checked_mul(1000).filter(|ms| *ms >= 0);
-    }
-    let age = text.char_indices().last().filter(|(i, c)| {
-        *i > 0 && c.is_ascii_alphabetic() && text[..*i].bytes().all(|b| b.is_ascii_digit())
-    });
-    if let Some((at, unit)) = age {
-        let count: i64 = text[..at].parse().ok()?;
-        let secs = match unit {
-            's' => 1,
-            'm' => 60,
-            'h' => 3_600,
-            'd' => 86_400,
-            _ => return crate::time::parse_rfc3339_ms(text),
-        };
-        return Some(now_ms - count.checked_mul(secs * 1000)?.min(now_ms));
-    }
-    crate::time::parse_rfc3339_ms(text)
 }
 
 fn store_failed(e: crate::control::store::StoreError) -> ApiError {
@@ -274,32 +250,4 @@ pub async fn timeline_entries(
             })
         })
         .collect())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::parse_since;
-
-    #[test]
-    fn since_reads_seconds_rfc3339_and_ages() {
-        let now = 1_800_000_000_000;
-        assert_eq!(parse_since("1700000000", now), Some(1_700_000_000_000));
-        assert_eq!(parse_since("30m", now), Some(now - 1_800_000));
-        assert_eq!(parse_since("7d", now), Some(now - 7 * 86_400_000));
-        assert_eq!(
-            parse_since("2026-11-30T01:02:03Z", now),
-            Some(1_796_000_523_000)
-        );
-        for junk in [
-            "",
-            "yesterday",
-            "-5",
-            "5y",
-            "2026-13-01T00:00:00Z",
-            "h",
-            "99999999999999999999d",
-        ] {
-            assert_eq!(parse_since(junk, now), None, "{junk}");
-        }
-    }
 }
