@@ -19,6 +19,7 @@ use crate::control::{ApplyError, Control, Request};
 use crate::dns::cache::Cache;
 use crate::dns::guard::Guard;
 use crate::dns::handler::Handler;
+use crate::dns::record::Observers;
 use crate::dns::recursive::{Recursive, Source};
 use crate::dns::tripwire::{Trip, TripSink, Tripwires};
 use crate::dns::udp::UdpThreads;
@@ -56,6 +57,8 @@ pub enum StartError {
     Feeds(#[from] crate::feeds::FeedConfigError),
     #[error(transparent)]
     Events(#[from] crate::events::EventsConfigError),
+    #[error(transparent)]
+    QueryLog(#[from] crate::querylog::QueryLogError),
     #[error("ssf: {0}")]
     Ssf(String),
     #[error("DoQ: {0}")]
@@ -85,6 +88,8 @@ pub struct Running {
     _feeds: Option<FeedTask>,
     /// Delivers events to the SOC's sinks; stopped when this is dropped.
     _events: Option<crate::events::EventTasks>,
+    /// Writes the query log; stopped (after it wrote what was queued) when this is dropped.
+    _query_log: Option<crate::querylog::QueryLogTask>,
 }
 
 impl Running {
@@ -216,6 +221,10 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
     } else {
         None
     };
+    // The query log: the handler offers it records; its thread writes them off the query path.
+    let (log, query_log) =
+        crate::querylog::start(&config.query_log, &config.base_dir, &metrics)?.unzip();
+    handler.set_observers(Observers { trail: None, log });
     if let Some(settings) = config.tripwire.settings() {
         let sink = Arc::new(ControlTrips(control.clone()));
         handler.set_tripwires(Tripwires::new(sink, settings, &metrics));
@@ -322,6 +331,7 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         _lists: lists,
         _feeds: feeds,
         _events: events,
+        _query_log: query_log,
     })
 }
 

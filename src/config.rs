@@ -47,6 +47,8 @@ pub struct Config {
     pub feeds: Vec<crate::feeds::FeedConfig>,
     /// `[[events.sink]]`: where events go to the SOC.
     pub events: crate::events::EventsConfig,
+    /// `[query_log]`: answered queries to a JSON-lines file or a dnstap collector; off by default.
+    pub query_log: crate::querylog::QueryLogConfig,
     /// Where relative paths start: the config file's directory, or the working directory.
     #[serde(skip)]
     pub base_dir: PathBuf,
@@ -276,6 +278,7 @@ impl Default for Config {
             tripwire: TripwireConfig::default(),
             feeds: Vec::new(),
             events: crate::events::EventsConfig::default(),
+            query_log: crate::querylog::QueryLogConfig::default(),
             base_dir: PathBuf::from("."),
         }
     }
@@ -409,6 +412,8 @@ pub enum Invalid {
     Jamf(#[from] JamfConfigError),
     #[error(transparent)]
     Ssf(#[from] crate::ssf::SsfConfigError),
+    #[error(transparent)]
+    QueryLog(#[from] crate::querylog::QueryLogConfigError),
     #[error("store: {0}")]
     StoreUrl(#[from] BadUrl),
     #[error("store.url_file {path}: {error}")]
@@ -503,6 +508,7 @@ impl Config {
             return Err(Invalid::Zero(key));
         }
         self.check_lists()?;
+        self.query_log.check()?;
         if self.encrypted() && self.dns.server_name.trim_matches('.').is_empty() {
             return Err(Invalid::ServerName);
         }

@@ -69,6 +69,10 @@ pub struct Metrics {
     // Events to the SOC (events/): each sink's outbox depth and its deliveries.
     pub events_pending: IntGaugeVec,
     pub events_delivered: IntCounterVec,
+    // The query log (querylog/): records written, dropped, failed writes.
+    pub query_log_written: IntCounterVec,
+    pub query_log_dropped: IntCounterVec,
+    pub query_log_errors: IntCounterVec,
 }
 
 fn counter(r: &Registry, name: &str, help: &str) -> IntCounter {
@@ -390,6 +394,24 @@ impl Metrics {
                 "cordon_events_delivered_total",
                 "Attempts to deliver an event to a sink, by sink and result (ok, error: retried with backoff, rejected: refused for good by the receiver).",
                 &["sink", "result"],
+            ),
+            query_log_written: counter_vec(
+                &r,
+                "cordon_query_log_written_total",
+                "Query log records written, by output: file (one JSON line each).",
+                &["output"],
+            ),
+            query_log_dropped: counter_vec(
+                &r,
+                "cordon_query_log_dropped_total",
+                "Query log records lost, by reason: full (the queue from the query path was full: the disk is slow) or failed (their write failed).",
+                &["reason"],
+            ),
+            query_log_errors: counter_vec(
+                &r,
+                "cordon_query_log_errors_total",
+                "Query log failures, by kind: write (a write to the file failed), rotate (the file could not be rotated).",
+                &["kind"],
             ),
             registry: r,
         }

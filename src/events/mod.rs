@@ -20,7 +20,7 @@ mod ssf;
 mod syslog;
 mod task;
 
-pub use event::{Device, Event, TYPES};
+pub use event::{rfc3339, Device, Event, TYPES};
 pub use http::signature;
 pub use settings::{sinks, EventsConfig, EventsConfigError, Sink, SinkConfig};
 pub use ssf::DEVICE_COMPLIANCE_CHANGE;

@@ -1,0 +1,89 @@
+//! Starting and stopping the query log: the tap the handler fills, and the thread that drains
+//! it into the file. `app.rs` hands the [`LogTap`] to the handler
+//! and keeps the [`QueryLogTask`]; dropping it stops the thread after it wrote what was left.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+
+use super::client::ClientShown;
+use super::file::FileWriter;
+use super::report::Report;
+use super::settings::{QueryLogConfig, QueryLogConfigError};
+use crate::dns::record::{LogTap, Tap};
+use crate::metrics::Metrics;
+
+/// Why the query log could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum QueryLogError {
+    #[error(transparent)]
+    Config(#[from] QueryLogConfigError),
+    #[error("query_log.file {path}: cannot open it for appending: {error}")]
+    Open {
+        path: PathBuf,
+        error: std::io::Error,
+    },
+    #[error("query log: cannot start its thread: {0}")]
+    Thread(std::io::Error),
+}
+
+/// The query log's writer thread; stopped and joined when dropped.
+pub struct QueryLogTask {
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Drop for QueryLogTask {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Release);
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+/// Starts the query log `config` asks for: `None` when it is off. Relative paths start at
+/// `base`.
+pub fn start(
+    config: &QueryLogConfig,
+    base: &Path,
+    metrics: &Metrics,
+) -> Result<Option<(LogTap, QueryLogTask)>, QueryLogError> {
+    let Some(settings) = config.settings(base)? else {
+        return Ok(None);
+    };
+    if let ClientShown::Hash(key) = &settings.client {
+        if !key.is_lasting() {
+            tracing::warn!(
+                "query_log: client = \"hash\" without hash_key_file: the key is new at every \
+                 start, so a client's hashes do not link across restarts"
+            );
+        }
+    }
+    let described = settings.describe();
+    let tap = Tap::new(
+        settings.queue,
+        metrics.query_log_dropped.with_label_values(&["full"]),
+    );
+    let stop = Arc::new(AtomicBool::new(false));
+    let (drain, stopped) = (tap.clone(), stop.clone());
+    let path = settings.file.path.clone();
+    let writer = FileWriter::open(settings.file, settings.client, Report::new(metrics, "file"))
+        .map_err(|error| QueryLogError::Open { path, error })?;
+    let thread = std::thread::Builder::new()
+        .name("cordon-querylog".into())
+        .spawn(move || writer.run(drain, stopped));
+    let thread = thread.map_err(QueryLogError::Thread)?;
+    tracing::info!("query log: {described}");
+    let log = LogTap {
+        mode: settings.mode,
+        tap,
+        messages: false,
+    };
+    let task = QueryLogTask {
+        stop,
+        thread: Some(thread),
+    };
+    Ok(Some((log, task)))
+}
