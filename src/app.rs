@@ -222,8 +222,11 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         None
     };
     // The query log: the handler offers it records; its thread writes them off the query path.
+    let host = node
+        .rsplit_once('/')
+        .map_or(node.as_str(), |(host, _)| host);
     let (log, query_log) =
-        crate::querylog::start(&config.query_log, &config.base_dir, &metrics)?.unzip();
+        crate::querylog::start(&config.query_log, &config.base_dir, host, &metrics)?.unzip();
     handler.set_observers(Observers { trail: None, log });
     if let Some(settings) = config.tripwire.settings() {
         let sink = Arc::new(ControlTrips(control.clone()));

@@ -227,8 +227,9 @@ fn check(path: Option<PathBuf>, fetch: bool) -> anyhow::Result<ExitCode> {
                     return Ok(ExitCode::FAILURE);
                 }
             }
-            // The query log's key file is read; its file is opened only by `run`.
-            match config.query_log.settings(&config.base_dir) {
+            // The query log's key file is read; its file is opened and its collector reached
+            // only by `run`.
+            match config.query_log.settings(&config.base_dir, "(host name)") {
                 Ok(Some(log)) => println!("query log: {}", log.describe()),
                 Ok(None) => {}
                 Err(e) => {

@@ -1,7 +1,7 @@
-//! How the query log's writer reports trouble: every failure counted by kind
+//! How the query log's writers report trouble: every failure counted by kind
 //! (`cordon_query_log_errors_total`), records written and lost counted, and a warning logged at
-//! most once a minute while a failure lasts (a full disk must not flood the log), with how many
-//! were held back.
+//! most once a minute while a failure lasts (a full disk or a dead collector must not flood the
+//! log), with how many were held back.
 
 use std::fmt::Display;
 use std::time::{Duration, Instant};
@@ -13,19 +13,30 @@ use crate::metrics::Metrics;
 /// What failed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Failure {
-    /// A write to the file (a full disk, a removed directory).
+    /// A write to the file or to the collector (a full disk, a timeout).
     Write,
     /// The file could not be rotated.
     Rotate,
+    /// The collector could not be reached, or refused the handshake.
+    Connect,
+    /// The collector closed the connection.
+    Closed,
 }
 
 impl Failure {
-    const ALL: [Failure; 2] = [Failure::Write, Failure::Rotate];
+    const ALL: [Failure; 4] = [
+        Failure::Write,
+        Failure::Rotate,
+        Failure::Connect,
+        Failure::Closed,
+    ];
 
     pub fn as_str(self) -> &'static str {
         match self {
             Failure::Write => "write",
             Failure::Rotate => "rotate",
+            Failure::Connect => "connect",
+            Failure::Closed => "closed",
         }
     }
 }
@@ -39,13 +50,13 @@ pub struct Report {
     pub written: IntCounter,
     /// Records whose write failed.
     pub lost: IntCounter,
-    failures: [IntCounter; 2],
+    failures: [IntCounter; 4],
     last_warning: Option<Instant>,
     held_back: u64,
 }
 
 impl Report {
-    /// The counters of `output` (`file`), every series exported at 0 from the start.
+    /// The counters of `output` (`file`, `dnstap`), every series exported at 0 from the start.
     pub fn new(metrics: &Metrics, output: &str) -> Report {
         let m = metrics;
         Report {
@@ -106,7 +117,7 @@ mod tests {
             "{text}"
         );
         assert!(
-            text.contains("cordon_query_log_dropped_total{reason=\"failed\"} 0"),
+            text.contains("cordon_query_log_errors_total{kind=\"connect\"} 0"),
             "{text}"
         );
         assert!(

@@ -1,7 +1,8 @@
 //! `[query_log]` of the config file: which queries are logged, how the client is shown, and
-//! the JSON-lines file they go to; checked with the config ([`QueryLogConfig::check`]) and made
-//! ready at start ([`QueryLogConfig::settings`]).
+//! where records go (a JSON-lines file or a dnstap collector); checked with the config
+//! ([`QueryLogConfig::check`]) and made ready at start ([`QueryLogConfig::settings`]).
 
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
@@ -20,14 +21,18 @@ pub struct QueryLogConfig {
     /// client = "hash": a file holding the secret key (at least 16 bytes); a random key per
     /// start when unset.
     pub hash_key_file: PathBuf,
-    /// The file, relative to the config's directory.
+    /// `file` (JSON lines) or `dnstap`.
+    pub output: OutputSetting,
+    /// output = "file": the file, relative to the config's directory.
     pub file: PathBuf,
-    /// The size (MiB, fractions allowed) at which the file is rotated.
+    /// output = "file": the size (MiB, fractions allowed) at which the file is rotated.
     pub max_size_mb: f64,
-    /// Rotated files kept (`file.1` .. `file.N`).
+    /// output = "file": rotated files kept (`file.1` .. `file.N`).
     pub keep: usize,
     /// Records waiting for the writer; past this, new ones are dropped and counted.
     pub queue: usize,
+    /// `[query_log.dnstap]`: the collector.
+    pub dnstap: DnstapConfig,
 }
 
 impl Default for QueryLogConfig {
@@ -36,10 +41,12 @@ impl Default for QueryLogConfig {
             mode: ModeSetting::Off,
             client: ClientSetting::Address,
             hash_key_file: PathBuf::new(),
+            output: OutputSetting::File,
             file: PathBuf::new(),
             max_size_mb: 100.0,
             keep: 5,
             queue: 65_536,
+            dnstap: DnstapConfig::default(),
         }
     }
 }
@@ -60,12 +67,38 @@ pub enum ClientSetting {
     None,
 }
 
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OutputSetting {
+    File,
+    Dnstap,
+}
+
+/// `[query_log.dnstap]` as written.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DnstapConfig {
+    /// The collector's Unix socket.
+    pub unix: PathBuf,
+    /// Or its TCP address, `IP:PORT`.
+    pub tcp: String,
+    /// The `identity` of every frame; the host name when empty.
+    pub identity: String,
+    /// The `version` of every frame; `cordon <version>` when empty.
+    pub version: String,
+}
+
 /// The query log, ready to start.
 pub struct Settings {
     pub mode: LogMode,
     pub client: ClientShown,
     pub queue: usize,
-    pub file: FileSettings,
+    pub output: Output,
+}
+
+pub enum Output {
+    File(FileSettings),
+    Dnstap(DnstapSettings),
 }
 
 /// A JSON-lines file rotated by size.
@@ -78,15 +111,49 @@ pub struct FileSettings {
     pub keep: usize,
 }
 
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DnstapSettings {
+    pub collector: Collector,
+    pub identity: String,
+    pub version: String,
+}
+
+/// Where the dnstap collector listens.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Collector {
+    Unix(PathBuf),
+    Tcp(SocketAddr),
+}
+
+impl std::fmt::Display for Collector {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Collector::Unix(path) => write!(f, "unix:{}", path.display()),
+            Collector::Tcp(addr) => write!(f, "tcp:{addr}"),
+        }
+    }
+}
+
 /// A `[query_log]` that cannot be used, and why.
 #[derive(Debug, thiserror::Error)]
 pub enum QueryLogConfigError {
-    #[error("query_log.file: required (where the JSON lines go)")]
+    #[error("query_log.file: required with output = \"file\" (where the JSON lines go)")]
     NoFile,
     #[error("query_log.max_size_mb {0}: must be above 0")]
     MaxSize(f64),
     #[error("query_log.queue must be above 0")]
     Queue,
+    #[error("query_log.dnstap: give the collector, unix = \"/path/to.sock\" or tcp = \"IP:PORT\"")]
+    NoCollector,
+    #[error("query_log.dnstap: unix and tcp are both set; give one collector")]
+    TwoCollectors,
+    #[error("query_log.dnstap.tcp \"{0}\" is not IP:PORT")]
+    Tcp(String),
+    #[error("query_log.{key} is only for output = \"{output}\"")]
+    OtherOutput {
+        key: &'static str,
+        output: &'static str,
+    },
     #[error("query_log.hash_key_file is only for client = \"hash\"")]
     KeyWithoutHash,
     #[error("query_log.hash_key_file {path}: {error}")]
@@ -117,18 +184,56 @@ impl QueryLogConfig {
         if self.client != ClientSetting::Hash && !self.hash_key_file.as_os_str().is_empty() {
             return Err(QueryLogConfigError::KeyWithoutHash);
         }
-        if self.file.as_os_str().is_empty() {
-            return Err(QueryLogConfigError::NoFile);
-        }
-        if !(self.max_size_mb.is_finite() && self.max_size_mb > 0.0) {
-            return Err(QueryLogConfigError::MaxSize(self.max_size_mb));
+        match self.output {
+            OutputSetting::File => {
+                if self.file.as_os_str().is_empty() {
+                    return Err(QueryLogConfigError::NoFile);
+                }
+                if !(self.max_size_mb.is_finite() && self.max_size_mb > 0.0) {
+                    return Err(QueryLogConfigError::MaxSize(self.max_size_mb));
+                }
+                if self.dnstap != DnstapConfig::default() {
+                    return Err(QueryLogConfigError::OtherOutput {
+                        key: "dnstap",
+                        output: "dnstap",
+                    });
+                }
+            }
+            OutputSetting::Dnstap => {
+                if !self.file.as_os_str().is_empty() {
+                    return Err(QueryLogConfigError::OtherOutput {
+                        key: "file",
+                        output: "file",
+                    });
+                }
+                self.collector()?;
+            }
         }
         Ok(())
     }
 
+    fn collector(&self) -> Result<Collector, QueryLogConfigError> {
+        let d = &self.dnstap;
+        match (d.unix.as_os_str().is_empty(), d.tcp.trim().is_empty()) {
+            (true, true) => Err(QueryLogConfigError::NoCollector),
+            (false, false) => Err(QueryLogConfigError::TwoCollectors),
+            (false, true) => Ok(Collector::Unix(d.unix.clone())),
+            (true, false) => d
+                .tcp
+                .trim()
+                .parse()
+                .map(Collector::Tcp)
+                .map_err(|_| QueryLogConfigError::Tcp(d.tcp.clone())),
+        }
+    }
+
     /// The query log ready to start, its key file read and paths resolved against `base`;
-    /// `None` when it is off.
-    pub fn settings(&self, base: &Path) -> Result<Option<Settings>, QueryLogConfigError> {
+    /// `None` when it is off. `host` is the default dnstap identity.
+    pub fn settings(
+        &self,
+        base: &Path,
+        host: &str,
+    ) -> Result<Option<Settings>, QueryLogConfigError> {
         self.check()?;
         let mode = match self.mode {
             ModeSetting::Off => return Ok(None),
@@ -158,16 +263,35 @@ impl QueryLogConfig {
                 ClientShown::Hash(HashKey::new(key))
             }
         };
-        let file = FileSettings {
-            path: resolve(&self.file),
-            max_size: ((self.max_size_mb * 1_048_576.0) as u64).max(1),
-            keep: self.keep,
+        let output = match self.output {
+            OutputSetting::File => Output::File(FileSettings {
+                path: resolve(&self.file),
+                max_size: ((self.max_size_mb * 1_048_576.0) as u64).max(1),
+                keep: self.keep,
+            }),
+            OutputSetting::Dnstap => {
+                let d = &self.dnstap;
+                Output::Dnstap(DnstapSettings {
+                    collector: match self.collector()? {
+                        Collector::Unix(p) => Collector::Unix(resolve(&p)),
+                        tcp => tcp,
+                    },
+                    identity: match d.identity.is_empty() {
+                        true => host.to_string(),
+                        false => d.identity.clone(),
+                    },
+                    version: match d.version.is_empty() {
+                        true => format!("cordon {}", env!("CARGO_PKG_VERSION")),
+                        false => d.version.clone(),
+                    },
+                })
+            }
         };
         Ok(Some(Settings {
             mode,
             client,
             queue: self.queue,
-            file,
+            output,
         }))
     }
 }
@@ -185,13 +309,16 @@ impl Settings {
             ClientShown::Hash(_) => "clients as keyed hashes (a new key each start)",
             ClientShown::Hidden => "no clients",
         };
-        let f = &self.file;
-        format!(
-            "{which} with {client}, JSON lines to {} (rotated at {} bytes, {} kept)",
-            f.path.display(),
-            f.max_size,
-            f.keep
-        )
+        let to = match &self.output {
+            Output::File(f) => format!(
+                "JSON lines to {} (rotated at {} bytes, {} kept)",
+                f.path.display(),
+                f.max_size,
+                f.keep
+            ),
+            Output::Dnstap(d) => format!("dnstap to {}", d.collector),
+        };
+        format!("{which} with {client}, {to}")
     }
 }
 
@@ -211,9 +338,9 @@ mod tests {
     fn off_by_default_and_off_checks_nothing() {
         let config = QueryLogConfig::default();
         assert!(!config.enabled());
-        assert!(config.settings(Path::new("/etc")).unwrap().is_none());
-        // an unusable key is no error while the log is off
-        assert!(parse("file = \"\"\nqueue = 0").check().is_ok());
+        assert!(config.settings(Path::new("/etc"), "h").unwrap().is_none());
+        // an unused file key is no error while the log is off
+        assert!(parse("file = \"\"\noutput = \"dnstap\"").check().is_ok());
     }
 
     #[test]
@@ -223,6 +350,14 @@ mod tests {
             problem("mode = \"all\"\nfile = \"q.log\"\nmax_size_mb = 0").contains("max_size_mb 0")
         );
         assert!(problem("mode = \"all\"\nfile = \"q.log\"\nqueue = 0").contains("queue"));
+        assert!(problem("mode = \"all\"\noutput = \"dnstap\"").contains("give the collector"));
+        let both =
+            "mode = \"all\"\noutput = \"dnstap\"\n[dnstap]\nunix = \"/s\"\ntcp = \"127.0.0.1:1\"";
+        assert!(problem(both).contains("both set"));
+        let bad = "mode = \"all\"\noutput = \"dnstap\"\n[dnstap]\ntcp = \"localhost\"";
+        assert!(problem(bad).contains("not IP:PORT"));
+        let stray = "mode = \"all\"\nfile = \"q.log\"\n[dnstap]\nunix = \"/s\"";
+        assert!(problem(stray).contains("only for output = \"dnstap\""));
         let key = "mode = \"all\"\nfile = \"q.log\"\nhash_key_file = \"k\"";
         assert!(problem(key).contains("only for client = \"hash\""));
         assert!(toml::from_str::<QueryLogConfig>("mode = \"some\"").is_err());
@@ -232,12 +367,33 @@ mod tests {
     #[test]
     fn settings_resolve_paths_and_defaults() {
         let config = parse("mode = \"blocked\"\nfile = \"q.log\"\nmax_size_mb = 0.5\nkeep = 2");
-        let settings = config.settings(Path::new("/etc/cordon")).unwrap().unwrap();
+        let settings = config
+            .settings(Path::new("/etc/cordon"), "h")
+            .unwrap()
+            .unwrap();
         assert_eq!(settings.mode, LogMode::Blocked);
         assert!(matches!(settings.client, ClientShown::Address));
-        let file = settings.file;
+        let Output::File(file) = settings.output else {
+            panic!("a file")
+        };
         assert_eq!(file.path, Path::new("/etc/cordon/q.log"));
         assert_eq!((file.max_size, file.keep), (524_288, 2));
+
+        let config =
+            parse("mode = \"all\"\noutput = \"dnstap\"\n[dnstap]\ntcp = \"127.0.0.1:6000\"");
+        let settings = config
+            .settings(Path::new("/etc"), "node-a")
+            .unwrap()
+            .unwrap();
+        let Output::Dnstap(d) = settings.output else {
+            panic!("dnstap")
+        };
+        assert_eq!(
+            d.collector,
+            Collector::Tcp("127.0.0.1:6000".parse().unwrap())
+        );
+        assert_eq!(d.identity, "node-a");
+        assert_eq!(d.version, format!("cordon {}", env!("CARGO_PKG_VERSION")));
     }
 
     #[test]
@@ -250,11 +406,14 @@ mod tests {
                 "mode = \"all\"\nfile = \"q.log\"\nclient = \"hash\"\nhash_key_file = \"{key}\""
             )
         };
-        let short = parse(&text("short")).settings(dir.path());
+        let short = parse(&text("short")).settings(dir.path(), "h");
         assert!(matches!(short, Err(QueryLogConfigError::ShortKey(_))));
-        let missing = parse(&text("missing")).settings(dir.path());
+        let missing = parse(&text("missing")).settings(dir.path(), "h");
         assert!(matches!(missing, Err(QueryLogConfigError::KeyFile { .. })));
-        let good = parse(&text("good")).settings(dir.path()).unwrap().unwrap();
+        let good = parse(&text("good"))
+            .settings(dir.path(), "h")
+            .unwrap()
+            .unwrap();
         assert!(matches!(&good.client, ClientShown::Hash(k) if k.is_lasting()));
     }
 }

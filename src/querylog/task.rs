@@ -1,5 +1,5 @@
 //! Starting and stopping the query log: the tap the handler fills, and the thread that drains
-//! it into the file. `app.rs` hands the [`LogTap`] to the handler
+//! it into the file or to the dnstap collector. `app.rs` hands the [`LogTap`] to the handler
 //! and keeps the [`QueryLogTask`]; dropping it stops the thread after it wrote what was left.
 
 use std::path::{Path, PathBuf};
@@ -8,9 +8,11 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 
 use super::client::ClientShown;
+use super::collector::Sender;
+use super::dnstap::Encoder;
 use super::file::FileWriter;
 use super::report::Report;
-use super::settings::{QueryLogConfig, QueryLogConfigError};
+use super::settings::{Output, QueryLogConfig, QueryLogConfigError};
 use crate::dns::record::{LogTap, Tap};
 use crate::metrics::Metrics;
 
@@ -44,13 +46,14 @@ impl Drop for QueryLogTask {
 }
 
 /// Starts the query log `config` asks for: `None` when it is off. Relative paths start at
-/// `base`.
+/// `base`; `host` is the dnstap identity unless the config names one.
 pub fn start(
     config: &QueryLogConfig,
     base: &Path,
+    host: &str,
     metrics: &Metrics,
 ) -> Result<Option<(LogTap, QueryLogTask)>, QueryLogError> {
-    let Some(settings) = config.settings(base)? else {
+    let Some(settings) = config.settings(base, host)? else {
         return Ok(None);
     };
     if let ClientShown::Hash(key) = &settings.client {
@@ -68,18 +71,37 @@ pub fn start(
     );
     let stop = Arc::new(AtomicBool::new(false));
     let (drain, stopped) = (tap.clone(), stop.clone());
-    let path = settings.file.path.clone();
-    let writer = FileWriter::open(settings.file, settings.client, Report::new(metrics, "file"))
-        .map_err(|error| QueryLogError::Open { path, error })?;
-    let thread = std::thread::Builder::new()
-        .name("cordon-querylog".into())
-        .spawn(move || writer.run(drain, stopped));
+    let (messages, thread) = match settings.output {
+        Output::File(file) => {
+            let path = file.path.clone();
+            let writer = FileWriter::open(file, settings.client, Report::new(metrics, "file"))
+                .map_err(|error| QueryLogError::Open { path, error })?;
+            let thread = std::thread::Builder::new()
+                .name("cordon-querylog".into())
+                .spawn(move || writer.run(drain, stopped));
+            (false, thread)
+        }
+        Output::Dnstap(dnstap) => {
+            let encoder = Encoder {
+                identity: dnstap.identity.clone().into_bytes(),
+                version: dnstap.version.clone().into_bytes(),
+                client: settings.client,
+            };
+            let connected = metrics.dnstap_connected.with_label_values::<&str>(&[]);
+            let report = Report::new(metrics, "dnstap");
+            let sender = Sender::new(dnstap, encoder, report, connected);
+            let thread = std::thread::Builder::new()
+                .name("cordon-dnstap".into())
+                .spawn(move || sender.run(drain, stopped));
+            (true, thread)
+        }
+    };
     let thread = thread.map_err(QueryLogError::Thread)?;
     tracing::info!("query log: {described}");
     let log = LogTap {
         mode: settings.mode,
         tap,
-        messages: false,
+        messages,
     };
     let task = QueryLogTask {
         stop,

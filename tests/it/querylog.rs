@@ -1,14 +1,19 @@
 //! The query log over real DNS: `blocked` logs only blocked queries and `all` every one; the
 //! client is shown as its address, a keyed hash (the same across restarts with a key file) or
 //! not at all; the file rotates by size and keeps `keep` old files; a full disk is counted while
-//! DNS goes on.
+//! DNS goes on. dnstap goes to a real collector (`fstrm_capture`, over a Unix socket and over
+//! TCP) and is read back with BIND's `dnstap-read`; a collector that is killed and started again
+//! gets the queries asked after it is back, and DNS answers meanwhile.
 
 use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use cordon::querylog::{ClientSetting, ModeSetting, QueryLogConfig};
 use hickory_proto::op::ResponseCode;
 use hickory_proto::rr::RecordType;
+use prost::Message as _;
+
+use cordon::querylog::{ClientSetting, Dnstap, ModeSetting, OutputSetting, QueryLogConfig};
 
 use crate::support::*;
 
@@ -27,6 +32,7 @@ async fn cordon_logging(
 fn to_file(log: &mut QueryLogConfig, mode: ModeSetting, client: ClientSetting) {
     log.mode = mode;
     log.client = client;
+    log.output = OutputSetting::File;
     log.file = "queries.jsonl".into();
 }
 
@@ -126,6 +132,11 @@ async fn blocked_mode_logs_only_blocked_queries_with_decision_and_reason() {
     )
     .await;
     assert_eq!(written, 3.0);
+    let (_, text) = http(cordon.http, "GET", "/metrics", None).await;
+    let gauge = text
+        .lines()
+        .find(|l| l.starts_with("cordon_dnstap_connected"));
+    assert_eq!(gauge, None, "no dnstap, no dnstap gauge");
 }
 
 #[tokio::test]
@@ -301,4 +312,274 @@ async fn a_log_file_that_cannot_be_opened_stops_the_start_with_its_path() {
         error.contains("query_log.file") && error.contains("no-such-dir"),
         "{error}"
     );
+}
+
+/// A real dnstap collector: `fstrm_capture` writing the frames it receives to a file.
+struct Capture {
+    child: Child,
+    file: PathBuf,
+}
+
+impl Capture {
+    fn start(listen: &[&str], file: PathBuf) -> Capture {
+        let child = Command::new("fstrm_capture")
+            .args(["-t", "protobuf:dnstap.Dnstap"])
+            .args(listen)
+            .arg("-w")
+            .arg(&file)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("fstrm_capture (Debian package fstrm-bin) is installed");
+        Capture { child, file }
+    }
+
+    async fn unix(socket: &Path, file: PathBuf) -> Capture {
+        let capture = Capture::start(&["-u", socket.to_str().unwrap()], file);
+        let bound = eventually(Duration::from_secs(5), || async { socket.exists() }).await;
+        assert!(bound, "fstrm_capture listens on {}", socket.display());
+        capture
+    }
+
+    fn tcp(port: u16, file: PathBuf) -> Capture {
+        Capture::start(&["-a", "127.0.0.1", "-p", &port.to_string()], file)
+    }
+
+    /// Stops the collector as an operator would (SIGTERM: it closes its file), and returns
+    /// the file.
+    fn stop(mut self) -> PathBuf {
+        self.signal(libc::SIGTERM);
+        let _ = self.child.wait();
+        self.file.clone()
+    }
+
+    fn signal(&self, signal: i32) {
+        // SAFETY: kill(2) on the process this test started and has not reaped.
+        unsafe { libc::kill(self.child.id() as i32, signal) };
+    }
+}
+
+impl Drop for Capture {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// `dnstap-read` of `file` (short form, or YAML with `yaml`).
+fn dnstap_read(file: &Path, yaml: bool) -> String {
+    let mut command = Command::new("dnstap-read");
+    if yaml {
+        command.arg("-y");
+    }
+    let out = command
+        .arg(file)
+        .output()
+        .expect("dnstap-read (Debian package bind9-dnsutils) is installed");
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    text
+}
+
+/// The Dnstap payloads of a Frame Streams file, decoded.
+fn payloads(file: &Path) -> Vec<Dnstap> {
+    let bytes = std::fs::read(file).unwrap();
+    let mut rest = &bytes[..];
+    let mut out = Vec::new();
+    while rest.len() >= 4 {
+        let len = u32::from_be_bytes(rest[..4].try_into().unwrap()) as usize;
+        rest = &rest[4..];
+        if len == 0 {
+            // a control frame: its length, then its body
+            let clen = u32::from_be_bytes(rest[..4].try_into().unwrap()) as usize;
+            rest = &rest[4 + clen..];
+            continue;
+        }
+        out.push(Dnstap::decode(&rest[..len]).unwrap());
+        rest = &rest[len..];
+    }
+    out
+}
+
+fn extras(file: &Path) -> Vec<String> {
+    payloads(file)
+        .into_iter()
+        .map(|d| String::from_utf8(d.extra.unwrap_or_default()).unwrap())
+        .collect()
+}
+
+async fn wait_connected(cordon: &Cordon, up: bool) {
+    let want = if up { 1.0 } else { 0.0 };
+    let seen = eventually(Duration::from_secs(10), || async {
+        metric(cordon.http, "cordon_dnstap_connected").await == want
+    })
+    .await;
+    assert!(seen, "cordon_dnstap_connected {want}");
+}
+
+async fn wait_written(cordon: &Cordon, n: f64) {
+    let series = "cordon_query_log_written_total{output=\"dnstap\"}";
+    let seen = eventually(Duration::from_secs(10), || async {
+        metric(cordon.http, series).await >= n
+    })
+    .await;
+    assert!(
+        seen,
+        "{n} records sent: {}",
+        metric(cordon.http, series).await
+    );
+}
+
+#[tokio::test]
+async fn dnstap_over_a_unix_socket_is_read_back_by_dnstap_read() {
+    let upstream = start_upstream().await;
+    let tmp = tempfile::tempdir().unwrap();
+    let socket = tmp.path().join("dnstap.sock");
+    let capture = Capture::unix(&socket, tmp.path().join("capture.fstrm")).await;
+    let cordon = cordon_logging(&upstream, |log, _| {
+        log.mode = ModeSetting::All;
+        log.output = OutputSetting::Dnstap;
+        log.dnstap.unix = socket.clone();
+        log.dnstap.identity = "cordon-test".into();
+    })
+    .await;
+    wait_connected(&cordon, true).await;
+    assert_eq!(
+        rcode(&ask(cordon.dns, "www.allowed.test.").await),
+        ResponseCode::NoError
+    );
+    assert_eq!(
+        rcode(&ask(cordon.dns, "evil.test.").await),
+        ResponseCode::NXDomain
+    );
+    wait_written(&cordon, 2.0).await;
+    // Cordon ends the stream (STOP, FINISH), then the collector closes its file.
+    drop(cordon);
+    let file = capture.stop();
+    let short = dnstap_read(&file, false);
+    let lines: Vec<&str> = short.lines().collect();
+    assert_eq!(lines.len(), 4, "{short}");
+    for (line, (kind, name)) in lines.iter().zip([
+        ("CQ", "www.allowed.test/IN/A"),
+        ("CR", "www.allowed.test/IN/A"),
+        ("CQ", "evil.test/IN/A"),
+        ("CR", "evil.test/IN/A"),
+    ]) {
+        assert!(line.contains(&format!(" {kind} ")), "{kind} in {line}");
+        assert!(line.contains(name), "{name} in {line}");
+        assert!(line.contains("127.0.0.1"), "the client's address in {line}");
+        assert!(line.contains("UDP"), "{line}");
+    }
+    let yaml = dnstap_read(&file, true);
+    for want in [
+        "type: CLIENT_QUERY",
+        "type: CLIENT_RESPONSE",
+        "identity: cordon-test",
+        &format!("version: cordon {}", env!("CARGO_PKG_VERSION")),
+        "socket_family: INET",
+        "socket_protocol: UDP",
+        "query_address: \"127.0.0.1\"",
+        "evil.test.",
+        "status: NXDOMAIN",
+    ] {
+        assert!(yaml.contains(want), "{want} in {yaml}");
+    }
+    let extras = extras(&file);
+    assert_eq!(extras.len(), 4);
+    assert_eq!(
+        extras[0],
+        "cordon decision=allowed reason=\"default allow (policy standard, group standard)\""
+    );
+    assert_eq!(
+        extras[3],
+        "cordon decision=blocked reason=\"category malware (policy standard, group standard)\""
+    );
+}
+
+#[tokio::test]
+async fn dnstap_over_tcp_with_hashed_clients() {
+    let upstream = start_upstream().await;
+    let tmp = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let capture = Capture::tcp(port, tmp.path().join("capture.fstrm"));
+    let cordon = cordon_logging(&upstream, |log, _| {
+        log.mode = ModeSetting::Blocked;
+        log.client = ClientSetting::Hash;
+        log.output = OutputSetting::Dnstap;
+        log.dnstap.tcp = format!("127.0.0.1:{port}");
+    })
+    .await;
+    wait_connected(&cordon, true).await;
+    ask(cordon.dns, "www.allowed.test.").await;
+    ask(cordon.dns, "c2.test.").await;
+    wait_written(&cordon, 1.0).await;
+    drop(cordon);
+    let file = capture.stop();
+    let short = dnstap_read(&file, false);
+    assert_eq!(short.lines().count(), 2, "the blocked query only: {short}");
+    assert!(short.contains("c2.test/IN/A"), "{short}");
+    assert!(!short.contains("127.0.0.1"), "no client address: {short}");
+    let extras = extras(&file);
+    assert!(extras[0].starts_with("cordon decision=blocked reason=\"category malware"));
+    let hash = extras[0].rsplit_once(" client_hash=").unwrap().1;
+    assert_eq!(hash.len(), 16, "{}", extras[0]);
+}
+
+#[tokio::test]
+async fn a_collector_that_restarts_gets_the_queries_after_it_is_back() {
+    let upstream = start_upstream().await;
+    let tmp = tempfile::tempdir().unwrap();
+    let socket = tmp.path().join("dnstap.sock");
+    let first = Capture::unix(&socket, tmp.path().join("first.fstrm")).await;
+    let cordon = cordon_logging(&upstream, |log, _| {
+        log.mode = ModeSetting::All;
+        log.output = OutputSetting::Dnstap;
+        log.dnstap.unix = socket.clone();
+    })
+    .await;
+    wait_connected(&cordon, true).await;
+    ask(cordon.dns, "www.allowed.test.").await;
+    wait_written(&cordon, 1.0).await;
+    // the collector dies
+    first.signal(libc::SIGKILL);
+    drop(first);
+    wait_connected(&cordon, false).await;
+    // DNS does not notice
+    for _ in 0..3 {
+        assert_eq!(
+            rcode(&ask(cordon.dns, "evil.test.").await),
+            ResponseCode::NXDomain
+        );
+    }
+    let closed = metric(
+        cordon.http,
+        "cordon_query_log_errors_total{kind=\"closed\"}",
+    )
+    .await;
+    assert_eq!(closed, 1.0);
+    let connect = "cordon_query_log_errors_total{kind=\"connect\"}";
+    let retried = eventually(Duration::from_secs(5), || async {
+        metric(cordon.http, connect).await >= 1.0
+    })
+    .await;
+    assert!(
+        retried,
+        "connecting again fails while the collector is down"
+    );
+    // it is back, on the same socket, writing a new file
+    let _ = std::fs::remove_file(&socket);
+    let second = Capture::unix(&socket, tmp.path().join("second.fstrm")).await;
+    wait_connected(&cordon, true).await;
+    ask(cordon.dns, "short.allowed.test.").await;
+    wait_written(&cordon, 5.0).await;
+    drop(cordon);
+    let file = second.stop();
+    let short = dnstap_read(&file, false);
+    assert!(short.contains("short.allowed.test/IN/A"), "{short}");
+    // what was asked while it was down waited in the queue and came through too
+    assert_eq!(short.matches("evil.test/IN/A").count(), 6, "{short}");
 }
