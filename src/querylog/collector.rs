@@ -386,4 +386,48 @@ mod tests {
             2
         );
     }
+
+    #[test]
+    fn a_collector_that_stops_reading_costs_a_batch_never_a_wait() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("dnstap.sock");
+        let listener = UnixListener::bind(&path).unwrap();
+        let metrics = Metrics::new();
+        let tap = Tap::new(4096, metrics.query_log_dropped.with_label_values(&["full"]));
+        let stop = Arc::new(AtomicBool::new(false));
+        let thread = {
+            let (tap, stop, sender) = (tap.clone(), stop.clone(), sender(&path, &metrics));
+            std::thread::spawn(move || sender.run(tap, stop))
+        };
+        // a collector that answers the handshake, then never reads again
+        let (stuck, _) = read_frames(&listener, 0);
+        let mut big = record();
+        big.messages = Some(Box::new(crate::dns::record::Messages {
+            query: vec![0u8; 100].into(),
+            response: vec![0u8; 4000].into(),
+        }));
+        let offered = Instant::now();
+        for _ in 0..4000 {
+            tap.offer(big.clone());
+        }
+        assert!(
+            offered.elapsed() < Duration::from_secs(1),
+            "offering never waits"
+        );
+        let write = metrics.query_log_errors.with_label_values(&["write"]);
+        let until = Instant::now() + Duration::from_secs(10);
+        while write.get() == 0 && Instant::now() < until {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        assert_eq!(write.get(), 1, "the stuck write timed out");
+        let lost = metrics.query_log_dropped.with_label_values(&["failed"]);
+        assert!(lost.get() > 0, "its batch is lost and counted");
+        // the sender connects again, and a collector that reads gets the rest
+        let (second, frames) = read_frames(&listener, 2);
+        assert_eq!(frames.len(), 2);
+        // stopping while a write waits on a collector that went away ends at once
+        stop.store(true, Ordering::Release);
+        drop((stuck, second, listener));
+        thread.join().unwrap();
+    }
 }

@@ -3,7 +3,8 @@
 //! not at all; the file rotates by size and keeps `keep` old files; a full disk is counted while
 //! DNS goes on. dnstap goes to a real collector (`fstrm_capture`, over a Unix socket and over
 //! TCP) and is read back with BIND's `dnstap-read`; a collector that is killed and started again
-//! gets the queries asked after it is back, and DNS answers meanwhile.
+//! gets the queries asked after it is back, and DNS answers meanwhile. `cordon check` names a
+//! mistake in `[query_log]` and describes a good one.
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -582,4 +583,52 @@ async fn a_collector_that_restarts_gets_the_queries_after_it_is_back() {
     assert!(short.contains("short.allowed.test/IN/A"), "{short}");
     // what was asked while it was down waited in the queue and came through too
     assert_eq!(short.matches("evil.test/IN/A").count(), 6, "{short}");
+}
+
+#[tokio::test]
+async fn cordon_check_names_a_query_log_mistake_and_describes_a_good_log() {
+    let dir = tempfile::tempdir().unwrap();
+    write_policies(&dir.path().join("policies"));
+    std::fs::write(
+        dir.path().join("hash.key"),
+        "0123456789abcdef0123456789abcdef",
+    )
+    .unwrap();
+    let check = |log: &str| {
+        let config = dir.path().join("cordon.toml");
+        let text = format!("[upstream]\nservers = [\"udp://127.0.0.1:53\"]\n[query_log]\n{log}");
+        std::fs::write(&config, text).unwrap();
+        let out = Command::new(env!("CARGO_BIN_EXE_cordon"))
+            .args(["check", "--config"])
+            .arg(&config)
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout).into_owned()
+            + &String::from_utf8_lossy(&out.stderr);
+        (out.status.success(), text)
+    };
+    let (ok, text) = check(
+        "mode = \"all\"\noutput = \"dnstap\"\n[query_log.dnstap]\n\
+         unix = \"/run/dnstap.sock\"\ntcp = \"127.0.0.1:6000\"\n",
+    );
+    assert!(!ok, "{text}");
+    assert!(
+        text.contains("query_log.dnstap: unix and tcp are both set"),
+        "{text}"
+    );
+    let (ok, text) = check("mode = \"blocked\"\nclient = \"hash\"\nhash_key_file = \"missing.key\"\nfile = \"q.jsonl\"\n");
+    assert!(!ok, "{text}");
+    assert!(
+        text.contains("query_log.hash_key_file") && text.contains("missing.key"),
+        "{text}"
+    );
+    let (ok, text) = check(
+        "mode = \"blocked\"\nclient = \"hash\"\nhash_key_file = \"hash.key\"\nfile = \"q.jsonl\"\n",
+    );
+    assert!(ok, "{text}");
+    let want = format!(
+        "query log: blocked queries with clients as keyed hashes, JSON lines to {}",
+        dir.path().join("q.jsonl").display()
+    );
+    assert!(text.contains(&want), "{text}");
 }
