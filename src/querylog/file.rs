@@ -95,15 +95,18 @@ impl FileWriter {
     }
 
     fn file(&mut self) -> std::io::Result<&mut File> {
-        if self.file.is_none() {
-            let file = OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(&self.settings.path)?;
-            self.size = file.metadata()?.len();
-            self.file = Some(file);
-        }
-        Ok(self.file.as_mut().expect("opened above"))
+        let file = match self.file.take() {
+            Some(file) => file,
+            None => {
+                let file = OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(&self.settings.path)?;
+                self.size = file.metadata()?.len();
+                file
+            }
+        };
+        Ok(self.file.insert(file))
     }
 
     fn append(&mut self, bytes: &[u8], records: usize) {

@@ -143,6 +143,8 @@ pub enum QueryLogConfigError {
     MaxSize(f64),
     #[error("query_log.queue must be above 0")]
     Queue,
+    #[error("query_log.keep {0}: at most {MAX_KEEP}")]
+    Keep(usize),
     #[error("query_log.dnstap: give the collector, unix = \"/path/to.sock\" or tcp = \"IP:PORT\"")]
     NoCollector,
     #[error("query_log.dnstap: unix and tcp are both set; give one collector")]
@@ -167,6 +169,8 @@ pub enum QueryLogConfigError {
 
 /// The shortest hash key accepted, in bytes.
 const MIN_KEY: usize = 16;
+/// The most rotated files kept (each rotation renames them all).
+const MAX_KEEP: usize = 1000;
 
 impl QueryLogConfig {
     pub fn enabled(&self) -> bool {
@@ -191,6 +195,9 @@ impl QueryLogConfig {
                 }
                 if !(self.max_size_mb.is_finite() && self.max_size_mb > 0.0) {
                     return Err(QueryLogConfigError::MaxSize(self.max_size_mb));
+                }
+                if self.keep > MAX_KEEP {
+                    return Err(QueryLogConfigError::Keep(self.keep));
                 }
                 if self.dnstap != DnstapConfig::default() {
                     return Err(QueryLogConfigError::OtherOutput {
@@ -350,6 +357,7 @@ mod tests {
             problem("mode = \"all\"\nfile = \"q.log\"\nmax_size_mb = 0").contains("max_size_mb 0")
         );
         assert!(problem("mode = \"all\"\nfile = \"q.log\"\nqueue = 0").contains("queue"));
+        assert!(problem("mode = \"all\"\nfile = \"q.log\"\nkeep = 5000").contains("at most 1000"));
         assert!(problem("mode = \"all\"\noutput = \"dnstap\"").contains("give the collector"));
         let both =
             "mode = \"all\"\noutput = \"dnstap\"\n[dnstap]\nunix = \"/s\"\ntcp = \"127.0.0.1:1\"";

@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
 
 use super::client::ClientShown;
 use super::collector::Sender;
@@ -30,7 +31,11 @@ pub enum QueryLogError {
     Thread(std::io::Error),
 }
 
-/// The query log's writer thread; stopped and joined when dropped.
+/// How long a stopping server waits for the writer to write what is queued.
+const STOP_WAIT: Duration = Duration::from_secs(5);
+
+/// The query log's writer thread; stopped when dropped, and joined unless it is stuck (a disk
+/// or collector that does not answer) past [`STOP_WAIT`]: a stopping server never hangs on it.
 pub struct QueryLogTask {
     stop: Arc<AtomicBool>,
     thread: Option<JoinHandle<()>>,
@@ -39,8 +44,19 @@ pub struct QueryLogTask {
 impl Drop for QueryLogTask {
     fn drop(&mut self) {
         self.stop.store(true, Ordering::Release);
-        if let Some(thread) = self.thread.take() {
+        let Some(thread) = self.thread.take() else {
+            return;
+        };
+        let until = Instant::now() + STOP_WAIT;
+        while !thread.is_finished() && Instant::now() < until {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        if thread.is_finished() {
             let _ = thread.join();
+        } else {
+            tracing::warn!(
+                "query log: the writer did not stop within 5 s; records still queued are lost"
+            );
         }
     }
 }
