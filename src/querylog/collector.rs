@@ -109,6 +109,7 @@ pub struct Sender {
     /// `cordon_dnstap_connected`.
     connected: IntGauge,
     stream: Option<Stream>,
+    ever_connected: bool,
     retry_at: Instant,
     backoff: Duration,
     frames: Vec<u8>,
@@ -128,6 +129,7 @@ impl Sender {
             report,
             connected,
             stream: None,
+            ever_connected: false,
             retry_at: Instant::now(),
             backoff: FIRST_RETRY,
             frames: Vec::new(),
@@ -179,10 +181,13 @@ impl Sender {
                 self.stream = Some(stream);
                 self.backoff = FIRST_RETRY;
                 self.connected.set(1);
-                self.report.recovered(format_args!(
-                    "connected to the dnstap collector {collector}"
-                ));
-                tracing::debug!("query log: connected to the dnstap collector {collector}");
+                if self.ever_connected {
+                    let again = format_args!("connected to the dnstap collector {collector} again");
+                    self.report.recovered(again);
+                } else {
+                    tracing::info!("query log: connected to the dnstap collector {collector}");
+                    self.ever_connected = true;
+                }
             }
             Err(error) => {
                 let wait = self.backoff;

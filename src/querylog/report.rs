@@ -87,7 +87,7 @@ impl Report {
         self.last_warning = Some(now);
     }
 
-    /// Says that a failure is over, so that the next one is logged at once.
+    /// Says that a failure is over (logged, if it was), so that the next one is logged at once.
     pub fn recovered(&mut self, what: impl Display) {
         if self.last_warning.take().is_some() {
             self.held_back = 0;
