@@ -58,6 +58,8 @@ pub enum StartError {
     Feeds(#[from] crate::feeds::FeedConfigError),
     #[error(transparent)]
     Events(#[from] crate::events::EventsConfigError),
+    #[error(transparent)]
+    QueryLog(#[from] crate::querylog::QueryLogError),
     #[error("ssf: {0}")]
     Ssf(String),
     #[error("DoQ: {0}")]
@@ -89,6 +91,8 @@ pub struct Running {
     _events: Option<crate::events::EventTasks>,
     /// Writes the trail to the store; stopped when this is dropped.
     _trail: Option<crate::trail::TrailTask>,
+    /// Writes the query log; stopped (after it wrote what was queued) when this is dropped.
+    _query_log: Option<crate::querylog::QueryLogTask>,
 }
 
 impl Running {
@@ -164,6 +168,11 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
     let store = Store::open(&target).await?;
     let writer = config.writer(Arc::new(SystemClock))?;
     let node = config.node_name();
+    // Syslog's HOSTNAME and dnstap's identity: the node's name without the process id it may
+    // end with.
+    let host = node
+        .rsplit_once('/')
+        .map_or(node.as_str(), |(host, _)| host);
     let control = Control::start(
         writer,
         store,
@@ -180,12 +189,7 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         false => {
             let store = Store::open(&target).await?;
             let (control, metrics) = (control.clone(), metrics.clone());
-            // Syslog's HOSTNAME: the node's name without the process id it may end with.
-            let host = node
-                .rsplit_once('/')
-                .map_or(node.as_str(), |(host, _)| host);
-            let host = host.to_string();
-            Some(crate::events::spawn(sinks, store, control, metrics, host).await)
+            Some(crate::events::spawn(sinks, store, control, metrics, host.to_string()).await)
         }
     };
     // The trail: records of traced devices' queries reach the store through a tap of their own,
@@ -206,7 +210,6 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         }
         false => (None, None),
     };
-    handler.set_observers(observers);
     let snapshot = published.get();
     // Lists named by URL start from their cached copies (in the snapshot already); the task
     // fetches those due and reloads when one changes.
@@ -240,6 +243,11 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
     } else {
         None
     };
+    // The query log: the handler offers it records; its thread writes them off the query path.
+    let (log, query_log) =
+        crate::querylog::start(&config.query_log, &config.base_dir, host, &metrics)?.unzip();
+    observers.log = log;
+    handler.set_observers(observers);
     if let Some(settings) = config.tripwire.settings() {
         let sink = Arc::new(ControlTrips(control.clone()));
         handler.set_tripwires(Tripwires::new(sink, settings, &metrics));
@@ -348,6 +356,7 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         _feeds: feeds,
         _events: events,
         _trail: trail_task,
+        _query_log: query_log,
     })
 }
 

@@ -49,6 +49,8 @@ pub struct Config {
     pub events: crate::events::EventsConfig,
     /// `[trail]`: the DNS trail of isolated, probation and watched devices.
     pub trail: crate::trail::TrailConfig,
+    /// `[query_log]`: answered queries to a JSON-lines file or a dnstap collector; off by default.
+    pub query_log: crate::querylog::QueryLogConfig,
     /// Where relative paths start: the config file's directory, or the working directory.
     #[serde(skip)]
     pub base_dir: PathBuf,
@@ -279,6 +281,7 @@ impl Default for Config {
             trail: crate::trail::TrailConfig::default(),
             feeds: Vec::new(),
             events: crate::events::EventsConfig::default(),
+            query_log: crate::querylog::QueryLogConfig::default(),
             base_dir: PathBuf::from("."),
         }
     }
@@ -414,6 +417,8 @@ pub enum Invalid {
     Jamf(#[from] JamfConfigError),
     #[error(transparent)]
     Ssf(#[from] crate::ssf::SsfConfigError),
+    #[error(transparent)]
+    QueryLog(#[from] crate::querylog::QueryLogConfigError),
     #[error("store: {0}")]
     StoreUrl(#[from] BadUrl),
     #[error("store.url_file {path}: {error}")]
@@ -509,6 +514,7 @@ impl Config {
         }
         self.check_lists()?;
         self.trail.check().map_err(Invalid::Trail)?;
+        self.query_log.check()?;
         if self.encrypted() && self.dns.server_name.trim_matches('.').is_empty() {
             return Err(Invalid::ServerName);
         }

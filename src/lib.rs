@@ -19,6 +19,7 @@ pub mod jamf;
 pub mod lists;
 pub mod metrics;
 pub mod policy;
+pub mod querylog;
 pub mod ssf;
 pub mod time;
 pub mod tls;

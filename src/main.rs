@@ -227,6 +227,17 @@ fn check(path: Option<PathBuf>, fetch: bool) -> anyhow::Result<ExitCode> {
                     return Ok(ExitCode::FAILURE);
                 }
             }
+            // The query log's key file is read; its file is opened and its collector reached
+            // only by `run`.
+            match config.query_log.settings(&config.base_dir, "(host name)") {
+                Ok(Some(log)) => println!("query log: {}", log.describe()),
+                Ok(None) => {}
+                Err(e) => {
+                    let file = path.as_deref().unwrap_or("(embedded default)".as_ref());
+                    eprintln!("{}: {e}", file.display());
+                    return Ok(ExitCode::FAILURE);
+                }
+            }
             let copies = set.urls.iter().filter(|u| u.stats.is_some()).count();
             println!(
                 "ok: {} groups, {} listed domains in {} lists ({})",

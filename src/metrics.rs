@@ -74,6 +74,12 @@ pub struct Metrics {
     // Events to the SOC (events/): each sink's outbox depth and its deliveries.
     pub events_pending: IntGaugeVec,
     pub events_delivered: IntCounterVec,
+    // The query log (querylog/): records written, dropped, failed writes, the dnstap connection.
+    pub query_log_written: IntCounterVec,
+    pub query_log_dropped: IntCounterVec,
+    pub query_log_errors: IntCounterVec,
+    // A vector without labels: absent, not 0, unless the query log goes to dnstap.
+    pub dnstap_connected: IntGaugeVec,
 }
 
 fn counter(r: &Registry, name: &str, help: &str) -> IntCounter {
@@ -415,6 +421,30 @@ impl Metrics {
                 "cordon_events_delivered_total",
                 "Attempts to deliver an event to a sink, by sink and result (ok, error: retried with backoff, rejected: refused for good by the receiver).",
                 &["sink", "result"],
+            ),
+            query_log_written: counter_vec(
+                &r,
+                "cordon_query_log_written_total",
+                "Query log records written, by output: file (one JSON line each) or dnstap (a CLIENT_QUERY and a CLIENT_RESPONSE frame each).",
+                &["output"],
+            ),
+            query_log_dropped: counter_vec(
+                &r,
+                "cordon_query_log_dropped_total",
+                "Query log records lost, by reason: full (the queue from the query path was full: the disk or collector is slow or away) or failed (their write failed).",
+                &["reason"],
+            ),
+            query_log_errors: counter_vec(
+                &r,
+                "cordon_query_log_errors_total",
+                "Query log failures, by kind: write (a write to the file or the collector failed), rotate (the file could not be rotated), connect (the dnstap collector could not be reached or refused the handshake), closed (the collector closed the connection).",
+                &["kind"],
+            ),
+            dnstap_connected: gauge_vec(
+                &r,
+                "cordon_dnstap_connected",
+                "1 while the query log is connected to its dnstap collector, else 0; absent when the query log does not go to dnstap.",
+                &[],
             ),
             registry: r,
         }

@@ -5,11 +5,13 @@
 //! the record and counts it, so a slow disk, store or collector never blocks or slows an
 //! answer. Nothing here knows where records go; `trail/` and `querylog/` drain the taps.
 
+use std::borrow::Cow;
 use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use crossbeam_queue::ArrayQueue;
+use hickory_proto::rr::RecordType;
 use prometheus::IntCounter;
 
 use crate::identity::Transport;
@@ -159,22 +161,23 @@ impl Observers {
     }
 }
 
-/// A query type's mnemonic (`A`, `HTTPS`), or `TYPE65280` for one without (RFC 3597).
-pub fn type_name(qtype: u16) -> String {
-    match hickory_proto::rr::RecordType::from(qtype) {
-        hickory_proto::rr::RecordType::Unknown(n) => format!("TYPE{n}"),
-        known => known.to_string(),
+/// A query type's mnemonic (`A`, `HTTPS`), or `TYPE65280` (RFC 3597) for one without.
+pub fn type_name(qtype: u16) -> Cow<'static, str> {
+    match RecordType::from(qtype) {
+        RecordType::Unknown(n) => Cow::Owned(format!("TYPE{n}")),
+        known => Cow::Borrowed(known.into()),
     }
 }
 
-/// An RCODE's mnemonic (`NOERROR`, `NXDOMAIN`), or `RCODE12` for the rest.
-pub fn rcode_name(rcode: u8) -> String {
-    const NAMES: [&str; 6] = [
-        "NOERROR", "FORMERR", "SERVFAIL", "NXDOMAIN", "NOTIMP", "REFUSED",
+/// An RCODE's mnemonic (`NOERROR`, `NXDOMAIN`), or `RCODE12`.
+pub fn rcode_name(rcode: u8) -> Cow<'static, str> {
+    const NAMES: [&str; 11] = [
+        "NOERROR", "FORMERR", "SERVFAIL", "NXDOMAIN", "NOTIMP", "REFUSED", "YXDOMAIN", "YXRRSET",
+        "NXRRSET", "NOTAUTH", "NOTZONE",
     ];
     match NAMES.get(usize::from(rcode)) {
-        Some(name) => name.to_string(),
-        None => format!("RCODE{rcode}"),
+        Some(name) => Cow::Borrowed(name),
+        None => Cow::Owned(format!("RCODE{rcode}")),
     }
 }
 
@@ -184,10 +187,12 @@ mod tests {
 
     #[test]
     fn types_and_rcodes_read_as_their_mnemonics() {
-        assert_eq!(type_name(1), "A");
+        assert_eq!(type_name(28), "AAAA");
         assert_eq!(type_name(65), "HTTPS");
-        assert_eq!(type_name(65280), "TYPE65280");
-        assert_eq!(rcode_name(3), "NXDOMAIN");
+        assert_eq!(type_name(65_280), "TYPE65280");
+        assert_eq!(rcode_name(0), "NOERROR");
+        assert_eq!(rcode_name(2), "SERVFAIL");
+        assert_eq!(rcode_name(5), "REFUSED");
         assert_eq!(rcode_name(12), "RCODE12");
     }
 }

@@ -1,5 +1,6 @@
 //! A query record as the trail keeps it, and a trail row as the API shows it.
 
+use std::borrow::Cow;
 use std::time::UNIX_EPOCH;
 
 use serde::Serialize;
@@ -55,7 +56,7 @@ pub struct TrailView<'a> {
     pub device: String,
     pub name: &'a str,
     #[serde(rename = "type")]
-    pub qtype: String,
+    pub qtype: Cow<'static, str>,
     pub transport: &'a str,
     pub source: &'a str,
     pub decision: &'a str,
@@ -64,7 +65,7 @@ pub struct TrailView<'a> {
     pub category: Option<&'a str>,
     pub categories: &'a [String],
     pub security: bool,
-    pub rcode: String,
+    pub rcode: Cow<'static, str>,
     pub node: &'a str,
 }
 

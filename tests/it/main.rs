@@ -14,6 +14,7 @@ mod limits;
 mod lists;
 mod pg;
 mod policy;
+mod querylog;
 mod recursive;
 mod reload;
 mod replicas;

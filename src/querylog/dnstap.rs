@@ -1,0 +1,326 @@
+//! dnstap's messages (the public `dnstap.proto`, proto2, the fields Cordon fills), and one query
+//! log record as the two payloads every DNS server sends for a client's query: CLIENT_QUERY and
+//! CLIENT_RESPONSE, with Cordon's decision and reason in `extra`.
+
+use std::net::IpAddr;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use prost::Message as _;
+
+use super::client::ClientShown;
+use crate::dns::record::QueryRecord;
+use crate::identity::Transport;
+
+/// `dnstap.Dnstap`, the payload of every frame.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct Dnstap {
+    #[prost(bytes = "vec", optional, tag = "1")]
+    pub identity: Option<Vec<u8>>,
+    #[prost(bytes = "vec", optional, tag = "2")]
+    pub version: Option<Vec<u8>>,
+    #[prost(bytes = "vec", optional, tag = "3")]
+    pub extra: Option<Vec<u8>>,
+    #[prost(message, optional, tag = "14")]
+    pub message: Option<Message>,
+    #[prost(enumeration = "DnstapType", required, tag = "15")]
+    pub r#type: i32,
+}
+
+/// `Dnstap.Type`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, prost::Enumeration)]
+#[repr(i32)]
+pub enum DnstapType {
+    Message = 1,
+}
+
+/// `dnstap.Message`: a DNS message and where and when it went.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct Message {
+    #[prost(enumeration = "MessageType", required, tag = "1")]
+    pub r#type: i32,
+    #[prost(enumeration = "SocketFamily", optional, tag = "2")]
+    pub socket_family: Option<i32>,
+    #[prost(enumeration = "SocketProtocol", optional, tag = "3")]
+    pub socket_protocol: Option<i32>,
+    #[prost(bytes = "vec", optional, tag = "4")]
+    pub query_address: Option<Vec<u8>>,
+    #[prost(bytes = "vec", optional, tag = "5")]
+    pub response_address: Option<Vec<u8>>,
+    #[prost(uint32, optional, tag = "6")]
+    pub query_port: Option<u32>,
+    #[prost(uint32, optional, tag = "7")]
+    pub response_port: Option<u32>,
+    #[prost(uint64, optional, tag = "8")]
+    pub query_time_sec: Option<u64>,
+    #[prost(fixed32, optional, tag = "9")]
+    pub query_time_nsec: Option<u32>,
+    #[prost(bytes = "vec", optional, tag = "10")]
+    pub query_message: Option<Vec<u8>>,
+    #[prost(bytes = "vec", optional, tag = "11")]
+    pub query_zone: Option<Vec<u8>>,
+    #[prost(uint64, optional, tag = "12")]
+    pub response_time_sec: Option<u64>,
+    #[prost(fixed32, optional, tag = "13")]
+    pub response_time_nsec: Option<u32>,
+    #[prost(bytes = "vec", optional, tag = "14")]
+    pub response_message: Option<Vec<u8>>,
+}
+
+/// `Message.Type` (the two a resolver sends about its clients; the schema has more).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, prost::Enumeration)]
+#[repr(i32)]
+pub enum MessageType {
+    ClientQuery = 5,
+    ClientResponse = 6,
+}
+
+/// `SocketFamily`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, prost::Enumeration)]
+#[repr(i32)]
+pub enum SocketFamily {
+    Inet = 1,
+    Inet6 = 2,
+}
+
+/// `SocketProtocol`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, prost::Enumeration)]
+#[repr(i32)]
+pub enum SocketProtocol {
+    Udp = 1,
+    Tcp = 2,
+    Dot = 3,
+    Doh = 4,
+    DnsCryptUdp = 5,
+    DnsCryptTcp = 6,
+    Doq = 7,
+}
+
+impl From<Transport> for SocketProtocol {
+    fn from(t: Transport) -> Self {
+        match t {
+            Transport::Udp => SocketProtocol::Udp,
+            Transport::Tcp => SocketProtocol::Tcp,
+            Transport::Dot => SocketProtocol::Dot,
+            Transport::Doh => SocketProtocol::Doh,
+            Transport::Doq => SocketProtocol::Doq,
+        }
+    }
+}
+
+/// Turns records into dnstap payloads, with this server's identity and version in each.
+pub struct Encoder {
+    pub identity: Vec<u8>,
+    pub version: Vec<u8>,
+    pub client: ClientShown,
+}
+
+impl Encoder {
+    /// The CLIENT_QUERY and CLIENT_RESPONSE payloads of `record`, in that order.
+    pub fn payloads(&self, record: &QueryRecord) -> [Vec<u8>; 2] {
+        let (query_sec, query_nsec) = unix(record.at);
+        let (response_sec, response_nsec) = unix(record.at + record.took);
+        let (query, response) = match &record.messages {
+            Some(m) => (Some(m.query.to_vec()), Some(m.response.to_vec())),
+            None => (None, None),
+        };
+        let family = match record.client {
+            IpAddr::V4(_) => SocketFamily::Inet,
+            IpAddr::V6(_) => SocketFamily::Inet6,
+        };
+        let address = match (&self.client, record.client) {
+            (ClientShown::Address, IpAddr::V4(v4)) => Some(v4.octets().to_vec()),
+            (ClientShown::Address, IpAddr::V6(v6)) => Some(v6.octets().to_vec()),
+            _ => None,
+        };
+        let base = Message {
+            r#type: MessageType::ClientQuery as i32,
+            socket_family: Some(family as i32),
+            socket_protocol: Some(SocketProtocol::from(record.transport) as i32),
+            query_address: address,
+            query_time_sec: Some(query_sec),
+            query_time_nsec: Some(query_nsec),
+            ..Message::default()
+        };
+        let cq = Message {
+            query_message: query,
+            ..base.clone()
+        };
+        let cr = Message {
+            r#type: MessageType::ClientResponse as i32,
+            response_time_sec: Some(response_sec),
+            response_time_nsec: Some(response_nsec),
+            response_message: response,
+            ..base
+        };
+        let extra = self.extra(record).into_bytes();
+        [cq, cr].map(|message| {
+            Dnstap {
+                identity: Some(self.identity.clone()),
+                version: Some(self.version.clone()),
+                extra: Some(extra.clone()),
+                message: Some(message),
+                r#type: DnstapType::Message as i32,
+            }
+            .encode_to_vec()
+        })
+    }
+
+    /// `cordon decision=blocked reason="category malware (policy standard, group default)"
+    /// device=device#7`, and `client_hash=...` when the client is hashed.
+    pub fn extra(&self, record: &QueryRecord) -> String {
+        let reason = record.reason().replace('\\', "\\\\").replace('"', "\\\"");
+        let mut extra = format!(
+            "cordon decision={} reason=\"{reason}\"",
+            record.outcome.as_str()
+        );
+        if let Some(device) = record.device {
+            extra.push_str(&format!(" device={device}"));
+        }
+        if let ClientShown::Hash(key) = &self.client {
+            extra.push_str(&format!(" client_hash={}", key.hash(record.client)));
+        }
+        extra
+    }
+}
+
+/// Seconds and nanoseconds since the epoch.
+fn unix(at: SystemTime) -> (u64, u32) {
+    let since = at.duration_since(UNIX_EPOCH).unwrap_or_default();
+    (since.as_secs(), since.subsec_nanos())
+}
+
+#[cfg(test)]
+mod tests {
+    use prost::Message as _;
+
+    use super::*;
+    use crate::dns::record::Messages;
+    use crate::querylog::client::HashKey;
+    use crate::querylog::json::tests::record;
+
+    fn encoder(client: ClientShown) -> Encoder {
+        Encoder {
+            identity: b"node-a".to_vec(),
+            version: b"cordon 0.6.0".to_vec(),
+            client,
+        }
+    }
+
+    #[test]
+    fn a_record_is_a_client_query_and_a_client_response() {
+        let mut record = record();
+        record.messages = Some(Box::new(Messages {
+            query: b"query bytes".to_vec().into(),
+            response: b"response bytes".to_vec().into(),
+        }));
+        let [cq, cr] = encoder(ClientShown::Address).payloads(&record);
+        let (cq, cr) = (
+            Dnstap::decode(&cq[..]).unwrap(),
+            Dnstap::decode(&cr[..]).unwrap(),
+        );
+        for d in [&cq, &cr] {
+            assert_eq!(d.r#type, DnstapType::Message as i32);
+            assert_eq!(d.identity.as_deref(), Some(&b"node-a"[..]));
+            assert_eq!(d.version.as_deref(), Some(&b"cordon 0.6.0"[..]));
+            let extra = String::from_utf8(d.extra.clone().unwrap()).unwrap();
+            assert!(
+                extra.starts_with("cordon decision=blocked reason=\"category malware (policy "),
+                "{extra}"
+            );
+            assert!(extra.ends_with(" device=device#7"), "{extra}");
+            let m = d.message.as_ref().unwrap();
+            assert_eq!(m.socket_family, Some(SocketFamily::Inet as i32));
+            assert_eq!(m.socket_protocol, Some(SocketProtocol::Udp as i32));
+            assert_eq!(m.query_address.as_deref(), Some(&[192, 0, 2, 1][..]));
+            assert_eq!(m.query_time_sec, Some(1_796_000_523));
+            assert_eq!(m.query_time_nsec, Some(456_000_000));
+        }
+        let (q, r) = (cq.message.unwrap(), cr.message.unwrap());
+        assert_eq!(q.r#type, MessageType::ClientQuery as i32);
+        assert_eq!(q.query_message.as_deref(), Some(&b"query bytes"[..]));
+        assert_eq!((q.response_message, q.response_time_sec), (None, None));
+        assert_eq!(r.r#type, MessageType::ClientResponse as i32);
+        assert_eq!(r.response_message.as_deref(), Some(&b"response bytes"[..]));
+        assert_eq!(r.response_time_sec, Some(1_796_000_523));
+        assert_eq!(r.response_time_nsec, Some(457_250_000), "at + took");
+        assert_eq!(r.query_message, None);
+    }
+
+    /// The top-level fields of a protobuf message: (tag, wire type, value or bytes).
+    fn fields(mut buf: &[u8]) -> Vec<(u64, u64, Vec<u8>)> {
+        fn varint(buf: &mut &[u8]) -> u64 {
+            let (mut value, mut shift) = (0, 0);
+            loop {
+                let b = buf[0];
+                *buf = &buf[1..];
+                value |= u64::from(b & 0x7f) << shift;
+                shift += 7;
+                if b & 0x80 == 0 {
+                    return value;
+                }
+            }
+        }
+        let mut out = Vec::new();
+        while !buf.is_empty() {
+            let key = varint(&mut buf);
+            let (tag, wire) = (key >> 3, key & 7);
+            let value = match wire {
+                0 => varint(&mut buf).to_le_bytes().to_vec(),
+                2 => {
+                    let n = varint(&mut buf) as usize;
+                    let (v, rest) = buf.split_at(n);
+                    buf = rest;
+                    v.to_vec()
+                }
+                5 => {
+                    let (v, rest) = buf.split_at(4);
+                    buf = rest;
+                    v.to_vec()
+                }
+                other => panic!("wire type {other}"),
+            };
+            out.push((tag, wire, value));
+        }
+        out
+    }
+
+    #[test]
+    fn the_wire_form_has_the_schema_s_field_numbers_and_types() {
+        let [cq, _] = encoder(ClientShown::Address).payloads(&record());
+        let top = fields(&cq);
+        let tags: Vec<(u64, u64)> = top.iter().map(|(t, w, _)| (*t, *w)).collect();
+        // identity, version, extra (bytes), message (14), type (15, varint)
+        assert_eq!(tags, [(1, 2), (2, 2), (3, 2), (14, 2), (15, 0)]);
+        assert_eq!(top[4].2[0], 1, "Dnstap.Type MESSAGE");
+        let message = fields(&top[3].2);
+        let tags: Vec<(u64, u64)> = message.iter().map(|(t, w, _)| (*t, *w)).collect();
+        // type, socket_family, socket_protocol, query_address, query_time_sec, query_time_nsec
+        // (fixed32: wire type 5)
+        assert_eq!(tags, [(1, 0), (2, 0), (3, 0), (4, 2), (8, 0), (9, 5)]);
+        assert_eq!(message[0].2[0], 5, "CLIENT_QUERY");
+        assert_eq!(message[5].2, 456_000_000u32.to_le_bytes());
+    }
+
+    #[test]
+    fn a_hidden_or_hashed_client_has_no_address() {
+        let mut record = record();
+        record.client = "2001:db8::1".parse().unwrap();
+        record.transport = Transport::Doh;
+        let key = HashKey::new(b"0123456789abcdef");
+        let hash = key.hash(record.client);
+        let [cq, _] = encoder(ClientShown::Hash(key)).payloads(&record);
+        let d = Dnstap::decode(&cq[..]).unwrap();
+        let m = d.message.unwrap();
+        assert_eq!(m.query_address, None);
+        assert_eq!(m.socket_family, Some(SocketFamily::Inet6 as i32));
+        assert_eq!(m.socket_protocol, Some(SocketProtocol::Doh as i32));
+        let extra = String::from_utf8(d.extra.unwrap()).unwrap();
+        assert!(extra.ends_with(&format!(" client_hash={hash}")), "{extra}");
+        let [cq, _] = encoder(ClientShown::Hidden).payloads(&record);
+        let d = Dnstap::decode(&cq[..]).unwrap();
+        assert_eq!(d.message.unwrap().query_address, None);
+        assert!(!String::from_utf8(d.extra.unwrap())
+            .unwrap()
+            .contains("client"));
+    }
+}
