@@ -5,8 +5,9 @@
 # the queries, and each thread's share. Loopback only.
 # Usage: benches/cpu-per-query.sh [allowed|blocked|mixed]   (RATE=20000 DURATION=10;
 # BIN=path runs another build instead of target/release/cordon; CONFIG_EXTRA='[section]\n...'
-# adds whole config sections; POLICIES=dir another policy directory). Prints the trail's and the
-# query log's metrics at the end, when they are on.
+# adds whole config sections; POLICIES=dir another policy directory; SHARE=127.0.0.3:10 sends 10 %
+# of the rate from 127.0.0.3). Prints the trail's and the query log's metrics at the end, when they
+# are on.
 # Needs: apt-get install -y dnsperf nsd; the harness's data set (made on first use).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -20,10 +21,20 @@ taskset -c 1 dnsperf -s 127.0.0.1 -p $DNS_PORT -d "$DATA/$WORKLOAD.txt" -n 1 -q 
 ticks() { sed 's/.*) //' "$1/stat" | awk '{print $12 + $13}'; }
 threads() { for t in /proc/$CORDON/task/*; do echo "$(cat "$t/comm") $(ticks "$t")"; done | sort; }
 threads > "$W/before"; t0=$(ticks /proc/$CORDON)
-taskset -c 1 dnsperf -s 127.0.0.1 -p $DNS_PORT -d "$DATA/$WORKLOAD.txt" -l "$DURATION" -Q "$RATE" \
+# SHARE=ADDR:PERCENT sends that share of the rate from another loopback address, at once.
+share_addr=${SHARE%%:*}; share_pct=0
+[ -z "${SHARE:-}" ] || share_pct=${SHARE##*:}
+main_rate=$((RATE * (100 - share_pct) / 100))
+if [ "$share_pct" -gt 0 ]; then
+  taskset -c 1 dnsperf -s 127.0.0.1 -a "$share_addr" -p $DNS_PORT -d "$DATA/$WORKLOAD.txt" -l "$DURATION" \
+    -Q $((RATE - main_rate)) -T 1 -c 4 -t 5 -q 100 > "$W/dnsperf-share.txt" 2>&1 &
+  share_pid=$!
+fi
+taskset -c 1 dnsperf -s 127.0.0.1 -p $DNS_PORT -d "$DATA/$WORKLOAD.txt" -l "$DURATION" -Q "$main_rate" \
   -T 1 -c 20 -t 5 -q 500 > "$W/dnsperf.txt" 2>&1
+[ "$share_pct" = 0 ] || wait "$share_pid"
 t1=$(ticks /proc/$CORDON); threads > "$W/after"
-answered=$(awk '/Queries completed:/{print $3}' "$W/dnsperf.txt")
+answered=$(cat "$W"/dnsperf*.txt | awk '/Queries completed:/{n += $3} END{print n}')
 hz=$(getconf CLK_TCK)
 join <(awk '{s[$1]+=$2} END{for (k in s) print k, s[k]}' "$W/before" | sort) \
      <(awk '{s[$1]+=$2} END{for (k in s) print k, s[k]}' "$W/after" | sort) |

@@ -6,7 +6,12 @@
 #   tripwire  the default group's policy names tripwire categories (a lookup of the name) and a
 #             tripwire list (a rule lookup) that the workload never hits: what every query pays.
 #   trail     the device is placed in the isolation group by groups.toml, so that every query is
-#             an isolated device's and, with the trail on, goes to the store (the worst case).
+#             an isolated device's and, with the trail on, goes to the store (the worst case); the
+#             isolation policy allows the workload's *.bench.test names, so that they are answered
+#             as before and the rest (the listed names) blocked.
+#   trail-share  the same, but only a tenth of the load is the isolated device's (from
+#             127.0.0.3, SHARE=127.0.0.3:10), the rest another device's: a fleet with some
+#             devices isolated.
 #   dnstap    the query log in mode "all" to dnstap, over a Unix socket to fstrm_capture.
 #   log       the query log in mode "all" to a JSON-lines file.
 # Usage: benches/on-off.sh FEATURE [allowed|blocked|mixed]   (ROUNDS=4 RATE=20000 DURATION=10;
@@ -15,12 +20,12 @@
 # Needs what cpu-per-query.sh needs (dnsperf, nsd); dnstap: fstrm_capture (fstrm-bin).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-FEATURE=${1:?tripwire, trail, dnstap or log}; WORKLOAD=${2:-mixed}; ROUNDS=${ROUNDS:-4}
+FEATURE=${1:?tripwire, trail, trail-share, dnstap or log}; WORKLOAD=${2:-mixed}; ROUNDS=${ROUNDS:-4}
 [ -n "${NOBUILD:-}" ] || cargo build --release
 work=$(mktemp -d)
 collector=
 trap '[ -z "$collector" ] || kill "$collector" 2>/dev/null; rm -rf "$work"' EXIT
-policies=$work/policies
+policies=$work/policies; mkdir -p "$policies"
 cp -r policies/. "$policies/"
 off='[[identity.static]]\ncidr = "127.0.0.1/32"\ndevice = "BENCH-MAC"\n'
 case $FEATURE in
@@ -28,12 +33,17 @@ case $FEATURE in
     printf '%s\n' 'tripwire_categories = ["cryptomining", "dns_tunneling"]' \
       'tripwire = ["beacon.incident.example"]' >> "$policies/standard.toml"
     on="$off[tripwire]\nenabled = true\n" ;;
-  trail)
+  trail|trail-share)
+    if [ "$FEATURE" = trail-share ]; then
+      export SHARE=127.0.0.3:10
+      off='[[identity.static]]\ncidr = "127.0.0.3/32"\ndevice = "BENCH-MAC"\n'
+    fi
     sed -i '0,/^devices = \[\]/s//devices = ["BENCH-MAC"]/' "$policies/groups.toml"
+    sed -i 's/^allow = \[/allow = [ "*.bench.test",/' "$policies/isolation.toml"
     on=$off; off="$off[trail]\nenabled = false\n" ;;
   dnstap)
-    fstrm_capture -t protobuf:dnstap.Dnstap -u "$work/dnstap.sock" -w /dev/null -q &
-    collector=$!
+    fstrm_capture -t protobuf:dnstap.Dnstap -u "$work/dnstap.sock" -w /dev/null &
+    collector=$!; sleep 0.5
     on="$off[query_log]\nmode = \"all\"\noutput = \"dnstap\"\n[query_log.dnstap]\nunix = \"$work/dnstap.sock\"\n" ;;
   log)
     on="$off[query_log]\nmode = \"all\"\noutput = \"file\"\nfile = \"$work/queries.jsonl\"\n" ;;

@@ -62,6 +62,8 @@ pub enum StartError {
     QueryLog(#[from] crate::querylog::QueryLogError),
     #[error("ssf: {0}")]
     Ssf(String),
+    #[error("cannot start the trail's writer: {0}")]
+    Trail(std::io::Error),
     #[error("DoQ: {0}")]
     Quic(#[from] quinn::crypto::rustls::NoInitialCipherSuite),
     #[error("cannot listen on {addr}: {error}")]
@@ -204,7 +206,8 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
                 writer,
                 metrics.clone(),
                 node.clone(),
-            );
+            )
+            .map_err(StartError::Trail)?;
             observers.trail = Some(tap);
             (Some(task), Some(Trail::new(Store::open(&target).await?)))
         }

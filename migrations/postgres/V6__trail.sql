@@ -24,4 +24,3 @@ CREATE TABLE queries (
     node TEXT NOT NULL
 );
 CREATE INDEX queries_by_device ON queries (device, id);
-CREATE INDEX queries_by_time ON queries (at_ms);

@@ -3,10 +3,11 @@
 //! (counted), never an answer: the query path only ever sees the tap.
 
 use std::collections::HashSet;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use super::row::row_of;
+use super::row::RowMaker;
 use super::TrailConfig;
 use crate::control::store::Store;
 use crate::dns::record::Tap;
@@ -19,38 +20,59 @@ const FLUSH: Duration = Duration::from_millis(200);
 /// The most records one store write carries.
 const BATCH: usize = 5_000;
 
-/// The running writer; dropping this stops it.
+/// The running writer; dropping this stops it (within one flush interval).
 pub struct TrailTask {
-    handle: tokio::task::JoinHandle<()>,
+    stop: Arc<AtomicBool>,
 }
 
 impl Drop for TrailTask {
     fn drop(&mut self) {
-        self.handle.abort();
+        self.stop.store(true, Ordering::Relaxed);
     }
 }
 
 /// Starts the writer on `store`, a connection of the trail's own; `node` names this node in
-/// the rows it writes.
+/// the rows it writes. It runs on a thread of its own at a lower priority than the query path's
+/// threads: on a busy core, answers come first and the trail catches up in the gaps (its queue
+/// holds what waits).
 pub fn spawn(
     config: &TrailConfig,
     tap: Arc<Tap>,
     store: Store,
     metrics: Arc<Metrics>,
     node: String,
-) -> TrailTask {
+) -> std::io::Result<TrailTask> {
+    let stop = Arc::new(AtomicBool::new(false));
     let writer = Writer {
+        rows: RowMaker::new(&node),
         tap,
         store,
         metrics,
-        node,
         retention: config.retention(),
         cap: config.max_per_device,
         touched: HashSet::new(),
         last_trim: Instant::now(),
+        stop: stop.clone(),
     };
-    TrailTask {
-        handle: tokio::spawn(writer.run()),
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    std::thread::Builder::new()
+        .name("cordon-trail".into())
+        .spawn(move || {
+            lower_priority();
+            runtime.block_on(writer.run());
+        })?;
+    Ok(TrailTask { stop })
+}
+
+/// Makes the calling thread yield to the query path's threads: nice 10 (Linux sets it per
+/// thread). Best effort: without it the trail only competes more.
+fn lower_priority() {
+    // SAFETY: gettid and setpriority take no pointers; they act on the calling thread only.
+    unsafe {
+        let tid = libc::syscall(libc::SYS_gettid) as libc::id_t;
+        libc::setpriority(libc::PRIO_PROCESS, tid, 10);
     }
 }
 
@@ -58,12 +80,13 @@ struct Writer {
     tap: Arc<Tap>,
     store: Store,
     metrics: Arc<Metrics>,
-    node: String,
+    rows: RowMaker,
     retention: Duration,
     cap: u64,
     /// Devices written since the last trim: the ones whose cap is checked.
     touched: HashSet<DeviceId>,
     last_trim: Instant,
+    stop: Arc<AtomicBool>,
 }
 
 impl Writer {
@@ -72,7 +95,7 @@ impl Writer {
         let trim_every =
             (self.retention / 10).clamp(Duration::from_secs(1), Duration::from_secs(60));
         let mut records = Vec::with_capacity(BATCH);
-        loop {
+        while !self.stop.load(Ordering::Relaxed) {
             records.clear();
             let taken = self.tap.take(BATCH, &mut records);
             if taken > 0 {
@@ -88,7 +111,7 @@ impl Writer {
     }
 
     async fn write(&mut self, records: &[crate::dns::record::QueryRecord]) {
-        let rows: Vec<_> = records.iter().map(|r| row_of(r, &self.node)).collect();
+        let rows: Vec<_> = records.iter().map(|r| self.rows.row(r)).collect();
         match self.store.record_queries(&rows).await {
             Ok(()) => {
                 self.metrics.trail_recorded.inc_by(rows.len() as u64);

@@ -226,15 +226,19 @@ impl Store {
         }
     }
 
-    /// Deletes the rows from before `before_ms`, and for each of `devices` all but its newest
-    /// `cap`; returns how many rows went.
+    /// Deletes the rows written before the first row from `before_ms` on, and for each of
+    /// `devices` all but its newest `cap`; returns how many rows went.
     pub async fn trim_queries(
         &mut self,
         before_ms: i64,
         devices: &[DeviceId],
         cap: u64,
     ) -> Result<u64, StoreError> {
-        let old = "DELETE FROM queries WHERE at_ms < $1";
+        // Rows are written in time order (each node's; nodes' clocks agree within their skew),
+        // so the old ones are those before the first row in time: no index on the time.
+        let old = "DELETE FROM queries WHERE id < COALESCE(
+                   (SELECT id FROM queries WHERE at_ms >= $1 ORDER BY id LIMIT 1),
+                   (SELECT MAX(id) + 1 FROM queries), 0)";
         let over = "DELETE FROM queries WHERE device = $1 AND id <= (SELECT id FROM queries
                     WHERE device = $1 ORDER BY id DESC LIMIT 1 OFFSET $2)";
         let ids: Vec<i64> = devices.iter().map(|d| d.0 as i64).collect();
@@ -270,35 +274,57 @@ impl Store {
     }
 }
 
+/// Rows one SQLite statement inserts: many rows a statement spare the per-statement work,
+/// which costs more than the row at this size.
+const SQLITE_CHUNK: usize = 64;
+
 fn sqlite_record(conn: &mut rusqlite::Connection, rows: &[TrailRow]) -> Result<(), Fault> {
     let tx = conn.transaction()?;
-    {
-        let mut insert = tx.prepare_cached(
-            "INSERT INTO queries (device, at_ms, name, qtype, transport, source, decision, reason,
-             grp, category, categories, security, rcode, node)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
-        )?;
-        for r in rows {
-            insert.execute(params![
-                r.device.0 as i64,
-                r.at_ms,
-                r.name,
-                r.qtype,
-                r.transport,
-                r.source,
-                r.decision,
-                r.reason,
-                r.group,
-                r.category,
-                joined(&r.categories),
-                r.security,
-                r.rcode,
-                r.node
-            ])?;
+    for chunk in rows.chunks(SQLITE_CHUNK) {
+        // Full chunks share one prepared statement, and so do the single rows of the rest.
+        let (per_statement, sql) = match chunk.len() {
+            SQLITE_CHUNK => (SQLITE_CHUNK, sqlite_insert(SQLITE_CHUNK)),
+            _ => (1, sqlite_insert(1)),
+        };
+        let mut insert = tx.prepare_cached(&sql)?;
+        let devices: Vec<i64> = chunk.iter().map(|r| r.device.0 as i64).collect();
+        let categories: Vec<String> = chunk.iter().map(|r| joined(&r.categories)).collect();
+        let mut values: Vec<&dyn rusqlite::ToSql> = Vec::with_capacity(per_statement * 14);
+        for ((r, device), categories) in chunk.iter().zip(&devices).zip(&categories) {
+            values.extend_from_slice(&[
+                device as &dyn rusqlite::ToSql,
+                &r.at_ms,
+                &r.name,
+                &r.qtype,
+                &r.transport,
+                &r.source,
+                &r.decision,
+                &r.reason,
+                &r.group,
+                &r.category,
+                categories,
+                &r.security,
+                &r.rcode,
+                &r.node,
+            ]);
+            if values.len() == per_statement * 14 {
+                insert.execute(values.as_slice())?;
+                values.clear();
+            }
         }
     }
     tx.commit()?;
     Ok(())
+}
+
+/// `INSERT INTO queries ... VALUES (...), (...)` for `n` rows.
+fn sqlite_insert(n: usize) -> String {
+    let row = format!("({})", vec!["?"; 14].join(","));
+    format!(
+        "INSERT INTO queries (device, at_ms, name, qtype, transport, source, decision, reason,
+         grp, category, categories, security, rcode, node) VALUES {}",
+        vec![row; n].join(",")
+    )
 }
 
 fn sqlite_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<TrailRow> {
