@@ -22,7 +22,7 @@ ticks() { sed 's/.*) //' "$1/stat" | awk '{print $12 + $13}'; }
 threads() { for t in /proc/$CORDON/task/*; do echo "$(cat "$t/comm") $(ticks "$t")"; done | sort; }
 threads > "$W/before"; t0=$(ticks /proc/$CORDON)
 # SHARE=ADDR:PERCENT sends that share of the rate from another loopback address, at once.
-share_addr=${SHARE%%:*}; share_pct=0
+share_addr=${SHARE:-}; share_addr=${share_addr%%:*}; share_pct=0
 [ -z "${SHARE:-}" ] || share_pct=${SHARE##*:}
 main_rate=$((RATE * (100 - share_pct) / 100))
 if [ "$share_pct" -gt 0 ]; then

@@ -83,6 +83,9 @@ dir = "$ROOT/policies"
 [auth]
 webhook_tokens = ["acceptance-webhook-token"]
 token_secret = "acceptance-token-secret-0123456789"
+[[auth.admin]]
+token = "acceptance-viewer-token"
+role = "viewer"
 [[ssf.issuer]]
 issuer = "https://idp.example.com/tenant-7/"
 audience = "https://cordon.example.com/webhooks/ssf"
@@ -165,6 +168,20 @@ doh_curl() { curl -s --max-time 5 --cacert "$WORK/cert.pem" --resolve dns.test:$
 set +e; doh_curl "$iso" > /dev/null; code=$?; set -e
 [ "$code" = 6 ] && pass "curl --doh-url, isolated Mac's token: cannot resolve" || fail "curl doh iso exit $code"
 
+# --- the isolated Mac's DNS trail: what dig, kdig and curl asked while it was isolated ---
+trail() { curl -s -H 'Authorization: Bearer acceptance-viewer-token' "http://127.0.0.1:$HTTP_PORT/v1/devices/C02ZK1ABMD6T/$1"; }
+for _ in $(seq 30); do
+  out=$(trail 'queries?limit=1000')
+  grep -q '"transport":"doh"' <<<"$out" && grep -q '"transport":"dot"' <<<"$out" && break
+  sleep 0.1
+done
+jq -e '[.queries[] | select(.name == "www.allowed.example" and .decision == "blocked")] | map(.transport) | unique == ["doh","dot","udp"]' <<<"$out" > /dev/null \
+  && pass "the trail holds the isolated Mac's queries over UDP, DoT and DoH" || fail "trail: $out"
+out=$(trail 'queries.ndjson')
+[ "$(wc -l <<<"$out")" -ge 3 ] && jq -e -s 'all(.[]; .device and .at and .reason)' <<<"$out" > /dev/null \
+  && pass "the trail exported as NDJSON" || fail "trail export: $out"
+out=$(trail 'queries?cursor=not-a-cursor')
+grep -q '"field":"cursor"' <<<"$out" && pass "a malformed trail cursor: 400 naming the cursor" || fail "cursor: $out"
 [ "$(post < "$FIX/smart-group-computer-removed.json")" = 200 ] && pass "group-removed webhook accepted" || fail "removed: $(cat "$WORK/post.out")"
 out=$(dig -b $mac @127.0.0.1 -p $DNS_PORT www.allowed.example)
 grep -q "192.0.2.10" <<<"$out" && pass "released Mac gets its answer back" || fail "released: $out"

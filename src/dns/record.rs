@@ -6,6 +6,7 @@
 //! answer. Nothing here knows where records go; `trail/` and `querylog/` drain the taps.
 
 use std::borrow::Cow;
+use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -17,7 +18,7 @@ use prometheus::IntCounter;
 use crate::identity::Transport;
 use crate::metrics::Outcome;
 use crate::policy::qname::wire_to_dotted;
-use crate::policy::{Decision, DeviceId, Snapshot};
+use crate::policy::{Decision, DeviceId, GroupIdx, Reason, Snapshot};
 
 /// One answered query, as its observers see it.
 #[derive(Clone)]
@@ -64,6 +65,52 @@ impl QueryRecord {
 pub struct Messages {
     pub query: Box<[u8]>,
     pub response: Box<[u8]>,
+}
+
+/// The words of decisions for those who write records down, made once for the decisions that
+/// do not depend on the name (a category, uncategorised, the default: most of a device's
+/// queries), per snapshot version, group and outcome; a rule's words name the rule's domain and
+/// are made each time. One per consumer thread.
+#[derive(Default)]
+pub struct Words {
+    memo: HashMap<(u64, GroupIdx, bool, u8), String>,
+}
+
+/// [`Words`]' reason kinds past the category ids (0..=63).
+const UNCATEGORISED: u8 = 64;
+const DEFAULT: u8 = 65;
+
+impl Words {
+    /// `record.reason()`, from the memo when it can be.
+    pub fn of(&mut self, record: &QueryRecord) -> String {
+        let d = &record.decision;
+        let kind = match d.reason {
+            Reason::Rule(_) => return record.reason(),
+            Reason::Category(c) => c.get(),
+            Reason::Uncategorised => UNCATEGORISED,
+            Reason::Default => DEFAULT,
+        };
+        if self.memo.len() >= 4096 {
+            // Versions come and go: the words of old snapshots are not asked for again.
+            self.memo.clear();
+        }
+        let key = (record.snapshot.version, d.group, d.blocked, kind);
+        self.memo
+            .entry(key)
+            .or_insert_with(|| record.reason())
+            .clone()
+    }
+}
+
+/// Lowers the calling thread's priority to nice 10 (Linux sets it per thread): a thread that
+/// drains a tap yields to the query path's on a busy core, and catches up in the gaps while
+/// its queue holds what waits. Best effort.
+pub fn lower_thread_priority() {
+    // SAFETY: gettid and setpriority take no pointers and act on the calling thread only.
+    unsafe {
+        let tid = libc::syscall(libc::SYS_gettid) as libc::id_t;
+        libc::setpriority(libc::PRIO_PROCESS, tid, 10);
+    }
 }
 
 /// A bounded queue of records from the query path to one consumer.

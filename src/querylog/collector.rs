@@ -298,6 +298,7 @@ mod tests {
             identity: b"node-a".to_vec(),
             version: b"cordon test".to_vec(),
             client: ClientShown::Address,
+            words: Default::default(),
         };
         let connected = metrics.dnstap_connected.with_label_values::<&str>(&[]);
         Sender::new(settings, encoder, Report::new(metrics, "dnstap"), connected)

@@ -2,13 +2,14 @@
 //! log record as the two payloads every DNS server sends for a client's query: CLIENT_QUERY and
 //! CLIENT_RESPONSE, with Cordon's decision and reason in `extra`.
 
+use std::cell::RefCell;
 use std::net::IpAddr;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use prost::Message as _;
 
 use super::client::ClientShown;
-use crate::dns::record::QueryRecord;
+use crate::dns::record::{QueryRecord, Words};
 use crate::identity::Transport;
 
 /// `dnstap.Dnstap`, the payload of every frame.
@@ -112,6 +113,8 @@ pub struct Encoder {
     pub identity: Vec<u8>,
     pub version: Vec<u8>,
     pub client: ClientShown,
+    /// The decisions' words, made once each (the sender's thread alone uses the encoder).
+    pub words: RefCell<Words>,
 }
 
 impl Encoder {
@@ -168,7 +171,8 @@ impl Encoder {
     /// `cordon decision=blocked reason="category malware (policy standard, group default)"
     /// device=device#7`, and `client_hash=...` when the client is hashed.
     pub fn extra(&self, record: &QueryRecord) -> String {
-        let reason = record.reason().replace('\\', "\\\\").replace('"', "\\\"");
+        let reason = self.words.borrow_mut().of(record);
+        let reason = reason.replace('\\', "\\\\").replace('"', "\\\"");
         let mut extra = format!(
             "cordon decision={} reason=\"{reason}\"",
             record.outcome.as_str()
@@ -203,6 +207,7 @@ mod tests {
             identity: b"node-a".to_vec(),
             version: b"cordon 0.6.0".to_vec(),
             client,
+            words: Default::default(),
         }
     }
 

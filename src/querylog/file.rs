@@ -15,7 +15,7 @@ use super::client::ClientShown;
 use super::json::write_line;
 use super::report::{Failure, Report};
 use super::settings::FileSettings;
-use crate::dns::record::{QueryRecord, Tap};
+use crate::dns::record::{QueryRecord, Tap, Words};
 
 /// How long the writer sleeps when the tap is empty.
 const IDLE: Duration = Duration::from_millis(100);
@@ -31,6 +31,7 @@ pub struct FileWriter {
     /// Its length, as far as this writer made it.
     size: u64,
     lines: Vec<u8>,
+    words: Words,
 }
 
 impl FileWriter {
@@ -47,6 +48,7 @@ impl FileWriter {
             file: None,
             size: 0,
             lines: Vec::new(),
+            words: Words::default(),
         };
         writer.file()?;
         Ok(writer)
@@ -74,7 +76,7 @@ impl FileWriter {
         self.lines.clear();
         let mut ends = Vec::with_capacity(batch.len());
         for record in batch {
-            write_line(record, &self.client, &mut self.lines);
+            write_line(record, &self.client, &mut self.words, &mut self.lines);
             ends.push(self.lines.len());
         }
         let lines = std::mem::take(&mut self.lines);
@@ -198,7 +200,12 @@ mod tests {
         let path = dir.path().join("queries.log");
         let metrics = Metrics::new();
         let mut one = Vec::new();
-        write_line(&record(), &ClientShown::Hidden, &mut one);
+        write_line(
+            &record(),
+            &ClientShown::Hidden,
+            &mut Words::default(),
+            &mut one,
+        );
         let line = one.len() as u64;
         // three lines fit in a file, a fourth does not
         let mut w = writer(&path, 3 * line + line / 2, 2, &metrics);

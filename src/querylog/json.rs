@@ -7,7 +7,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use serde::Serialize;
 
 use super::client::ClientShown;
-use crate::dns::record::{rcode_name, type_name, QueryRecord};
+use crate::dns::record::{rcode_name, type_name, QueryRecord, Words};
 
 #[derive(Serialize)]
 struct Line<'a> {
@@ -29,7 +29,12 @@ struct Line<'a> {
 }
 
 /// Appends `record`'s line, newline included, to `out`.
-pub fn write_line(record: &QueryRecord, client: &ClientShown, out: &mut Vec<u8>) {
+pub fn write_line(
+    record: &QueryRecord,
+    client: &ClientShown,
+    words: &mut Words,
+    out: &mut Vec<u8>,
+) {
     let (address, hash) = match client {
         ClientShown::Address => (Some(record.client.to_string()), None),
         ClientShown::Hash(key) => (None, Some(key.hash(record.client))),
@@ -44,7 +49,7 @@ pub fn write_line(record: &QueryRecord, client: &ClientShown, out: &mut Vec<u8>)
         qtype: type_name(record.qtype),
         transport: record.transport.as_str(),
         decision: record.outcome.as_str(),
-        reason: record.reason(),
+        reason: words.of(record),
         group: &record.snapshot.group(record.decision.group).name,
         rcode: rcode_name(record.rcode),
         duration_ms: millis(record.took),
@@ -113,9 +118,23 @@ pub(super) mod tests {
         }
     }
 
+    #[test]
+    fn the_words_of_a_decision_are_made_once_and_are_the_records_own() {
+        let mut words = Words::default();
+        let blocked = record();
+        assert_eq!(words.of(&blocked), blocked.reason());
+        // Another name decided the same way: the same words, from the memo.
+        let other = QueryRecord {
+            name: b"\x05other\x07example\x00".to_vec().into(),
+            ..blocked.clone()
+        };
+        assert_eq!(words.of(&other), blocked.reason());
+        assert!(words.of(&other).contains("category malware"));
+    }
+
     fn line(record: &QueryRecord, client: &ClientShown) -> serde_json::Value {
         let mut out = Vec::new();
-        write_line(record, client, &mut out);
+        write_line(record, client, &mut Words::default(), &mut out);
         assert_eq!(out.last(), Some(&b'\n'), "one line");
         assert_eq!(out.iter().filter(|&&b| b == b'\n').count(), 1, "one line");
         serde_json::from_slice(&out).unwrap()

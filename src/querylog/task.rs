@@ -14,7 +14,7 @@ use super::dnstap::Encoder;
 use super::file::FileWriter;
 use super::report::Report;
 use super::settings::{Output, QueryLogConfig, QueryLogConfigError};
-use crate::dns::record::{LogTap, Tap};
+use crate::dns::record::{lower_thread_priority, LogTap, Tap};
 use crate::metrics::Metrics;
 
 /// Why the query log could not start.
@@ -94,7 +94,10 @@ pub fn start(
                 .map_err(|error| QueryLogError::Open { path, error })?;
             let thread = std::thread::Builder::new()
                 .name("cordon-querylog".into())
-                .spawn(move || writer.run(drain, stopped));
+                .spawn(move || {
+                    lower_thread_priority();
+                    writer.run(drain, stopped)
+                });
             (false, thread)
         }
         Output::Dnstap(dnstap) => {
@@ -102,13 +105,17 @@ pub fn start(
                 identity: dnstap.identity.clone().into_bytes(),
                 version: dnstap.version.clone().into_bytes(),
                 client: settings.client,
+                words: Default::default(),
             };
             let connected = metrics.dnstap_connected.with_label_values::<&str>(&[]);
             let report = Report::new(metrics, "dnstap");
             let sender = Sender::new(dnstap, encoder, report, connected);
             let thread = std::thread::Builder::new()
                 .name("cordon-dnstap".into())
-                .spawn(move || sender.run(drain, stopped));
+                .spawn(move || {
+                    lower_thread_priority();
+                    sender.run(drain, stopped)
+                });
             (true, thread)
         }
     };

@@ -1,28 +1,20 @@
 //! A query record as the trail keeps it, and a trail row as the API shows it.
 
 use std::borrow::Cow;
-use std::collections::HashMap;
 use std::time::UNIX_EPOCH;
 
 use serde::Serialize;
 
 use crate::control::store::trail::TrailRow;
-use crate::dns::record::{rcode_name, type_name, QueryRecord};
-use crate::policy::{DeviceId, GroupIdx, QName, Reason};
+use crate::dns::record::{rcode_name, type_name, QueryRecord, Words};
+use crate::policy::{DeviceId, QName};
 
 /// Makes the rows the store keeps from records: the decision in words, and every category the
 /// name is listed in (an isolated device's queries are blocked by its allow-list, yet the name
 /// may be command and control: the investigation wants to know).
-/// `RowMaker::words`' reason kinds past the category ids (0..=63).
-const UNCATEGORISED: u8 = 64;
-const DEFAULT: u8 = 65;
-
 pub struct RowMaker {
     node: String,
-    /// The words of decisions that do not depend on the name (a category, the default), by
-    /// snapshot version, group, outcome and reason: a traced device asks for many names, and
-    /// most are decided the same way.
-    words: HashMap<(u64, GroupIdx, bool, u8), String>,
+    words: Words,
 }
 
 impl RowMaker {
@@ -30,42 +22,22 @@ impl RowMaker {
     pub fn new(node: &str) -> RowMaker {
         RowMaker {
             node: node.to_string(),
-            words: HashMap::new(),
+            words: Words::default(),
         }
     }
 
     pub fn row(&mut self, record: &QueryRecord) -> TrailRow {
         let snapshot = &record.snapshot;
-        let name = QName::from_wire(&record.name).map(|(name, _)| name).ok();
-        let categories = match &name {
-            Some(name) => snapshot.categorise(name),
-            None => Default::default(),
+        let categories = match QName::from_wire(&record.name) {
+            Ok((name, _)) => snapshot.categorise(&name),
+            Err(_) => Default::default(),
         };
         let at_ms = record
             .at
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| d.as_millis() as i64);
         let d = &record.decision;
-        let reason = match (&name, d.reason) {
-            (Some(name), Reason::Rule(_)) => d.describe(snapshot, name),
-            (Some(name), reason) => {
-                let kind = match reason {
-                    Reason::Category(c) => c.get(),
-                    Reason::Uncategorised => UNCATEGORISED,
-                    _ => DEFAULT,
-                };
-                let key = (snapshot.version, d.group, d.blocked, kind);
-                self.words
-                    .entry(key)
-                    .or_insert_with(|| d.describe(snapshot, name))
-                    .clone()
-            }
-            (None, _) => String::new(),
-        };
-        if self.words.len() > 4096 {
-            // Versions come and go: the words of old snapshots are not asked for again.
-            self.words.clear();
-        }
+        let reason = self.words.of(record);
         TrailRow {
             id: 0,
             device: record.device.unwrap_or(DeviceId(0)),

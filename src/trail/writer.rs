@@ -10,7 +10,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use super::row::RowMaker;
 use super::TrailConfig;
 use crate::control::store::Store;
-use crate::dns::record::Tap;
+use crate::dns::record::{lower_thread_priority, Tap};
 use crate::metrics::Metrics;
 use crate::policy::DeviceId;
 
@@ -60,20 +60,10 @@ pub fn spawn(
     std::thread::Builder::new()
         .name("cordon-trail".into())
         .spawn(move || {
-            lower_priority();
+            lower_thread_priority();
             runtime.block_on(writer.run());
         })?;
     Ok(TrailTask { stop })
-}
-
-/// Makes the calling thread yield to the query path's threads: nice 10 (Linux sets it per
-/// thread). Best effort: without it the trail only competes more.
-fn lower_priority() {
-    // SAFETY: gettid and setpriority take no pointers; they act on the calling thread only.
-    unsafe {
-        let tid = libc::syscall(libc::SYS_gettid) as libc::id_t;
-        libc::setpriority(libc::PRIO_PROCESS, tid, 10);
-    }
 }
 
 struct Writer {
