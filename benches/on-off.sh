@@ -42,7 +42,8 @@ case $FEATURE in
     sed -i 's/^allow = \[/allow = [ "*.bench.test",/' "$policies/isolation.toml"
     on=$off; off="$off[trail]\nenabled = false\n" ;;
   dnstap)
-    fstrm_capture -t protobuf:dnstap.Dnstap -u "$work/dnstap.sock" -w /dev/null &
+    # The collector is another program (usually on another machine): on the load generator's core.
+    taskset -c 1 fstrm_capture -t protobuf:dnstap.Dnstap -u "$work/dnstap.sock" -w /dev/null &
     collector=$!; sleep 0.5
     on="$off[query_log]\nmode = \"all\"\noutput = \"dnstap\"\n[query_log.dnstap]\nunix = \"$work/dnstap.sock\"\n" ;;
   log)
