@@ -17,7 +17,7 @@ use prometheus::IntGauge;
 use socket2::SockRef;
 
 use super::dnstap::Encoder;
-use super::framestream::{self, data_frame};
+use super::framestream;
 use super::report::{Failure, Report};
 use super::settings::{Collector, DnstapSettings};
 use crate::dns::record::{QueryRecord, Tap};
@@ -207,9 +207,7 @@ impl Sender {
     fn send(&mut self, batch: &[QueryRecord]) {
         self.frames.clear();
         for record in batch {
-            for payload in self.encoder.payloads(record) {
-                data_frame(&payload, &mut self.frames);
-            }
+            self.encoder.frames(record, &mut self.frames);
         }
         let Some(stream) = self.stream.as_mut() else {
             return;
@@ -294,12 +292,11 @@ mod tests {
             identity: "node-a".into(),
             version: "cordon test".into(),
         };
-        let encoder = Encoder {
-            identity: b"node-a".to_vec(),
-            version: b"cordon test".to_vec(),
-            client: ClientShown::Address,
-            words: Default::default(),
-        };
+        let encoder = Encoder::new(
+            b"node-a".to_vec(),
+            b"cordon test".to_vec(),
+            ClientShown::Address,
+        );
         let connected = metrics.dnstap_connected.with_label_values::<&str>(&[]);
         Sender::new(settings, encoder, Report::new(metrics, "dnstap"), connected)
     }

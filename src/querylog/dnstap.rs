@@ -3,12 +3,14 @@
 //! CLIENT_RESPONSE, with Cordon's decision and reason in `extra`.
 
 use std::cell::RefCell;
+use std::io::Write as _;
 use std::net::IpAddr;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use prost::Message as _;
 
 use super::client::ClientShown;
+use super::framestream::data_frame_by;
 use crate::dns::record::{QueryRecord, Words};
 use crate::identity::Transport;
 
@@ -110,80 +112,135 @@ impl From<Transport> for SocketProtocol {
 
 /// Turns records into dnstap payloads, with this server's identity and version in each.
 pub struct Encoder {
-    pub identity: Vec<u8>,
-    pub version: Vec<u8>,
     pub client: ClientShown,
     /// The decisions' words, made once each (the sender's thread alone uses the encoder).
     pub words: RefCell<Words>,
+    /// The message encoded last, kept so that its buffers (identity, version, extra, the DNS
+    /// messages) are filled again rather than allocated for each record.
+    pub scratch: RefCell<Dnstap>,
 }
 
 impl Encoder {
-    /// The CLIENT_QUERY and CLIENT_RESPONSE payloads of `record`, in that order.
-    pub fn payloads(&self, record: &QueryRecord) -> [Vec<u8>; 2] {
+    pub fn new(identity: Vec<u8>, version: Vec<u8>, client: ClientShown) -> Encoder {
+        let scratch = Dnstap {
+            identity: Some(identity),
+            version: Some(version),
+            extra: Some(Vec::new()),
+            message: Some(Message::default()),
+            r#type: DnstapType::Message as i32,
+        };
+        Encoder {
+            client,
+            words: RefCell::default(),
+            scratch: RefCell::new(scratch),
+        }
+    }
+
+    /// Appends `record`'s CLIENT_QUERY and CLIENT_RESPONSE, in that order, to `out` as Frame
+    /// Streams data frames (a 4-byte big-endian length, then the payload).
+    pub fn frames(&self, record: &QueryRecord, out: &mut Vec<u8>) {
+        let mut scratch = self.scratch.borrow_mut();
+        let d = &mut *scratch;
+        let extra = d.extra.get_or_insert_with(Vec::new);
+        extra.clear();
+        self.write_extra(record, extra);
+        let m = d.message.get_or_insert_with(Message::default);
         let (query_sec, query_nsec) = unix(record.at);
         let (response_sec, response_nsec) = unix(record.at + record.took);
-        let (query, response) = match &record.messages {
-            Some(m) => (Some(m.query.to_vec()), Some(m.response.to_vec())),
-            None => (None, None),
-        };
         let family = match record.client {
             IpAddr::V4(_) => SocketFamily::Inet,
             IpAddr::V6(_) => SocketFamily::Inet6,
         };
-        let address = match (&self.client, record.client) {
+        m.socket_family = Some(family as i32);
+        m.socket_protocol = Some(SocketProtocol::from(record.transport) as i32);
+        m.query_address = match (&self.client, record.client) {
             (ClientShown::Address, IpAddr::V4(v4)) => Some(v4.octets().to_vec()),
             (ClientShown::Address, IpAddr::V6(v6)) => Some(v6.octets().to_vec()),
             _ => None,
         };
-        let base = Message {
-            r#type: MessageType::ClientQuery as i32,
-            socket_family: Some(family as i32),
-            socket_protocol: Some(SocketProtocol::from(record.transport) as i32),
-            query_address: address,
-            query_time_sec: Some(query_sec),
-            query_time_nsec: Some(query_nsec),
-            ..Message::default()
-        };
-        let cq = Message {
-            query_message: query,
-            ..base.clone()
-        };
-        let cr = Message {
-            r#type: MessageType::ClientResponse as i32,
-            response_time_sec: Some(response_sec),
-            response_time_nsec: Some(response_nsec),
-            response_message: response,
-            ..base
-        };
-        let extra = self.extra(record).into_bytes();
-        [cq, cr].map(|message| {
-            Dnstap {
-                identity: Some(self.identity.clone()),
-                version: Some(self.version.clone()),
-                extra: Some(extra.clone()),
-                message: Some(message),
-                r#type: DnstapType::Message as i32,
-            }
-            .encode_to_vec()
-        })
+        m.query_time_sec = Some(query_sec);
+        m.query_time_nsec = Some(query_nsec);
+        // The query's frame carries the query, the response's the response: each buffer is
+        // taken out while the other frame is encoded, and kept for the next record.
+        let mut query = m.query_message.take().unwrap_or_default();
+        let mut response = m.response_message.take().unwrap_or_default();
+        query.clear();
+        response.clear();
+        if let Some(messages) = &record.messages {
+            query.extend_from_slice(&messages.query);
+            response.extend_from_slice(&messages.response);
+        }
+        let with_messages = record.messages.is_some();
+        m.r#type = MessageType::ClientQuery as i32;
+        m.query_message = Some(query);
+        m.response_time_sec = None;
+        m.response_time_nsec = None;
+        frame(d, with_messages, out);
+        let m = d.message.get_or_insert_with(Message::default);
+        let query = m.query_message.take();
+        m.r#type = MessageType::ClientResponse as i32;
+        m.response_time_sec = Some(response_sec);
+        m.response_time_nsec = Some(response_nsec);
+        m.response_message = Some(response);
+        frame(d, with_messages, out);
+        if let Some(m) = d.message.as_mut() {
+            m.query_message = query;
+        }
     }
 
-    /// `cordon decision=blocked reason="category malware (policy standard, group default)"
-    /// device=device#7`, and `client_hash=...` when the client is hashed.
-    pub fn extra(&self, record: &QueryRecord) -> String {
+    /// The CLIENT_QUERY and CLIENT_RESPONSE payloads of `record`, in that order: what
+    /// [`Encoder::frames`] frames.
+    #[cfg(test)]
+    pub fn payloads(&self, record: &QueryRecord) -> [Vec<u8>; 2] {
+        let mut out = Vec::new();
+        self.frames(record, &mut out);
+        let first = u32::from_be_bytes([out[0], out[1], out[2], out[3]]) as usize;
+        let second = out.split_off(4 + first);
+        [out[4..].to_vec(), second[4..].to_vec()]
+    }
+
+    /// Writes `cordon decision=blocked reason="category malware (policy standard, group
+    /// default)" device=device#7`, and `client_hash=...` when the client is hashed.
+    fn write_extra(&self, record: &QueryRecord, out: &mut Vec<u8>) {
         let reason = self.words.borrow_mut().of(record);
-        let reason = reason.replace('\\', "\\\\").replace('"', "\\\"");
-        let mut extra = format!(
-            "cordon decision={} reason=\"{reason}\"",
-            record.outcome.as_str()
-        );
+        out.extend_from_slice(b"cordon decision=");
+        out.extend_from_slice(record.outcome.as_str().as_bytes());
+        out.extend_from_slice(b" reason=\"");
+        for b in reason.bytes() {
+            if b == b'\\' || b == b'"' {
+                out.push(b'\\');
+            }
+            out.push(b);
+        }
+        out.push(b'"');
+        // Writing into a Vec cannot fail.
         if let Some(device) = record.device {
-            extra.push_str(&format!(" device={device}"));
+            let _ = write!(out, " device={device}");
         }
         if let ClientShown::Hash(key) = &self.client {
-            extra.push_str(&format!(" client_hash={}", key.hash(record.client)));
+            let _ = write!(out, " client_hash={}", key.hash(record.client));
         }
-        extra
+    }
+}
+
+/// Appends `d` as one data frame; an empty DNS message buffer (a record without its messages)
+/// is left out of the payload, as a field never set.
+fn frame(d: &mut Dnstap, with_messages: bool, out: &mut Vec<u8>) {
+    let (query, response) = match d.message.as_mut() {
+        Some(m) if !with_messages => (m.query_message.take(), m.response_message.take()),
+        _ => (None, None),
+    };
+    // A Vec grows as it is written: encoding into one cannot fail.
+    data_frame_by(d.encoded_len(), out, |out| {
+        let _ = d.encode(out);
+    });
+    if let Some(m) = d.message.as_mut() {
+        if query.is_some() {
+            m.query_message = query;
+        }
+        if response.is_some() {
+            m.response_message = response;
+        }
     }
 }
 
@@ -203,12 +260,39 @@ mod tests {
     use crate::querylog::json::tests::record;
 
     fn encoder(client: ClientShown) -> Encoder {
-        Encoder {
-            identity: b"node-a".to_vec(),
-            version: b"cordon 0.6.0".to_vec(),
-            client,
-            words: Default::default(),
-        }
+        Encoder::new(b"node-a".to_vec(), b"cordon 0.6.0".to_vec(), client)
+    }
+
+    #[test]
+    fn each_record_is_encoded_afresh_though_the_buffers_are_reused() {
+        let encoder = encoder(ClientShown::Address);
+        let mut with = record();
+        with.messages = Some(Box::new(crate::dns::record::Messages {
+            query: b"query bytes".to_vec().into(),
+            response: b"response bytes".to_vec().into(),
+        }));
+        let first = encoder.payloads(&with);
+        // A record without messages, from another address, with another decision.
+        let mut without = record();
+        without.client = "2001:db8::7".parse().unwrap();
+        without.device = None;
+        let [cq, cr] = encoder
+            .payloads(&without)
+            .map(|p| Dnstap::decode(&p[..]).unwrap());
+        let (q, r) = (cq.message.unwrap(), cr.message.unwrap());
+        assert_eq!((q.query_message, r.response_message), (None, None));
+        assert_eq!((q.response_message, r.query_message), (None, None));
+        assert_eq!(q.query_address.unwrap().len(), 16);
+        let extra = String::from_utf8(cq.extra.unwrap()).unwrap();
+        assert!(!extra.contains("device="), "{extra}");
+        // The first record again: the same bytes as the first time.
+        assert_eq!(encoder.payloads(&with), first);
+        let [cq, cr] = first.map(|p| Dnstap::decode(&p[..]).unwrap());
+        let (q, r) = (cq.message.unwrap(), cr.message.unwrap());
+        assert_eq!(q.query_message.as_deref(), Some(&b"query bytes"[..]));
+        assert_eq!(q.response_message, None);
+        assert_eq!(r.response_message.as_deref(), Some(&b"response bytes"[..]));
+        assert_eq!(r.query_message, None);
     }
 
     #[test]

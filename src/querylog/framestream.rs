@@ -60,10 +60,11 @@ pub fn control_frame(kind: u32, content_type: Option<&[u8]>) -> Vec<u8> {
     frame
 }
 
-/// Appends a data frame of `payload` to `out`.
-pub fn data_frame(payload: &[u8], out: &mut Vec<u8>) {
-    out.extend_from_slice(&(payload.len() as u32).to_be_bytes());
-    out.extend_from_slice(payload);
+/// Appends a data frame whose payload, `len` bytes, `write` appends to `out`: a payload
+/// encoded in place, without a buffer of its own.
+pub fn data_frame_by(len: usize, out: &mut Vec<u8>, write: impl FnOnce(&mut Vec<u8>)) {
+    out.extend_from_slice(&(len as u32).to_be_bytes());
+    write(out);
 }
 
 /// Reads one control frame.
@@ -192,8 +193,11 @@ mod tests {
         let mut stream = UnixStream::connect(&path).unwrap();
         handshake(&mut stream).unwrap();
         let mut out = Vec::new();
-        data_frame(b"first", &mut out);
-        data_frame(b"second frame", &mut out);
+        for payload in [&b"first"[..], b"second frame"] {
+            data_frame_by(payload.len(), &mut out, |out| {
+                out.extend_from_slice(payload)
+            });
+        }
         stream.write_all(&out).unwrap();
         finish(&mut stream).unwrap();
         assert_eq!(

@@ -101,12 +101,11 @@ pub fn start(
             (false, thread)
         }
         Output::Dnstap(dnstap) => {
-            let encoder = Encoder {
-                identity: dnstap.identity.clone().into_bytes(),
-                version: dnstap.version.clone().into_bytes(),
-                client: settings.client,
-                words: Default::default(),
-            };
+            let encoder = Encoder::new(
+                dnstap.identity.clone().into_bytes(),
+                dnstap.version.clone().into_bytes(),
+                settings.client,
+            );
             let connected = metrics.dnstap_connected.with_label_values::<&str>(&[]);
             let report = Report::new(metrics, "dnstap");
             let sender = Sender::new(dnstap, encoder, report, connected);
