@@ -19,7 +19,7 @@ use super::cache::{self, Cache, CachedAnswer, KeyBuf, Lookup};
 use super::edns::read_identity_options;
 use super::guard::{self, Verdict};
 use super::notify::Primaries;
-use super::record::{Messages, Observers, QueryRecord};
+use super::record::{Observers, QueryRecord, Wire};
 use super::recursive::Source;
 use super::tripwire::{Trip, Tripwires};
 use super::upstream::UpstreamError;
@@ -781,13 +781,12 @@ fn observe(
         client: asked.client.addr,
         transport: asked.client.transport,
         device: asked.device,
-        name: q.name.wire().into(),
+        wire: Wire::new(q.name.wire(), None),
         qtype: q.qtype,
         rcode: out.get(3).map_or(0, |b| b & 0x0f),
         outcome,
         decision: *d,
         snapshot: live.snapshot.clone(),
-        messages: None,
     };
     let Some(log) = log else {
         if let Some(trail) = trail {
@@ -804,10 +803,7 @@ fn observe(
         None => record,
     };
     if log.messages {
-        logged.messages = Some(Box::new(Messages {
-            query: q.packet.into(),
-            response: out.into(),
-        }));
+        logged.wire = Wire::new(q.name.wire(), Some((q.packet, out)));
     }
     log.tap.offer(logged);
 }

@@ -31,8 +31,8 @@ pub struct QueryRecord {
     pub transport: Transport,
     /// The device identified, if any.
     pub device: Option<DeviceId>,
-    /// The question's name in wire form, lowercase.
-    pub name: Box<[u8]>,
+    /// The question's name and, when an observer wants them, the query and the answer.
+    pub wire: Wire,
     pub qtype: u16,
     /// The answer's RCODE.
     pub rcode: u8,
@@ -41,30 +41,59 @@ pub struct QueryRecord {
     pub decision: Decision,
     /// The snapshot that decided, to put the decision into words off the query path.
     pub snapshot: Arc<Snapshot>,
-    /// The query and the answer as they went over the wire, when an observer (dnstap) wants them.
-    pub messages: Option<Box<Messages>>,
 }
 
 impl QueryRecord {
     /// The name asked, dotted (`www.example.com`; the root is `.`).
     pub fn dotted_name(&self) -> String {
-        wire_to_dotted(&self.name)
+        wire_to_dotted(self.wire.name())
     }
 
     /// The decision in words: rule, category or default, with the policy and the group.
     pub fn reason(&self) -> String {
-        match crate::policy::QName::from_wire(&self.name) {
+        match crate::policy::QName::from_wire(self.wire.name()) {
             Ok((name, _)) => self.decision.describe(&self.snapshot, &name),
             Err(_) => String::new(),
         }
     }
 }
 
-/// A query and its answer, as sent.
+/// The question's name (wire form, lowercase) and, when an observer (dnstap) wants them, the
+/// query and the answer as they went over the wire: one allocation, which the query path makes
+/// and the writer's thread frees (a free of another thread's memory takes its arena's lock).
 #[derive(Clone)]
-pub struct Messages {
-    pub query: Box<[u8]>,
-    pub response: Box<[u8]>,
+pub struct Wire {
+    bytes: Box<[u8]>,
+    name_end: u16,
+    /// Where the query ends and the answer begins; `None` without them.
+    query_end: Option<u32>,
+}
+
+impl Wire {
+    pub fn new(name: &[u8], messages: Option<(&[u8], &[u8])>) -> Wire {
+        let (query, response) = messages.unwrap_or_default();
+        let mut bytes = Vec::with_capacity(name.len() + query.len() + response.len());
+        bytes.extend_from_slice(name);
+        bytes.extend_from_slice(query);
+        bytes.extend_from_slice(response);
+        Wire {
+            bytes: bytes.into_boxed_slice(),
+            name_end: name.len() as u16,
+            query_end: messages.map(|_| (name.len() + query.len()) as u32),
+        }
+    }
+
+    /// The name asked, in wire form.
+    pub fn name(&self) -> &[u8] {
+        &self.bytes[..usize::from(self.name_end)]
+    }
+
+    /// The query and the answer, when they were kept.
+    pub fn messages(&self) -> Option<(&[u8], &[u8])> {
+        let query_end = self.query_end? as usize;
+        let name_end = usize::from(self.name_end);
+        Some((&self.bytes[name_end..query_end], &self.bytes[query_end..]))
+    }
 }
 
 /// The words of decisions for those who write records down, made once for the decisions that

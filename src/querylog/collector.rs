@@ -255,6 +255,7 @@ impl Sender {
 
 #[cfg(test)]
 mod tests {
+    use crate::dns::record::Wire;
     use std::io::BufReader;
     use std::os::unix::net::UnixListener;
 
@@ -405,10 +406,8 @@ mod tests {
         // a collector that answers the handshake, then never reads again
         let (stuck, _) = read_frames(&listener, 0);
         let mut big = record();
-        big.messages = Some(Box::new(crate::dns::record::Messages {
-            query: vec![0u8; 100].into(),
-            response: vec![0u8; 4000].into(),
-        }));
+        let name = big.wire.name().to_vec();
+        big.wire = Wire::new(&name, Some((&[0u8; 100], &[0u8; 4000])));
         let offered = Instant::now();
         for _ in 0..4000 {
             tap.offer(big.clone());

@@ -166,11 +166,11 @@ impl Encoder {
         let mut response = m.response_message.take().unwrap_or_default();
         query.clear();
         response.clear();
-        if let Some(messages) = &record.messages {
-            query.extend_from_slice(&messages.query);
-            response.extend_from_slice(&messages.response);
+        if let Some((q, r)) = record.wire.messages() {
+            query.extend_from_slice(q);
+            response.extend_from_slice(r);
         }
-        let with_messages = record.messages.is_some();
+        let with_messages = record.wire.messages().is_some();
         m.r#type = MessageType::ClientQuery as i32;
         m.query_message = Some(query);
         m.response_time_sec = None;
@@ -255,7 +255,7 @@ mod tests {
     use prost::Message as _;
 
     use super::*;
-    use crate::dns::record::Messages;
+    use crate::dns::record::Wire;
     use crate::querylog::client::HashKey;
     use crate::querylog::json::tests::record;
 
@@ -267,10 +267,8 @@ mod tests {
     fn each_record_is_encoded_afresh_though_the_buffers_are_reused() {
         let encoder = encoder(ClientShown::Address);
         let mut with = record();
-        with.messages = Some(Box::new(crate::dns::record::Messages {
-            query: b"query bytes".to_vec().into(),
-            response: b"response bytes".to_vec().into(),
-        }));
+        let name = with.wire.name().to_vec();
+        with.wire = Wire::new(&name, Some((b"query bytes", b"response bytes")));
         let first = encoder.payloads(&with);
         // A record without messages, from another address, with another decision.
         let mut without = record();
@@ -298,10 +296,8 @@ mod tests {
     #[test]
     fn a_record_is_a_client_query_and_a_client_response() {
         let mut record = record();
-        record.messages = Some(Box::new(Messages {
-            query: b"query bytes".to_vec().into(),
-            response: b"response bytes".to_vec().into(),
-        }));
+        let name = record.wire.name().to_vec();
+        record.wire = Wire::new(&name, Some((b"query bytes", b"response bytes")));
         let [cq, cr] = encoder(ClientShown::Address).payloads(&record);
         let (cq, cr) = (
             Dnstap::decode(&cq[..]).unwrap(),

@@ -79,7 +79,7 @@ pub(super) mod tests {
     use std::time::{Duration, UNIX_EPOCH};
 
     use super::*;
-    use crate::dns::record::QueryRecord;
+    use crate::dns::record::{QueryRecord, Wire};
     use crate::identity::Transport;
     use crate::metrics::Outcome;
     use crate::policy::snapshot::Devices;
@@ -104,7 +104,7 @@ pub(super) mod tests {
             client: "192.0.2.1".parse::<IpAddr>().unwrap(),
             transport: Transport::Udp,
             device: Some(DeviceId(7)),
-            name: b"\x04evil\x07example\x00".to_vec().into(),
+            wire: Wire::new(b"\x04evil\x07example\x00", None),
             qtype: 1,
             rcode: 3,
             outcome: Outcome::Blocked,
@@ -114,7 +114,6 @@ pub(super) mod tests {
                 group: GroupIdx(0),
             },
             snapshot: Arc::new(snapshot),
-            messages: None,
         }
     }
 
@@ -125,7 +124,7 @@ pub(super) mod tests {
         assert_eq!(words.of(&blocked), blocked.reason());
         // Another name decided the same way: the same words, from the memo.
         let other = QueryRecord {
-            name: b"\x05other\x07example\x00".to_vec().into(),
+            wire: Wire::new(b"\x05other\x07example\x00", None),
             ..blocked.clone()
         };
         assert_eq!(words.of(&other), blocked.reason());

@@ -28,7 +28,7 @@ impl RowMaker {
 
     pub fn row(&mut self, record: &QueryRecord) -> TrailRow {
         let snapshot = &record.snapshot;
-        let categories = match QName::from_wire(&record.name) {
+        let categories = match QName::from_wire(record.wire.name()) {
             Ok((name, _)) => snapshot.categorise(&name),
             Err(_) => Default::default(),
         };
