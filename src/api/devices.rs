@@ -85,11 +85,7 @@ pub async fn timeline(
     if !with_queries {
         return Ok(Json(events));
     }
-    let QueryReply::Device(info) = state.control.query(Query::Device(id)).await? else {
-        return Ok(Json(events));
-    };
-    let device = serde_json::from_value(serde_json::Value::String(info.id))
-        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+    let device = super::trail::device_of(&state, id).await?;
     let mut merged = super::trail::timeline_entries(&state, device, limit).await?;
     if let serde_json::Value::Array(events) = events {
         merged.extend(events);

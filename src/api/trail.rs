@@ -41,15 +41,19 @@ async fn device_and_trail(
             "the trail is off (trail.enabled = false)",
         ));
     };
+    Ok((device_of(state, id).await?, trail))
+}
+
+/// The device `id` names (any alias, or `device#N`): 404 for one no device answers to.
+pub async fn device_of(state: &AppState, id: String) -> Result<DeviceId, ApiError> {
     let QueryReply::Device(info) = state.control.query(Query::Device(id)).await? else {
         return Err(ApiError::new(
             StatusCode::INTERNAL_SERVER_ERROR,
             "no device",
         ));
     };
-    let device = serde_json::from_value(serde_json::Value::String(info.id))
-        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
-    Ok((device, trail))
+    serde_json::from_value(serde_json::Value::String(info.id))
+        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))
 }
 
 /// The filter `params` ask for: `since`, `decision`, `cursor`, `limit`.
