@@ -775,37 +775,30 @@ fn observe(
         return;
     }
     let took = asked.started.elapsed();
+    // dnstap wants the messages too: the one allocation holds them when the log wants them.
+    let messages = log.filter(|l| l.messages).map(|_| (q.packet, out));
     let record = QueryRecord {
         at: std::time::SystemTime::now() - took,
         took,
         client: asked.client.addr,
         transport: asked.client.transport,
         device: asked.device,
-        wire: Wire::new(q.name.wire(), None),
+        wire: Wire::new(q.name.wire(), messages),
         qtype: q.qtype,
         rcode: out.get(3).map_or(0, |b| b & 0x0f),
         outcome,
         decision: *d,
         snapshot: live.snapshot.clone(),
     };
-    let Some(log) = log else {
-        if let Some(trail) = trail {
+    match (trail, log) {
+        (Some(trail), Some(log)) => {
+            log.tap.offer(record.clone());
             trail.offer(record);
         }
-        return;
-    };
-    let mut logged = match trail {
-        Some(trail) => {
-            let copy = record.clone();
-            trail.offer(record);
-            copy
-        }
-        None => record,
-    };
-    if log.messages {
-        logged.wire = Wire::new(q.name.wire(), Some((q.packet, out)));
+        (Some(trail), None) => trail.offer(record),
+        (None, Some(log)) => log.tap.offer(record),
+        (None, None) => {}
     }
-    log.tap.offer(logged);
 }
 
 /// Content categories (ids 16 and up: privacy, restricted and general content) are "Filtered";

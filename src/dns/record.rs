@@ -111,10 +111,10 @@ const DEFAULT: u8 = 65;
 
 impl Words {
     /// `record.reason()`, from the memo when it can be.
-    pub fn of(&mut self, record: &QueryRecord) -> String {
+    pub fn of(&mut self, record: &QueryRecord) -> Cow<'_, str> {
         let d = &record.decision;
         let kind = match d.reason {
-            Reason::Rule(_) => return record.reason(),
+            Reason::Rule(_) => return Cow::Owned(record.reason()),
             Reason::Category(c) => c.get(),
             Reason::Uncategorised => UNCATEGORISED,
             Reason::Default => DEFAULT,
@@ -124,10 +124,7 @@ impl Words {
             self.memo.clear();
         }
         let key = (record.snapshot.version, d.group, d.blocked, kind);
-        self.memo
-            .entry(key)
-            .or_insert_with(|| record.reason())
-            .clone()
+        Cow::Borrowed(self.memo.entry(key).or_insert_with(|| record.reason()))
     }
 }
 

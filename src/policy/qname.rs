@@ -169,12 +169,19 @@ impl fmt::Debug for QName {
 /// Dotted text of an uncompressed wire name; bytes that are not printable are escaped as `\DDD`.
 pub fn wire_to_dotted(wire: &[u8]) -> String {
     let mut text = String::with_capacity(wire.len());
+    push_dotted(wire, &mut text);
+    text
+}
+
+/// [`wire_to_dotted`] appended to `text`, for callers that fill one buffer again and again.
+pub fn push_dotted(wire: &[u8], text: &mut String) {
+    let start = text.len();
     let mut pos = 0;
     while let Some(&len) = wire.get(pos) {
         if len == 0 {
             break;
         }
-        if !text.is_empty() {
+        if text.len() > start {
             text.push('.');
         }
         let label = wire.get(pos + 1..pos + 1 + len as usize).unwrap_or(&[]);
@@ -182,15 +189,15 @@ pub fn wire_to_dotted(wire: &[u8]) -> String {
             if b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'*' {
                 text.push(b as char);
             } else {
-                text.push_str(&format!("\\{b:03}"));
+                use std::fmt::Write;
+                let _ = write!(text, "\\{b:03}");
             }
         }
         pos += 1 + len as usize;
     }
-    if text.is_empty() {
+    if text.len() == start {
         text.push('.');
     }
-    text
 }
 
 /// The keyed hash of a dotted, normalised name: equal to `suffix_hashes(..)[0]` of the same name.

@@ -202,7 +202,8 @@ impl Encoder {
     /// Writes `cordon decision=blocked reason="category malware (policy standard, group
     /// default)" device=device#7`, and `client_hash=...` when the client is hashed.
     fn write_extra(&self, record: &QueryRecord, out: &mut Vec<u8>) {
-        let reason = self.words.borrow_mut().of(record);
+        let mut words = self.words.borrow_mut();
+        let reason = words.of(record);
         out.extend_from_slice(b"cordon decision=");
         out.extend_from_slice(record.outcome.as_str().as_bytes());
         out.extend_from_slice(b" reason=\"");

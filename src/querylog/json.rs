@@ -22,7 +22,7 @@ struct Line<'a> {
     qtype: Cow<'static, str>,
     transport: &'static str,
     decision: &'static str,
-    reason: String,
+    reason: Cow<'a, str>,
     group: &'a str,
     rcode: Cow<'static, str>,
     duration_ms: f64,

@@ -1,63 +1,58 @@
 //! A query record as the trail keeps it, and a trail row as the API shows it.
 
 use std::borrow::Cow;
+use std::fmt::Write;
 use std::time::UNIX_EPOCH;
 
 use serde::Serialize;
 
+use crate::control::store::trail::chunk::{ChunkBuilder, EntryRef};
 use crate::control::store::trail::TrailRow;
 use crate::dns::record::{rcode_name, type_name, QueryRecord, Words};
-use crate::policy::{DeviceId, QName};
+use crate::policy::qname::push_dotted;
+use crate::policy::QName;
 
-/// Makes the rows the store keeps from records: the decision in words, and every category the
-/// name is listed in (an isolated device's queries are blocked by its allow-list, yet the name
-/// may be command and control: the investigation wants to know).
-pub struct RowMaker {
-    node: String,
+/// Puts records into the trail's chunks: the decision in words, and every category the name is
+/// listed in (an isolated device's queries are blocked by its allow-list, yet the name may be
+/// command and control: the investigation wants to know). Its buffers are filled again for each
+/// record, and the words of most decisions are made once ([`Words`]).
+#[derive(Default)]
+pub struct EntryMaker {
     words: Words,
+    name: String,
+    source: String,
 }
 
-impl RowMaker {
-    /// Rows written by `node`.
-    pub fn new(node: &str) -> RowMaker {
-        RowMaker {
-            node: node.to_string(),
-            words: Words::default(),
-        }
-    }
-
-    pub fn row(&mut self, record: &QueryRecord) -> TrailRow {
+impl EntryMaker {
+    /// Adds `record` to `chunk`, its device's.
+    pub fn add(&mut self, record: &QueryRecord, chunk: &mut ChunkBuilder) {
         let snapshot = &record.snapshot;
         let categories = match QName::from_wire(record.wire.name()) {
             Ok((name, _)) => snapshot.categorise(&name),
             Err(_) => Default::default(),
         };
-        let at_ms = record
-            .at
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| d.as_millis() as i64);
+        self.name.clear();
+        push_dotted(record.wire.name(), &mut self.name);
+        self.source.clear();
+        let _ = write!(self.source, "{}", record.client);
         let d = &record.decision;
-        let reason = self.words.of(record);
-        TrailRow {
-            id: 0,
-            device: record.device.unwrap_or(DeviceId(0)),
-            at_ms,
-            name: record.dotted_name(),
+        let entry = EntryRef {
+            at_ms: record
+                .at
+                .duration_since(UNIX_EPOCH)
+                .map_or(0, |d| d.as_millis() as i64),
+            name: &self.name,
             qtype: record.qtype,
-            transport: record.transport.as_str().to_string(),
-            source: record.client.to_string(),
-            decision: record.outcome.as_str().to_string(),
-            reason,
-            group: snapshot.group(d.group).name.clone(),
-            category: d.category().map(|c| snapshot.taxonomy.name(c).to_string()),
-            categories: categories
-                .iter()
-                .map(|c| snapshot.taxonomy.name(c).to_string())
-                .collect(),
+            transport: record.transport.as_str(),
+            source: &self.source,
+            decision: record.outcome.as_str(),
+            reason: &self.words.of(record),
+            group: &snapshot.group(d.group).name,
+            category: d.category().map(|c| snapshot.taxonomy.name(c)),
             security: categories.iter().any(|c| c.is_security()),
             rcode: record.rcode,
-            node: self.node.clone(),
-        }
+        };
+        chunk.push(&entry, categories.iter().map(|c| snapshot.taxonomy.name(c)));
     }
 }
 

@@ -2,23 +2,28 @@
 //! trims what is past the retention or over a device's cap. A store that fails costs the batch
 //! (counted), never an answer: the query path only ever sees the tap.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use super::row::RowMaker;
+use super::row::EntryMaker;
 use super::TrailConfig;
+use crate::control::store::trail::chunk::{Chunk, ChunkBuilder};
 use crate::control::store::Store;
-use crate::dns::record::{lower_thread_priority, Tap};
+use crate::dns::record::{lower_thread_priority, QueryRecord, Tap};
 use crate::metrics::Metrics;
 use crate::policy::DeviceId;
 
 /// How often the tap is drained when it has little in it.
 const FLUSH: Duration = Duration::from_millis(200);
 
-/// The most records one store write carries.
+/// The most records one store write carries (a chunk holds one device's of them).
 const BATCH: usize = 5_000;
+/// Chunk bodies kept for the next flush.
+const SPARE_BUFFERS: usize = 64;
+
+const _: () = assert!(BATCH <= crate::control::store::trail::chunk::MAX_ENTRIES);
 
 /// The running writer; dropping this stops it (within one flush interval).
 pub struct TrailTask {
@@ -44,7 +49,9 @@ pub fn spawn(
 ) -> std::io::Result<TrailTask> {
     let stop = Arc::new(AtomicBool::new(false));
     let writer = Writer {
-        rows: RowMaker::new(&node),
+        entries: EntryMaker::default(),
+        node,
+        buffers: Vec::new(),
         tap,
         store,
         metrics,
@@ -70,7 +77,11 @@ struct Writer {
     tap: Arc<Tap>,
     store: Store,
     metrics: Arc<Metrics>,
-    rows: RowMaker,
+    entries: EntryMaker,
+    /// This node's name, in the chunks it writes.
+    node: String,
+    /// Bodies of chunks written, encoded into again.
+    buffers: Vec<Vec<u8>>,
     retention: Duration,
     cap: u64,
     /// Devices written since the last trim: the ones whose cap is checked.
@@ -100,18 +111,36 @@ impl Writer {
         }
     }
 
-    async fn write(&mut self, records: &[crate::dns::record::QueryRecord]) {
-        let rows: Vec<_> = records.iter().map(|r| self.rows.row(r)).collect();
-        match self.store.record_queries(&rows).await {
+    /// Writes `records` as a chunk for each device they are of.
+    async fn write(&mut self, records: &[QueryRecord]) {
+        let mut builders: HashMap<DeviceId, ChunkBuilder> = HashMap::new();
+        for record in records {
+            let device = record.device.unwrap_or(DeviceId(0));
+            let builder = builders.entry(device).or_insert_with(|| {
+                let buffer = self.buffers.pop().unwrap_or_default();
+                ChunkBuilder::with_buffer(device, &self.node, buffer)
+            });
+            self.entries.add(record, builder);
+        }
+        let chunks: Vec<Chunk> = builders.into_values().map(ChunkBuilder::finish).collect();
+        let written = self.store.record_trail(&chunks).await;
+        let devices = chunks.iter().map(|c| c.device);
+        match written {
             Ok(()) => {
-                self.metrics.trail_recorded.inc_by(rows.len() as u64);
-                self.touched.extend(rows.iter().map(|r| r.device));
+                self.metrics.trail_recorded.inc_by(records.len() as u64);
+                self.touched.extend(devices);
             }
             Err(e) => {
                 self.metrics.trail_errors.inc();
-                tracing::warn!("trail: {} records lost, the store failed: {e}", rows.len());
+                tracing::warn!(
+                    "trail: {} records lost, the store failed: {e}",
+                    records.len()
+                );
             }
         }
+        let room = SPARE_BUFFERS.saturating_sub(self.buffers.len());
+        self.buffers
+            .extend(chunks.into_iter().take(room).map(|c| c.body));
     }
 
     async fn trim(&mut self) {

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use cordon::control::state::State;
 use cordon::control::store::postgres::migrate_to;
+use cordon::control::store::trail::chunk::chunks_of;
 use cordon::control::store::trail::{TrailFilter, TrailRow};
 use cordon::control::store::{PgSettings, Store, StoreTarget};
 use cordon::control::{Alias, AliasKind, AuditEvent, Change, Hold};
@@ -309,7 +310,7 @@ async fn trail(store: &mut Store) {
         trail_row(a, 4_000, "mdm.example.com", "allowed", false),
         trail_row(a, 5_000, "www.example.com", "blocked", false),
     ];
-    store.record_queries(&rows).await.unwrap();
+    store.record_trail(&chunks_of(&rows)).await.unwrap();
     let filter = |after_id, since_ms, decision: Option<&str>| TrailFilter {
         device: a,
         since_ms,

@@ -103,6 +103,9 @@ pub enum Fault {
     Behind(i64),
     #[error("TLS: {0}")]
     Tls(String),
+    /// A chunk of the trail that does not decode.
+    #[error("{0}")]
+    Chunk(String),
 }
 
 impl StoreError {

@@ -21,7 +21,7 @@ mod embedded {
 /// The SQLite file and its one connection.
 pub struct SqliteStore {
     pub(super) conn: Connection,
-    path: PathBuf,
+    pub(super) path: PathBuf,
 }
 
 impl SqliteStore {
