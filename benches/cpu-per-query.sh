@@ -7,7 +7,7 @@
 # BIN=path runs another build instead of target/release/cordon; CONFIG_EXTRA='[section]\n...'
 # adds whole config sections; POLICIES=dir another policy directory; SHARE=127.0.0.3:10 sends 10 %
 # of the rate from 127.0.0.3). Prints the trail's and the query log's metrics at the end, when they
-# are on.
+# are on, and with SHOW=regex the metrics it matches (SHOW='^cordon_cache_' for the cache's).
 # Needs: apt-get install -y dnsperf nsd; the harness's data set (made on first use).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -43,3 +43,4 @@ awk -v d=$((t1 - t0)) -v hz="$hz" -v n="$answered" -v w="$WORKLOAD" -v r="$RATE"
   'BEGIN{printf "%s at %d qps: %d answered, %.2f µs of server CPU per query\n", w, r, n, d/hz*1e6/n}'
 # What the observers of queries (the trail, the query log) did in the run, when they are on.
 curl -s "127.0.0.1:$HTTP_PORT/metrics" | grep -E '^cordon_(trail|query_log|dnstap)_' || true
+[ -z "${SHOW:-}" ] || curl -s "127.0.0.1:$HTTP_PORT/metrics" | grep -E "$SHOW" || true
