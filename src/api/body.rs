@@ -91,3 +91,30 @@ pub async fn json<T: DeserializeOwned>(
 ) -> Result<T, ApiError> {
     parse(&json_bytes(headers, body, timeout).await?)
 }
+
+/// The optional body of a release, an unwatch or an erasure, `{"reason": "..."}`: its reason,
+/// or `otherwise` when it gives none.
+pub async fn read_reason(
+    headers: &HeaderMap,
+    body: Body,
+    timeout: Duration,
+    otherwise: &str,
+) -> Result<String, ApiError> {
+    #[derive(serde::Deserialize, Default)]
+    #[serde(deny_unknown_fields)]
+    struct Reason {
+        #[serde(default)]
+        reason: String,
+    }
+    let bytes = read(headers, body, timeout).await?;
+    let body: Reason = if bytes.is_empty() {
+        Reason::default()
+    } else {
+        require_json(headers)?;
+        parse(&bytes)?
+    };
+    Ok(match body.reason.is_empty() {
+        true => otherwise.to_string(),
+        false => body.reason,
+    })
+}

@@ -10,7 +10,7 @@ use axum::Json;
 use serde::Deserialize;
 
 use super::auth::require;
-use super::body::{json, parse, read, require_json};
+use super::body::{json, read_reason};
 use super::error::ApiError;
 use super::AppState;
 use crate::config::Role;
@@ -183,35 +183,6 @@ pub async fn isolate(
     }
 }
 
-#[derive(Deserialize, Default)]
-#[serde(deny_unknown_fields)]
-struct Release {
-    #[serde(default)]
-    reason: String,
-}
-
-impl Release {
-    /// The optional body of a release or an unwatch; `otherwise` when it gives no reason.
-    async fn read(
-        headers: &HeaderMap,
-        body: Body,
-        state: &AppState,
-        otherwise: &str,
-    ) -> Result<String, ApiError> {
-        let bytes = read(headers, body, state.body_timeout).await?;
-        let body: Release = if bytes.is_empty() {
-            Release::default()
-        } else {
-            require_json(headers)?;
-            parse(&bytes)?
-        };
-        Ok(match body.reason.is_empty() {
-            true => otherwise.to_string(),
-            false => body.reason,
-        })
-    }
-}
-
 /// DELETE /v1/devices/{id}/isolation (optional body {"reason": "..."})
 pub async fn release(
     State(state): State<AppState>,
@@ -220,7 +191,13 @@ pub async fn release(
     body: Body,
 ) -> Reply {
     let caller = require(&headers, &state.admins, Role::Responder)?;
-    let reason = Release::read(&headers, body, &state, "released by a responder").await?;
+    let reason = read_reason(
+        &headers,
+        body,
+        state.body_timeout,
+        "released by a responder",
+    )
+    .await?;
     outcome(
         state
             .control
@@ -368,7 +345,7 @@ pub async fn unwatch(
     body: Body,
 ) -> Reply {
     let caller = require(&headers, &state.admins, Role::Responder)?;
-    let reason = Release::read(&headers, body, &state, "no longer watched").await?;
+    let reason = read_reason(&headers, body, state.body_timeout, "no longer watched").await?;
     let request = Request::Unwatch {
         device: id,
         actor: caller.name,

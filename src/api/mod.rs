@@ -67,7 +67,10 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/approvals/{id}", post(devices::approve))
         .route("/v1/devices/{id}", get(devices::get))
         .route("/v1/devices/{id}/timeline", get(devices::timeline))
-        .route("/v1/devices/{id}/queries", get(trail::page))
+        .route(
+            "/v1/devices/{id}/queries",
+            get(trail::page).delete(trail::erase),
+        )
         .route("/v1/devices/{id}/queries.ndjson", get(trail::export))
         .route("/v1/devices/{id}/queries/summary", get(trail::summary))
         .route("/v1/devices/{id}/groups", put(devices::set_groups))

@@ -1,6 +1,6 @@
 //! The responders' view of the DNS trail: a device's queries a page at a time, the whole of
-//! them as NDJSON, and a summary by name with security-category hits first. Reads only, through
-//! the trail's own store connection.
+//! them as NDJSON, and a summary by name with security-category hits first, read through the
+//! trail's own store connection; and an admin's erasure of a device's trail, audited.
 
 use std::collections::HashMap;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -12,10 +12,11 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 
 use super::auth::require;
+use super::body::read_reason;
 use super::error::ApiError;
 use super::AppState;
 use crate::config::Role;
-use crate::control::{Query, QueryReply};
+use crate::control::{Query, QueryReply, Request};
 use crate::policy::DeviceId;
 use crate::trail::{Cursor, Trail, TrailFilter, TrailRow, TrailView};
 
@@ -28,13 +29,15 @@ const MAX_NAMES: usize = 10_000;
 
 type Params = QueryParams<HashMap<String, String>>;
 
-/// The device `id` names (any alias, or `device#N`), and the trail to read it from.
+/// The device `id` names (any alias, or `device#N`), and the trail to read it from, for a
+/// caller of at least `role`.
 async fn device_and_trail(
     state: &AppState,
     headers: &HeaderMap,
     id: String,
+    role: Role,
 ) -> Result<(DeviceId, Trail), ApiError> {
-    require(headers, &state.admins, Role::Viewer)?;
+    require(headers, &state.admins, role)?;
     let Some(trail) = state.trail.clone() else {
         return Err(ApiError::new(
             StatusCode::NOT_FOUND,
@@ -42,6 +45,31 @@ async fn device_and_trail(
         ));
     };
     Ok((device_of(state, id).await?, trail))
+}
+
+/// DELETE /v1/devices/{id}/queries (admin; optional body {"reason": "..."}): erases what the
+/// trail holds of the device, then notes it in the device's timeline (`trail_erased`). A device
+/// still traced goes on being recorded.
+pub async fn erase(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    body: Body,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let caller = require(&headers, &state.admins, Role::Admin)?;
+    let (device, trail) = device_and_trail(&state, &headers, id, Role::Admin).await?;
+    let reason = read_reason(&headers, body, state.body_timeout, "erased").await?;
+    let queries = trail.erase(device).await.map_err(store_failed)?;
+    let note = Request::TrailErased {
+        device,
+        queries,
+        actor: caller.name,
+        reason,
+    };
+    state.control.apply(note).await?;
+    Ok(Json(
+        serde_json::json!({ "device": device, "erased": queries }),
+    ))
 }
 
 /// The device `id` names (any alias, or `device#N`): 404 for one no device answers to.
@@ -121,7 +149,7 @@ pub async fn page(
     Path(id): Path<String>,
     QueryParams(params): Params,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    let (device, trail) = device_and_trail(&state, &headers, id).await?;
+    let (device, trail) = device_and_trail(&state, &headers, id, Role::Viewer).await?;
     let filter = filter_of(device, &params)?;
     let rows = trail.page(&filter).await.map_err(store_failed)?;
     let next = (rows.len() == filter.limit)
@@ -150,7 +178,7 @@ pub async fn export(
     Path(id): Path<String>,
     QueryParams(params): Params,
 ) -> Result<Response, ApiError> {
-    let (device, trail) = device_and_trail(&state, &headers, id).await?;
+    let (device, trail) = device_and_trail(&state, &headers, id, Role::Viewer).await?;
     let mut filter = filter_of(device, &params)?;
     filter.limit = EXPORT_PAGE;
     let pages = futures_util::stream::unfold(Some(filter), move |filter| {
@@ -191,7 +219,7 @@ pub async fn summary(
     Path(id): Path<String>,
     QueryParams(params): Params,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    let (device, trail) = device_and_trail(&state, &headers, id).await?;
+    let (device, trail) = device_and_trail(&state, &headers, id, Role::Viewer).await?;
     let filter = filter_of(device, &params)?;
     let limit = match params.get("limit") {
         Some(_) => filter.limit,

@@ -119,6 +119,14 @@ pub enum Request {
         actor: String,
         reason: String,
     },
+    /// Note in the device's timeline that its trail was erased (the API erases it, in the
+    /// trail's store, and then says so here).
+    TrailErased {
+        device: DeviceId,
+        queries: u64,
+        actor: String,
+        reason: String,
+    },
     /// A device asked for a tripwire's name: isolate it (as a responder's hold by `tripwire`,
     /// approval and all for a critical device).
     Tripped {

@@ -68,6 +68,20 @@ impl Writer {
         }
     }
 
+    /// Audits an erasure of the device's trail.
+    pub(super) fn trail_erased(
+        &mut self,
+        device: DeviceId,
+        queries: u64,
+        actor: &str,
+        reason: &str,
+        batch: &mut Batch,
+    ) -> Result<Outcome, ApplyError> {
+        let detail = format!("{queries} queries");
+        self.audit(batch, device, actor, "trail_erased", detail, reason);
+        Ok(Outcome::of(device))
+    }
+
     fn end_watch(&mut self, device: DeviceId, actor: &str, reason: &str, batch: &mut Batch) {
         self.emit(batch, Change::WatchEnded { device });
         self.audit(batch, device, actor, "watch_ended", String::new(), reason);

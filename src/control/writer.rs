@@ -466,6 +466,12 @@ impl Writer {
                 actor,
                 reason,
             } => self.unwatch(&device, &actor, &reason, batch),
+            Request::TrailErased {
+                device,
+                queries,
+                actor,
+                reason,
+            } => self.trail_erased(device, queries, &actor, &reason, batch),
             Request::Approve { approval, actor } => self.approve(approval, &actor, batch),
             Request::SetCritical {
                 device,

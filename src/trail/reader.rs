@@ -27,6 +27,11 @@ impl Trail {
         self.store.lock().await.queries(filter).await
     }
 
+    /// Deletes the device's trail; returns how many queries went.
+    pub async fn erase(&self, device: DeviceId) -> Result<u64, StoreError> {
+        self.store.lock().await.erase_queries(device).await
+    }
+
     pub async fn summary(
         &self,
         device: DeviceId,

@@ -377,6 +377,15 @@ async fn trail(store: &mut Store) {
         ..filter(0, 0, None)
     };
     assert_eq!(store.queries(&other).await.unwrap().len(), 1);
+
+    // An erasure takes one device's trail, all of it, and no other's.
+    assert_eq!(store.erase_queries(a).await.unwrap(), 2);
+    let all = TrailFilter {
+        limit: 10,
+        ..filter(0, 0, None)
+    };
+    assert!(store.queries(&all).await.unwrap().is_empty());
+    assert_eq!(store.queries(&other).await.unwrap().len(), 1);
 }
 
 #[tokio::test]

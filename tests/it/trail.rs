@@ -336,6 +336,45 @@ async fn a_watched_device_is_recorded_until_the_watch_ends() {
 }
 
 #[tokio::test]
+async fn an_admin_erases_a_devices_trail_and_the_timeline_says_so() {
+    let upstream = start_upstream().await;
+    let cordon = cordon_with(&upstream, |_| {}).await;
+    isolate(&cordon).await;
+    for name in ["c2.test.", "www.test."] {
+        ask_from(cordon.dns, MAC, name).await;
+    }
+    assert_eq!(trail_names(&cordon, 2).await.len(), 2);
+    let path = format!("/v1/devices/{SERIAL}/queries");
+    let reason = r#"{"reason":"privacy request PR-7"}"#;
+    // Evidence is not a responder's to erase, and a device no one knows has no trail.
+    let (status, _) = http_json(cordon.http, "DELETE", &path, Some(RESPONDER), reason).await;
+    assert_eq!(status, 403);
+    let unknown = "/v1/devices/NO-SUCH-SERIAL/queries";
+    let (status, _) = http(cordon.http, "DELETE", unknown, Some(ADMIN)).await;
+    assert_eq!(status, 404);
+    assert_eq!(names_now(&cordon).await.len(), 2, "nothing erased yet");
+
+    let (status, body) = http_json(cordon.http, "DELETE", &path, Some(ADMIN), reason).await;
+    assert_eq!(status, 200, "{body}");
+    let body: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(body["erased"], 2, "{body}");
+    assert!(names_now(&cordon).await.is_empty());
+    let (_, timeline) = get_json(&cordon, &format!("/v1/devices/{SERIAL}/timeline")).await;
+    let erased = timeline
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["action"] == "trail_erased")
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(erased["detail"], "2 queries", "{timeline}");
+    assert_eq!(erased["reason"], "privacy request PR-7", "{timeline}");
+    // Still isolated, so still traced: what it asks next is recorded again.
+    ask_from(cordon.dns, MAC, "again.test.").await;
+    assert_eq!(trail_names(&cordon, 1).await, ["again.test"]);
+}
+
+#[tokio::test]
 async fn records_past_the_retention_are_removed() {
     let upstream = start_upstream().await;
     // About two seconds.

@@ -218,6 +218,41 @@ impl Store {
         Ok(gone)
     }
 
+    /// Deletes everything the trail holds of `device`; returns how many queries went.
+    pub async fn erase_queries(&mut self, device: DeviceId) -> Result<u64, StoreError> {
+        let device = device.0 as i64;
+        let count = "SELECT COALESCE(SUM(count - skip), 0) FROM trail WHERE device = $1";
+        let delete = "DELETE FROM trail WHERE device = $1";
+        match self {
+            Store::Sqlite(s) => {
+                let run = || -> rusqlite::Result<u64> {
+                    let tx = s.conn.unchecked_transaction()?;
+                    let gone: i64 =
+                        tx.query_row(&count.replace('$', "?"), [device], |r| r.get(0))?;
+                    tx.execute(&delete.replace('$', "?"), [device])?;
+                    tx.commit()?;
+                    Ok(gone as u64)
+                };
+                run().map_err(|e| s.err(e))
+            }
+            Store::Postgres(s) => {
+                let timeout = s.settings().timeout;
+                s.run(timeout, move |c| {
+                    async move {
+                        let sql = format!(
+                            "WITH gone AS ({delete} RETURNING count - skip AS n)
+                             SELECT COALESCE(SUM(n), 0)::BIGINT FROM gone"
+                        );
+                        let row = c.client.query_one(&sql, &[&device]).await?;
+                        Ok(row.try_get::<_, i64>(0)? as u64)
+                    }
+                    .boxed()
+                })
+                .await
+            }
+        }
+    }
+
     fn decode(&self, chunk: &StoredChunk) -> Result<Vec<TrailRow>, StoreError> {
         rows_of(chunk).map_err(|e| self.error(e))
     }
