@@ -128,11 +128,13 @@ fn bench_decide(c: &mut Criterion) {
     let names = query_names(&listed, 4096);
     let standard = Client {
         addr: IpAddr::V4(Ipv4Addr::new(10, 1, 0, 7)),
+        port: 53_000,
         transport: Transport::Udp,
         token: None,
     };
     let isolated = Client {
         addr: IpAddr::V4(Ipv4Addr::new(10, 9, 0, 7)),
+        port: 53_000,
         transport: Transport::Udp,
         token: None,
     };

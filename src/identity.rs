@@ -54,6 +54,8 @@ impl fmt::Display for Transport {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Client {
     pub addr: IpAddr,
+    /// The peer's port: for those who log queries (dnstap's `query_port`), never for deciding.
+    pub port: u16,
     pub transport: Transport,
     pub token: Option<Token>,
 }

@@ -159,6 +159,7 @@ async fn answer_post(
 async fn answer(handler: &Handler, peer: Peer, token: Option<String>, query: &[u8]) -> Response {
     let client = Client {
         addr: peer.ip(),
+        port: peer.port(),
         transport: Transport::Doh,
         // A token that cannot name a device (too long, not ASCII) is presented as one that names
         // none, so that it is counted as unknown rather than ignored.

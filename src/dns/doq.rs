@@ -40,6 +40,7 @@ pub async fn serve_doq(
                 .and_then(|h| h.server_name);
             let client = Client {
                 addr: connection.remote_address().ip(),
+                port: connection.remote_address().port(),
                 transport: Transport::Doq,
                 token: sni_token(sni.as_deref(), &server_name)
                     .as_deref()

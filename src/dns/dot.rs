@@ -47,6 +47,7 @@ pub async fn serve_dot(
             let token = sni_token(tls.get_ref().1.server_name(), &server_name);
             let client = Client {
                 addr: peer.ip(),
+                port: peer.port(),
                 transport: Transport::Dot,
                 token: token.as_deref().and_then(Token::new),
             };

@@ -781,6 +781,7 @@ fn observe(
         at: std::time::SystemTime::now() - took,
         took,
         client: asked.client.addr,
+        port: asked.client.port,
         transport: asked.client.transport,
         device: asked.device,
         wire: Wire::new(q.name.wire(), messages),
@@ -873,6 +874,7 @@ mod tests {
         for peer in ["127.0.0.45", "::ffff:127.0.0.45"] {
             let client = Client {
                 addr: peer.parse().unwrap(),
+                port: 5353,
                 transport: Transport::Udp,
                 token: None,
             };

@@ -28,6 +28,8 @@ pub struct QueryRecord {
     /// How long the answer took.
     pub took: Duration,
     pub client: IpAddr,
+    /// The client's port.
+    pub port: u16,
     pub transport: Transport,
     /// The device identified, if any.
     pub device: Option<DeviceId>,

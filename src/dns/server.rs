@@ -103,6 +103,7 @@ async fn serve_tcp(
                 let _ = stream.set_nodelay(true);
                 let client = Client {
                     addr: peer.ip(),
+                    port: peer.port(),
                     transport: Transport::Tcp,
                     token: None,
                 };

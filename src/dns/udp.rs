@@ -93,6 +93,7 @@ fn serve(
         };
         let client = Client {
             addr: peer.ip(),
+            port: peer.port(),
             transport: Transport::Udp,
             token: None,
         };

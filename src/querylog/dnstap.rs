@@ -158,6 +158,10 @@ impl Encoder {
             (ClientShown::Address, IpAddr::V6(v6)) => Some(v6.octets().to_vec()),
             _ => None,
         };
+        m.query_port = match self.client {
+            ClientShown::Address => Some(u32::from(record.port)),
+            _ => None,
+        };
         m.query_time_sec = Some(query_sec);
         m.query_time_nsec = Some(query_nsec);
         // The query's frame carries the query, the response's the response: each buffer is
@@ -318,6 +322,7 @@ mod tests {
             assert_eq!(m.socket_family, Some(SocketFamily::Inet as i32));
             assert_eq!(m.socket_protocol, Some(SocketProtocol::Udp as i32));
             assert_eq!(m.query_address.as_deref(), Some(&[192, 0, 2, 1][..]));
+            assert_eq!(m.query_port, Some(49_152));
             assert_eq!(m.query_time_sec, Some(1_796_000_523));
             assert_eq!(m.query_time_nsec, Some(456_000_000));
         }
@@ -380,11 +385,14 @@ mod tests {
         assert_eq!(top[4].2[0], 1, "Dnstap.Type MESSAGE");
         let message = fields(&top[3].2);
         let tags: Vec<(u64, u64)> = message.iter().map(|(t, w, _)| (*t, *w)).collect();
-        // type, socket_family, socket_protocol, query_address, query_time_sec, query_time_nsec
-        // (fixed32: wire type 5)
-        assert_eq!(tags, [(1, 0), (2, 0), (3, 0), (4, 2), (8, 0), (9, 5)]);
+        // type, socket_family, socket_protocol, query_address, query_port, query_time_sec,
+        // query_time_nsec (fixed32: wire type 5)
+        assert_eq!(
+            tags,
+            [(1, 0), (2, 0), (3, 0), (4, 2), (6, 0), (8, 0), (9, 5)]
+        );
         assert_eq!(message[0].2[0], 5, "CLIENT_QUERY");
-        assert_eq!(message[5].2, 456_000_000u32.to_le_bytes());
+        assert_eq!(message[6].2, 456_000_000u32.to_le_bytes());
     }
 
     #[test]
@@ -397,7 +405,7 @@ mod tests {
         let [cq, _] = encoder(ClientShown::Hash(key)).payloads(&record);
         let d = Dnstap::decode(&cq[..]).unwrap();
         let m = d.message.unwrap();
-        assert_eq!(m.query_address, None);
+        assert_eq!((m.query_address, m.query_port), (None, None));
         assert_eq!(m.socket_family, Some(SocketFamily::Inet6 as i32));
         assert_eq!(m.socket_protocol, Some(SocketProtocol::Doh as i32));
         let extra = String::from_utf8(d.extra.unwrap()).unwrap();

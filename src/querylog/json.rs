@@ -102,6 +102,7 @@ pub(super) mod tests {
             at: UNIX_EPOCH + Duration::from_millis(1_796_000_523_456),
             took: Duration::from_micros(1_250),
             client: "192.0.2.1".parse::<IpAddr>().unwrap(),
+            port: 49_152,
             transport: Transport::Udp,
             device: Some(DeviceId(7)),
             wire: Wire::new(b"\x04evil\x07example\x00", None),

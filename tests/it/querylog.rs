@@ -489,6 +489,14 @@ async fn dnstap_over_a_unix_socket_is_read_back_by_dnstap_read() {
     ] {
         assert!(yaml.contains(want), "{want} in {yaml}");
     }
+    // The client's port, as the query came from it (an ephemeral one: not 0).
+    let ports: Vec<u32> = yaml
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("query_port: "))
+        .map(|p| p.trim().parse().unwrap())
+        .collect();
+    assert_eq!(ports.len(), 4, "{yaml}");
+    assert!(ports.iter().all(|&p| p > 0), "{ports:?}");
     let extras = extras(&file);
     assert_eq!(extras.len(), 4);
     assert_eq!(
