@@ -220,37 +220,7 @@ impl Store {
 
     /// Deletes everything the trail holds of `device`; returns how many queries went.
     pub async fn erase_queries(&mut self, device: DeviceId) -> Result<u64, StoreError> {
-        let device = device.0 as i64;
-        let count = "SELECT COALESCE(SUM(count - skip), 0) FROM trail WHERE device = $1";
-        let delete = "DELETE FROM trail WHERE device = $1";
-        match self {
-            Store::Sqlite(s) => {
-                let run = || -> rusqlite::Result<u64> {
-                    let tx = s.conn.unchecked_transaction()?;
-                    let gone: i64 =
-                        tx.query_row(&count.replace('$', "?"), [device], |r| r.get(0))?;
-                    tx.execute(&delete.replace('$', "?"), [device])?;
-                    tx.commit()?;
-                    Ok(gone as u64)
-                };
-                run().map_err(|e| s.err(e))
-            }
-            Store::Postgres(s) => {
-                let timeout = s.settings().timeout;
-                s.run(timeout, move |c| {
-                    async move {
-                        let sql = format!(
-                            "WITH gone AS ({delete} RETURNING count - skip AS n)
-                             SELECT COALESCE(SUM(n), 0)::BIGINT FROM gone"
-                        );
-                        let row = c.client.query_one(&sql, &[&device]).await?;
-                        Ok(row.try_get::<_, i64>(0)? as u64)
-                    }
-                    .boxed()
-                })
-                .await
-            }
-        }
+        self.delete_chunks("device = $1", device.0 as i64).await
     }
 
     fn decode(&self, chunk: &StoredChunk) -> Result<Vec<TrailRow>, StoreError> {
@@ -481,16 +451,21 @@ impl Store {
 
     /// Deletes the chunks whose every query is from before `before_ms`; returns the queries.
     async fn delete_old_chunks(&mut self, before_ms: i64) -> Result<u64, StoreError> {
-        let count = "SELECT COALESCE(SUM(count - skip), 0) FROM trail
-                     WHERE first_ms < $1 AND last_ms < $1";
-        let delete = "DELETE FROM trail WHERE first_ms < $1 AND last_ms < $1";
+        self.delete_chunks("first_ms < $1 AND last_ms < $1", before_ms)
+            .await
+    }
+
+    /// Deletes the chunks `condition` (on `$1`, `value`) picks; returns the queries they held.
+    async fn delete_chunks(&mut self, condition: &str, value: i64) -> Result<u64, StoreError> {
+        let count = format!("SELECT COALESCE(SUM(count - skip), 0) FROM trail WHERE {condition}");
+        let delete = format!("DELETE FROM trail WHERE {condition}");
         match self {
             Store::Sqlite(s) => {
                 let run = || -> rusqlite::Result<u64> {
                     let tx = s.conn.unchecked_transaction()?;
                     let gone: i64 =
-                        tx.query_row(&count.replace('$', "?"), [before_ms], |r| r.get(0))?;
-                    tx.execute(&delete.replace('$', "?"), [before_ms])?;
+                        tx.query_row(&count.replace('$', "?"), [value], |r| r.get(0))?;
+                    tx.execute(&delete.replace('$', "?"), [value])?;
                     tx.commit()?;
                     Ok(gone as u64)
                 };
@@ -498,13 +473,13 @@ impl Store {
             }
             Store::Postgres(s) => {
                 let timeout = s.settings().timeout;
+                let sql = format!(
+                    "WITH gone AS ({delete} RETURNING count - skip AS n)
+                     SELECT COALESCE(SUM(n), 0)::BIGINT FROM gone"
+                );
                 s.run(timeout, move |c| {
                     async move {
-                        let sql = format!(
-                            "WITH gone AS ({delete} RETURNING count - skip AS n)
-                                           SELECT COALESCE(SUM(n), 0)::BIGINT FROM gone"
-                        );
-                        let row = c.client.query_one(&sql, &[&before_ms]).await?;
+                        let row = c.client.query_one(&sql, &[&value]).await?;
                         Ok(row.try_get::<_, i64>(0)? as u64)
                     }
                     .boxed()
