@@ -124,7 +124,11 @@ impl Writer {
             tracing::error!("cannot record the devices config names: {e}");
             return;
         }
-        self.view = View::build(&self.parts, &self.state, &self.config.statics);
+        // Another view is built only when the state moved: with a million devices a view is
+        // some 150 MB, and the old one is alive while the new one is built.
+        if !batch.changes.is_empty() || batch.absorbed {
+            self.view = View::build(&self.parts, &self.state, &self.config.statics);
+        }
     }
 }
 

@@ -77,7 +77,7 @@ pub(super) struct Batch {
     /// The store's write is started (and other nodes' changes applied).
     open: bool,
     /// Other nodes' changes were applied on opening: publish even if this batch adds none.
-    absorbed: bool,
+    pub(super) absorbed: bool,
     /// Why the store's write could not start: the rest of the batch fails the same way at
     /// once, rather than each request waiting out the store's timeout again.
     refused: Option<ApplyError>,
