@@ -45,6 +45,7 @@ pub struct Metrics {
     pub connections_shed: IntCounterVec,
     pub connections_timed_out: IntCounterVec,
     pub upstream_shed: IntCounter,
+    pub upstream_unmatched: IntCounter,
     // Replicas (control/replica.rs): the shared store and this node's place in its log.
     pub store_up: IntGauge,
     pub replication_lag: Gauge,
@@ -310,6 +311,11 @@ impl Metrics {
                 &r,
                 "cordon_upstream_shed_total",
                 "Queries answered SERVFAIL at once because upstream exchanges in flight were at their cap.",
+            ),
+            upstream_unmatched: counter(
+                &r,
+                "cordon_upstream_unmatched_total",
+                "UDP datagrams from upstream servers that answered no query in flight (late or spoofed), ignored.",
             ),
             store_up,
             replication_lag,

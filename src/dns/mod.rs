@@ -16,4 +16,5 @@ pub mod server;
 pub mod tripwire;
 pub mod udp;
 pub mod upstream;
+mod upstream_udp;
 pub mod wire;

@@ -2,8 +2,10 @@
 //! on truncation, DoT or DoH, failover between servers, and one deadline that always ends in an
 //! answer.
 //!
-//! Each UDP exchange uses a fresh socket on a random port with a random id, and an answer must
-//! repeat our question: an off-path attacker has to guess both to poison the cache.
+//! UDP exchanges go over a few long-lived sockets a server ([`UdpPool`], `upstream_udp.rs`), each
+//! on a random port and replaced after a random number of uses, with a random id unique on its
+//! socket, and an answer must repeat our id and question: an off-path attacker has to guess the
+//! port, the id and the question to poison the cache.
 //!
 //! A DoT or DoH server (`tls://`, `https://`) is reached through hickory-net's client streams
 //! over one long-lived connection per server ([`Link`]), made on the first query and made again
@@ -26,9 +28,10 @@ use hickory_proto::op::{DnsRequest, DnsRequestOptions, Message};
 use prometheus::{Histogram, IntCounter};
 use rustls::pki_types::ServerName;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpStream, UdpSocket};
+use tokio::net::TcpStream;
 
 use super::answer::OUR_UDP_SIZE;
+use super::upstream_udp::UdpPool;
 use super::wire::{self, flag, rcode, rtype, AnswerInfo, HEADER_LEN};
 use crate::metrics::Metrics;
 
@@ -194,6 +197,8 @@ struct Server {
     duration: Histogram,
     /// DoT and DoH: the connection, kept between queries.
     link: Option<Link>,
+    /// UDP: the sockets, kept between queries.
+    udp: Option<UdpPool>,
 }
 
 /// The configured upstream servers.
@@ -240,6 +245,8 @@ impl Upstreams {
                     error: result("error"),
                     duration: metrics.upstream_duration.with_label_values(&[&label]),
                     link: addr.encrypted().then(Link::default),
+                    udp: (addr.protocol == Protocol::Udp)
+                        .then(|| UdpPool::new(addr.addr, metrics.upstream_unmatched.clone())),
                     label,
                     addr,
                 }
@@ -331,24 +338,25 @@ impl Upstreams {
     ) -> Attempt {
         let started = Instant::now();
         let id = rand::random::<u16>();
-        let query = build_query(id, question, flags, dnssec_ok);
+        let mut query = build_query(id, question, flags, dnssec_ok);
         if let Some(link) = &server.link {
             return self
                 .attempt_encrypted(server, link, &query, question, budget)
                 .await;
         }
         let exchange = async {
-            match server.addr.protocol {
-                Protocol::Udp => match exchange_udp(server.addr.addr, &query, id, question).await {
-                    Ok(a) if a.info.truncated => {
+            match &server.udp {
+                // The pool picks the id; TCP after truncation asks again with the same query.
+                Some(pool) => match pool.exchange(&mut query, question).await {
+                    Ok((_, info)) if info.truncated => {
+                        let id = wire::read_u16(&query, 0);
                         exchange_tcp(server.addr.addr, &query, id, question).await
                     }
-                    other => other,
+                    Ok((bytes, info)) => Ok(Answer { bytes, info }),
+                    Err(e) => Err(e),
                 },
                 // (DoT and DoH went through their link above)
-                Protocol::Tcp | Protocol::Tls | Protocol::Https => {
-                    exchange_tcp(server.addr.addr, &query, id, question).await
-                }
+                None => exchange_tcp(server.addr.addr, &query, id, question).await,
             }
         };
         let result = tokio::time::timeout(budget, exchange).await;
@@ -612,46 +620,6 @@ fn build_query(id: u16, question: &[u8], client_flags: u16, dnssec_ok: bool) -> 
     q.extend_from_slice(&(if dnssec_ok { 0x8000u32 } else { 0 }).to_be_bytes());
     q.extend_from_slice(&0u16.to_be_bytes());
     q
-}
-
-async fn exchange_udp(
-    server: SocketAddr,
-    query: &[u8],
-    id: u16,
-    question: &[u8],
-) -> std::io::Result<Answer> {
-    let bind: SocketAddr = if server.is_ipv4() {
-        "0.0.0.0:0".parse().expect("literal")
-    } else {
-        "[::]:0".parse().expect("literal")
-    };
-    let socket = UdpSocket::bind(bind).await?;
-    socket.connect(server).await?;
-    socket.send(query).await?;
-    // We offer OUR_UDP_SIZE, so a larger datagram is not an answer to us; a small buffer per
-    // exchange keeps hundreds of exchanges in flight cheap.
-    let mut buf = [0u8; OUR_UDP_SIZE as usize + 1];
-    loop {
-        let n = socket.recv(&mut buf).await?;
-        // A truncated answer may carry no question at all (RFC 2181 §9 lets a server drop
-        // every section): our id, QR and TC are enough to know TCP must follow.
-        if wire::truncated_without_question(&buf[..n], id) {
-            return Ok(Answer {
-                bytes: buf[..n].to_vec(),
-                info: AnswerInfo {
-                    truncated: true,
-                    ..AnswerInfo::default()
-                },
-            });
-        }
-        // Anything that is not the answer to our question (late, spoofed) is ignored.
-        if let Ok(info) = wire::inspect_answer(&buf[..n], id, question) {
-            return Ok(Answer {
-                bytes: buf[..n].to_vec(),
-                info,
-            });
-        }
-    }
 }
 
 async fn exchange_tcp(

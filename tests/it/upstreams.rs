@@ -1,6 +1,7 @@
-//! Encrypted upstreams against a real server: Unbound serving a local zone over DoT (`tls-port`)
-//! and DoH (`https-port`) with a certificate made here; failover from dead encrypted upstreams
-//! within the deadline; a certificate that does not verify refused, logged and counted.
+//! Upstreams against real servers: Unbound serving a local zone over DoT (`tls-port`) and DoH
+//! (`https-port`) with a certificate made here; failover from dead encrypted upstreams within the
+//! deadline; a certificate that does not verify refused, logged and counted. Over UDP, a small
+//! responder made here: many queries at once over a few reused sockets, spoofed answers ignored.
 
 use std::io::Write;
 use std::net::{Ipv4Addr, SocketAddr};
@@ -406,4 +407,128 @@ async fn upstreams_a_certificate_that_does_not_verify_is_refused_logged_and_coun
         assert_eq!(upstream_requests(&cordon, &bad, "error").await, 1.0);
         assert_eq!(upstream_requests(&cordon, &good, "ok").await, 1.0);
     }
+}
+
+/// A UDP upstream on 127.0.0.1 that answers each query with an A record whose last byte is the
+/// number in the name's first label (`n17.allowed.test` → 192.0.2.17), after sending what
+/// `decoys` makes for it (spoofed or late datagrams), and records each query's source port and id.
+struct UdpResponder {
+    addr: SocketAddr,
+    seen: Arc<Mutex<Vec<(u16, u16)>>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+type Decoys = fn(&[u8]) -> Vec<Vec<u8>>;
+
+impl UdpResponder {
+    async fn start(decoys: Decoys) -> UdpResponder {
+        let socket = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        let addr = socket.local_addr().unwrap();
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let log = seen.clone();
+        let task = tokio::spawn(async move {
+            let mut buf = vec![0; 65535];
+            while let Ok((n, peer)) = socket.recv_from(&mut buf).await {
+                let query = &buf[..n];
+                log.lock()
+                    .unwrap()
+                    .push((peer.port(), u16::from_be_bytes([query[0], query[1]])));
+                for decoy in decoys(query) {
+                    let _ = socket.send_to(&decoy, peer).await;
+                }
+                let _ = socket.send_to(&numbered_answer(query), peer).await;
+            }
+        });
+        UdpResponder { addr, seen, task }
+    }
+
+    fn seen(&self) -> Vec<(u16, u16)> {
+        self.seen.lock().unwrap().clone()
+    }
+}
+
+impl Drop for UdpResponder {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// The right answer to `query`, as [`UdpResponder`] makes it.
+fn numbered_answer(query: &[u8]) -> Vec<u8> {
+    let q = hickory_proto::op::Message::from_vec(query).unwrap();
+    let qname = q.queries[0].name().to_string();
+    let n: u8 = qname[1..qname.find('.').unwrap()].parse().unwrap_or(0);
+    reply_to(query, vec![a_record(&qname, 60, [192, 0, 2, n])], vec![])
+        .to_vec()
+        .unwrap()
+}
+
+/// Cordon forwarding over UDP to `upstream`.
+async fn cordon_over_udp(upstream: SocketAddr) -> Cordon {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = config(dir.path(), &[upstream]);
+    config.upstream.timeout_ms = 2000;
+    start_cordon_with(dir, config).await
+}
+
+#[tokio::test]
+async fn upstreams_many_queries_at_once_over_udp_each_get_their_own_answer_from_spread_ports() {
+    let upstream = UdpResponder::start(|_| Vec::new()).await;
+    let cordon = cordon_over_udp(upstream.addr).await;
+    let asks = (1..=200u8).map(|i| {
+        let dns = cordon.dns;
+        tokio::spawn(async move { (i, ask(dns, &format!("n{i}.allowed.test.")).await) })
+    });
+    for done in futures_util::future::join_all(asks).await {
+        let (i, answer) = done.unwrap();
+        assert_eq!(rcode(&answer), ResponseCode::NoError, "n{i}");
+        assert_eq!(
+            addresses(&answer),
+            vec![Ipv4Addr::new(192, 0, 2, i)],
+            "n{i}"
+        );
+    }
+    let seen = upstream.seen();
+    assert_eq!(seen.len(), 200, "one upstream query a name");
+    let ports: std::collections::HashSet<u16> = seen.iter().map(|s| s.0).collect();
+    let ids: std::collections::HashSet<u16> = seen.iter().map(|s| s.1).collect();
+    // Source ports spread over several sockets, each reused (not a socket a query).
+    assert!(ports.len() > 1, "source ports spread: {ports:?}");
+    assert!(ports.len() < 100, "sockets reused: {} ports", ports.len());
+    assert!(ids.len() > 150, "random ids: {} distinct of 200", ids.len());
+}
+
+/// Datagrams an attacker (or a slow server) might send before the answer: our question with
+/// another id, our id with another question, both claiming 6.6.6.6.
+fn spoofs(query: &[u8]) -> Vec<Vec<u8>> {
+    let q = hickory_proto::op::Message::from_vec(query).unwrap();
+    let qname = q.queries[0].name().to_string();
+    let evil = |owner: &str| vec![a_record(owner, 60, [6, 6, 6, 6])];
+    let mut wrong_id = reply_to(query, evil(&qname), vec![]).to_vec().unwrap();
+    wrong_id[0] ^= 0x5a;
+    let mut other = q.clone();
+    other.queries[0].set_name(hickory_proto::rr::Name::from_ascii("other.allowed.test.").unwrap());
+    let other = other.to_vec().unwrap();
+    let wrong_question = reply_to(&other, evil("other.allowed.test."), vec![])
+        .to_vec()
+        .unwrap();
+    vec![wrong_id, wrong_question]
+}
+
+#[tokio::test]
+async fn upstreams_a_udp_answer_with_the_wrong_id_or_question_is_ignored_and_the_right_one_taken() {
+    let upstream = UdpResponder::start(spoofs).await;
+    let cordon = cordon_over_udp(upstream.addr).await;
+    for i in [7u8, 8, 9] {
+        let answer = ask(cordon.dns, &format!("n{i}.allowed.test.")).await;
+        assert_eq!(rcode(&answer), ResponseCode::NoError);
+        assert_eq!(addresses(&answer), vec![Ipv4Addr::new(192, 0, 2, i)]);
+    }
+    // Two decoys a query, each counted as an answer to nothing.
+    assert!(
+        eventually(Duration::from_secs(2), || async {
+            metric(cordon.http, "cordon_upstream_unmatched_total").await >= 6.0
+        })
+        .await
+    );
 }
