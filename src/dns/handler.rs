@@ -775,10 +775,11 @@ fn observe(
         return;
     }
     let took = asked.started.elapsed();
-    // dnstap wants the messages too: the one allocation holds them when the log wants them.
-    let messages = log.filter(|l| l.messages).map(|_| (q.packet, out));
-    let record = QueryRecord {
-        at: std::time::SystemTime::now() - took,
+    let at = std::time::SystemTime::now() - took;
+    // Each observer's record holds what it needs in one allocation: the name, and for dnstap
+    // the query and the answer too (the trail never carries them).
+    let record = |messages| QueryRecord {
+        at,
         took,
         client: asked.client.addr,
         port: asked.client.port,
@@ -791,14 +792,12 @@ fn observe(
         decision: *d,
         snapshot: live.snapshot.clone(),
     };
-    match (trail, log) {
-        (Some(trail), Some(log)) => {
-            log.tap.offer(record.clone());
-            trail.offer(record);
-        }
-        (Some(trail), None) => trail.offer(record),
-        (None, Some(log)) => log.tap.offer(record),
-        (None, None) => {}
+    if let Some(trail) = trail {
+        trail.offer(record(None));
+    }
+    if let Some(log) = log {
+        log.tap
+            .offer(record(log.messages.then_some((q.packet, out))));
     }
 }
 
