@@ -313,7 +313,12 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
                 webhook_tokens: Arc::new(config.auth.webhook_tokens.clone()),
                 body_timeout: Duration::from_millis(limits.http_body_timeout_ms),
                 trail: trail.clone(),
+                console: Arc::default(),
             };
+            tasks.spawn(api::console::BlockHistory::run(
+                state.console.clone(),
+                state.metrics.clone(),
+            ));
             let tracker = Tracker::new(
                 limits.http_max_connections,
                 limits.http_max_connections_per_client,

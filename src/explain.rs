@@ -8,7 +8,7 @@ use std::str::FromStr;
 use hickory_proto::rr::RecordType;
 
 use crate::identity::{resolve, GroupSource};
-use crate::policy::{decide, names, QName, Reason, Snapshot};
+use crate::policy::{decide, names, DeviceId, QName, Reason, Snapshot};
 
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct Trace {
@@ -47,12 +47,7 @@ pub fn explain(
     name: &str,
     qtype: &str,
 ) -> Result<Trace, ExplainError> {
-    let normal =
-        names::normalize(name).map_err(|e| ExplainError::Name(name.into(), e.to_string()))?;
-    let qname =
-        QName::from_dotted(&normal).map_err(|e| ExplainError::Name(name.into(), e.to_string()))?;
-    let rtype = RecordType::from_str(&qtype.to_ascii_uppercase())
-        .map_err(|_| ExplainError::Type(qtype.into()))?;
+    let question = Question::parse(name, qtype)?;
     let claimed = match device {
         Some(alias) => Some(
             snapshot
@@ -62,6 +57,50 @@ pub fn explain(
         ),
         None => None,
     };
+    Ok(trace(snapshot, client, claimed, question))
+}
+
+/// Traces the decision for `name` asked by the device `device` from `client` (the console's
+/// device page, which knows the device by its id).
+pub fn explain_device(
+    snapshot: &Snapshot,
+    client: IpAddr,
+    device: DeviceId,
+    name: &str,
+    qtype: &str,
+) -> Result<Trace, ExplainError> {
+    Ok(trace(
+        snapshot,
+        client,
+        Some(device),
+        Question::parse(name, qtype)?,
+    ))
+}
+
+/// A question checked: its name in wire form and its type.
+struct Question {
+    qname: QName,
+    rtype: RecordType,
+}
+
+impl Question {
+    fn parse(name: &str, qtype: &str) -> Result<Question, ExplainError> {
+        let normal =
+            names::normalize(name).map_err(|e| ExplainError::Name(name.into(), e.to_string()))?;
+        let qname = QName::from_dotted(&normal)
+            .map_err(|e| ExplainError::Name(name.into(), e.to_string()))?;
+        let rtype = RecordType::from_str(&qtype.to_ascii_uppercase())
+            .map_err(|_| ExplainError::Type(qtype.into()))?;
+        Ok(Question { qname, rtype })
+    }
+}
+
+fn trace(
+    snapshot: &Snapshot,
+    client: IpAddr,
+    claimed: Option<DeviceId>,
+    Question { qname, rtype }: Question,
+) -> Trace {
     let identity = resolve(snapshot, client, true, [claimed, None]);
     let decision = decide(snapshot, identity.group, &qname);
     let group = snapshot.group(identity.group);
@@ -71,7 +110,7 @@ pub fn explain(
     } else {
         format!("forwarded, TTL capped at {} s", group.policy.max_ttl)
     };
-    Ok(Trace {
+    Trace {
         name: qname.to_dotted(),
         qtype: rtype.to_string(),
         client,
@@ -93,16 +132,12 @@ pub fn explain(
             .collect(),
         response,
         snapshot_version: snapshot.version,
-    })
+    }
 }
 
 impl fmt::Display for Trace {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let source = match self.group_source {
-            GroupSource::Device => "the device's placement",
-            GroupSource::ClientNetwork => "a client network of the group",
-            GroupSource::Default => "nothing else matched: default group",
-        };
+        let source = self.group_source.describe();
         writeln!(f, "question:   {} {}", self.name, self.qtype)?;
         writeln!(f, "client:     {}", self.client)?;
         writeln!(

@@ -127,6 +127,17 @@ pub enum GroupSource {
     Default,
 }
 
+impl GroupSource {
+    /// Why the group applies, in words (`cordon explain`, the console).
+    pub fn describe(self) -> &'static str {
+        match self {
+            GroupSource::Device => "the device's placement",
+            GroupSource::ClientNetwork => "a client network of the group",
+            GroupSource::Default => "nothing else matched: default group",
+        }
+    }
+}
+
 /// The outcome of identification.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Identity {

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # A short run of every fuzz target (fuzz/, see docs/development.md) on its committed corpus:
-# each for SECS seconds (20 by default), 12 targets, so about 4 minutes of fuzzing once built.
+# each for SECS seconds (20 by default), 13 targets, so about 4.5 minutes of fuzzing once built.
 # Needs the nightly toolchain; installs cargo-fuzz when it is missing. A crash fails the run and
 # leaves its input under fuzz/artifacts/<target>/. New inputs go to a scratch directory, never
 # into the committed corpus.
@@ -20,6 +20,7 @@ TARGETS=(
   ssf_set:json.dict
   trail_params:params.dict
   trail_chunk:dns.dict
+  console_input:params.dict
 )
 if ! cargo +nightly fuzz --version >/dev/null 2>&1; then
   cargo +nightly install cargo-fuzz --locked

@@ -33,16 +33,26 @@ pub fn require(
                 "missing bearer token (Authorization: Bearer <token>)",
             )
         })?;
+    let caller = identify(tokens, token)?;
+    if caller.role < needed {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            format!(
+                "this needs the {needed:?} role; the token has {:?}",
+                caller.role
+            )
+            .to_lowercase(),
+        ));
+    }
+    Ok(caller)
+}
+
+/// The caller an API token names (the bearer's, or one typed into the console's sign-in).
+pub fn identify(tokens: &[AdminToken], token: &str) -> Result<Caller, ApiError> {
     let found = find(tokens.iter().map(|t| t.token.as_str()), token);
     let (i, t) = found
         .map(|i| (i, &tokens[i]))
         .ok_or_else(|| ApiError::new(StatusCode::UNAUTHORIZED, "unknown token"))?;
-    if t.role < needed {
-        return Err(ApiError::new(
-            StatusCode::FORBIDDEN,
-            format!("this needs the {needed:?} role; the token has {:?}", t.role).to_lowercase(),
-        ));
-    }
     Ok(Caller {
         role: t.role,
         name: t.name.clone().unwrap_or_else(|| format!("token#{}", i + 1)),

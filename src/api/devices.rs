@@ -44,6 +44,7 @@ async fn ask(state: &AppState, query: Query) -> Result<serde_json::Value, ApiErr
         QueryReply::Devices(list) => serde_json::to_value(list),
         QueryReply::Timeline(events) => serde_json::to_value(events),
         QueryReply::Groups(keys) => serde_json::to_value(keys),
+        QueryReply::Approvals(list) => serde_json::to_value(list),
     };
     value.map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))
 }
@@ -101,6 +102,37 @@ pub async fn timeline(
 pub async fn isolations(State(state): State<AppState>, headers: HeaderMap) -> Reply {
     require(&headers, &state.admins, Role::Viewer)?;
     Ok(Json(ask(&state, Query::Isolations).await?))
+}
+
+/// GET /v1/traced: devices traced though not isolated (probation, a responder's watch).
+pub async fn traced(State(state): State<AppState>, headers: HeaderMap) -> Reply {
+    require(&headers, &state.admins, Role::Viewer)?;
+    Ok(Json(ask(&state, Query::Traced).await?))
+}
+
+/// The most devices a search lists.
+pub const MAX_SEARCH: usize = 200;
+
+/// GET /v1/devices?q=&limit=: the device an alias, id or bound address names, then those whose
+/// name holds `q`.
+pub async fn search(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    QueryParams(params): QueryParams<HashMap<String, String>>,
+) -> Reply {
+    require(&headers, &state.admins, Role::Viewer)?;
+    let text = params
+        .get("q")
+        .filter(|q| !q.trim().is_empty() && q.len() <= 256)
+        .ok_or_else(|| ApiError::bad_request("q must be 1 to 256 characters").with_field("q"))?;
+    let limit = super::params::limit(&params, MAX_SEARCH, 50)?;
+    Ok(Json(ask(&state, Query::Search(text.clone(), limit)).await?))
+}
+
+/// GET /v1/approvals: isolations of critical devices waiting for a second admin.
+pub async fn approvals(State(state): State<AppState>, headers: HeaderMap) -> Reply {
+    require(&headers, &state.admins, Role::Viewer)?;
+    Ok(Json(ask(&state, Query::Approvals).await?))
 }
 
 #[derive(Deserialize)]
@@ -281,9 +313,7 @@ pub async fn approve(
     Path(id): Path<String>,
 ) -> Reply {
     let caller = require(&headers, &state.admins, Role::Admin)?;
-    let id = id
-        .parse::<u64>()
-        .map_err(|_| ApiError::new(StatusCode::NOT_FOUND, format!("unknown approval {id}")))?;
+    let id = approval_id(&id)?;
     outcome(
         state
             .control
@@ -293,6 +323,31 @@ pub async fn approve(
             })
             .await?,
     )
+}
+
+/// DELETE /v1/approvals/{id} (optional body {"reason": "..."}): an admin turns a pending
+/// isolation down.
+pub async fn refuse(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    body: Body,
+) -> Reply {
+    let caller = require(&headers, &state.admins, Role::Admin)?;
+    let approval = approval_id(&id)?;
+    let reason = read_reason(&headers, body, state.body_timeout, "refused by an admin").await?;
+    let request = Request::Refuse {
+        approval,
+        actor: caller.name,
+        reason,
+    };
+    outcome(state.control.apply(request).await?)
+}
+
+/// An approval's number, or 404 for text that names none.
+fn approval_id(id: &str) -> Result<u64, ApiError> {
+    id.parse::<u64>()
+        .map_err(|_| ApiError::new(StatusCode::NOT_FOUND, format!("unknown approval {id}")))
 }
 
 /// POST /v1/reconcile: reconcile every mapped Jamf group now.

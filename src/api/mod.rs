@@ -5,10 +5,12 @@
 pub mod admin;
 pub mod auth;
 pub mod body;
+pub mod console;
 pub mod devices;
 pub mod error;
 pub mod health;
 pub mod jamf;
+pub mod params;
 pub mod ssf;
 pub mod trail;
 
@@ -50,10 +52,12 @@ pub struct AppState {
     pub body_timeout: Duration,
     /// The DNS trail, for reading; `None` with `trail.enabled = false`.
     pub trail: Option<crate::trail::Trail>,
+    /// The responders' console: its sessions and its last hour of blocks.
+    pub console: Arc<console::Console>,
 }
 
 pub fn router(state: AppState) -> Router {
-    Router::new()
+    let api = Router::new()
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
         .route("/metrics", get(health::metrics))
@@ -64,7 +68,13 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/explain", get(admin::explain))
         .route("/v1/reconcile", post(devices::reconcile))
         .route("/v1/isolations", get(devices::isolations))
-        .route("/v1/approvals/{id}", post(devices::approve))
+        .route("/v1/traced", get(devices::traced))
+        .route("/v1/devices", get(devices::search))
+        .route("/v1/approvals", get(devices::approvals))
+        .route(
+            "/v1/approvals/{id}",
+            post(devices::approve).delete(devices::refuse),
+        )
         .route("/v1/devices/{id}", get(devices::get))
         .route("/v1/devices/{id}/timeline", get(devices::timeline))
         .route(
@@ -85,8 +95,11 @@ pub fn router(state: AppState) -> Router {
         )
         .fallback(error::not_found)
         .method_not_allowed_fallback(error::method_not_allowed)
+        .layer(middleware::from_fn(error::json_errors));
+    Router::new()
+        .merge(api)
+        .merge(console::router())
         .layer(DefaultBodyLimit::max(body::MAX_BODY))
-        .layer(middleware::from_fn(error::json_errors))
         .layer(middleware::from_fn_with_state(
             state.clone(),
             count_responses,

@@ -111,16 +111,7 @@ fn filter_of(device: DeviceId, params: &HashMap<String, String>) -> Result<Trail
         }
         None => 0,
     };
-    let limit = match params.get("limit") {
-        Some(l) => match l.parse::<usize>() {
-            Ok(n) if (1..=MAX_PAGE).contains(&n) => n,
-            _ => {
-                let message = format!("limit must be 1 to {MAX_PAGE}");
-                return Err(ApiError::bad_request(message).with_field("limit"));
-            }
-        },
-        None => 100,
-    };
+    let limit = super::params::limit(params, MAX_PAGE, 100)?;
     Ok(TrailFilter {
         device,
         since_ms,
@@ -248,13 +239,12 @@ pub async fn summary(
     ))
 }
 
-/// The newest `limit` queries of `device` as timeline entries (`at` in seconds, `action`
-/// `query_allowed`, `query_blocked` or `query_error`), to merge with its audit events.
-pub async fn timeline_entries(
+/// The newest `limit` queries of `device`, newest first; none with the trail off.
+pub async fn newest(
     state: &AppState,
     device: DeviceId,
     limit: usize,
-) -> Result<Vec<serde_json::Value>, ApiError> {
+) -> Result<Vec<TrailRow>, ApiError> {
     let Some(trail) = &state.trail else {
         return Ok(Vec::new());
     };
@@ -266,7 +256,17 @@ pub async fn timeline_entries(
         limit,
         newest_first: true,
     };
-    let rows = trail.page(&filter).await.map_err(store_failed)?;
+    trail.page(&filter).await.map_err(store_failed)
+}
+
+/// The newest `limit` queries of `device` as timeline entries (`at` in seconds, `action`
+/// `query_allowed`, `query_blocked` or `query_error`), to merge with its audit events.
+pub async fn timeline_entries(
+    state: &AppState,
+    device: DeviceId,
+    limit: usize,
+) -> Result<Vec<serde_json::Value>, ApiError> {
+    let rows = newest(state, device, limit).await?;
     Ok(rows
         .iter()
         .map(|r| {

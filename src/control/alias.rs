@@ -123,6 +123,17 @@ impl<'de> serde::Deserialize<'de> for Alias {
     }
 }
 
+/// A stored key (`kind:value`, or a bare value) as people read it ([`AliasRef::shown`]).
+pub fn shown_key(key: &str) -> String {
+    match key
+        .split_once(':')
+        .and_then(|(k, v)| Some((AliasKind::parse(k)?, v)))
+    {
+        Some((kind, value)) => AliasRef { kind, value }.shown(),
+        None => key.to_string(),
+    }
+}
+
 /// An alias borrowed from where it is kept.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct AliasRef<'a> {
@@ -134,6 +145,18 @@ impl AliasRef<'_> {
     /// `kind:value`, as stored and as the API accepts it.
     pub fn key(&self) -> String {
         format!("{}:{}", self.kind.as_str(), self.value)
+    }
+
+    /// `kind:value` as people read it: serials and UDIDs in capitals, as Apple and the MDMs
+    /// write them (`serial:C02ZK1ABMD6T`). Values are kept lowercased, for matching without
+    /// regard to case, and any case is accepted back.
+    pub fn shown(&self) -> String {
+        match self.kind {
+            AliasKind::Serial | AliasKind::Udid => {
+                format!("{}:{}", self.kind.as_str(), self.value.to_ascii_uppercase())
+            }
+            _ => self.key(),
+        }
     }
 }
 

@@ -26,6 +26,16 @@ pub struct Hold {
     pub expires: Option<i64>,
 }
 
+impl Hold {
+    /// The audit detail naming its ticket: `ticket IR-7`, or nothing without one.
+    pub fn ticket_note(&self) -> String {
+        match self.ticket.as_str() {
+            "" => String::new(),
+            ticket => format!("ticket {ticket}"),
+        }
+    }
+}
+
 /// One durable mutation.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "change", rename_all = "snake_case")]
@@ -114,6 +124,10 @@ pub enum Change {
     },
     /// The approval is used up (the hold it asked for is placed by its own change).
     ApprovalGranted {
+        approval: u64,
+    },
+    /// An admin turned it down: it goes, and no hold comes of it.
+    ApprovalRefused {
         approval: u64,
     },
     /// A one-time key (a source's token id) is used until `until`; keys whose `until` is

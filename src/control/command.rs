@@ -140,6 +140,12 @@ pub enum Request {
         approval: u64,
         actor: String,
     },
+    /// An admin turns a pending isolation down: the device is not held.
+    Refuse {
+        approval: u64,
+        actor: String,
+        reason: String,
+    },
     SetCritical {
         device: String,
         critical: bool,
@@ -170,6 +176,13 @@ pub enum Query {
     Device(String),
     Timeline(String, usize),
     Isolations,
+    /// Devices traced though not isolated: on probation or watched by a responder.
+    Traced,
+    /// Devices whose alias, id or bound address is the text, then those whose label holds it
+    /// (case aside), at most `limit`.
+    Search(String, usize),
+    /// Isolations of critical devices waiting for a second admin.
+    Approvals,
     /// The UEM group keys groups.toml maps, name-only mappings resolved through the names the
     /// MDM has reported.
     MappedGroups,
@@ -181,6 +194,19 @@ pub enum QueryReply {
     Devices(Vec<DeviceInfo>),
     Timeline(Vec<AuditEvent>),
     Groups(Vec<String>),
+    Approvals(Vec<ApprovalInfo>),
+}
+
+/// A pending approval as the API shows it.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct ApprovalInfo {
+    pub id: u64,
+    pub device: String,
+    pub label: String,
+    /// The hold it asks for: who asked, why, when, until when.
+    pub hold: Hold,
+    /// When it lapses unless granted (seconds since the epoch).
+    pub lapses: i64,
 }
 
 /// What applying a request did.
@@ -250,6 +276,8 @@ pub struct DeviceInfo {
     pub policy: String,
     pub bindings: Vec<String>,
     pub critical: bool,
+    /// In the isolation group (or a stricter one) now: by a hold, its UEM groups or config.
+    pub isolated: bool,
     pub isolation: Option<Hold>,
     /// On probation after an isolation ended, until then (seconds since the epoch).
     #[serde(skip_serializing_if = "Option::is_none")]

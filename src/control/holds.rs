@@ -4,7 +4,7 @@
 //! first device that comes with that alias.
 
 use super::command::{ApplyError, HoldRequest, Outcome};
-use super::state::{Alias, AliasKind, Change, Hold, APPROVAL_LIFETIME};
+use super::state::{Alias, AliasKind, Change, Hold, Pending, APPROVAL_LIFETIME};
 use super::view::group_of;
 use super::writer::{Batch, Writer};
 use crate::policy::DeviceId;
@@ -263,7 +263,7 @@ impl Writer {
                 why,
             );
         }
-        let detail = format!("ticket {}", hold.ticket);
+        let detail = hold.ticket_note();
         let (actor, reason) = (hold.by.clone(), hold.reason.clone());
         self.emit(batch, Change::HoldPlaced { device, hold });
         outcome.changes += 1;
@@ -312,14 +312,7 @@ impl Writer {
         actor: &str,
         batch: &mut Batch,
     ) -> Result<Outcome, ApplyError> {
-        let now = self.now();
-        let pending = self
-            .state
-            .approvals
-            .get(&approval)
-            .filter(|p| now - p.hold.at < APPROVAL_LIFETIME)
-            .cloned()
-            .ok_or(ApplyError::UnknownApproval(approval))?;
+        let pending = self.pending(approval)?;
         if pending.hold.by == actor {
             return Err(ApplyError::SameApprover);
         }
@@ -335,6 +328,41 @@ impl Writer {
             reason,
         );
         Ok(self.hold(pending.device, pending.hold, batch))
+    }
+
+    /// Turns a pending isolation down: the approval goes, audited, and the device stays free.
+    pub(super) fn refuse(
+        &mut self,
+        approval: u64,
+        actor: &str,
+        reason: &str,
+        batch: &mut Batch,
+    ) -> Result<Outcome, ApplyError> {
+        let pending = self.pending(approval)?;
+        self.emit(batch, Change::ApprovalRefused { approval });
+        let detail = format!("approval {approval}");
+        self.audit(
+            batch,
+            pending.device,
+            actor,
+            "isolation_refused",
+            detail,
+            reason,
+        );
+        let mut outcome = Outcome::of(pending.device);
+        outcome.changes = 1;
+        Ok(outcome)
+    }
+
+    /// The approval `approval`, if it is pending and has not lapsed.
+    fn pending(&self, approval: u64) -> Result<Pending, ApplyError> {
+        let now = self.now();
+        self.state
+            .approvals
+            .get(&approval)
+            .filter(|p| now - p.hold.at < APPROVAL_LIFETIME)
+            .cloned()
+            .ok_or(ApplyError::UnknownApproval(approval))
     }
 
     pub(super) fn set_critical(
@@ -687,6 +715,42 @@ mod tests {
             matches!(twice, Err(ApplyError::UnknownApproval(_))),
             "{twice:?}"
         );
+    }
+
+    #[tokio::test]
+    async fn a_refused_approval_leaves_the_device_free_and_is_listed_no_more() {
+        let h = Harness::start().await;
+        let id = request_approval(&h).await;
+        let listed = match h.control.query(Query::Approvals).await.unwrap() {
+            QueryReply::Approvals(list) => list,
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(listed.len(), 1);
+        assert_eq!((listed[0].id, listed[0].hold.by.as_str()), (id, "alice"));
+        let refuse = Request::Refuse {
+            approval: id,
+            actor: "bob".into(),
+            reason: "a false positive".into(),
+        };
+        h.control.apply(refuse.clone()).await.unwrap();
+        assert_eq!(h.group_of(DeviceId(1)), "standard");
+        let again = h.control.apply(refuse).await;
+        assert!(
+            matches!(again, Err(ApplyError::UnknownApproval(_))),
+            "{again:?}"
+        );
+        let late = h.control.apply(approve(id, "bob")).await;
+        assert!(
+            matches!(late, Err(ApplyError::UnknownApproval(_))),
+            "{late:?}"
+        );
+        assert!(actions(&h, "device#1")
+            .await
+            .contains(&"isolation_refused".to_string()));
+        match h.control.query(Query::Approvals).await.unwrap() {
+            QueryReply::Approvals(list) => assert!(list.is_empty(), "{list:?}"),
+            other => panic!("{other:?}"),
+        }
     }
 
     #[tokio::test]

@@ -24,11 +24,12 @@ pub mod view;
 mod watches;
 mod writer;
 
+pub use alias::shown_key;
 pub use change::{AuditEvent, Change, Hold};
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use command::{
-    ApplyError, DeviceInfo, DeviceRef, DeviceReport, Outcome, Query, QueryReply, ReloadReport,
-    ReloadStatus, Request, Source, UemGroup,
+    ApplyError, ApprovalInfo, DeviceInfo, DeviceRef, DeviceReport, Outcome, Query, QueryReply,
+    ReloadReport, ReloadStatus, Request, Source, UemGroup,
 };
 pub use handle::Control;
 pub use replica::Replica;

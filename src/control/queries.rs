@@ -3,8 +3,9 @@
 use std::collections::BTreeSet;
 use std::net::IpAddr;
 
-use super::command::{ApplyError, DeviceInfo, Query, QueryReply};
-use super::state::Hold;
+use super::alias::shown_key;
+use super::command::{ApplyError, ApprovalInfo, DeviceInfo, Query, QueryReply};
+use super::state::{Hold, APPROVAL_LIFETIME};
 use super::view::group_of;
 use super::writer::Writer;
 use crate::policy::build::names_group;
@@ -38,6 +39,25 @@ impl Writer {
                     .collect();
                 Ok(QueryReply::Devices(list))
             }
+            Query::Traced => {
+                let iso = self.parts.isolation_group;
+                let list = self
+                    .view
+                    .devices
+                    .watched
+                    .keys()
+                    .filter(|d| self.view.devices.groups.get(*d).is_none_or(|g| *g > iso))
+                    .map(|d| self.info(*d))
+                    .collect();
+                Ok(QueryReply::Devices(list))
+            }
+            Query::Search(text, limit) => Ok(QueryReply::Devices(
+                self.search(&text, limit)
+                    .into_iter()
+                    .map(|d| self.info(d))
+                    .collect(),
+            )),
+            Query::Approvals => Ok(QueryReply::Approvals(self.approvals())),
             Query::MappedGroups => {
                 let mut keys = BTreeSet::new();
                 for mapped in self.parts.groups.iter().flat_map(|g| &g.uem_groups) {
@@ -49,6 +69,64 @@ impl Writer {
                 Ok(QueryReply::Groups(keys.into_iter().collect()))
             }
         }
+    }
+
+    /// The devices `text` names exactly (an alias, `device#N`, a bound address), then those
+    /// whose label holds it, ASCII case aside: a scan, which a million devices take in
+    /// milliseconds.
+    fn search(&self, text: &str, limit: usize) -> Vec<DeviceId> {
+        let text = text.trim();
+        let mut found: Vec<DeviceId> = Vec::new();
+        let exact = self.state.find(text).or_else(|| {
+            let addr = text.parse::<IpAddr>().ok()?;
+            Some(self.state.bindings.get(&addr)?.device)
+        });
+        found.extend(exact);
+        let needle = text.as_bytes();
+        if needle.is_empty() {
+            return found;
+        }
+        // ASCII case folding, without an allocation per device.
+        let holds = |label: &str| {
+            label
+                .as_bytes()
+                .windows(needle.len())
+                .any(|w| w.eq_ignore_ascii_case(needle))
+        };
+        for (id, device) in self.state.devices.iter() {
+            if found.len() >= limit {
+                break;
+            }
+            if Some(id) != exact && holds(&device.label) {
+                found.push(id);
+            }
+        }
+        found.truncate(limit);
+        found
+    }
+
+    /// The approvals pending and not lapsed, oldest first.
+    fn approvals(&self) -> Vec<ApprovalInfo> {
+        let now = self.now();
+        let mut list: Vec<ApprovalInfo> = self
+            .state
+            .approvals
+            .iter()
+            .filter(|(_, p)| now - p.hold.at < APPROVAL_LIFETIME)
+            .map(|(id, p)| ApprovalInfo {
+                id: *id,
+                device: p.device.to_string(),
+                label: self
+                    .state
+                    .devices
+                    .get(&p.device)
+                    .map_or_else(String::new, |d| d.label.to_string()),
+                hold: p.hold.clone(),
+                lapses: p.hold.at + APPROVAL_LIFETIME,
+            })
+            .collect();
+        list.sort_by_key(|a| a.hold.at);
+        list
     }
 
     /// The key of the UEM group that `mapped` names by name, when the MDM has told its name.
@@ -67,7 +145,7 @@ impl Writer {
         DeviceInfo {
             id: device.to_string(),
             label: d.label.to_string(),
-            aliases: d.aliases.iter().map(|a| a.key()).collect(),
+            aliases: d.aliases.iter().map(|a| a.shown()).collect(),
             uem_groups: d
                 .memberships
                 .iter()
@@ -85,6 +163,7 @@ impl Writer {
                 .map(IpAddr::to_string)
                 .collect(),
             critical: d.critical,
+            isolated: group <= self.parts.isolation_group,
             isolation: d.hold.as_deref().cloned(),
             probation_until: d.probation,
             watch: d.watch.as_deref().cloned(),
@@ -96,15 +175,17 @@ impl Writer {
     /// A hold waiting for a device not seen yet, as the isolations list shows it.
     fn waiting(&self, key: &str, hold: &Hold) -> DeviceInfo {
         let g = &self.parts.groups[self.parts.isolation_group.index()];
+        let shown = shown_key(key);
         DeviceInfo {
-            id: key.to_string(),
-            label: key.to_string(),
-            aliases: vec![key.to_string()],
+            id: shown.clone(),
+            label: shown.clone(),
+            aliases: vec![shown],
             uem_groups: Vec::new(),
             group: g.name.clone(),
             policy: g.policy.name.clone(),
             bindings: Vec::new(),
             critical: false,
+            isolated: false,
             isolation: Some(hold.clone()),
             probation_until: None,
             watch: None,
@@ -116,7 +197,8 @@ impl Writer {
 
 #[cfg(test)]
 mod tests {
-    use super::super::command::{Query, QueryReply, UemGroup};
+    use super::super::command::{DeviceReport, Query, QueryReply, Request, Source, UemGroup};
+    use super::super::state::{Alias, AliasKind};
     use super::super::testing::{computer, Harness};
 
     async fn mapped(h: &Harness) -> Vec<String> {
@@ -124,6 +206,47 @@ mod tests {
             QueryReply::Groups(keys) => keys,
             other => panic!("{other:?}"),
         }
+    }
+
+    async fn search(h: &Harness, text: &str) -> Vec<String> {
+        match h
+            .control
+            .query(Query::Search(text.into(), 10))
+            .await
+            .unwrap()
+        {
+            QueryReply::Devices(list) => list.into_iter().map(|d| d.label).collect(),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_search_finds_by_alias_address_or_part_of_the_name_in_any_case() {
+        let h = Harness::start().await;
+        for (id, name, serial, ip) in [
+            (1, "FIN-MBP-0142", "C02AAA", "10.0.0.1"),
+            (2, "fin-mbp-0007", "C02BBB", "10.0.0.2"),
+            (3, "HR-iMac", "C02CCC", "10.0.0.3"),
+        ] {
+            let report = Request::Report {
+                report: DeviceReport {
+                    device: computer(id),
+                    name: Some(name.into()),
+                    aliases: vec![Alias::new(AliasKind::Serial, serial)],
+                    address: Some(ip.parse().unwrap()),
+                },
+                source: Source::new("test", "check-in"),
+            };
+            h.control.apply(report).await.unwrap();
+        }
+        assert_eq!(search(&h, "c02ccc").await, ["HR-iMac"]);
+        assert_eq!(search(&h, "10.0.0.2").await, ["fin-mbp-0007"]);
+        assert_eq!(search(&h, "3").await, ["HR-iMac"], "jamf id 3 first");
+        assert_eq!(
+            search(&h, "Fin-MBP").await,
+            ["FIN-MBP-0142", "fin-mbp-0007"]
+        );
+        assert!(search(&h, "nothing-like-it").await.is_empty());
     }
 
     #[tokio::test]

@@ -434,7 +434,7 @@ impl State {
                 };
                 self.approvals.insert(*approval, pending);
             }
-            Change::ApprovalGranted { approval } => {
+            Change::ApprovalGranted { approval } | Change::ApprovalRefused { approval } => {
                 self.approvals.remove(approval);
             }
             Change::TokenSeen { key, until, at } => {

@@ -101,6 +101,7 @@ impl View {
             Change::CriticalSet { .. }
             | Change::ApprovalRequested { .. }
             | Change::ApprovalGranted { .. }
+            | Change::ApprovalRefused { .. }
             | Change::HoldWaiting { .. }
             | Change::HoldWaitingEnded { .. }
             | Change::TokenSeen { .. } => {}

@@ -23,8 +23,9 @@ impl Writer {
             return Ok(outcome);
         }
         let detail = match watch.expires {
-            Some(end) => format!("until {end}; ticket {}", watch.ticket),
-            None => format!("ticket {}", watch.ticket),
+            Some(end) if watch.ticket.is_empty() => format!("until {end}"),
+            Some(end) => format!("until {end}; {}", watch.ticket_note()),
+            None => watch.ticket_note(),
         };
         let reason = watch.reason.clone();
         self.emit(batch, Change::WatchSet { device, watch });

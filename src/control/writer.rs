@@ -473,6 +473,11 @@ impl Writer {
                 reason,
             } => self.trail_erased(device, queries, &actor, &reason, batch),
             Request::Approve { approval, actor } => self.approve(approval, &actor, batch),
+            Request::Refuse {
+                approval,
+                actor,
+                reason,
+            } => self.refuse(approval, &actor, &reason, batch),
             Request::SetCritical {
                 device,
                 critical,

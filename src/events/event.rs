@@ -3,6 +3,7 @@
 
 use serde::Serialize;
 
+use crate::control::shown_key;
 use crate::control::store::Audited;
 
 /// The audit actions that are events, and the event type each becomes. The control plane
@@ -62,8 +63,7 @@ pub struct Device {
 
 impl Device {
     /// The alias a receiver is likeliest to know the device by: the serial, else the UDID (in
-    /// upper case, as Apple writes both; Cordon keeps aliases in lower case), else Cordon's own
-    /// id.
+    /// upper case, as Apple writes both), else Cordon's own id.
     pub fn best_name(&self) -> String {
         ["serial:", "udid:"]
             .iter()
@@ -86,7 +86,7 @@ impl Event {
             device: a.device.map(|d| Device {
                 id: d.to_string(),
                 label: row.label.clone(),
-                aliases: row.aliases.clone(),
+                aliases: row.aliases.iter().map(|a| shown_key(a)).collect(),
             }),
             actor: a.actor.clone(),
             reason: a.reason.clone(),

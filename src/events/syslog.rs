@@ -251,7 +251,7 @@ mod tests {
             )),
             "{text}"
         );
-        assert!(text.contains(" device=\"device#7\" label=\"FIN-MBP\" aliases=\"serial:c02zk1abmd6t udid:abc\"] \u{feff}isolation placed on device#7"), "{text}");
+        assert!(text.contains(" device=\"device#7\" label=\"FIN-MBP\" aliases=\"serial:C02ZK1ABMD6T udid:ABC\"] \u{feff}isolation placed on device#7"), "{text}");
         let released = Event::of(&row(43, "released")).unwrap();
         assert!(message(&released, Facility::default(), "")
             .starts_with("<37>1 2025-11-30T01:02:03Z - cordon "));

@@ -375,7 +375,7 @@ async fn events_reach_a_webhook_after_500s_an_ssf_receiver_and_syslog_over_udp_a
         first["device"]["aliases"]
             .as_array()
             .unwrap()
-            .contains(&format!("serial:{}", SERIAL.to_lowercase()).into()),
+            .contains(&format!("serial:{SERIAL}").into()),
         "{first}"
     );
     assert_eq!(first["actor"], "responder");
@@ -467,7 +467,7 @@ async fn events_reach_a_webhook_after_500s_an_ssf_receiver_and_syslog_over_udp_a
         assert_eq!(placed.params["id"], ids[0].to_string());
         assert_eq!(placed.params["actor"], "responder");
         assert_eq!(placed.params["label"], "FIN-MBP-0142");
-        let serial = format!("serial:{}", SERIAL.to_lowercase());
+        let serial = format!("serial:{SERIAL}");
         assert!(placed.params["aliases"].contains(&serial), "{placed:?}");
         assert!(
             placed.message.starts_with("isolation placed on device#"),

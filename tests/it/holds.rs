@@ -96,3 +96,87 @@ async fn a_waiting_hold_is_released_by_its_alias() {
     .await;
     assert_json_error(status, &body, 404);
 }
+
+#[tokio::test]
+async fn an_admin_lists_pending_approvals_and_refuses_one_through_the_api() {
+    let upstream = start_upstream().await;
+    let cordon = start_cordon(&upstream).await;
+    assert_eq!(webhook(cordon.http, &checkin("127.0.0.42")).await.0, 200);
+    let critical = "/v1/devices/C02ZK1ABMD6T/critical";
+    let mark = r#"{"critical": true}"#;
+    assert_eq!(
+        http_json(cordon.http, "PUT", critical, Some(ADMIN), mark)
+            .await
+            .0,
+        200
+    );
+    let isolation = "/v1/devices/c02zk1abmd6t/isolation";
+    let hold = r#"{"reason":"impossible travel","ticket":"IR-5"}"#;
+    let (status, _) = http_json(cordon.http, "POST", isolation, Some(RESPONDER), hold).await;
+    assert_eq!(status, 409);
+
+    let (status, list) = http(cordon.http, "GET", "/v1/approvals", Some(VIEWER)).await;
+    assert_eq!(status, 200, "{list}");
+    let list: serde_json::Value = serde_json::from_str(&list).unwrap();
+    let pending = &list[0];
+    assert_eq!(pending["label"], "FIN-MBP-0142", "{list}");
+    assert_eq!(pending["hold"]["by"], "responder", "{list}");
+    assert!(pending["lapses"].as_i64().unwrap() > pending["hold"]["at"].as_i64().unwrap());
+    let refuse = format!("/v1/approvals/{}", pending["id"]);
+    let reason = r#"{"reason":"the CEO was travelling"}"#;
+    let as_responder = http_json(cordon.http, "DELETE", &refuse, Some(RESPONDER), reason).await;
+    assert_eq!(as_responder.0, 403, "only an admin refuses");
+    let (status, body) = http_json(cordon.http, "DELETE", &refuse, Some(ADMIN2), reason).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        http(cordon.http, "DELETE", &refuse, Some(ADMIN2)).await.0,
+        404
+    );
+    assert_eq!(
+        http(cordon.http, "POST", &refuse, Some(ADMIN2)).await.0,
+        404
+    );
+    assert!(!blocked_from(cordon.dns, [127, 0, 0, 42]).await, "not held");
+    let (_, list) = http(cordon.http, "GET", "/v1/approvals", Some(VIEWER)).await;
+    assert_eq!(list, "[]");
+    let timeline = "/v1/devices/C02ZK1ABMD6T/timeline";
+    let (_, events) = http(cordon.http, "GET", timeline, Some(VIEWER)).await;
+    assert!(events.contains("\"isolation_refused\""), "{events}");
+    assert!(events.contains("the CEO was travelling"), "{events}");
+
+    // Found by any alias, its address or part of its name; shown as the MDM wrote it.
+    for q in ["c02zk1abmd6t", "127.0.0.42", "fin-mbp", "1042"] {
+        let (status, found) = http(
+            cordon.http,
+            "GET",
+            &format!("/v1/devices?q={q}"),
+            Some(VIEWER),
+        )
+        .await;
+        assert_eq!(status, 200, "{found}");
+        let found: serde_json::Value = serde_json::from_str(&found).unwrap();
+        assert_eq!(found[0]["label"], "FIN-MBP-0142", "{q}: {found}");
+        assert!(found[0]["aliases"]
+            .as_array()
+            .unwrap()
+            .contains(&"serial:C02ZK1ABMD6T".into()));
+    }
+    let (status, body) = http(cordon.http, "GET", "/v1/devices?q=", Some(VIEWER)).await;
+    assert_json_error(status, &body, 400);
+    let (status, body) = http(cordon.http, "GET", "/v1/devices?q=x&limit=0", Some(VIEWER)).await;
+    assert_json_error(status, &body, 400);
+
+    // Watched: traced though not isolated.
+    let watch = "/v1/devices/C02ZK1ABMD6T/watch";
+    let why = r#"{"reason":"odd lookups"}"#;
+    assert_eq!(
+        http_json(cordon.http, "PUT", watch, Some(RESPONDER), why)
+            .await
+            .0,
+        200
+    );
+    let (_, traced) = http(cordon.http, "GET", "/v1/traced", Some(VIEWER)).await;
+    let traced: serde_json::Value = serde_json::from_str(&traced).unwrap();
+    assert_eq!(traced[0]["watch"]["reason"], "odd lookups", "{traced}");
+    assert_eq!(traced[0]["isolated"], false, "{traced}");
+}

@@ -1,6 +1,7 @@
 //! Integration tests: Cordon over real sockets against an authoritative upstream the test starts.
 
 mod answers;
+mod console;
 mod crash;
 mod encrypted;
 mod events;

@@ -470,17 +470,30 @@ pub async fn send_http(
     content_type: Option<&str>,
     body: &str,
 ) -> (u16, String) {
-    let Ok(mut stream) = TcpStream::connect(addr).await else {
-        return (0, String::new());
-    };
     let auth = authorization
         .map(|a| format!("Authorization: {a}\r\n"))
         .unwrap_or_default();
     let ctype = content_type
         .map(|c| format!("Content-Type: {c}\r\n"))
         .unwrap_or_default();
+    let head = format!("{method} {path} HTTP/1.1\r\nHost: test\r\n{auth}{ctype}");
+    let (status, text) = send_raw(addr, &head, body).await;
+    let body = text
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
+    (status, dechunk(&body))
+}
+
+/// Sends `head` (the request line and headers, each ending in CRLF), then `Content-Length`,
+/// `Connection: close` and `body`; returns the status and the whole answer as text (0 and
+/// nothing when the connection is refused).
+pub async fn send_raw(addr: SocketAddr, head: &str, body: &str) -> (u16, String) {
+    let Ok(mut stream) = TcpStream::connect(addr).await else {
+        return (0, String::new());
+    };
     let request = format!(
-        "{method} {path} HTTP/1.1\r\nHost: test\r\n{auth}{ctype}Content-Length: {}\r\nConnection: close\r\n\r\n",
+        "{head}Content-Length: {}\r\nConnection: close\r\n\r\n",
         body.len()
     );
     stream.write_all(request.as_bytes()).await.unwrap();
@@ -494,11 +507,7 @@ pub async fn send_http(
         .nth(1)
         .and_then(|s| s.parse().ok())
         .unwrap_or(0);
-    let body = text
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_string())
-        .unwrap_or_default();
-    (status, dechunk(&body))
+    (status, text)
 }
 
 /// Asserts an API answer has `expected` status and a JSON body with a non-empty "error".

@@ -1085,8 +1085,8 @@ async fn a_mobile_smart_group_event_isolates_the_mobile_device() {
         "{info}"
     );
     for alias in [
-        "serial:f9fxk2q4lq",
-        "udid:00008101-000a1d2e3f40001e",
+        "serial:F9FXK2Q4LQ",
+        "udid:00008101-000A1D2E3F40001E",
         "mac:a4:83:e7:10:22:3a",
     ] {
         assert!(

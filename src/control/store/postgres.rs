@@ -710,7 +710,7 @@ fn statement_for<'s>(st: &'s Statements, change: &Change) -> Vec<(&'s Statement,
                 with_hold(vec![int(*approval as i64), id(device)], h),
             ),
         ],
-        Change::ApprovalGranted { approval } => {
+        Change::ApprovalGranted { approval } | Change::ApprovalRefused { approval } => {
             vec![(&st.approval_granted, vec![int(*approval as i64)])]
         }
         Change::HoldWaiting { key, hold: h } => {

@@ -397,7 +397,7 @@ fn write_change(tx: &Transaction<'_>, change: &Change) -> rusqlite::Result<()> {
                 ],
             )?;
         }
-        Change::ApprovalGranted { approval } => {
+        Change::ApprovalGranted { approval } | Change::ApprovalRefused { approval } => {
             tx.execute("DELETE FROM approvals WHERE id = ?1", [*approval as i64])?;
         }
         Change::TokenSeen { key, until, at } => {
