@@ -351,6 +351,18 @@ async fn a_responder_isolates_and_releases_a_mac_from_the_console() {
     let evil = Some("http://evil.example");
     let (status, _) = post_form(cordon.http, "/console/release", &cookie, evil, &cross).await;
     assert_eq!(status, 403);
+    // The right token in a body of another type is no form; nor is a body of 2 MB.
+    let head = format!(
+        "POST /console/release HTTP/1.1\r\nHost: {}\r\nCookie: {cookie}\r\n\
+         Content-Type: application/json\r\n",
+        cordon.http
+    );
+    let (status, page) = send_raw(cordon.http, &head, &cross).await;
+    assert_eq!(status, 415, "{page}");
+    assert!(page.contains("application/x-www-form-urlencoded"), "{page}");
+    let huge = format!("{cross}&pad={}", "x".repeat(2 << 20));
+    let (status, _) = post_form(cordon.http, "/console/release", &cookie, None, &huge).await;
+    assert_eq!(status, 413);
     assert!(
         isolated(&cordon).await,
         "still isolated after the forged posts"

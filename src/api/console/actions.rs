@@ -6,10 +6,11 @@ use axum::extract::{Query as Params, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::get;
-use axum::{Form, Router};
+use axum::Router;
 use maud::{html, Markup};
 use serde::Deserialize;
 
+use super::form::Posted;
 use super::page::{device_link, hold, page, render, time, ConsoleError, Section};
 use super::session::{Session, Signed};
 use crate::api::AppState;
@@ -311,7 +312,7 @@ macro_rules! device_action {
         async fn $apply(
             State(state): State<AppState>,
             Signed { session, .. }: Signed,
-            Form(form): Form<Action>,
+            Posted(form): Posted<Action>,
         ) -> Result<Response, ConsoleError> {
             apply_device(&state, &session, &form, $action).await
         }
@@ -368,7 +369,7 @@ fn approval_number(text: &str) -> Result<u64, ConsoleError> {
 async fn approve(
     State(state): State<AppState>,
     Signed { session, .. }: Signed,
-    Form(form): Form<Action>,
+    Posted(form): Posted<Action>,
 ) -> Result<Response, ConsoleError> {
     allowed(&session, Role::Admin, Some(&form.csrf))?;
     let request = Request::Approve {
@@ -403,7 +404,7 @@ async fn confirm_refuse(
 async fn refuse(
     State(state): State<AppState>,
     Signed { session, .. }: Signed,
-    Form(form): Form<Action>,
+    Posted(form): Posted<Action>,
 ) -> Result<Response, ConsoleError> {
     allowed(&session, Role::Admin, Some(&form.csrf))?;
     let request = Request::Refuse {

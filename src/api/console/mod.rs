@@ -12,6 +12,7 @@ mod actions;
 mod approvals;
 mod devices;
 mod fleet;
+mod form;
 mod isolations;
 pub mod page;
 pub mod session;
@@ -21,13 +22,14 @@ use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::get;
-use axum::{Form, Router};
+use axum::Router;
 use maud::html;
 use serde::Deserialize;
 
 use super::auth::identify;
 use super::AppState;
 pub use fleet::BlockHistory;
+use form::Posted;
 use page::{page, render, ConsoleError, PageResult, Section};
 use session::{Sessions, Signed};
 
@@ -142,7 +144,7 @@ struct SignIn {
 async fn sign_in(
     State(state): State<AppState>,
     headers: HeaderMap,
-    Form(form): Form<SignIn>,
+    Posted(form): Posted<SignIn>,
 ) -> Response {
     let caller = match identify(&state.admins, form.token.trim()) {
         Ok(caller) => caller,
@@ -171,7 +173,7 @@ async fn sign_out(
     State(state): State<AppState>,
     signed: Signed,
     headers: HeaderMap,
-    Form(form): Form<CsrfOnly>,
+    Posted(form): Posted<CsrfOnly>,
 ) -> Response {
     if !signed.session.csrf_matches(&form.csrf) {
         return actions::forged().into_response();
