@@ -1,6 +1,7 @@
-//! Serving an axum router on raw connections under a [`Tracker`]: the TLS handshake (DoH)
-//! within its timeout, HTTP/1 request heads within the header timeout, the idle and write
-//! timeouts, and hyper's own answers to malformed requests rewritten as JSON errors (the API).
+//! Serving HTTP on raw connections under a [`Tracker`]: the TLS handshake (DoH) within its
+//! timeout, HTTP/1 request heads within the header timeout, the idle and write timeouts, and
+//! hyper's own answers to malformed requests rewritten as JSON errors (the API). The API is an
+//! axum router ([`serve`]); DoH is a hyper service of its own ([`serve_with`]).
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -38,9 +39,63 @@ pub struct HttpListener {
     pub json_errors: Option<IntCounterVec>,
 }
 
+/// A service hyper can drive on one connection, on any of the runtime's threads.
+pub trait ConnService<B>:
+    hyper::service::Service<
+        Request<Incoming>,
+        Response = hyper::Response<B>,
+        Error = Infallible,
+        Future: Send + 'static,
+    > + Send
+    + 'static
+{
+}
+
+impl<S, B> ConnService<B> for S where
+    S: hyper::service::Service<
+            Request<Incoming>,
+            Response = hyper::Response<B>,
+            Error = Infallible,
+            Future: Send + 'static,
+        > + Send
+        + 'static
+{
+}
+
+/// An answer's body, as hyper sends it.
+pub trait AnswerBody:
+    hyper::body::Body<Data: Send, Error: Into<Box<dyn std::error::Error + Send + Sync>>>
+    + Send
+    + 'static
+{
+}
+
+impl<B> AnswerBody for B where
+    B: hyper::body::Body<Data: Send, Error: Into<Box<dyn std::error::Error + Send + Sync>>>
+        + Send
+        + 'static
+{
+}
+
 /// Serves `router` on every connection of `l` until the task is dropped. Each request carries
 /// `ConnectInfo<SocketAddr>`, the client's address.
 pub async fn serve(l: HttpListener, router: Router) {
+    serve_with(l, move |peer, state| RouterService {
+        inner: TowerToHyperService::new(router.clone()),
+        peer,
+        state,
+    })
+    .await;
+}
+
+/// Serves on every connection of `l`, until the task is dropped, the service `make` gives for
+/// the client's address and the connection's state (to mark it busy while an answer is made).
+pub async fn serve_with<S, B, F>(l: HttpListener, make: F)
+where
+    F: Fn(SocketAddr, Arc<ConnState>) -> S,
+    S: ConnService<B>,
+    B: AnswerBody,
+{
     loop {
         let (tcp, peer) = match l.listener.accept().await {
             Ok(x) => x,
@@ -51,7 +106,8 @@ pub async fn serve(l: HttpListener, router: Router) {
             }
         };
         let conn = l.tracker.admit(l.kind, peer.ip());
-        let (router, tls, t) = (router.clone(), l.tls.clone(), l.timeouts);
+        let service = make(peer, conn.state.clone());
+        let (tls, t) = (l.tls.clone(), l.timeouts);
         let json = l.json_errors.clone();
         tokio::spawn(async move {
             let _ = tcp.set_nodelay(true);
@@ -62,29 +118,25 @@ pub async fn serve(l: HttpListener, router: Router) {
                     else {
                         return;
                     };
-                    connection(tls, peer, router, &conn, t, json).await;
+                    connection(tls, service, &conn, t, json).await;
                 }
-                None => connection(io, peer, router, &conn, t, json).await,
+                None => connection(io, service, &conn, t, json).await,
             }
         });
     }
 }
 
-async fn connection<I>(
+async fn connection<I, S, B>(
     io: I,
-    peer: SocketAddr,
-    router: Router,
+    service: S,
     conn: &Conn,
     t: Timeouts,
     json: Option<IntCounterVec>,
 ) where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    S: ConnService<B>,
+    B: AnswerBody,
 {
-    let service = Service {
-        inner: TowerToHyperService::new(router),
-        peer,
-        state: conn.state.clone(),
-    };
     let mut builder = Builder::new(TokioExecutor::new());
     builder
         .http1()
@@ -116,13 +168,13 @@ async fn connection<I>(
 /// The router, with the client's address added to each request and the connection marked busy
 /// until the answer is ready.
 #[derive(Clone)]
-struct Service {
+struct RouterService {
     inner: TowerToHyperService<Router>,
     peer: SocketAddr,
     state: Arc<ConnState>,
 }
 
-impl hyper::service::Service<Request<Incoming>> for Service {
+impl hyper::service::Service<Request<Incoming>> for RouterService {
     type Response = Response;
     type Error = Infallible;
     type Future = Pin<Box<dyn Future<Output = Result<Response, Infallible>> + Send>>;

@@ -814,21 +814,56 @@ fn secs(started: Instant) -> f64 {
     started.elapsed().as_secs_f64()
 }
 
+/// A handler on the shipped policies with no upstream, in which the device bound to
+/// 127.0.0.45 is isolated: `example.com` is NXDOMAIN for it, at once (for other modules' tests).
 #[cfg(test)]
-mod tests {
-    use std::net::IpAddr;
+pub(crate) fn isolating_handler() -> Handler {
     use std::path::Path;
-    use std::sync::Arc;
     use std::time::Duration;
 
-    use super::{Handler, Step};
     use crate::dns::cache::{Cache, CacheLimits};
     use crate::dns::upstream::Upstreams;
-    use crate::identity::{Client, IdentityRules, Transport};
-    use crate::metrics::Metrics;
+    use crate::identity::IdentityRules;
     use crate::policy::cidr::PrefixTable;
     use crate::policy::snapshot::Devices;
     use crate::policy::{DeviceId, GroupIdx, PolicyParts, PolicySet, Published};
+
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("policies");
+    let parts = PolicyParts::new(PolicySet::load(&dir).unwrap());
+    let restricted = parts.groups.iter().position(|g| g.name == "restricted");
+    let mut devices = Devices::default();
+    let mac = DeviceId(7);
+    devices
+        .groups
+        .insert(mac, GroupIdx(restricted.unwrap() as u16));
+    devices
+        .bindings
+        .insert("127.0.0.45".parse::<IpAddr>().unwrap(), mac);
+    let snapshot = parts.snapshot(devices, Arc::new(PrefixTable::new()), 1);
+    let metrics = Arc::new(Metrics::new());
+    Handler::new(
+        Arc::new(Published::new(snapshot)),
+        Cache::new(CacheLimits::default()),
+        Upstreams::new(Vec::new(), Duration::from_secs(1), &metrics),
+        IdentityRules::source_only(),
+        metrics.clone(),
+        crate::dns::guard::Guard::new(
+            &crate::dns::guard::GuardSettings {
+                allow: vec!["127.0.0.0/8".parse().unwrap()],
+                max_udp_size: 1232,
+                rrl_rate: 0,
+                rrl_slip: 2,
+                rrl_exempt: Vec::new(),
+            },
+            &metrics,
+        ),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{isolating_handler, Step};
+    use crate::identity::{Client, Transport};
 
     /// An `A` query for example.com, which the shipped isolation policy does not allow.
     fn query() -> Vec<u8> {
@@ -839,36 +874,7 @@ mod tests {
 
     #[test]
     fn a_mapped_socket_peer_is_the_ipv4_client_its_binding_names() {
-        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("policies");
-        let parts = PolicyParts::new(PolicySet::load(&dir).unwrap());
-        let restricted = parts.groups.iter().position(|g| g.name == "restricted");
-        let mut devices = Devices::default();
-        let mac = DeviceId(7);
-        devices
-            .groups
-            .insert(mac, GroupIdx(restricted.unwrap() as u16));
-        devices
-            .bindings
-            .insert("127.0.0.45".parse::<IpAddr>().unwrap(), mac);
-        let snapshot = parts.snapshot(devices, Arc::new(PrefixTable::new()), 1);
-        let metrics = Arc::new(Metrics::new());
-        let handler = Handler::new(
-            Arc::new(Published::new(snapshot)),
-            Cache::new(CacheLimits::default()),
-            Upstreams::new(Vec::new(), Duration::from_secs(1), &metrics),
-            IdentityRules::source_only(),
-            metrics.clone(),
-            crate::dns::guard::Guard::new(
-                &crate::dns::guard::GuardSettings {
-                    allow: vec!["127.0.0.0/8".parse().unwrap()],
-                    max_udp_size: 1232,
-                    rrl_rate: 0,
-                    rrl_slip: 2,
-                    rrl_exempt: Vec::new(),
-                },
-                &metrics,
-            ),
-        );
+        let handler = isolating_handler();
         // a dual-stack socket reports the IPv4 peer 127.0.0.45 as ::ffff:127.0.0.45
         for peer in ["127.0.0.45", "::ffff:127.0.0.45"] {
             let client = Client {

@@ -288,14 +288,19 @@ async fn isolation_cannot_be_escaped_by_presenting_another_devices_alias() {
     );
 }
 
-/// A raw HTTP/1.1 exchange over TLS: (status, content type, body).
-async fn https(e: &Encrypted, request: &[u8]) -> (u16, String, Vec<u8>) {
+/// A TLS connection to the DoH listener that speaks HTTP/1.1.
+async fn doh_http1(e: &Encrypted) -> tokio_rustls::client::TlsStream<tokio::net::TcpStream> {
     let connector = tokio_rustls::TlsConnector::from(Arc::new(tls_client(&e.ca, b"http/1.1")));
     let tcp = tokio::net::TcpStream::connect(e.doh()).await.unwrap();
-    let mut tls = connector
+    connector
         .connect(ServerName::try_from("dns.test").unwrap(), tcp)
         .await
-        .unwrap();
+        .unwrap()
+}
+
+/// A raw HTTP/1.1 exchange over TLS: (status, content type, body).
+async fn https(e: &Encrypted, request: &[u8]) -> (u16, String, Vec<u8>) {
+    let mut tls = doh_http1(e).await;
     tls.write_all(request).await.unwrap();
     let mut response = Vec::new();
     let _ = tls.read_to_end(&mut response).await;
@@ -373,18 +378,41 @@ async fn doh_answers_carry_a_cache_lifetime() {
     let query = doh_query(0);
     let mut post = format!("POST /dns-query/C02ISOLATED HTTP/1.1\r\nHost: dns.test\r\nContent-Type: application/dns-message\r\nContent-Length: {}\r\nConnection: close\r\n\r\n", query.len()).into_bytes();
     post.extend_from_slice(&query);
-    let connector = tokio_rustls::TlsConnector::from(Arc::new(tls_client(&e.ca, b"http/1.1")));
-    let tcp = tokio::net::TcpStream::connect(e.doh()).await.unwrap();
-    let mut tls = connector
-        .connect(ServerName::try_from("dns.test").unwrap(), tcp)
-        .await
-        .unwrap();
+    let mut tls = doh_http1(&e).await;
     tls.write_all(&post).await.unwrap();
     let mut response = Vec::new();
     let _ = tls.read_to_end(&mut response).await;
     let text = String::from_utf8_lossy(&response).to_ascii_lowercase();
     // blocked for the isolated device: the SOA's TTL is the isolation policy's blocked_ttl (5)
     assert!(text.contains("cache-control: max-age=5"), "{text}");
+}
+
+#[tokio::test]
+async fn a_post_body_that_comes_in_pieces_is_answered_whole() {
+    let e = start(|_| {}).await;
+    let query = doh_query(7);
+    let head = format!("POST /dns-query HTTP/1.1\r\nHost: dns.test\r\nContent-Type: application/dns-message\r\nContent-Length: {}\r\nConnection: close\r\n\r\n", query.len());
+    let mut tls = doh_http1(&e).await;
+    // The head and half the query, then the rest a moment later: the service has read the
+    // first half before the rest is there.
+    let (first, rest) = query.split_at(query.len() / 2);
+    tls.write_all(&[head.as_bytes(), first].concat())
+        .await
+        .unwrap();
+    tls.flush().await.unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    tls.write_all(rest).await.unwrap();
+    let mut response = Vec::new();
+    let _ = tls.read_to_end(&mut response).await;
+    let split = response.windows(4).position(|w| w == b"\r\n\r\n").unwrap();
+    assert!(
+        response.starts_with(b"HTTP/1.1 200"),
+        "{}",
+        String::from_utf8_lossy(&response)
+    );
+    let answer = Message::from_vec(&response[split + 4..]).unwrap();
+    assert_eq!(answer.metadata.id, 7);
+    assert_eq!(addresses(&answer), vec![Ipv4Addr::new(192, 0, 2, 1)]);
 }
 
 /// A UDP query from `from` with `options` in its OPT record.
