@@ -1,23 +1,26 @@
 #!/usr/bin/env bash
-# DoH CPU per answered request at a fixed rate (issue 16): Cordon and, as the anchor, dnsdist,
-# each in turn alone on core 0 with a DoH listener on the same self-signed P-256 certificate,
+# DoH (and DoT) CPU per answered request at a fixed rate (issue 16): Cordon and, as the anchor,
+# dnsdist, each in turn alone on core 0 with DoH and DoT listeners on the same self-signed P-256
+# certificate,
 # both blocking the harness's 100k list and caching answers from the same NSD; h2load on core 1
 # at RATE requests a second (20 HTTP/2 connections over TLS 1.3, both servers held to
 # TLS_AES_128_GCM_SHA256), GET `?dns=` or POST, asking one name again and again: `hot` (an
-# allowed name, answered from the cache after the first) or `blocked` (on the list). CPU is the
+# allowed name, answered from the cache after the first) or `blocked` (on the list); `dot-hot`
+# and `dot-blocked` ask the same over DoT with dnsperf (20 connections, the same suite through
+# an OpenSSL config). CPU is the
 # server process's user+system ticks over the run, divided by the requests h2load saw succeed.
 # Prints one line a server, round and workload, then the medians and Cordon ÷ dnsdist paired
 # within each round.
 # Usage: benches/doh-cpu.sh   (ROUNDS=3 RATE=20000 DURATION=10 WORKLOADS="get-hot get-blocked
-# post-hot post-blocked"; BIN=path runs another Cordon build; NOBUILD=1 keeps target/release;
+# post-hot post-blocked", and dot-hot dot-blocked; BIN=path runs another Cordon build; NOBUILD=1 keeps target/release;
 # PERF=1 records Cordon's last workload with perf into target/bench/doh.perf.data).
-# Needs: apt-get install -y nsd dnsdist nghttp2-client openssl; loopback only.
+# Needs: apt-get install -y nsd dnsdist nghttp2-client dnsperf openssl; loopback only.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . benches/lib.sh
 ROUNDS=${ROUNDS:-3}; RATE=${RATE:-20000}; DURATION=${DURATION:-10}
 WORKLOADS=${WORKLOADS:-get-hot get-blocked post-hot post-blocked}
-DNS_PORT=5331; DOH_PORT=5444; HTTP_PORT=9181; CONNS=20
+DNS_PORT=5331; DOH_PORT=5444; DOT_PORT=5855; HTTP_PORT=9181; CONNS=20
 bench_start
 if [ -n "${BIN:-}" ]; then cp "$BIN" "$W/cordon" && CORDON_BIN=$W/cordon; fi
 self_signed
@@ -35,6 +38,17 @@ open(f"{w}/{name}.b64", "w").write(base64.urlsafe_b64encode(q).decode().rstrip("
 PY
 }
 query "$HOT"; query "$BLOCKED"
+printf '%s A\n' "$HOT" > "$W/hot.txt"; printf '%s A\n' "$BLOCKED" > "$W/blocked.txt"
+# dnsperf has no cipher option: its OpenSSL is held to the suite h2load is given.
+cat > "$W/openssl.cnf" <<'CNF'
+openssl_conf = default_conf
+[default_conf]
+ssl_conf = ssl_sect
+[ssl_sect]
+system_default = system_default_sect
+[system_default_sect]
+Ciphersuites = TLS_AES_128_GCM_SHA256
+CNF
 
 # The list as Cordon's policies (category malware, blocked for the default group).
 mkdir -p "$W/policies"
@@ -45,6 +59,7 @@ printf 'default = "allow"\nblock_categories = ["malware"]\nresponse = "nxdomain"
 start_cordon() {
   POLICIES=$W/policies cordon_start $DNS_PORT $HTTP_PORT <<CONF
 https_listen = ["127.0.0.1:$DOH_PORT"]
+tls_listen = ["127.0.0.1:$DOT_PORT"]
 tls_cert = "$W/cert.pem"
 tls_key = "$W/key.pem"
 server_name = "dns.test"
@@ -58,6 +73,7 @@ setLocal("127.0.0.1:$DNS_PORT")
 setSecurityPollSuffix("")
 setACL({"127.0.0.0/8"})
 addDOHLocal("127.0.0.1:$DOH_PORT", "$W/cert.pem", "$W/key.pem", "/dns-query")
+addTLSLocal("127.0.0.1:$DOT_PORT", "$W/cert.pem", "$W/key.pem")
 newServer({address="$AUTH_ADDR:$AUTH_PORT", checkName="$HOT."})
 getPool(""):setCache(newPacketCache(100000))
 local listed = newSuffixMatchNode()
@@ -86,20 +102,37 @@ h2() {
   fi
 }
 
+# dot WORKLOAD RATE SECONDS: dnsperf's output over DoT (a warm-up pass when RATE is 0).
+dot() {
+  local file=$W/${1#dot-}.txt args
+  if [ "$2" -gt 0 ]; then args=(-l "$3" -Q "$2"); else args=(-n 100); fi
+  OPENSSL_CONF=$W/openssl.cnf taskset -c 1 dnsperf -s 127.0.0.1 -p $DOT_PORT -m dot -c $CONNS \
+    -q 200 -d "$file" "${args[@]}"
+}
+
+# load WORKLOAD RATE SECONDS: the run's output; answered WORKLOAD OUTPUT: how many succeeded.
+load() { case $1 in dot-*) dot "$@" ;; *) h2 "$@" ;; esac; }
+answered() {
+  case $1 in
+    dot-*) awk '/Queries completed:/{print $3}' <<< "$2" ;;
+    *) sed -n 's/^requests: .* \([0-9]*\) succeeded.*/\1/p' <<< "$2" ;;
+  esac
+}
+
 # measure SERVER ROUND WORKLOAD: a warm-up, then the run; one line of results.
 measure() {
   local server=$1 round=$2 workload=$3 hz out t0 t1 ok perf_pid=
   hz=$(getconf CLK_TCK)
-  h2 "$workload" 0 0 > /dev/null 2>&1
+  load "$workload" 0 0 > /dev/null 2>&1
   if [ -n "${PERF:-}" ] && [ "$server" = cordon ]; then
     perf record -e cpu-clock -g -o "$BENCH_WORK/doh.perf.data" -p "$SERVER" -- sleep "$DURATION" 2> /dev/null &
     perf_pid=$!
   fi
   t0=$(ticks "$SERVER")
-  out=$(h2 "$workload" "$RATE" "$DURATION" 2>&1)
+  out=$(load "$workload" "$RATE" "$DURATION" 2>&1)
   t1=$(ticks "$SERVER")
   [ -z "$perf_pid" ] || wait "$perf_pid"
-  ok=$(sed -n 's/^requests: .* \([0-9]*\) succeeded.*/\1/p' <<< "$out")
+  ok=$(answered "$workload" "$out")
   if [ -z "$ok" ] || [ "$ok" -eq 0 ]; then echo "$server $workload: no answer"; echo "$out" | tail -5; return; fi
   awk -v s="$server" -v r="$round" -v w="$workload" -v n="$ok" -v hz="$hz" -v d=$((t1 - t0)) \
     'BEGIN {printf "%s\t%s\t%s\t%d\t%.2f\n", s, r, w, n, d / hz * 1e6 / n}' | tee -a "$W/results"

@@ -12,13 +12,15 @@ use tokio::net::TcpListener;
 use tokio::sync::{mpsc, Semaphore};
 use tokio::task::JoinSet;
 
-use super::handler::Handler;
+use super::handler::{Handler, Step};
 use super::udp::UdpThreads;
 use crate::conn::{Conn, Listener, Timeouts, Tracker};
 use crate::identity::{Client, Transport};
 
 /// Queries of one connection answered at the same time; more wait to be read.
 const MAX_PIPELINED: usize = 64;
+/// Bytes of answers gathered into one write, at most (past it, the rest go in the next).
+const MAX_BATCH: usize = 16 * 1024;
 
 /// Binds UDP and TCP on `addr`: UDP on threads of its own (in `udp_threads`), TCP on `tasks`.
 /// Returns the bound address (the real port when `addr` asked for port 0).
@@ -121,8 +123,11 @@ async fn serve_tcp(
 }
 
 /// Serves one stream connection (TCP or DoT): length-prefixed queries, answered concurrently
-/// and written back as each is ready (RFC 7766 §6.2.1.1 allows replies out of order). It ends
-/// when the peer is done, or when `conn` is shed, idle or stuck writing (see [`Conn::watch`]).
+/// and written back as each is ready (RFC 7766 §6.2.1.1 allows replies out of order). A
+/// blocked or cached query is answered by the reading task itself; only a query that needs
+/// upstream becomes a task. The writer sends every answer waiting at once in one write. It
+/// ends when the peer is done, or when `conn` is shed, idle or stuck writing (see
+/// [`Conn::watch`]).
 pub async fn serve_stream<S>(
     stream: S,
     client: Client,
@@ -132,36 +137,36 @@ pub async fn serve_stream<S>(
 ) where
     S: AsyncRead + AsyncWrite + Send + 'static,
 {
-    let (mut reader, mut writer) = tokio::io::split(stream);
-    let (tx, mut rx) = mpsc::channel::<Vec<u8>>(MAX_PIPELINED);
+    let (mut reader, writer) = tokio::io::split(stream);
+    let (tx, rx) = mpsc::channel::<Vec<u8>>(MAX_PIPELINED);
     // Aborted when the connection ends, so that a writer blocked on a client that does not
     // read lets go of the socket.
-    let mut written = AbortOnDrop(tokio::spawn(async move {
-        while let Some(framed) = rx.recv().await {
-            if writer.write_all(&framed).await.is_err() {
-                return;
-            }
-        }
-        let _ = writer.shutdown().await;
-    }));
+    let mut written = AbortOnDrop(tokio::spawn(write_answers(writer, rx)));
     let served = async {
         let in_flight = Arc::new(Semaphore::new(MAX_PIPELINED));
         while let Some(query) = read_frame(&mut reader).await {
             let busy = conn.state.begin();
-            let Ok(permit) = in_flight.clone().acquire_owned().await else {
-                break;
-            };
-            let (handler, tx) = (handler.clone(), tx.clone());
-            tokio::spawn(async move {
-                let mut out = Vec::with_capacity(512);
-                if handler.answer(&query, client, false, &mut out).await {
-                    let mut framed = Vec::with_capacity(out.len() + 2);
-                    framed.extend_from_slice(&(out.len() as u16).to_be_bytes());
-                    framed.extend_from_slice(&out);
-                    let _ = tx.send(framed).await;
+            let mut answer = Vec::with_capacity(512);
+            match handler.answer_now(&query, client, false, &mut answer) {
+                Step::Reply => {
+                    if tx.send(answer).await.is_err() {
+                        break;
+                    }
                 }
-                drop((permit, busy));
-            });
+                Step::Drop => {}
+                Step::Later(pending) => {
+                    let Ok(permit) = in_flight.clone().acquire_owned().await else {
+                        break;
+                    };
+                    let (handler, tx) = (handler.clone(), tx.clone());
+                    tokio::spawn(async move {
+                        if handler.answer_later(pending, &mut answer).await {
+                            let _ = tx.send(answer).await;
+                        }
+                        drop((permit, busy));
+                    });
+                }
+            }
         }
         drop(tx);
     };
@@ -175,6 +180,27 @@ pub async fn serve_stream<S>(
         }
         _ = conn.watch(timeouts) => {}
     }
+}
+
+/// Writes the answers as they come, each after its two-byte length; those already waiting go
+/// out together, in one write.
+async fn write_answers<W: AsyncWrite + Unpin>(mut writer: W, mut rx: mpsc::Receiver<Vec<u8>>) {
+    let mut batch = Vec::with_capacity(4096);
+    while let Some(first) = rx.recv().await {
+        batch.clear();
+        let mut next = Some(first);
+        while let Some(answer) = next {
+            batch.extend_from_slice(&(answer.len() as u16).to_be_bytes());
+            batch.extend_from_slice(&answer);
+            next = (batch.len() < MAX_BATCH)
+                .then(|| rx.try_recv().ok())
+                .flatten();
+        }
+        if writer.write_all(&batch).await.is_err() {
+            return;
+        }
+    }
+    let _ = writer.shutdown().await;
 }
 
 /// A task aborted when this is dropped.
