@@ -61,25 +61,41 @@ pub fn router() -> Router<AppState> {
 /// changes something must come from the console's own pages (same origin), whatever its
 /// cookie says.
 async fn guard(request: Request, next: Next) -> Response {
-    if request.method() == Method::POST && !same_origin(request.headers()) {
+    if request.method() == Method::POST && !same_origin(&request) {
         let refused = ConsoleError::forbidden("this form was sent from another site");
         return with_headers(refused.into_response());
     }
     with_headers(next.run(request).await)
 }
 
-/// A browser names the page a form came from in `Origin`; it must be this host. A request
-/// without one (an old browser, a script) passes, and meets the CSRF token next.
-fn same_origin(headers: &HeaderMap) -> bool {
+/// A browser names the page a form came from in `Origin`; it must be this host: the `Host` the
+/// request names (or its authority, over HTTP/2), or the `X-Forwarded-Host` of a reverse proxy
+/// that passes another `Host` on. A form can set neither header, so another site cannot fake
+/// them. A request without `Origin` (an old browser, a script) passes, and meets the CSRF token
+/// next.
+fn same_origin(request: &Request) -> bool {
+    let headers = request.headers();
     let Some(origin) = headers.get(header::ORIGIN).and_then(|v| v.to_str().ok()) else {
         return true;
     };
-    let host = headers.get(header::HOST).and_then(|v| v.to_str().ok());
-    let origin_host = origin
+    let Some(origin) = origin
         .strip_prefix("http://")
-        .or_else(|| origin.strip_prefix("https://"));
-    matches!((origin_host, host), (Some(o), Some(h)) if o.eq_ignore_ascii_case(h))
+        .or_else(|| origin.strip_prefix("https://"))
+    else {
+        return false;
+    };
+    let named = |name: header::HeaderName| {
+        let value = headers.get(name).and_then(|v| v.to_str().ok());
+        value.and_then(|v| v.split(',').next()).map(str::trim)
+    };
+    let authority = request.uri().authority().map(|a| a.as_str());
+    [named(header::HOST), authority, named(X_FORWARDED_HOST)]
+        .into_iter()
+        .flatten()
+        .any(|host| host.eq_ignore_ascii_case(origin))
 }
+
+const X_FORWARDED_HOST: header::HeaderName = header::HeaderName::from_static("x-forwarded-host");
 
 /// No script, no frames, no third party; nothing cached, no referrer beyond this site.
 /// (`no-referrer` would make browsers send `Origin: null` with the forms, which [`guard`]
@@ -183,4 +199,44 @@ async fn sign_out(
     let cookie = session::clear_cookie(&headers);
     response.headers_mut().insert(header::SET_COOKIE, cookie);
     response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn post(headers: &[(&str, &str)]) -> Request {
+        let mut request = Request::new(axum::body::Body::empty());
+        *request.method_mut() = Method::POST;
+        for (name, value) in headers {
+            let name = header::HeaderName::from_bytes(name.as_bytes()).unwrap();
+            request.headers_mut().insert(name, value.parse().unwrap());
+        }
+        request
+    }
+
+    #[test]
+    fn a_form_must_come_from_this_host_or_the_proxy_in_front_of_it() {
+        let origin = ("origin", "https://cordon.example");
+        assert!(same_origin(&post(&[("host", "cordon.example"), origin])));
+        assert!(
+            same_origin(&post(&[("host", "127.0.0.1:9153")])),
+            "no Origin"
+        );
+        // nginx's default passes the upstream's address as Host, and the name it was asked
+        // for as X-Forwarded-Host when told to.
+        let proxied = [
+            ("host", "127.0.0.1:9153"),
+            ("x-forwarded-host", "cordon.example"),
+            origin,
+        ];
+        assert!(same_origin(&post(&proxied)));
+        assert!(!same_origin(&post(&[("host", "127.0.0.1:9153"), origin])));
+        let evil = ("origin", "https://evil.example");
+        assert!(!same_origin(&post(&[("host", "cordon.example"), evil])));
+        assert!(!same_origin(&post(&[
+            ("host", "cordon.example"),
+            ("origin", "null")
+        ])));
+    }
 }
