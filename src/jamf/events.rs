@@ -205,13 +205,19 @@ fn event_name(webhook: &Object) -> Result<(String, bool), ParseError> {
     Ok((name.to_owned(), test))
 }
 
-fn strip_test_suffix(name: &str) -> (&str, bool) {
-    let cut = name.len().saturating_sub(TEST_SUFFIX.len());
-    match (name.get(..cut), name.get(cut..)) {
-        (Some(head), Some(tail)) if tail.eq_ignore_ascii_case(TEST_SUFFIX) => {
-            (head.trim_end(), true)
+/// The name without every trailing `(TEST)` (a test event resent from the console may carry
+/// two), and whether it had one.
+fn strip_test_suffix(mut name: &str) -> (&str, bool) {
+    let mut test = false;
+    loop {
+        let cut = name.len().saturating_sub(TEST_SUFFIX.len());
+        match (name.get(..cut), name.get(cut..)) {
+            (Some(head), Some(tail)) if tail.eq_ignore_ascii_case(TEST_SUFFIX) => {
+                name = head.trim_end();
+                test = true;
+            }
+            _ => return (name, test),
         }
-        _ => (name, false),
     }
 }
 
@@ -1330,6 +1336,7 @@ mod tests {
             ("ComputerCheckIn (TEST)", "ComputerCheckIn"),
             ("ComputerCheckIn(TEST)", "ComputerCheckIn"),
             ("ComputerCheckIn (test) ", "ComputerCheckIn"),
+            ("ComputerCheckIn (TEST) (TEST)", "ComputerCheckIn"),
         ] {
             let envelope = ok(&body(raw, r#"{"computer":{"jssID":1042}}"#));
             assert_eq!(envelope.name, name);
