@@ -77,8 +77,9 @@ if [ "$(cat "$W/store.shape" 2>/dev/null)" != "$shape" ]; then
   rm -f "$W"/cordon.db*
   run; kill $PID; wait $PID || true
   python3 - "$W/cordon.db" "$DEVICES" "$ALIASES" <<'PY'
-import sqlite3, sys, uuid
+import sqlite3, sys, time, uuid
 path, n, k = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+now = int(time.time())  # seen now: a binding older than identity.binding_lifetime_s lapses at start
 db = sqlite3.connect(path)
 kinds = [("jamf-computer", lambda i: str(1000 + i)), ("serial", lambda i: f"c02{i:09}"),
          ("udid", lambda i: str(uuid.UUID(int=i * 7919 + 1))),
@@ -88,19 +89,22 @@ db.executemany("INSERT INTO devices (id, label) VALUES (?, ?)", ((i + 1, f"MAC-{
 for kind, value in kinds[:k]:
     db.executemany("INSERT INTO aliases (kind, value, device) VALUES (?, ?, ?)",
                    ((kind, value(i), i + 1) for i in range(n)))
-db.executemany("INSERT INTO bindings (addr, device, seen) VALUES (?, ?, 1795300000)",
-               ((f"10.{(i >> 16) & 255}.{(i >> 8) & 255}.{i & 255}", i + 1) for i in range(n)))
+db.executemany("INSERT INTO bindings (addr, device, seen) VALUES (?, ?, ?)",
+               ((f"10.{(i >> 16) & 255}.{(i >> 8) & 255}.{i & 255}", i + 1, now) for i in range(n)))
 db.executemany("INSERT INTO memberships (device, uem_group) VALUES (?, 'jamf:computer-group:42')",
                ((i + 1,) for i in range(0, n, 100)))
 db.commit()
 PY
   echo "$shape" > "$W/store.shape"
 fi
+# Every binding fresh, as the MDM keeps them: a store made yesterday would lapse them at start.
+python3 -c 'import sqlite3, sys, time; db = sqlite3.connect(sys.argv[1]); db.execute("UPDATE bindings SET seen = ?", (int(time.time()),)); db.commit()' "$W/cordon.db"
 
 started=$(date +%s.%N)
 run
 ready=$(date +%s.%N)
-rss=$(awk '/VmRSS/{print $2}' /proc/$PID/status); hwm=$(awk '/VmHWM/{print $2}' /proc/$PID/status)
+status() { awk -v k="$1:" '$1 == k {print int($2 / 1024)}' /proc/$PID/status; }
+rss=$(status VmRSS); hwm=$(status VmHWM); anon=$(status RssAnon); file=$(status RssFile)
 kill $PID; wait $PID || true
-printf 'devices\t%s (%s aliases each)\ndomains\t%s\nready in\t%.1f s\nVmRSS\t%d MiB\nVmHWM\t%d MiB\n' \
-  "$DEVICES" "$ALIASES" "$DOMAINS" "$(echo "$ready - $started" | bc)" $((rss / 1024)) $((hwm / 1024))
+printf 'devices\t%s (%s aliases each)\ndomains\t%s\nready in\t%.1f s\nVmRSS\t%d MiB (anonymous %d, files %d)\nVmHWM\t%d MiB\n' \
+  "$DEVICES" "$ALIASES" "$DOMAINS" "$(echo "$ready - $started" | bc)" "$rss" "$anon" "$file" "$hwm"

@@ -128,5 +128,45 @@ fn bench_publish(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, bench_publish);
+/// The rare publish that folds an overlay into a new base: the view's biggest map (2M alias keys)
+/// merged with the most changes an overlay holds before it folds (a sixty-fourth of the base).
+fn bench_fold(c: &mut Criterion) {
+    use cordon::policy::layered::LayeredMap;
+    const N: u64 = 2_000_000;
+    let key = |i: u64| i.wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    let base: LayeredMap<u64, DeviceId> = base_entries(N).collect();
+    let mut full = base.clone();
+    // One change short of folding.
+    for i in 0..N / 64 {
+        full.insert(key(N + i), DeviceId(i));
+    }
+    let mut group = c.benchmark_group("fold_the_device_view");
+    group.sample_size(10);
+    group.bench_function("2M_aliases", |b| {
+        b.iter_batched(
+            || full.clone(),
+            |mut map| {
+                map.insert(key(3 * N), DeviceId(1));
+                map
+            },
+            criterion::BatchSize::LargeInput,
+        )
+    });
+    // What a fold cost when the base was a hash map (before 0.10): a copy, then the changes.
+    let map: rustc_hash::FxHashMap<u64, DeviceId> = base_entries(N).collect();
+    group.bench_function("2M_aliases_in_a_hash_map", |b| {
+        b.iter(|| {
+            let mut copy = map.clone();
+            copy.extend((0..=N / 64).map(|i| (key(N + i), DeviceId(i))));
+            copy
+        })
+    });
+    group.finish();
+}
+
+fn base_entries(n: u64) -> impl Iterator<Item = (u64, DeviceId)> {
+    (0..n).map(|i| (i.wrapping_mul(0x9e37_79b9_7f4a_7c15), DeviceId(i)))
+}
+
+criterion_group!(benches, bench_publish, bench_fold);
 criterion_main!(benches);

@@ -7,6 +7,8 @@ use std::hash::BuildHasher;
 
 use hashbrown::HashTable;
 
+use crate::policy::packed::PackedTable;
+
 use crate::policy::DeviceId;
 
 /// What an alias says about a device: the key is `kind:value`, lowercased.
@@ -245,12 +247,15 @@ impl<'a> Iterator for AliasIter<'a> {
     }
 }
 
-/// Alias -> device, with no alias text: each slot holds 32 bits of the alias's hash and the
+/// Alias -> device, with no alias text: each entry holds 32 bits of the alias's hash and the
 /// device number, and a lookup confirms a candidate against that device's [`AliasList`], so a
-/// hash collision costs a comparison, never a wrong answer. Nine bytes a slot.
+/// hash collision costs a comparison, never a wrong answer. Most entries sit packed in a table
+/// with no empty slots (8 bytes each); the ones added since it was built sit in a small hash
+/// table beside it, merged into it when they pass a quarter of it.
 #[derive(Debug, Clone, Default)]
 pub struct AliasIndex {
-    slots: HashTable<Slot>,
+    packed: PackedTable<u32, u32>,
+    recent: HashTable<Slot>,
     hasher: foldhash::fast::RandomState,
 }
 
@@ -260,28 +265,30 @@ struct Slot {
     device: u32,
 }
 
+/// Recent entries this few are never merged: merging a tiny table gains nothing.
+const MIN_MERGE: usize = 4096;
+
 impl AliasIndex {
     fn tag(&self, alias: AliasRef<'_>) -> u32 {
         (self.hasher.hash_one((alias.kind, alias.value)) >> 32) as u32
     }
 
-    /// The table's hash of a slot, rebuilt from its tag alone when the table grows.
     fn spread(tag: u32) -> u64 {
         u64::from(tag).wrapping_mul(0x9E37_79B9_7F4A_7C15)
     }
 
-    /// The device holding `alias`, given how to read a device's aliases.
     pub fn get<'d>(
         &self,
         alias: AliasRef<'_>,
         aliases_of: impl Fn(DeviceId) -> Option<&'d AliasList>,
     ) -> Option<DeviceId> {
         let tag = self.tag(alias);
-        self.slots
-            .find(Self::spread(tag), |s| {
-                s.tag == tag && holds(&aliases_of, s.device, alias)
-            })
-            .map(|s| DeviceId(s.device.into()))
+        let holder = |device: u32| holds(&aliases_of, device, alias);
+        self.recent
+            .find(Self::spread(tag), |s| s.tag == tag && holder(s.device))
+            .map(|s| s.device)
+            .or_else(|| self.packed.values_of(&tag).find(|d| holder(*d)))
+            .map(|d| DeviceId(d.into()))
     }
 
     /// Points `alias` at `device`; returns the device it pointed at before, if another.
@@ -293,26 +300,43 @@ impl AliasIndex {
     ) -> Option<DeviceId> {
         let tag = self.tag(alias);
         let number = device_number(device);
+        let holder = |device: u32| holds(&aliases_of, device, alias);
         let hash = Self::spread(tag);
-        match self.slots.find_mut(hash, |s| {
-            s.tag == tag && holds(&aliases_of, s.device, alias)
-        }) {
-            Some(slot) => {
-                let old = DeviceId(std::mem::replace(&mut slot.device, number).into());
-                (old != device).then_some(old)
-            }
+        let old = match self
+            .recent
+            .find_mut(hash, |s| s.tag == tag && holder(s.device))
+        {
+            Some(slot) => Some(std::mem::replace(&mut slot.device, number)),
+            None => self.packed.replace_first(&tag, holder, number),
+        };
+        match old {
+            Some(old) => (old != number).then_some(DeviceId(old.into())),
             None => {
-                self.slots.insert_unique(
-                    hash,
-                    Slot {
-                        tag,
-                        device: number,
-                    },
-                    |s| Self::spread(s.tag),
-                );
+                let slot = Slot {
+                    tag,
+                    device: number,
+                };
+                self.recent
+                    .insert_unique(hash, slot, |s| Self::spread(s.tag));
+                if self.recent.len() > MIN_MERGE.max(self.packed.len() / 4) {
+                    self.merge();
+                }
                 None
             }
         }
+    }
+
+    /// Moves the recent entries into the packed table: after a load, and when they grow.
+    pub fn merge(&mut self) {
+        if self.recent.is_empty() {
+            return;
+        }
+        let recent = std::mem::take(&mut self.recent);
+        let all = self
+            .packed
+            .iter()
+            .chain(recent.iter().map(|s| (s.tag, s.device)));
+        self.packed = PackedTable::keeping_all(all);
     }
 }
 
@@ -404,17 +428,57 @@ mod tests {
             device: 2,
         };
         index
-            .slots
+            .recent
             .insert_unique(AliasIndex::spread(forged.tag), forged, |s: &Slot| {
                 AliasIndex::spread(s.tag)
             });
+        for merged in [false, true] {
+            if merged {
+                // The same, once packed.
+                index.merge();
+                assert!(index.recent.is_empty());
+            }
+            assert_eq!(
+                index.get(other.as_ref(), |id| lists.get(id.0 as usize)),
+                None
+            );
+            assert_eq!(
+                index.get(serial.as_ref(), |id| lists.get(id.0 as usize)),
+                Some(DeviceId(2))
+            );
+        }
+        // A packed entry moves in place.
         assert_eq!(
-            index.get(other.as_ref(), |id| lists.get(id.0 as usize)),
-            None
-        );
-        assert_eq!(
-            index.get(serial.as_ref(), |id| lists.get(id.0 as usize)),
+            index.set(serial.as_ref(), DeviceId(1), |id| lists.get(id.0 as usize)),
             Some(DeviceId(2))
         );
+        assert!(index.recent.is_empty());
+        lists[2].remove(serial.as_ref());
+        lists[1].insert(serial.as_ref());
+        assert_eq!(
+            index.get(serial.as_ref(), |id| lists.get(id.0 as usize)),
+            Some(DeviceId(1))
+        );
+    }
+
+    #[test]
+    fn the_index_finds_every_alias_across_merges() {
+        let n = 3 * MIN_MERGE;
+        let aliases: Vec<Alias> = (0..n)
+            .map(|i| alias(AliasKind::Serial, &format!("c{i}")))
+            .collect();
+        let mut lists = vec![AliasList::default(); n + 1];
+        let mut index = AliasIndex::default();
+        for (i, a) in aliases.iter().enumerate() {
+            lists[i + 1].insert(a.as_ref());
+            index.set(a.as_ref(), DeviceId(i as u64 + 1), |id| {
+                lists.get(id.0 as usize)
+            });
+        }
+        assert!(index.packed.len() > MIN_MERGE, "some were merged");
+        for (i, a) in aliases.iter().enumerate() {
+            let found = index.get(a.as_ref(), |id| lists.get(id.0 as usize));
+            assert_eq!(found, Some(DeviceId(i as u64 + 1)), "{i}");
+        }
     }
 }

@@ -131,7 +131,7 @@ impl Writer {
             return;
         }
         let at = self.now();
-        let previous = self.state.bindings.get(&addr).copied();
+        let previous = self.state.bindings.get(&addr);
         // A check-in that changes nothing refreshes the binding at most hourly, so that routine
         // check-ins do not each commit and publish.
         if previous.is_some_and(|b| b.device == device && at - b.seen < BINDING_REFRESH) {

@@ -20,27 +20,34 @@ pub struct Pending {
     pub hold: Hold,
 }
 
-/// A set kept as a sorted boxed slice: a device has a handful of UEM groups and
-/// addresses, changed rarely. A `BTreeSet` would allocate a node for eleven, a `Vec` room for
-/// four; this holds exactly what is in it, in 16 bytes plus the items.
+/// A set for the handful of UEM groups and addresses a device has, changed rarely: one item is
+/// kept inline (most devices have one address), more as a sorted boxed slice. A `BTreeSet` would
+/// allocate a node for eleven, a `Vec` room for four; a boxed slice of one address costs a
+/// 32-byte allocation for 17 bytes.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SmallSet<T>(Box<[T]>);
+pub struct SmallSet<T>(Items<T>);
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Items<T> {
+    One(T),
+    /// Sorted; empty or two and more.
+    Many(Box<[T]>),
+}
 
 impl<T> Default for SmallSet<T> {
     fn default() -> Self {
-        SmallSet(Box::new([]))
+        SmallSet(Items::Many(Box::new([])))
     }
 }
 
 impl<T: Ord> SmallSet<T> {
     pub fn insert(&mut self, value: T) -> bool {
-        match self.0.binary_search(&value) {
+        match self.as_slice().binary_search(&value) {
             Ok(_) => false,
             Err(at) => {
-                let mut items = std::mem::take(&mut self.0).into_vec();
-                items.reserve_exact(1);
+                let mut items = self.take();
                 items.insert(at, value);
-                self.0 = items.into_boxed_slice();
+                self.set(items);
                 true
             }
         }
@@ -50,11 +57,11 @@ impl<T: Ord> SmallSet<T> {
     where
         T: std::borrow::Borrow<Q>,
     {
-        match self.0.binary_search_by(|t| t.borrow().cmp(value)) {
+        match self.as_slice().binary_search_by(|t| t.borrow().cmp(value)) {
             Ok(at) => {
-                let mut items = std::mem::take(&mut self.0).into_vec();
+                let mut items = self.take();
                 items.remove(at);
-                self.0 = items.into_boxed_slice();
+                self.set(items);
                 true
             }
             Err(_) => false,
@@ -65,22 +72,47 @@ impl<T: Ord> SmallSet<T> {
     where
         T: std::borrow::Borrow<Q>,
     {
-        self.0.binary_search_by(|t| t.borrow().cmp(value)).is_ok()
+        self.as_slice()
+            .binary_search_by(|t| t.borrow().cmp(value))
+            .is_ok()
     }
 
     pub fn iter(&self) -> std::slice::Iter<'_, T> {
-        self.0.iter()
+        self.as_slice().iter()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
+        self.as_slice().is_empty()
+    }
+
+    fn as_slice(&self) -> &[T] {
+        match &self.0 {
+            Items::One(item) => std::slice::from_ref(item),
+            Items::Many(items) => items,
+        }
+    }
+
+    fn take(&mut self) -> Vec<T> {
+        match std::mem::take(self).0 {
+            Items::One(item) => vec![item],
+            Items::Many(items) => items.into_vec(),
+        }
+    }
+
+    fn set(&mut self, mut items: Vec<T>) {
+        self.0 = match items.len() {
+            1 => Items::One(items.pop().expect("one item")),
+            _ => Items::Many(items.into_boxed_slice()),
+        };
     }
 }
 
 /// One device as the writer knows it.
 #[derive(Debug, Clone, Default)]
 pub struct Device {
-    pub label: Box<str>,
+    /// Inline up to 24 bytes: a computer name mostly is, and a million small allocations cost
+    /// 32 bytes each besides the pointer.
+    pub label: compact_str::CompactString,
     pub aliases: AliasList,
     /// UEM group keys (`jamf:computer-group:42`).
     pub memberships: SmallSet<String>,
@@ -110,27 +142,56 @@ pub struct Binding {
     pub seen: i64,
 }
 
-/// Address -> binding, IPv4 keyed by its 32 bits: a tree entry of 20 bytes rather than the 33
-/// an `IpAddr` key makes, for a million bound Macs.
+/// Address -> binding, IPv4 keyed by its 32 bits and each binding packed in 8 bytes: a tree
+/// entry of 12 bytes rather than the 33 an `IpAddr` and a [`Binding`] make, for a million bound
+/// Macs.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Bindings {
-    v4: BTreeMap<u32, Binding>,
-    v6: BTreeMap<u128, Binding>,
+    v4: BTreeMap<u32, Packed>,
+    v6: BTreeMap<u128, Packed>,
+}
+
+/// A [`Binding`] as the tree keeps it: the device's number and the second it was seen, which
+/// fits 32 bits until 2106.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Packed {
+    device: u32,
+    seen: u32,
+}
+
+impl From<Binding> for Packed {
+    fn from(b: Binding) -> Packed {
+        Packed {
+            device: super::alias::device_number(b.device),
+            seen: b.seen.clamp(0, i64::from(u32::MAX)) as u32,
+        }
+    }
+}
+
+impl From<Packed> for Binding {
+    fn from(p: Packed) -> Binding {
+        Binding {
+            device: DeviceId(p.device.into()),
+            seen: p.seen.into(),
+        }
+    }
 }
 
 impl Bindings {
-    pub fn get(&self, addr: &IpAddr) -> Option<&Binding> {
+    pub fn get(&self, addr: &IpAddr) -> Option<Binding> {
         match addr {
             IpAddr::V4(a) => self.v4.get(&u32::from(*a)),
             IpAddr::V6(a) => self.v6.get(&u128::from(*a)),
         }
+        .map(|p| Binding::from(*p))
     }
 
     pub fn insert(&mut self, addr: IpAddr, binding: Binding) -> Option<Binding> {
         match addr {
-            IpAddr::V4(a) => self.v4.insert(a.into(), binding),
-            IpAddr::V6(a) => self.v6.insert(a.into(), binding),
+            IpAddr::V4(a) => self.v4.insert(a.into(), binding.into()),
+            IpAddr::V6(a) => self.v6.insert(a.into(), binding.into()),
         }
+        .map(Binding::from)
     }
 
     pub fn remove(&mut self, addr: &IpAddr) -> Option<Binding> {
@@ -138,17 +199,18 @@ impl Bindings {
             IpAddr::V4(a) => self.v4.remove(&u32::from(*a)),
             IpAddr::V6(a) => self.v6.remove(&u128::from(*a)),
         }
+        .map(Binding::from)
     }
 
-    pub fn iter(&self) -> impl Iterator<Item = (IpAddr, &Binding)> {
+    pub fn iter(&self) -> impl Iterator<Item = (IpAddr, Binding)> + '_ {
         let v4 = self
             .v4
             .iter()
-            .map(|(a, b)| (IpAddr::from(Ipv4Addr::from(*a)), b));
+            .map(|(a, p)| (IpAddr::from(Ipv4Addr::from(*a)), Binding::from(*p)));
         let v6 = self
             .v6
             .iter()
-            .map(|(a, b)| (IpAddr::from(Ipv6Addr::from(*a)), b));
+            .map(|(a, p)| (IpAddr::from(Ipv6Addr::from(*a)), Binding::from(*p)));
         v4.chain(v6)
     }
 }

@@ -142,7 +142,7 @@ impl View {
             Some(g) if g != parts.default_group => {
                 self.devices.groups.insert(id, g);
                 if let Some(d) = state.devices.get(&id) {
-                    self.devices.labels.insert(id, d.label.clone());
+                    self.devices.labels.insert(id, d.label.as_str().into());
                 }
             }
             _ => {

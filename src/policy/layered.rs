@@ -1,13 +1,13 @@
-//! A map for a million devices that a snapshot can share: an immutable hash map, shared by `Arc`
-//! between snapshots, under a small persistent overlay of the changes since. A publish copies a
-//! path of the overlay, never the base; when the overlay outgrows a sixty-fourth of the base it
-//! is folded into a new base, so the copy it costs is spread over as many changes.
+//! A map for a million devices that a snapshot can share: an immutable packed table, shared by
+//! `Arc` between snapshots, under a small persistent overlay of the changes since. A publish
+//! copies a path of the overlay, never the base; when the overlay outgrows a sixty-fourth of the
+//! base it is merged into a new base, so the copy it costs is spread over as many changes.
 
 use std::hash::Hash;
 use std::net::IpAddr;
 use std::sync::Arc;
 
-use rustc_hash::FxHashMap;
+use super::packed::PackedTable;
 
 /// A persistent map with the fast non-keyed hasher: its keys are set by the control plane, and a
 /// client can only look them up, not insert them.
@@ -18,13 +18,13 @@ pub type Map<K, V> =
 const MIN_FOLD: usize = 4096;
 
 #[derive(Debug, Clone)]
-pub struct LayeredMap<K: Hash + Eq + Clone, V: Copy> {
-    base: Arc<FxHashMap<K, V>>,
+pub struct LayeredMap<K: Hash + Eq + Copy, V: Copy> {
+    base: Arc<PackedTable<K, V>>,
     /// Changes since the base: `None` marks a removal.
     overlay: Map<K, Option<V>>,
 }
 
-impl<K: Hash + Eq + Clone, V: Copy> Default for LayeredMap<K, V> {
+impl<K: Hash + Eq + Copy, V: Copy> Default for LayeredMap<K, V> {
     fn default() -> Self {
         LayeredMap {
             base: Arc::default(),
@@ -33,19 +33,16 @@ impl<K: Hash + Eq + Clone, V: Copy> Default for LayeredMap<K, V> {
     }
 }
 
-impl<K: Hash + Eq + Clone, V: Copy> FromIterator<(K, V)> for LayeredMap<K, V> {
+impl<K: Hash + Eq + Copy, V: Copy> FromIterator<(K, V)> for LayeredMap<K, V> {
     fn from_iter<I: IntoIterator<Item = (K, V)>>(entries: I) -> Self {
-        let mut base = FxHashMap::default();
-        base.extend(entries);
-        base.shrink_to_fit();
         LayeredMap {
-            base: Arc::new(base),
+            base: Arc::new(entries.into_iter().collect()),
             overlay: Map::default(),
         }
     }
 }
 
-impl<K: Hash + Eq + Clone, V: Copy> LayeredMap<K, V> {
+impl<K: Hash + Eq + Copy, V: Copy> LayeredMap<K, V> {
     #[inline]
     pub fn get(&self, key: &K) -> Option<V> {
         if !self.overlay.is_empty() {
@@ -53,7 +50,7 @@ impl<K: Hash + Eq + Clone, V: Copy> LayeredMap<K, V> {
                 return *v;
             }
         }
-        self.base.get(key).copied()
+        self.base.get(key)
     }
 
     /// True when nothing was ever put in (removals may leave it empty yet say false).
@@ -68,7 +65,7 @@ impl<K: Hash + Eq + Clone, V: Copy> LayeredMap<K, V> {
 
     pub fn remove(&mut self, key: &K) {
         if self.get(key).is_some() {
-            self.overlay.insert(key.clone(), None);
+            self.overlay.insert(*key, None);
             self.fold_if_large();
         }
     }
@@ -77,13 +74,7 @@ impl<K: Hash + Eq + Clone, V: Copy> LayeredMap<K, V> {
         if self.overlay.len() <= MIN_FOLD.max(self.base.len() / 64) {
             return;
         }
-        let mut base = (*self.base).clone();
-        for (k, v) in self.overlay.iter() {
-            match v {
-                Some(v) => base.insert(k.clone(), *v),
-                None => base.remove(k),
-            };
-        }
+        let base = self.base.merged(self.overlay.iter().map(|(k, v)| (*k, *v)));
         self.base = Arc::new(base);
         self.overlay = Map::default();
     }

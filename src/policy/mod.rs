@@ -10,6 +10,7 @@ pub mod decide;
 pub mod feeds;
 pub mod layered;
 pub mod load;
+pub mod packed;
 pub mod published;
 pub mod qname;
 pub mod rules;

@@ -136,10 +136,13 @@ impl Store {
 
     /// Reads the whole state and the log position it reflects.
     pub async fn load(&mut self) -> Result<Loaded, StoreError> {
-        match self {
+        let mut loaded = match self {
             Store::Sqlite(s) => s.load(),
             Store::Postgres(s) => s.load().await,
-        }
+        }?;
+        // Loading added every alias one by one; packing them now is what keeps them small.
+        loaded.state.aliases.merge();
+        Ok(loaded)
     }
 
     /// Starts a write: from here until [`Store::commit`], no other node commits. Returns the
