@@ -310,7 +310,7 @@ pub fn resolve(
     let reported = if !by_address || devices.bindings.is_empty() {
         None
     } else {
-        devices.bindings.get(&addr)
+        devices.bound(&addr)
     };
     let candidates = [named[0], named[1], reported, configured];
     let mut best: Option<(GroupIdx, GroupSource)> = None;

@@ -299,7 +299,7 @@ impl AliasIndex {
         aliases_of: impl Fn(DeviceId) -> Option<&'d AliasList>,
     ) -> Option<DeviceId> {
         let tag = self.tag(alias);
-        let number = device_number(device);
+        let number = device.number();
         let holder = |device: u32| holds(&aliases_of, device, alias);
         let hash = Self::spread(tag);
         let old = match self
@@ -346,12 +346,6 @@ fn holds<'d>(
     alias: AliasRef<'_>,
 ) -> bool {
     aliases_of(DeviceId(device.into())).is_some_and(|list| list.contains(alias))
-}
-
-/// Device numbers are dense from 1 (the writer allocates them); the store refuses any beyond
-/// `u32::MAX` when it loads.
-pub fn device_number(id: DeviceId) -> u32 {
-    u32::try_from(id.0).expect("device ids fit in 32 bits")
 }
 
 #[cfg(test)]

@@ -224,11 +224,7 @@ mod tests {
     }
 
     fn bound(h: &Harness, addr: &str) -> Option<DeviceId> {
-        h.published
-            .get()
-            .devices
-            .bindings
-            .get(&addr.parse().unwrap())
+        h.published.get().devices.bound(&addr.parse().unwrap())
     }
 
     #[tokio::test]

@@ -162,7 +162,7 @@ struct Packed {
 impl From<Binding> for Packed {
     fn from(b: Binding) -> Packed {
         Packed {
-            device: super::alias::device_number(b.device),
+            device: b.device.number(),
             seen: b.seen.clamp(0, i64::from(u32::MAX)) as u32,
         }
     }
@@ -239,7 +239,7 @@ impl DeviceTable {
 
     /// The device `id`, made empty if it was not there.
     pub fn get_or_insert(&mut self, id: DeviceId) -> &mut Device {
-        let at = super::alias::device_number(id) as usize;
+        let at = id.number() as usize;
         if at >= self.slots.len() {
             self.slots.resize_with(at + 1, || None);
         }

@@ -38,7 +38,7 @@ impl View {
         view.devices.bindings = state
             .bindings
             .iter()
-            .map(|(addr, b)| (addr, b.device))
+            .map(|(addr, b)| (addr, b.device.number()))
             .collect();
         let mut table = PrefixTable::new();
         for s in statics {
@@ -89,7 +89,7 @@ impl View {
                 }
             }
             Change::BindingSeen { addr, device, .. } => {
-                self.devices.bindings.insert(*addr, *device);
+                self.devices.bind(*addr, *device);
             }
             Change::BindingLapsed { addr } => {
                 self.devices.bindings.remove(addr);

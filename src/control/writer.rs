@@ -822,7 +822,7 @@ mod tests {
             "waits for approval"
         );
         assert_eq!(state.approvals.len(), 1);
-        let addr = |a: &str| live.devices.bindings.get(&a.parse().unwrap());
+        let addr = |a: &str| live.devices.bound(&a.parse().unwrap());
         assert_eq!(addr("10.0.0.1"), None, "lapsed");
         assert_eq!(addr("10.0.0.2"), None, "moved to device 3, gone with it");
         assert_eq!(addr("10.0.0.5"), Some(device("jamf-computer:5")));

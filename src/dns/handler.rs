@@ -836,9 +836,7 @@ pub(crate) fn isolating_handler() -> Handler {
     devices
         .groups
         .insert(mac, GroupIdx(restricted.unwrap() as u16));
-    devices
-        .bindings
-        .insert("127.0.0.45".parse::<IpAddr>().unwrap(), mac);
+    devices.bind("127.0.0.45".parse::<IpAddr>().unwrap(), mac);
     let snapshot = parts.snapshot(devices, Arc::new(PrefixTable::new()), 1);
     let metrics = Arc::new(Metrics::new());
     Handler::new(

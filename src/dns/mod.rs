@@ -7,6 +7,7 @@ pub mod doh;
 pub mod doq;
 pub mod dot;
 pub mod edns;
+mod first_poll;
 pub mod guard;
 pub mod handler;
 pub mod notify;

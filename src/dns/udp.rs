@@ -113,14 +113,24 @@ fn serve(
                 // Weak: a stopped server's socket closes now, not when its last upstream
                 // exchange ends; that answer then goes nowhere, as the server has stopped.
                 let (socket, handler) = (Arc::downgrade(&socket), handler.clone());
-                runtime.spawn(async move {
+                let miss = async move {
                     let mut out = Vec::new();
                     if handler.answer_later(pending, &mut out).await {
                         if let Some(socket) = socket.upgrade() {
                             send(&socket, &out, peer);
                         }
                     }
-                });
+                };
+                // Sending the upstream query from here spares a worker's wake-up; a panic in
+                // it costs this answer, as one in `answer_now` does.
+                let started = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    super::first_poll::start_here(&runtime, miss)
+                }));
+                if started.is_err() {
+                    tracing::error!(
+                        "forwarding a query from {peer} panicked; the listener carries on"
+                    );
+                }
             }
         }
     }

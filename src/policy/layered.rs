@@ -1,11 +1,13 @@
-//! A map for a million devices that a snapshot can share: an immutable packed table, shared by
-//! `Arc` between snapshots, under a small persistent overlay of the changes since. A publish
-//! copies a path of the overlay, never the base; when the overlay outgrows a sixty-fourth of the
-//! base it is merged into a new base, so the copy it costs is spread over as many changes.
+//! A map for a million devices that a snapshot can share: an immutable base, shared by `Arc`
+//! between snapshots, under a small persistent overlay of the changes since. A publish copies a
+//! path of the overlay, never the base; when the overlay outgrows a sixty-fourth of the base it
+//! is merged into a new base, so the copy it costs is spread over as many changes.
 
 use std::hash::Hash;
 use std::net::IpAddr;
 use std::sync::Arc;
+
+use rustc_hash::FxHashMap;
 
 use super::packed::PackedTable;
 
@@ -17,14 +19,80 @@ pub type Map<K, V> =
 /// An overlay this small is never folded: folding a tiny map gains nothing.
 const MIN_FOLD: usize = 4096;
 
+/// What a [`LayeredMap`] keeps under its overlay.
+pub trait Base<K, V>: Default + FromIterator<(K, V)> {
+    fn get(&self, key: &K) -> Option<V>;
+    fn len(&self) -> usize;
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+    /// This base with `changes` applied in order: `Some` sets a key, `None` removes it.
+    fn merged(&self, changes: impl Iterator<Item = (K, Option<V>)>) -> Self;
+}
+
+/// The compact base: no empty slots, but a lookup reads where its bucket starts before it reads
+/// the bucket (two reads from memory, one after the other).
+impl<K: Copy + Hash + Eq, V: Copy> Base<K, V> for PackedTable<K, V> {
+    #[inline]
+    fn get(&self, key: &K) -> Option<V> {
+        PackedTable::get(self, key)
+    }
+    fn len(&self) -> usize {
+        PackedTable::len(self)
+    }
+    fn merged(&self, changes: impl Iterator<Item = (K, Option<V>)>) -> Self {
+        PackedTable::merged(self, changes)
+    }
+}
+
+/// The fast base: a hash table finds a slot from the hash alone (its reads from memory go out
+/// together), at the cost of the empty slots of a power-of-two table.
 #[derive(Debug, Clone)]
-pub struct LayeredMap<K: Hash + Eq + Copy, V: Copy> {
-    base: Arc<PackedTable<K, V>>,
+pub struct Hashed<K, V>(FxHashMap<K, V>);
+
+impl<K, V> Default for Hashed<K, V> {
+    fn default() -> Self {
+        Hashed(FxHashMap::default())
+    }
+}
+
+impl<K: Hash + Eq, V> FromIterator<(K, V)> for Hashed<K, V> {
+    fn from_iter<I: IntoIterator<Item = (K, V)>>(entries: I) -> Self {
+        let mut map = FxHashMap::default();
+        map.extend(entries);
+        map.shrink_to_fit();
+        Hashed(map)
+    }
+}
+
+impl<K: Copy + Hash + Eq, V: Copy> Base<K, V> for Hashed<K, V> {
+    #[inline]
+    fn get(&self, key: &K) -> Option<V> {
+        self.0.get(key).copied()
+    }
+    fn len(&self) -> usize {
+        self.0.len()
+    }
+    fn merged(&self, changes: impl Iterator<Item = (K, Option<V>)>) -> Self {
+        let mut map = self.0.clone();
+        for (k, v) in changes {
+            match v {
+                Some(v) => map.insert(k, v),
+                None => map.remove(&k),
+            };
+        }
+        Hashed(map)
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct LayeredMap<K: Hash + Eq + Copy, V: Copy, B = PackedTable<K, V>> {
+    base: Arc<B>,
     /// Changes since the base: `None` marks a removal.
     overlay: Map<K, Option<V>>,
 }
 
-impl<K: Hash + Eq + Copy, V: Copy> Default for LayeredMap<K, V> {
+impl<K: Hash + Eq + Copy, V: Copy, B: Base<K, V>> Default for LayeredMap<K, V, B> {
     fn default() -> Self {
         LayeredMap {
             base: Arc::default(),
@@ -33,7 +101,7 @@ impl<K: Hash + Eq + Copy, V: Copy> Default for LayeredMap<K, V> {
     }
 }
 
-impl<K: Hash + Eq + Copy, V: Copy> FromIterator<(K, V)> for LayeredMap<K, V> {
+impl<K: Hash + Eq + Copy, V: Copy, B: Base<K, V>> FromIterator<(K, V)> for LayeredMap<K, V, B> {
     fn from_iter<I: IntoIterator<Item = (K, V)>>(entries: I) -> Self {
         LayeredMap {
             base: Arc::new(entries.into_iter().collect()),
@@ -42,7 +110,7 @@ impl<K: Hash + Eq + Copy, V: Copy> FromIterator<(K, V)> for LayeredMap<K, V> {
     }
 }
 
-impl<K: Hash + Eq + Copy, V: Copy> LayeredMap<K, V> {
+impl<K: Hash + Eq + Copy, V: Copy, B: Base<K, V>> LayeredMap<K, V, B> {
     #[inline]
     pub fn get(&self, key: &K) -> Option<V> {
         if !self.overlay.is_empty() {
@@ -80,26 +148,19 @@ impl<K: Hash + Eq + Copy, V: Copy> LayeredMap<K, V> {
     }
 }
 
-/// Source address -> value, IPv4 keyed by its 32 bits: a slot of 16 bytes for a device id,
-/// not the 32 an `IpAddr` key takes with its padding (a million bound Macs: 34 MB less).
-#[derive(Debug, Clone)]
-pub struct AddressMap<V: Copy> {
-    v4: LayeredMap<u32, V>,
-    v6: LayeredMap<u128, V>,
+/// Source address -> a device's 32-bit number, for every query from a device bound by its
+/// address: IPv4 keyed by its 32 bits, 8 bytes a slot rather than the 32 an `IpAddr` and a
+/// 64-bit id take with their padding. A hash-table base, not a packed one: this lookup is on
+/// every such query's path.
+#[derive(Debug, Clone, Default)]
+pub struct AddressMap {
+    v4: LayeredMap<u32, u32, Hashed<u32, u32>>,
+    v6: LayeredMap<u128, u32, Hashed<u128, u32>>,
 }
 
-impl<V: Copy> Default for AddressMap<V> {
-    fn default() -> Self {
-        AddressMap {
-            v4: LayeredMap::default(),
-            v6: LayeredMap::default(),
-        }
-    }
-}
-
-impl<V: Copy> AddressMap<V> {
+impl AddressMap {
     #[inline]
-    pub fn get(&self, addr: &IpAddr) -> Option<V> {
+    pub fn get(&self, addr: &IpAddr) -> Option<u32> {
         match addr {
             IpAddr::V4(a) => self.v4.get(&u32::from(*a)),
             IpAddr::V6(a) => self.v6.get(&u128::from(*a)),
@@ -110,10 +171,10 @@ impl<V: Copy> AddressMap<V> {
         self.v4.is_empty() && self.v6.is_empty()
     }
 
-    pub fn insert(&mut self, addr: IpAddr, value: V) {
+    pub fn insert(&mut self, addr: IpAddr, device: u32) {
         match addr {
-            IpAddr::V4(a) => self.v4.insert(a.into(), value),
-            IpAddr::V6(a) => self.v6.insert(a.into(), value),
+            IpAddr::V4(a) => self.v4.insert(a.into(), device),
+            IpAddr::V6(a) => self.v6.insert(a.into(), device),
         }
     }
 
@@ -125,13 +186,13 @@ impl<V: Copy> AddressMap<V> {
     }
 }
 
-impl<V: Copy> FromIterator<(IpAddr, V)> for AddressMap<V> {
-    fn from_iter<I: IntoIterator<Item = (IpAddr, V)>>(entries: I) -> Self {
+impl FromIterator<(IpAddr, u32)> for AddressMap {
+    fn from_iter<I: IntoIterator<Item = (IpAddr, u32)>>(entries: I) -> Self {
         let (mut v4, mut v6) = (Vec::new(), Vec::new());
-        for (addr, value) in entries {
+        for (addr, device) in entries {
             match addr {
-                IpAddr::V4(a) => v4.push((u32::from(a), value)),
-                IpAddr::V6(a) => v6.push((u128::from(a), value)),
+                IpAddr::V4(a) => v4.push((u32::from(a), device)),
+                IpAddr::V6(a) => v6.push((u128::from(a), device)),
             }
         }
         AddressMap {
@@ -198,7 +259,7 @@ mod tests {
         let v4: IpAddr = "10.1.2.3".parse().unwrap();
         let mapped: IpAddr = "::ffff:10.1.2.3".parse().unwrap();
         let v6: IpAddr = "2001:db8::7".parse().unwrap();
-        let mut m: AddressMap<u32> = [(v4, 1), (v6, 2)].into_iter().collect();
+        let mut m: AddressMap = [(v4, 1), (v6, 2)].into_iter().collect();
         assert_eq!(
             (m.get(&v4), m.get(&v6), m.get(&mapped)),
             (Some(1), Some(2), None)

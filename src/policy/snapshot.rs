@@ -5,7 +5,7 @@
 //! compiled policies) sit behind `Arc`s so that a new snapshot shares them.
 
 use std::fmt;
-use std::net::{Ipv4Addr, Ipv6Addr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::sync::Arc;
 
 use super::categories::{CategoryDb, CategorySet, Matches, Taxonomy};
@@ -35,6 +35,14 @@ impl GroupIdx {
 /// A managed device, as Cordon numbers it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct DeviceId(pub u64);
+
+impl DeviceId {
+    /// The id in 32 bits, as the compact maps keep it. Ids are dense from 1 (the writer
+    /// allocates them), and the store refuses any beyond `u32::MAX` when it loads.
+    pub fn number(self) -> u32 {
+        u32::try_from(self.0).expect("device ids fit in 32 bits")
+    }
+}
 
 /// As the API spells it everywhere: `device#N`.
 impl serde::Serialize for DeviceId {
@@ -136,8 +144,8 @@ pub struct Devices {
     pub digests: LayeredMap<[u8; 16], DeviceId>,
     /// Device -> its group, for devices outside the default group only.
     pub groups: Map<DeviceId, GroupIdx>,
-    /// Source address -> the device the MDM last saw there.
-    pub bindings: AddressMap<DeviceId>,
+    /// Source address -> the number of the device the MDM last saw there ([`Devices::bound`]).
+    pub bindings: AddressMap,
     /// A name to show for each device outside the default group (the ones explanations name
     /// most); the others show as `device#N`.
     pub labels: Map<DeviceId, Box<str>>,
@@ -147,6 +155,16 @@ pub struct Devices {
 }
 
 impl Devices {
+    /// The device the MDM last saw at `addr`.
+    #[inline]
+    pub fn bound(&self, addr: &IpAddr) -> Option<DeviceId> {
+        self.bindings.get(addr).map(|n| DeviceId(n.into()))
+    }
+
+    pub fn bind(&mut self, addr: IpAddr, device: DeviceId) {
+        self.bindings.insert(addr, device.number());
+    }
+
     pub fn by_alias(&self, alias: &str) -> Option<DeviceId> {
         self.aliases.get(&alias_key(alias))
     }
