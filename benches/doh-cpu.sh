@@ -13,7 +13,8 @@
 # within each round.
 # Usage: benches/doh-cpu.sh   (ROUNDS=3 RATE=20000 DURATION=10 WORKLOADS="get-hot get-blocked
 # post-hot post-blocked", and dot-hot dot-blocked; BIN=path runs another Cordon build; NOBUILD=1 keeps target/release;
-# PERF=1 records Cordon's last workload with perf into target/bench/doh.perf.data).
+# PERF=1 records Cordon's last workload with perf into target/bench/doh.perf.data; CLOSED=1 runs
+# closed loop instead, as fast as the server answers, and compares requests a second).
 # Needs: apt-get install -y nsd dnsdist nghttp2-client dnsperf openssl; loopback only.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -88,12 +89,15 @@ start_dnsdist() {
 
 ticks() { sed 's/.*) //' "/proc/$1/stat" | awk '{print $12 + $13}'; }
 
-# h2 WORKLOAD RATE SECONDS: h2load's output for that workload at that rate.
+# h2 WORKLOAD RATE SECONDS: h2load's output for that workload at that rate (a warm-up when RATE
+# is 0, closed loop when it is -1).
 h2() {
   local method=${1%-*} which=${1#*-} name
   if [ "$which" = hot ]; then name=$HOT; else name=$BLOCKED; fi
   local args=(-c $CONNS -m 8 -t 1 --tls13-ciphers=TLS_AES_128_GCM_SHA256)
-  if [ "$2" -gt 0 ]; then args+=(--rps $(($2 / CONNS)) -D "$3"); else args+=(-n 200); fi
+  if [ "$2" -gt 0 ]; then args+=(--rps $(($2 / CONNS)) -D "$3")
+  elif [ "$2" -lt 0 ]; then args+=(-D "$3")
+  else args+=(-n 200); fi
   local url="https://127.0.0.1:$DOH_PORT/dns-query"
   if [ "$method" = get ]; then
     taskset -c 1 h2load "${args[@]}" "$url?dns=$(cat "$W/$name.b64")"
@@ -102,10 +106,13 @@ h2() {
   fi
 }
 
-# dot WORKLOAD RATE SECONDS: dnsperf's output over DoT (a warm-up pass when RATE is 0).
+# dot WORKLOAD RATE SECONDS: dnsperf's output over DoT (a warm-up pass when RATE is 0, closed
+# loop when it is -1).
 dot() {
   local file=$W/${1#dot-}.txt args
-  if [ "$2" -gt 0 ]; then args=(-l "$3" -Q "$2"); else args=(-n 100); fi
+  if [ "$2" -gt 0 ]; then args=(-l "$3" -Q "$2")
+  elif [ "$2" -lt 0 ]; then args=(-l "$3")
+  else args=(-n 100); fi
   OPENSSL_CONF=$W/openssl.cnf taskset -c 1 dnsperf -s 127.0.0.1 -p $DOT_PORT -m dot -c $CONNS \
     -q 200 -d "$file" "${args[@]}"
 }
@@ -129,16 +136,18 @@ measure() {
     perf_pid=$!
   fi
   t0=$(ticks "$SERVER")
-  out=$(load "$workload" "$RATE" "$DURATION" 2>&1)
+  out=$(load "$workload" "$([ -n "${CLOSED:-}" ] && echo -1 || echo "$RATE")" "$DURATION" 2>&1)
   t1=$(ticks "$SERVER")
   [ -z "$perf_pid" ] || wait "$perf_pid"
   ok=$(answered "$workload" "$out")
   if [ -z "$ok" ] || [ "$ok" -eq 0 ]; then echo "$server $workload: no answer"; echo "$out" | tail -5; return; fi
   awk -v s="$server" -v r="$round" -v w="$workload" -v n="$ok" -v hz="$hz" -v d=$((t1 - t0)) \
-    'BEGIN {printf "%s\t%s\t%s\t%d\t%.2f\n", s, r, w, n, d / hz * 1e6 / n}' | tee -a "$W/results"
+    -v secs="$DURATION" \
+    'BEGIN {printf "%s\t%s\t%s\t%d\t%.2f\t%.0f\n", s, r, w, n, d / hz * 1e6 / n, n / secs}' |
+    tee -a "$W/results"
 }
 
-printf 'server\tround\tworkload\tanswered\tcpu_us_per_request\n'
+printf 'server\tround\tworkload\tanswered\tcpu_us_per_request\trequests_per_s\n'
 for round in $(seq 1 "$ROUNDS"); do
   for server in cordon dnsdist; do
     "start_$server"
@@ -147,17 +156,18 @@ for round in $(seq 1 "$ROUNDS"); do
   done
 done
 echo "# medians; Cordon ÷ dnsdist paired within each round: median (min–max)"
-python3 - "$W/results" $WORKLOADS <<'PY'
+python3 - "$W/results" "${CLOSED:-}" $WORKLOADS <<'PY'
 import statistics, sys
 rows = [l.split("\t") for l in open(sys.argv[1]) if l.strip()]
-for w in sys.argv[2:]:
-    v = {(s, r): float(c) for s, r, wl, n, c in rows if wl == w}
+closed, unit = bool(sys.argv[2]), "/s" if sys.argv[2] else " µs"
+for w in sys.argv[3:]:
+    v = {(s, r): float(q if closed else c) for s, r, wl, n, c, q in rows if wl == w}
     rounds = sorted({r for s, r in v})
     cordon = [v[("cordon", r)] for r in rounds if ("cordon", r) in v]
     dnsdist = [v[("dnsdist", r)] for r in rounds if ("dnsdist", r) in v]
     ratios = sorted(v[("cordon", r)] / v[("dnsdist", r)] for r in rounds
                     if ("cordon", r) in v and ("dnsdist", r) in v)
     if ratios:
-        print(f"{w}\tcordon {statistics.median(cordon):.2f} µs\tdnsdist {statistics.median(dnsdist):.2f} µs"
+        print(f"{w}\tcordon {statistics.median(cordon):.2f}{unit}\tdnsdist {statistics.median(dnsdist):.2f}{unit}"
               f"\tratio {statistics.median(ratios):.2f} ({ratios[0]:.2f}–{ratios[-1]:.2f})")
 PY
