@@ -273,10 +273,12 @@ impl AliasIndex {
         (self.hasher.hash_one((alias.kind, alias.value)) >> 32) as u32
     }
 
+    /// The table's hash of a slot, rebuilt from its tag alone when the table grows.
     fn spread(tag: u32) -> u64 {
         u64::from(tag).wrapping_mul(0x9E37_79B9_7F4A_7C15)
     }
 
+    /// The device holding `alias`, given how to read a device's aliases.
     pub fn get<'d>(
         &self,
         alias: AliasRef<'_>,

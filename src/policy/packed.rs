@@ -1,9 +1,10 @@
-//! An immutable hash table with no empty slots, for the big maps a snapshot shares: a million
-//! devices' aliases, digests and addresses. A growable hash table keeps a power of two of slots,
-//! so at exactly 1M or 2M entries it is half empty; this one keeps its entries packed, grouped
-//! by bucket (about four a bucket), and an array of where each bucket starts. A lookup reads the
-//! bucket's start and end (one cache line) and then its entries (usually one more), as a swiss
-//! table's control bytes and slot do.
+//! An immutable hash table with no empty slots, for maps of millions of entries read less than
+//! once a query: the device view's aliases and token digests, the writer's alias index. A
+//! growable hash table keeps a power of two of slots, so at exactly 1M or 2M entries it is half
+//! empty; this one keeps its entries packed, grouped by bucket (about four a bucket), and an
+//! array of where each bucket starts. A lookup reads the bucket's start and end (one cache line)
+//! and then its entries (usually one more); the second read waits for the first, where a swiss
+//! table issues both at once, so the address bindings every query reads stay in a hash table.
 
 use std::hash::{BuildHasher, Hash};
 
